@@ -1,0 +1,32 @@
+"""The `cropmix` command. Each subcommand lives in its own module with `add_parser(subparsers)`;
+the parser only reads arguments and calls functions that the Python API also offers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `cropmix --help` lists them.
+SUBCOMMANDS = ("show",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cropmix", description="CropMix: multi-scale crops mixed into one image.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"cropmix.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"cropmix {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

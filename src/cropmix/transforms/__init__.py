@@ -1,0 +1,18 @@
+"""The CropMix method: parameter sampling, kernels and the transforms. Imports nothing else of cropmix."""
+
+from .cropmix import CropMix
+from .params import Crop, CropMixConfig, CropMixParams, MixStep, make_config, sample_batch
+from .presets import PRESETS, preset, preset_kwargs
+
+__all__ = [
+    "PRESETS",
+    "Crop",
+    "CropMix",
+    "CropMixConfig",
+    "CropMixParams",
+    "MixStep",
+    "make_config",
+    "preset",
+    "preset_kwargs",
+    "sample_batch",
+]
