@@ -12,7 +12,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Transform
 
-from .ops import render
+from .ops import INTERPOLATION_MODES, render
 from .params import CropMixConfig, CropMixParams, make_config, sample_batch
 
 # Modes whose last band is alpha (premultiplied ones included): alpha is never permuted.
@@ -113,8 +113,10 @@ class CropMix(Transform):
     ) -> None:
         super().__init__()
         self.config: CropMixConfig = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p)
-        if not isinstance(interpolation, InterpolationMode):
-            raise TypeError(f"interpolation must be a torchvision InterpolationMode, got {interpolation!r}")
+        if interpolation not in INTERPOLATION_MODES:
+            raise ValueError(
+                f"interpolation must be one of {[m.name for m in INTERPOLATION_MODES]}, got {interpolation!r}"
+            )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.size = self.config.size
@@ -124,6 +126,13 @@ class CropMix(Transform):
         self.interpolation = interpolation
         self.antialias = antialias
         self.generator = generator
+
+    def forward(self, *inputs: Any) -> Any:
+        """Transform an image, or the images inside a structure (labels pass through), as any v2 transform."""
+        if len(inputs) == 1 and isinstance(inputs[0], (PIL.Image.Image, torch.Tensor)):
+            # One image, the DataLoader case: skip v2's flattening, which costs as much as a 32x32 crop.
+            return self.transform(inputs[0], self.make_params(inputs))
+        return super().forward(*inputs)
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         for inpt in flat_inputs:

@@ -19,12 +19,19 @@ uint8.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 
 from .params import Crop, CropMixParams, MixStep
+
+# torchvision's interpolation modes that work on tensors, by torch's name.
+INTERPOLATION_MODES = {
+    InterpolationMode.NEAREST: "nearest",
+    InterpolationMode.NEAREST_EXACT: "nearest-exact",
+    InterpolationMode.BILINEAR: "bilinear",
+    InterpolationMode.BICUBIC: "bicubic",
+}
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -48,7 +55,14 @@ def resized_crop(
     through the working float dtype and come back as that float dtype.
     """
     top, left, height, width = crop.top, crop.left, crop.height, crop.width
-    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > image.shape[-2] or left + width > image.shape[-1]:
+    if (
+        top < 0
+        or left < 0
+        or height < 1
+        or width < 1
+        or top + height > image.shape[-2]
+        or left + width > image.shape[-1]
+    ):
         raise ValueError(f"crop {crop} does not lie inside the image of size {tuple(image.shape[-2:])}")
     if image.dtype not in (torch.uint8, torch.float32, torch.float64):
         image = image.to(working_dtype(image.dtype))
@@ -57,7 +71,17 @@ def resized_crop(
         # A crop of a channels-last image is not channels-last contiguous; copying it makes it
         # so, and torch's resampling is several times faster on such tensors.
         patch = patch.contiguous(memory_format=torch.channels_last)
-    return F.resize(patch, list(size), interpolation=interpolation, antialias=antialias)[0]
+    if (height, width) == tuple(size):
+        return patch[0]
+    if image.device.type != "cpu":  # torchvision knows which dtypes each device resamples natively
+        return F.resize(patch, list(size), interpolation=interpolation, antialias=antialias)[0]
+    # On the CPU every mode takes uint8 and float directly; calling torch skips torchvision's checks,
+    # which cost more than resampling a 32x32 crop.
+    mode = INTERPOLATION_MODES[interpolation]
+    smooth = mode in ("bilinear", "bicubic")
+    return torch.nn.functional.interpolate(
+        patch, size=tuple(size), mode=mode, align_corners=False if smooth else None, antialias=antialias and smooth
+    )[0]
 
 
 def cast_like(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -70,50 +94,44 @@ def cast_like(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return image.round().clamp_(info.min, info.max).to(dtype)
 
 
-def mixup_weights(params: CropMixParams, num_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Mixup chain of `params` in closed form: out[c] = sum_k weight[k] * views[k][source[k, c]].
+def mixup_weights(params: CropMixParams, num_channels: int) -> tuple[list[float], list[list[int]]]:
+    """The Mixup chain of `params` in closed form: out[c] = sum_k weight[k] * views[k][source[k][c]].
 
     views are in mixing order. Each step scales the running image by lam and
     the new view by 1 - lam; a channel permutation of either only re-routes
     channels, so the whole chain is one weighted sum of channel-mapped views.
+    (Plain lists: for a handful of numbers they are faster than arrays.)
     """
     n = len(params.order)
-    weight = np.zeros(n)
-    weight[0] = 1.0
-    source = np.tile(np.arange(num_channels), (n, 1))
+    weight = [1.0] + [0.0] * (n - 1)
+    source = [list(range(num_channels)) for _ in range(n)]
     for k, step in enumerate(params.steps, start=1):
-        if step.channel_perm is not None:
-            perm = np.asarray(step.channel_perm)
-            if step.permuted == "mix":
-                source[:k] = source[:k, perm]
-            else:
-                source[k] = perm
-        weight[:k] *= step.lam
+        perm = step.channel_perm
+        if perm is not None and step.permuted == "mix":
+            source[:k] = [[row[c] for c in perm] for row in source[:k]]
+        elif perm is not None:
+            source[k] = list(perm)
+        weight[:k] = [w * step.lam for w in weight[:k]]
         weight[k] = 1.0 - step.lam
     return weight, source
-
-
-def _memory_order(view: torch.Tensor) -> torch.Tensor:
-    """A (C, h, w) view as (h, w, C) if it is channels-last in memory, else unchanged."""
-    return view.permute(1, 2, 0) if view.stride(0) == 1 and view.shape[0] > 1 else view
 
 
 def _mixup(views: list[torch.Tensor], params: CropMixParams, out_dtype: torch.dtype) -> torch.Tensor:
     C = views[0].shape[0]
     weight, source = mixup_weights(params, C)
-    identity = np.arange(C)
-    mapped = []
-    for view, channels in zip(views, source):
-        if not np.array_equal(channels, identity):
-            index = torch.from_numpy(channels)
-            view = view.index_select(0, index) if _memory_order(view) is view else (
-                view.permute(1, 2, 0).index_select(2, index).permute(2, 0, 1)
-            )
-        mapped.append(_memory_order(view))
+    # Work in the memory order of the views: (h, w, C) when channels-last, where a channel
+    # permutation is a select on the last axis.
+    channels_last = views[0].stride(0) == 1 and C > 1
+    mapped = [v.permute(1, 2, 0) for v in views] if channels_last else list(views)
+    channel_axis = 2 if channels_last else 0
+    identity = list(range(C))
+    for k, channels in enumerate(source):
+        if channels != identity:
+            mapped[k] = mapped[k].index_select(channel_axis, torch.tensor(channels))
     dtype = working_dtype(out_dtype)
     stacked = torch.stack(mapped).reshape(len(views), -1).to(dtype)
-    mixed = (torch.from_numpy(weight).to(dtype) @ stacked).reshape(mapped[0].shape)
-    if mixed.shape != views[0].shape:
+    mixed = (torch.tensor(weight, dtype=dtype) @ stacked).reshape(mapped[0].shape)
+    if channels_last:
         mixed = mixed.permute(2, 0, 1)
     if out_dtype == torch.uint8:
         # A convex combination of values in [0, 255] stays there: rounding half up needs no clamp.

@@ -18,7 +18,8 @@ import torch
 
 MIX_OPS = ("mixup", "cutmix")
 RRC_TRIES = 10
-_GAMMA_CANDIDATES = 8
+GAMMA_CANDIDATES = 6
+BETA_UNIFORMS = 2 * (3 * GAMMA_CANDIDATES + 1)  # per Beta draw: two gammas
 
 
 @dataclass(frozen=True)
@@ -220,42 +221,50 @@ class BatchParams:
         )
 
 
-def _log_gamma(shape: np.ndarray, normals: np.ndarray, uniforms: np.ndarray, boost: np.ndarray) -> np.ndarray:
-    """log of Gamma(shape, 1) draws by Marsaglia and Tsang, from given randoms.
+def _first_index(mask: np.ndarray) -> np.ndarray:
+    """Flat indices of the first True along the last axis of mask (the first position where none is)."""
+    last = mask.shape[-1]
+    return np.arange(mask.size // last) * last + np.argmax(mask, axis=-1).ravel()
 
-    normals, uniforms: (..., K) candidates; the first accepted one is used.
-    Shapes below 1 use Gamma(a) = Gamma(a + 1) * U**(1/a), kept in log space so
-    tiny shapes (alpha/N = 0.1) cannot underflow. Returns NaN where all K
-    candidates were rejected (probability < 1e-10); the caller redraws.
+
+def _take(values: np.ndarray, flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(values).reshape(-1)[flat].reshape(shape)
+
+
+def _beta_from_uniforms(a: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Beta(a, a) draws from uniforms u of shape (*a.shape, 2, 3 * GAMMA_CANDIDATES + 1).
+
+    Beta(a, a) = X / (X + Y) with X, Y ~ Gamma(a). Each Gamma uses Marsaglia
+    and Tsang's method with Box-Muller normals: the first of GAMMA_CANDIDATES
+    accepted candidates is taken. Shapes below 1 use Gamma(a) = Gamma(a + 1) *
+    U**(1/a), kept in log space so tiny shapes (alpha/N = 0.1) cannot
+    underflow. NaN where every candidate was rejected (probability < 1e-7); the
+    caller redraws those.
     """
-    a = np.where(shape < 1.0, shape + 1.0, shape)[..., None]
-    d = a - 1.0 / 3.0
+    K = GAMMA_CANDIDATES
+    shape = a[..., None]  # broadcast over the two gammas
+    boosted = np.where(shape < 1.0, shape + 1.0, shape)
+    d = (boosted - 1.0 / 3.0)[..., None]
     c = 1.0 / np.sqrt(9.0 * d)
-    v = (1.0 + c * normals) ** 3
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_v = np.log(v)
-        accept = (v > 0) & (np.log1p(-uniforms) < 0.5 * normals**2 + d - d * v + d * log_v)
-    first = np.argmax(accept, axis=-1)
-    chosen = np.take_along_axis(np.log(d) + log_v, first[..., None], axis=-1)[..., 0]
-    chosen = np.where(accept.any(axis=-1), chosen, np.nan)
-    return np.where(shape < 1.0, chosen + np.log1p(-boost) / shape, chosen)
+    normal = np.sqrt(-2.0 * np.log1p(-u[..., :K])) * np.cos(2.0 * math.pi * u[..., K : 2 * K])
+    v = (1.0 + c * normal) ** 3
+    log_v = np.log(np.maximum(v, 1e-300))
+    accept = (v > 0) & (np.log1p(-u[..., 2 * K : 3 * K]) < 0.5 * normal**2 + d - d * v + d * log_v)
+    log_gamma = _take(log_v, _first_index(accept), accept.shape[:-1]) + np.log(d[..., 0])
+    log_gamma = np.where(accept.any(axis=-1), log_gamma, np.nan)
+    log_gamma = np.where(shape < 1.0, log_gamma + np.log1p(-u[..., 3 * K]) / shape, log_gamma)
+    return 1.0 / (1.0 + np.exp(log_gamma[..., 1] - log_gamma[..., 0]))
 
 
-def sample_beta(a: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
-    """Beta(a, a) draws, elementwise, from torch's RNG."""
-    a = np.asarray(a, dtype=np.float64)
-    out = np.full(a.shape, np.nan)
-    todo = np.ones(a.shape, dtype=bool)
-    while todo.any():
-        shape = a[todo]
-        normals = torch.randn((2, *shape.shape, _GAMMA_CANDIDATES), dtype=torch.float64, generator=generator)
-        uniforms = torch.rand((2, *shape.shape, _GAMMA_CANDIDATES + 1), dtype=torch.float64, generator=generator)
-        normals, uniforms = normals.numpy(), uniforms.numpy()
-        g = [_log_gamma(shape, normals[j], uniforms[j, ..., :-1], uniforms[j, ..., -1]) for j in range(2)]
-        lam = 1.0 / (1.0 + np.exp(g[1] - g[0]))
-        out[todo] = lam
-        todo = np.isnan(out)
-    return out
+def sample_beta(a: np.ndarray, u: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
+    """Beta(a, a) draws, elementwise, from uniforms u (see `_beta_from_uniforms`); rare misses are redrawn."""
+    lam = _beta_from_uniforms(a, u)
+    missing = np.isnan(lam)
+    while missing.any():
+        extra = torch.rand((int(missing.sum()), 2, BETA_UNIFORMS // 2), dtype=torch.float64, generator=generator)
+        lam[missing] = _beta_from_uniforms(a[missing], extra.numpy())
+        missing = np.isnan(lam)
+    return lam
 
 
 def _rrc_boxes(
@@ -263,32 +272,31 @@ def _rrc_boxes(
 ) -> np.ndarray:
     """RandomResizedCrop boxes with scale in [lo, hi], exactly as torchvision draws them.
 
-    heights, widths: (B,); lo, hi: (B, M); u: (B, M, RRC_TRIES, 4) uniforms.
-    Returns (B, M, 4) int64 boxes (top, left, height, width).
+    heights, widths: (B,); lo, hi: (B, M); u: (B, M, 4, RRC_TRIES) uniforms
+    (area, log-ratio, top, left). Returns (B, M, 4) int64 (top, left, height, width).
     """
-    H = heights[:, None, None].astype(np.float64)
-    W = widths[:, None, None].astype(np.float64)
-    area = H * W * (lo[..., None] + (hi - lo)[..., None] * u[..., 0])
-    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
-    aspect = np.exp(log_r)
+    H = heights[:, None].astype(np.float64)
+    W = widths[:, None].astype(np.float64)
+    area = (H * W)[..., None] * (lo[..., None] + (hi - lo)[..., None] * u[:, :, 0])
+    aspect = np.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, :, 1])
     w = np.rint(np.sqrt(area * aspect))
     h = np.rint(np.sqrt(area / aspect))
-    valid = (w > 0) & (w <= W) & (h > 0) & (h <= H)
-    top = np.floor(u[..., 2] * (H - h + 1))
-    left = np.floor(u[..., 3] * (W - w + 1))
-    first = np.argmax(valid, axis=-1)[..., None]
-    pick = lambda x: np.take_along_axis(x, first, axis=-1)[..., 0]  # noqa: E731
-    box = np.stack([pick(top), pick(left), pick(h), pick(w)], axis=-1)
-
-    # torchvision's fallback after RRC_TRIES misses: a centre crop clamped to the ratio range.
-    Hf, Wf = H[..., 0], W[..., 0]
-    in_ratio = Wf / Hf
-    fw = np.where(in_ratio < ratio[0], Wf, np.where(in_ratio > ratio[1], np.rint(Hf * ratio[1]), Wf))
-    fh = np.where(in_ratio < ratio[0], np.rint(Wf / ratio[0]), Hf)
-    fw, fh = np.clip(fw, 1, Wf), np.clip(fh, 1, Hf)
-    fallback = np.stack([(Hf - fh) // 2, (Wf - fw) // 2, fh, fw], axis=-1)
-    fallback = np.broadcast_to(fallback, box.shape)
-    box = np.where(valid.any(axis=-1)[..., None], box, fallback)
+    valid = (w > 0) & (w <= W[..., None]) & (h > 0) & (h <= H[..., None])
+    first, shape = _first_index(valid), valid.shape[:-1]
+    h, w = _take(h, first, shape), _take(w, first, shape)
+    box = np.empty((*shape, 4))
+    box[..., 0] = np.floor(_take(u[:, :, 2], first, shape) * (H - h + 1))
+    box[..., 1] = np.floor(_take(u[:, :, 3], first, shape) * (W - w + 1))
+    box[..., 2], box[..., 3] = h, w
+    found = valid.any(axis=-1)
+    if not found.all():
+        # torchvision's fallback after RRC_TRIES misses: a centre crop clamped to the ratio range.
+        in_ratio = W / H
+        fw = np.where(in_ratio > ratio[1], np.rint(H * ratio[1]), W)
+        fh = np.where(in_ratio < ratio[0], np.rint(W / ratio[0]), H)
+        fw, fh = np.clip(fw, 1, W), np.clip(fh, 1, H)
+        fallback = np.stack(np.broadcast_arrays((H - fh) // 2, (W - fw) // 2, fh, fw), axis=-1)
+        box = np.where(found[..., None], box, fallback)
     return box.astype(np.int64)
 
 
@@ -304,72 +312,67 @@ def sample_batch(
 
     heights, widths: each image's size in pixels. colour_channels of the
     num_channels are permuted (the rest, an alpha channel, stays in place).
+    All randomness is one draw of uniforms from torch's RNG (or `generator`),
+    laid out per image; Beta draws that reject every candidate draw again.
     """
     heights = np.asarray(heights, dtype=np.int64)
     widths = np.asarray(widths, dtype=np.int64)
     B = heights.shape[0]
     M = max(config.num_crops)
     S = max(M - 1, 1)
-    out_h, out_w = config.size
     C = num_channels
+    out_h, out_w = config.size
 
-    # One draw of all uniforms keeps the stream layout fixed and the call cheap.
-    n_u = 3 + M * RRC_TRIES * 4 + M + S * 4 + S * C
-    u = torch.rand((B, n_u), dtype=torch.float64, generator=generator).numpy()
-    cursor = 0
+    sizes = {"n": 1, "mix": 1, "p": 1, "crop": M * 4 * RRC_TRIES, "order": M, "step": S * 4, "perm": S * C}
+    sizes["beta"] = S * BETA_UNIFORMS
+    u = torch.rand((B, sum(sizes.values())), dtype=torch.float64, generator=generator).numpy()
+    block, start = {}, 0
+    for name, size in sizes.items():
+        block[name], start = u[:, start : start + size], start + size
 
-    def take(*shape: int) -> np.ndarray:
-        nonlocal cursor
-        size = int(np.prod(shape))
-        block = u[:, cursor : cursor + size].reshape(B, *shape)
-        cursor += size
-        return block
-
-    u_n, u_mix, u_p = take(1)[:, 0], take(1)[:, 0], take(1)[:, 0]
     choices = np.asarray(config.num_crops)
-    n = choices[np.minimum((u_n * len(choices)).astype(np.int64), len(choices) - 1)]
-    n = np.where(u_p < config.p, n, 1)  # without CropMix: one RRC over the whole scale range
+    n = choices[(block["n"][:, 0] * len(choices)).astype(np.int64)]
+    n = np.where(block["p"][:, 0] < config.p, n, 1)  # without CropMix: one RRC over the whole scale range
 
     s_min, s_max = config.scale
-    band = np.arange(M)[None, :]
+    band = np.arange(M)
     width_band = (s_max - s_min) / n[:, None]
-    lo = s_min + band * width_band
+    lo = np.minimum(s_min + band * width_band, s_max)
     hi = np.minimum(lo + width_band, s_max)
-    lo = np.minimum(lo, s_max)
-    crops = _rrc_boxes(heights, widths, lo, hi, config.ratio, take(M, RRC_TRIES, 4))
-    crops[band >= n[:, None]] = 0
-
-    order_keys = take(M)
-    order_keys = np.where(band < n[:, None], order_keys, np.inf)
-    order = np.argsort(order_keys, axis=1, kind="stable")
+    crops = _rrc_boxes(heights, widths, lo, hi, config.ratio, block["crop"].reshape(B, M, 4, RRC_TRIES))
+    unused = band >= n[:, None]
+    crops[unused] = 0
+    order = np.argsort(np.where(unused, 2.0, block["order"]), axis=1, kind="stable")
 
     mixes = np.asarray([m == "cutmix" for m in config.mix])
-    cut_per_image = mixes[np.minimum((u_mix * len(mixes)).astype(np.int64), len(mixes) - 1)]
-    cutmix = np.broadcast_to(cut_per_image[:, None], (B, S)).copy()
-    u_lam, u_cy, u_cx, u_paste = (take(S) for _ in range(4))
-
+    cutmix = np.repeat(mixes[(block["mix"] * len(mixes)).astype(np.int64)], S, axis=1)
+    u_lam, u_cy, u_cx, u_paste = block["step"].reshape(B, 4, S).transpose(1, 0, 2)
     lam = u_lam.copy()
-    mixup = ~cutmix
-    if mixup.any():
-        a = np.broadcast_to((config.alpha / n)[:, None], (B, S))
-        lam[mixup] = sample_beta(a[mixup], generator)
+    u_beta = block["beta"].reshape(B, S, 2, BETA_UNIFORMS // 2)
+    if not cutmix.any():
+        lam = sample_beta(np.repeat((config.alpha / n)[:, None], S, axis=1), u_beta, generator)
+    elif not cutmix.all():
+        alpha = np.repeat((config.alpha / n)[:, None], S, axis=1)
+        lam[~cutmix] = sample_beta(alpha[~cutmix], u_beta[~cutmix], generator)
 
-    cut = np.sqrt(1.0 - lam)
-    ch, cw = np.rint(out_h * cut), np.rint(out_w * cut)
-    cy, cx = np.floor(u_cy * out_h), np.floor(u_cx * out_w)
-    y1, x1 = cy - ch // 2, cx - cw // 2
-    y2, x2 = np.clip(y1 + ch, 0, out_h), np.clip(x1 + cw, 0, out_w)
-    y1, x1 = np.clip(y1, 0, out_h), np.clip(x1, 0, out_w)
-    box = np.stack([y1, x1, y2 - y1, x2 - x1], axis=-1).astype(np.int64)
+    box = np.zeros((B, S, 4), dtype=np.int64)
+    if cutmix.any():
+        side = np.sqrt(1.0 - lam)
+        ch, cw = np.rint(out_h * side), np.rint(out_w * side)
+        y1 = np.floor(u_cy * out_h) - ch // 2
+        x1 = np.floor(u_cx * out_w) - cw // 2
+        y2, x2 = np.clip(y1 + ch, 0, out_h), np.clip(x1 + cw, 0, out_w)
+        y1, x1 = np.clip(y1, 0, out_h), np.clip(x1, 0, out_w)
+        box = np.where(cutmix[..., None], np.stack([y1, x1, y2 - y1, x2 - x1], axis=-1), 0).astype(np.int64)
     paste_new = u_paste < 0.5
     # Mixup permutes the view weighing <= 0.5; CutMix permutes the pasted view.
     permute_new = np.where(cutmix, paste_new, lam > 0.5)
 
-    perm_keys = take(S, C)
     perm = None
     if config.channel_permute and colour_channels > 1:
-        perm_keys[..., colour_channels:] = np.inf
-        perm = np.argsort(perm_keys, axis=-1, kind="stable")
+        keys = block["perm"].reshape(B, S, C).copy()
+        keys[..., colour_channels:] = 2.0  # alpha sorts last and stays in place
+        perm = np.argsort(keys, axis=-1, kind="stable")
     return BatchParams(
         n=n,
         crops=crops,
