@@ -165,7 +165,8 @@ def test_dataloader_workers_draw_distinct_outputs_and_a_seed_reproduces_them():
     loader_args = dict(batch_size=4, num_workers=2, shuffle=False)
 
     def run(seed: int) -> torch.Tensor:
-        return torch.cat(list(DataLoader(_Repeated(preset("cifar")), generator=torch.Generator().manual_seed(seed), **loader_args)))
+        generator = torch.Generator().manual_seed(seed)
+        return torch.cat(list(DataLoader(_Repeated(preset("cifar")), generator=generator, **loader_args)))
 
     a = run(0)
     flat = a.flatten(1)
@@ -259,7 +260,8 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(TypeError, match="dtype"):
         t(torch.zeros(3, 8, 8, dtype=torch.bool))
     with pytest.raises(TypeError, match="BoundingBoxes"):
-        t(tv_tensors.Image(textured_image()), tv_tensors.BoundingBoxes([[0, 0, 5, 5]], format="XYXY", canvas_size=(120, 160)))
+        boxes = tv_tensors.BoundingBoxes([[0, 0, 5, 5]], format="XYXY", canvas_size=(120, 160))
+        t(tv_tensors.Image(textured_image()), boxes)
     with pytest.raises(ValueError, match="interpolation"):
         CropMix(32, interpolation=v2.InterpolationMode.LANCZOS)
     with pytest.raises(ValueError, match="params were drawn"):

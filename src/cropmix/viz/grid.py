@@ -50,7 +50,8 @@ def show_row(
     draw = PIL.ImageDraw.Draw(shown)
     for p in params:
         for band, crop in enumerate(p.crops):
-            box = [crop.left * scale, crop.top * scale, (crop.left + crop.width) * scale, (crop.top + crop.height) * scale]
+            left, top = crop.left * scale, crop.top * scale
+            box = [left, top, left + crop.width * scale, top + crop.height * scale]
             draw.rectangle(box, outline=band_colour(band, len(p.crops)), width=2)
 
     def cells(images: Sequence[PIL.Image.Image]) -> list[PIL.Image.Image]:
