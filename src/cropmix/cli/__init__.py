@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `cropmix --help` lists them.
-SUBCOMMANDS = ("show",)
+SUBCOMMANDS = ("show", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

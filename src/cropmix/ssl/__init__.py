@@ -1,0 +1,35 @@
+"""Self-supervised pre-training with CropMix inputs: MoCo v2 and MAE, kNN and linear-probe evaluation."""
+
+from .knn import extract_features, knn_accuracy, knn_predict
+from .linear_probe import linear_probe
+from .mae import MAE, random_masking
+from .moco import MoCo
+from .pretrain import (
+    PretrainConfig,
+    backbone_state_dict,
+    build_ssl_model,
+    evaluate_checkpoint,
+    evaluate_representation,
+    pretrain,
+)
+from .views import MAEView, TwoViews, cropmix_query_view, moco_view
+
+__all__ = [
+    "MAE",
+    "MAEView",
+    "MoCo",
+    "PretrainConfig",
+    "TwoViews",
+    "backbone_state_dict",
+    "build_ssl_model",
+    "cropmix_query_view",
+    "evaluate_checkpoint",
+    "evaluate_representation",
+    "extract_features",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_probe",
+    "moco_view",
+    "pretrain",
+    "random_masking",
+]

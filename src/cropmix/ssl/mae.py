@@ -1,0 +1,180 @@
+"""Masked autoencoder (He et al. 2022) at small sizes: ViT encoder on the visible patches, light decoder,
+random masking of a fixed ratio, mean-squared error on per-patch normalised pixels of masked patches.
+
+Transformer blocks are torch's pre-norm `nn.TransformerEncoderLayer` (GELU), positions are fixed 2-D
+sine-cosine embeddings as in MAE. `features(x)` (images in [0, 1]) is the mean of the encoder's
+patch tokens after the final norm, computed without masking: what kNN and the linear probe use.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from cropmix.models.normalize import CIFAR10_MEAN, CIFAR10_STD, Normalize
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings, (grid * grid, dim); dim must be a multiple of 4."""
+    if dim % 4:
+        raise ValueError(f"dim must be a multiple of 4 for 2-D sine-cosine positions, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    ys, xs = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
+    parts = []
+    for coord in (ys.flatten(), xs.flatten()):
+        angle = coord[:, None] * omega[None]
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def random_masking(
+    batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample random masks keeping exactly round(num_patches * (1 - mask_ratio)) patches.
+
+    Returns (keep, mask): keep (B, n_keep) patch indices, in increasing order; mask (B, L) float, 1 = masked.
+    """
+    if not (0.0 <= mask_ratio < 1.0):
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio!r}")
+    n_keep = max(1, int(round(num_patches * (1.0 - mask_ratio))))
+    noise = torch.rand(batch, num_patches, generator=generator)
+    keep = torch.argsort(noise, dim=1)[:, :n_keep].sort(dim=1).values
+    mask = torch.ones(batch, num_patches)
+    mask.scatter_(1, keep, 0.0)
+    if device is not None:
+        keep, mask = keep.to(device), mask.to(device)
+    return keep, mask
+
+
+def _blocks(dim: int, depth: int, heads: int) -> nn.ModuleList:
+    return nn.ModuleList(
+        nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        for _ in range(depth)
+    )
+
+
+class MAE(nn.Module):
+    """A masked autoencoder for small images.
+
+    Args:
+        image_size, patch_size: the image is cut into (image_size / patch_size)^2 patches.
+        dim, depth, heads: encoder width, number of blocks, attention heads.
+        decoder_dim, decoder_depth, decoder_heads: the light decoder.
+        mask_ratio: fraction of patches masked (0.75 in MAE).
+        norm_pix_loss: regress each patch's pixels normalised by that patch's mean and variance.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        dim: int = 192,
+        depth: int = 6,
+        heads: int = 3,
+        decoder_dim: int = 128,
+        decoder_depth: int = 2,
+        decoder_heads: int = 4,
+        mask_ratio: float = 0.75,
+        norm_pix_loss: bool = True,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size must be a multiple of patch_size, got {image_size} and {patch_size}")
+        if not (0.0 <= mask_ratio < 1.0):
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio!r}")
+        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
+        self.grid = image_size // patch_size
+        self.num_patches = self.grid**2
+        self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
+        self.normalize = Normalize(CIFAR10_MEAN, CIFAR10_STD, in_channels)
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.register_buffer("pos_embed", sincos_2d(self.grid, dim)[None], persistent=False)
+        self.blocks = _blocks(dim, depth, heads)
+        self.norm = nn.LayerNorm(dim)
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.register_buffer("decoder_pos_embed", sincos_2d(self.grid, decoder_dim)[None], persistent=False)
+        self.decoder_blocks = _blocks(decoder_dim, decoder_depth, decoder_heads)
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.decoder_pred = nn.Linear(decoder_dim, patch_size**2 * in_channels)
+        self.feature_dim = dim
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        w = self.patch_embed.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, L, p*p*C), patches in row-major order."""
+        b, c = x.shape[:2]
+        p, g = self.patch_size, self.grid
+        x = x.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, g * g, p * p * c)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """Inverse of `patchify`."""
+        b = patches.shape[0]
+        p, g, c = self.patch_size, self.grid, self.in_channels
+        x = patches.reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, c, g * p, g * p)
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(self.normalize(x)).flatten(2).transpose(1, 2) + self.pos_embed
+
+    def encode(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder tokens of the patches in `keep` (all patches when None), after the final norm."""
+        tokens = self._tokens(x)
+        if keep is not None:
+            tokens = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled encoder tokens of the unmasked image, (B, dim)."""
+        return self.encode(x).mean(dim=1)
+
+    def decode(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Predicted pixels of all patches, (B, L, p*p*C), from the visible patches' latents."""
+        b = latent.shape[0]
+        visible = self.decoder_embed(latent)
+        full = self.mask_token.expand(b, self.num_patches, -1).clone()
+        full = full.scatter(1, keep[..., None].expand(-1, -1, full.shape[-1]), visible)
+        full = full + self.decoder_pos_embed
+        for block in self.decoder_blocks:
+            full = block(full)
+        return self.decoder_pred(self.decoder_norm(full))
+
+    def loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over masked patches, targets normalised per patch if norm_pix_loss."""
+        target = self.patchify(x)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_patch = ((pred - target) ** 2).mean(dim=-1)
+        return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """MAE loss of images x in [0, 1]; returns the loss and {"masked": the masked fraction}."""
+        keep, mask = random_masking(x.shape[0], self.num_patches, self.mask_ratio, generator, x.device)
+        pred = self.decode(self.encode(x, keep), keep)
+        return self.loss(x, pred, mask), {"masked": float(mask.mean().detach())}
+
+
+def mae_tiny(image_size: int = 32, patch_size: int = 4, **kwargs) -> MAE:
+    """A small MAE for 32x32 images: encoder 192-d x 6 blocks, decoder 128-d x 2 blocks."""
+    return MAE(image_size, patch_size, **kwargs)

@@ -1,0 +1,340 @@
+"""Self-supervised pre-training (MoCo v2 or MAE) with standard or CropMix inputs, and its evaluation.
+
+`pretrain(config)` runs in a run folder (config.json, metrics.jsonl, metrics.csv, final.json,
+checkpoint.pt written atomically every `checkpoint_every` steps and at the end) and resumes from
+its checkpoint with `resume=True`. Under torchrun (WORLD_SIZE > 1) each process takes its shard of
+every batch through the data package's DistributedSampler, the model is wrapped in
+DistributedDataParallel and MoCo gathers keys from all processes before they enter the queue.
+Datasets come from `cropmix.data.load_source` (held in memory as uint8), backbones from
+`cropmix.models.build_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from .knn import extract_features, knn_accuracy
+from .linear_probe import linear_probe
+from .mae import MAE
+from .moco import MoCo
+from .runfolder import CHECKPOINT, MetricsLog, load_checkpoint, save_checkpoint, write_json
+from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
+
+METHODS = ("moco", "mae")
+
+
+@dataclass
+class PretrainConfig:
+    """One pre-training run; every field is saved in out/config.json.
+
+    aug: MoCo "standard" | "cropmix" (the query view); MAE "standard" | "mae-mixup" | "mae-cutmix"
+    ("cropmix" means "mae-cutmix"). subset: fraction of the training split to pre-train on (a fixed
+    random subset, the same for every seed). steps: optimiser steps (None: `epochs` passes).
+    lr None: MoCo 0.06 * batch / 256 (SGD), MAE 1e-3 * batch / 256 (AdamW).
+    eval_train: how many training images (a fixed random subset of the whole split) form the kNN
+    bank and the probe's training set (None = all); eval_test likewise for the test split.
+    max_seconds: stop training early (recorded as "stopped_early") once this much time has passed.
+    """
+
+    method: str = "moco"
+    aug: str = "standard"
+    dataset: str = "npz"
+    data: str = "examples/cifar10_subset/cifar10_subset.npz"
+    out: str = "runs/pretrain"
+    subset: float = 1.0
+    image_size: int = 32
+    backbone: str = "resnet18"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    moco_dim: int = 128
+    queue_size: int = 4096
+    moco_momentum: float = 0.99
+    temperature: float = 0.2
+    bn_splits: int = 4
+    mae_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 1
+    steps: int | None = None
+    batch_size: int = 256
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup_steps: int = 0
+    seed: int = 0
+    threads: int | None = None
+    workers: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    resume: bool = False
+    progress: bool = True
+    eval_train: int | None = None
+    eval_test: int | None = None
+    max_seconds: float | None = None
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    probe_epochs: int = 30
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "mae" and self.aug == "cropmix":
+            self.aug = "mae-cutmix"
+        allowed = QUERY_VIEWS if self.method == "moco" else MAE_VIEWS
+        if self.aug not in allowed:
+            raise ValueError(f"aug for {self.method} must be one of {allowed}, got {self.aug!r}")
+        if not (0.0 < self.subset <= 1.0):
+            raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
+        if self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise ValueError(
+                f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
+            )
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+    return torch.device(name)
+
+
+def fixed_subset(n: int, fraction_or_count: float | int, seed: int = 12345) -> torch.Tensor:
+    """A fixed random subset of range(n) (a fraction, or a count if an int > 1), sorted."""
+    count = int(fraction_or_count) if isinstance(fraction_or_count, int) and fraction_or_count > 1 else None
+    count = count if count is not None else max(1, int(round(n * float(fraction_or_count))))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: min(count, n)].sort().values
+
+
+def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
+    """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
+    if config.method == "mae":
+        return MAE(image_size=config.image_size, **config.mae_kwargs)
+    from cropmix.models import build_model
+
+    backbone = build_model(config.backbone, num_classes, image_size=config.image_size, **config.backbone_kwargs)
+    return MoCo(
+        backbone,
+        dim=config.moco_dim,
+        queue_size=config.queue_size,
+        momentum=config.moco_momentum,
+        temperature=config.temperature,
+        bn_splits=config.bn_splits,
+    )
+
+
+def _optimizer(config: PretrainConfig, model: nn.Module, world: int) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    scale = config.batch_size * world / 256
+    if config.method == "moco":
+        lr = config.lr if config.lr is not None else 0.06 * scale
+        wd = config.weight_decay if config.weight_decay is not None else 5e-4
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    lr = config.lr if config.lr is not None else 1e-3 * scale
+    wd = config.weight_decay if config.weight_decay is not None else 0.05
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def evaluate_representation(
+    model: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    probe_epochs: int = 30,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """kNN accuracy and linear-probe accuracy of `model.features` on frozen features (eval mode)."""
+    was_training = model.training
+    model.eval()
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        return model.features(x.to(device))
+
+    train_f = extract_features(feats, train_images)
+    test_f = extract_features(feats, test_images)
+    model.train(was_training)
+    knn = knn_accuracy(train_f, train_labels, test_f, test_labels, num_classes, k, temperature)
+    probe = linear_probe(train_f, train_labels, test_f, test_labels, num_classes, epochs=probe_epochs)
+    return {"knn_acc": knn, "probe_acc": probe["test_acc"], "probe_train_acc": probe["train_acc"]}
+
+
+def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str, Any]:
+    """Pre-train as `config` says; returns (and writes to out/final.json) losses, timings and accuracies.
+
+    `model` overrides `build_ssl_model(config)` (tests use tiny backbones).
+    """
+    from cropmix.data import load_source, make_loader, set_epoch
+    from cropmix.data.arrays import ArraySplit
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rank, world = _dist()
+    device = _device(config.device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = load_source(config.dataset, config.data, in_memory=True)
+    train = source.train
+    if config.subset < 1.0:
+        idx = fixed_subset(len(train.targets), config.subset)
+        train = ArraySplit(train.images[idx], train.targets[idx], train.classes)
+
+    torch.manual_seed(config.seed)
+    model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
+    optimizer = _optimizer(config, model, world)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    step = 0
+    if config.resume and (out / CHECKPOINT).exists():
+        state = load_checkpoint(out / CHECKPOINT)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    if rank == 0:
+        write_json(out / "config.json", {**dataclasses.asdict(config), "world_size": world, "train_images": len(train)})
+    log = MetricsLog(out, after_step=step) if rank == 0 else None
+
+    view = (
+        TwoViews(config.aug, config.image_size) if config.method == "moco" else MAEView(config.aug, config.image_size)
+    )
+    batch = max(1, config.batch_size)
+    loader = make_loader(
+        train, None, batch_size=batch, train=True, seed=config.seed, rank=rank, world=world, workers=config.workers
+    )
+    per_epoch = len(loader)
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {batch} is larger than the training split ({len(train)} images per process)")
+    total = config.steps if config.steps is not None else config.epochs * per_epoch
+    ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.train()
+
+    progress = None
+    if config.progress and rank == 0:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
+    start, aug_time, losses, stopped = time.time(), 0.0, [], False
+    while step < total and not stopped:
+        epoch, skip = divmod(step, per_epoch)
+        set_epoch(loader, epoch)
+        for i, (images, _) in enumerate(loader):
+            if i < skip:
+                continue
+            if step >= total or stopped:
+                break
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * _lr_factor(step, total, config.warmup_steps)
+            torch.manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+            t0 = time.time()
+            inputs = view(images)
+            aug_time += time.time() - t0
+            if config.method == "moco":
+                loss, info = ddp(inputs[0].to(device), inputs[1].to(device))
+            else:
+                loss, info = ddp(inputs.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            if log is not None and (step % config.log_every == 0 or step == total):
+                lr = optimizer.param_groups[0]["lr"]
+                row = {"step": step, "epoch": step / per_epoch, "loss": losses[-1], "lr": lr}
+                log.append({**row, **info, "time": time.time() - start})
+            stopped = config.max_seconds is not None and time.time() - start > config.max_seconds
+            if rank == 0 and (step % config.checkpoint_every == 0 or step == total or stopped):
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+                save_checkpoint(out / CHECKPOINT, {**state, "config": dataclasses.asdict(config)})
+    if progress is not None:
+        progress.close()
+    train_time = time.time() - start
+    result: dict[str, Any] = {"steps": step, "train_seconds": train_time, "augment_seconds": aug_time}
+    result["stopped_early"] = stopped
+    result["final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None
+    if rank == 0:
+        result.update(evaluate_split(model, source, config, device))
+        write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
+    return result
+
+
+def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device: torch.device) -> dict[str, float]:
+    """kNN and probe accuracies on `source` (the bank: `config.eval_train` fixed random training images)."""
+    train = source.train
+    test = source.test
+    idx = fixed_subset(len(train.targets), config.eval_train) if config.eval_train else torch.arange(len(train))
+    tidx = fixed_subset(len(test.targets), config.eval_test) if config.eval_test else torch.arange(len(test))
+    t0 = time.time()
+    result = evaluate_representation(
+        model,
+        train.images[idx],
+        train.targets[idx],
+        test.images[tidx],
+        test.targets[tidx],
+        source.num_classes,
+        config.knn_k,
+        config.knn_temperature,
+        config.probe_epochs,
+        device,
+    )
+    return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}
+
+
+def backbone_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The pre-trained network to fine-tune: MoCo's query backbone (loads into `build_model(backbone)`
+    with its classifier left as initialised), or the whole MAE (encoder and decoder)."""
+    state = load_checkpoint(checkpoint)
+    model = state["model"]
+    if any(key.startswith("encoder_q.") for key in model):
+        return {key[len("encoder_q.") :]: value for key, value in model.items() if key.startswith("encoder_q.")}
+    return model
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike, config: PretrainConfig | None = None, model: nn.Module | None = None
+) -> dict[str, Any]:
+    """kNN and linear-probe accuracies of a pre-training checkpoint.
+
+    The model is rebuilt from the checkpoint's own config (or `model` is loaded); the data and the
+    evaluation settings come from `config` when given, else from the checkpoint's config.
+    """
+    from cropmix.data import load_source
+
+    state = load_checkpoint(checkpoint)
+    saved = PretrainConfig(**state["config"])
+    config = config or saved
+    if model is None:
+        source_classes = load_source(saved.dataset, saved.data, in_memory=True).num_classes
+        model = build_ssl_model(saved, source_classes)
+    model.load_state_dict(state["model"])
+    source = load_source(config.dataset, config.data, in_memory=True)
+    device = _device(config.device)
+    return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}

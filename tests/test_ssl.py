@@ -1,0 +1,319 @@
+"""Self-supervised pre-training: views, MoCo's momentum encoder and queue, MAE masking, kNN, losses, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cropmix.data.arrays import ArraySplit, save_npz
+from cropmix.models.classifier import Classifier
+from cropmix.models.fastnet import FastNet
+from cropmix.ssl.knn import knn_accuracy, knn_predict
+from cropmix.ssl.linear_probe import linear_probe
+from cropmix.ssl.mae import MAE, random_masking
+from cropmix.ssl.moco import MoCo
+from cropmix.ssl.pretrain import PretrainConfig, pretrain
+from cropmix.ssl.runfolder import load_checkpoint
+from cropmix.ssl.views import (
+    MAEView,
+    TwoViews,
+    _hue_shift,
+    colour_jitter,
+    cropmix_query_config,
+    paste_boxes,
+)
+from cropmix.transforms import sample_batch
+
+torch.set_num_threads(1)
+
+
+def tiny_backbone() -> Classifier:
+    return Classifier(FastNet((8, 8, 16, 16)), 4)
+
+
+def tiny_mae() -> MAE:
+    return MAE(32, 8, dim=32, depth=1, heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2)
+
+
+def synthetic_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth coloured blobs: class = quadrant of a bright blob; uint8 (n, 3, 32, 32) and labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    cy = 8 + 16 * (labels // 2).float() + torch.randn(n, generator=g) * 2
+    cx = 8 + 16 * (labels % 2).float() + torch.randn(n, generator=g) * 2
+    blob = torch.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 40.0)
+    colour = torch.rand(n, 3, 1, 1, generator=g)
+    images = 40 + 200 * blob[:, None] * colour + 10 * torch.rand(n, 3, 32, 32, generator=g)
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def npz_path(tmp_path_factory):
+    x, y = synthetic_images(64)
+    xt, yt = synthetic_images(32, seed=1)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    classes = ["a", "b", "c", "d"]
+    return save_npz(path, {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
+
+
+# ---- views ----
+
+
+@pytest.mark.parametrize("query", ["standard", "cropmix"])
+def test_two_views_shape_range(query):
+    x, _ = synthetic_images(8)
+    q, k = TwoViews(query, size=32)(x, torch.Generator().manual_seed(0))
+    assert q.shape == k.shape == (8, 3, 32, 32)
+    assert q.dtype == torch.float32 and float(q.min()) >= 0.0 and float(q.max()) <= 1.0 + 1e-5
+    assert not torch.allclose(q, k)
+
+
+def test_query_crops_come_from_the_two_bands_and_large_is_pasted_into_small():
+    config = cropmix_query_config(32)
+    params = sample_batch(config, [64] * 200, [64] * 200, 3, 3, torch.Generator().manual_seed(1))
+    area = params.crops[:, :, 2] * params.crops[:, :, 3] / (64 * 64)
+    tol = 0.05  # rounding of crop sides
+    assert np.all(area[:, 0] >= 0.2 - tol) and np.all(area[:, 0] <= 0.6 + tol)
+    assert np.all(area[:, 1] >= 0.6 - tol) and np.all(area[:, 1] <= 1.0 + tol)
+    small, large = torch.zeros(200, 3, 32, 32), torch.ones(200, 3, 32, 32)
+    out = paste_boxes(small, large, params)
+    for i in range(200):
+        top, left, h, w = params.box[i, 0]
+        assert bool((out[i, :, top : top + h, left : left + w] == 1.0).all())
+        assert float(out[i].sum()) == 3 * h * w  # nothing outside the box
+    # box area is (1 - lam) of the output before clipping, lam ~ U(0, 1): mean pasted area <= 1/2
+    assert 0.25 < float(out.mean()) < 0.5
+
+
+def test_hue_shift_matches_torchvision():
+    x = torch.rand(4, 3, 8, 8)
+    shifts = torch.tensor([0.0, 0.1, -0.07, 0.3]).view(4, 1, 1, 1)
+    ours = _hue_shift(x, shifts)
+    for i in range(4):
+        torch.testing.assert_close(ours[i], TF.adjust_hue(x[i], float(shifts[i])), atol=1e-4, rtol=0)
+
+
+def test_colour_jitter_without_strength_is_identity():
+    x = torch.rand(5, 3, 8, 8)
+    torch.testing.assert_close(colour_jitter(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("aug", ["standard", "mae-mixup", "mae-cutmix"])
+def test_mae_views(aug):
+    x, _ = synthetic_images(4)
+    out = MAEView(aug, 32)(x, torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 32, 32) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_bad_view_names():
+    with pytest.raises(ValueError, match="query"):
+        TwoViews("mixup")
+    with pytest.raises(ValueError, match="aug"):
+        MAEView("cutmix")
+
+
+# ---- MoCo ----
+
+
+def test_momentum_update_and_queue():
+    torch.manual_seed(0)
+    moco = MoCo(tiny_backbone(), dim=8, queue_size=20, momentum=0.9, bn_splits=2)
+    with torch.no_grad():
+        for p in moco.query_parameters():
+            p.add_(torch.randn_like(p))
+    before_q = [p.detach().clone() for p in moco.query_parameters()]
+    before_k = [p.detach().clone() for p in moco.key_parameters()]
+    queue_before = moco.queue.clone()
+    x, _ = synthetic_images(8)
+    q, k = TwoViews("standard")(x)
+    loss, _ = moco(q, k)
+    for pk, bk, bq in zip(moco.key_parameters(), before_k, before_q):
+        torch.testing.assert_close(pk, 0.9 * bk + 0.1 * bq)
+    assert int(moco.queue_ptr) == 8
+    torch.testing.assert_close(moco.queue[8:], queue_before[8:])
+    assert not torch.allclose(moco.queue[:8], queue_before[:8])
+    torch.testing.assert_close(moco.queue[:8].norm(dim=1), torch.ones(8))
+    assert all(p.grad is None for p in moco.key_parameters())
+    loss.backward()
+    assert all(p.grad is None for p in moco.key_parameters())
+    assert any(p.grad is not None for p in moco.query_parameters())
+    # the queue wraps around
+    keys = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    moco.enqueue(keys)
+    assert int(moco.queue_ptr) == 4
+    torch.testing.assert_close(moco.queue[8:20], keys[:12])
+    torch.testing.assert_close(moco.queue[:4], keys[12:])
+    # evaluation mode changes neither the key encoder nor the queue
+    moco.eval()
+    queue, key = moco.queue.clone(), [p.clone() for p in moco.key_parameters()]
+    moco(q, k)
+    torch.testing.assert_close(moco.queue, queue)
+    assert all(torch.equal(a, b) for a, b in zip(moco.key_parameters(), key))
+
+
+def test_moco_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="backbone"):
+        MoCo(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="momentum"):
+        MoCo(tiny_backbone(), momentum=1.5)
+
+
+# ---- MAE ----
+
+
+@pytest.mark.parametrize("ratio,patches", [(0.75, 64), (0.75, 16), (0.5, 49), (0.9, 196)])
+def test_masking_keeps_exactly_the_ratio(ratio, patches):
+    keep, mask = random_masking(10, patches, ratio, torch.Generator().manual_seed(0))
+    n_keep = round(patches * (1 - ratio))
+    assert keep.shape == (10, n_keep)
+    assert torch.all(mask.sum(dim=1) == patches - n_keep)
+    assert torch.all(mask.gather(1, keep) == 0)
+    assert len({tuple(r.tolist()) for r in keep}) > 1  # per-sample masks
+
+
+def test_mae_patchify_roundtrip_and_mask_fraction():
+    mae = tiny_mae()
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(mae.unpatchify(mae.patchify(x)), x)
+    loss, info = mae(x)
+    assert info["masked"] == 0.75 and loss.ndim == 0 and math.isfinite(loss.item())
+    assert mae.features(x).shape == (2, mae.feature_dim)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        MAE(mask_ratio=1.0)
+
+
+# ---- evaluation ----
+
+
+def test_knn_weighted_vote():
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    test = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
+    assert knn_predict(train, labels, test, 2, k=1).tolist() == [0, 1]
+    # with k = 3 the two near class-0 points outvote the far class-1 point; the weights decide with k = 3 on test 2
+    assert knn_predict(train, labels, test, 2, k=3, temperature=0.05).tolist() == [0, 1]
+    assert knn_accuracy(train, labels, test, torch.tensor([0, 0]), 2, k=1) == 0.5
+
+
+def test_linear_probe_learns_separable_features():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 3
+    x = torch.randn(200, 5, generator=g) * 0.3 + torch.nn.functional.one_hot(y, 5).float() * 2
+    result = linear_probe(x[:150], y[:150], x[150:], y[150:], 3, epochs=10, generator=g)
+    assert result["test_acc"] > 0.9
+
+
+# ---- pre-training loop ----
+
+
+def _config(tmp_path, npz_path, method, aug, **kw) -> PretrainConfig:
+    base = dict(
+        method=method,
+        aug=aug,
+        dataset="npz",
+        data=str(npz_path),
+        out=str(tmp_path / f"{method}-{aug}"),
+        batch_size=16,
+        queue_size=32,
+        moco_dim=16,
+        log_every=1,
+        checkpoint_every=1000,
+        progress=False,
+        probe_epochs=2,
+        knn_k=10,
+        threads=1,
+        lr=0.05 if method == "moco" else 3e-3,
+    )
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+@pytest.mark.parametrize("method,aug", [("moco", "cropmix"), ("mae", "mae-mixup")])
+def test_loss_falls(tmp_path, npz_path, method, aug):
+    torch.manual_seed(0)
+    model = MoCo(tiny_backbone(), dim=16, queue_size=32, temperature=0.2) if method == "moco" else tiny_mae()
+    steps = 100 if method == "moco" else 60
+    config = _config(tmp_path, npz_path, method, aug, steps=steps)
+    result = pretrain(config, model=model)
+    rows = [json.loads(line) for line in (tmp_path / f"{method}-{aug}" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows]
+    assert len(losses) == steps
+    if method == "moco":
+        # InfoNCE starts low while the queue still holds random vectors, rises as it fills with real keys
+        # (the queue holds 2 batches), then falls as the encoder learns.
+        assert np.mean(losses[-10:]) < np.mean(losses[10:20]) - 0.08, losses
+    else:
+        assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), losses
+    final = json.loads((tmp_path / f"{method}-{aug}" / "final.json").read_text())
+    assert 0.0 <= final["knn_acc"] <= 1.0 and 0.0 <= final["probe_acc"] <= 1.0 and result["steps"] == steps
+    assert (tmp_path / f"{method}-{aug}" / "metrics.csv").read_text().startswith("step,")
+
+
+class Crash(torch.nn.Module):
+    """Wraps a model and raises on forward call `at` (to test resuming)."""
+
+    def __init__(self, inner: torch.nn.Module, at: int | None) -> None:
+        super().__init__()
+        self.inner, self.at, self.calls = inner, at, 0
+
+    @property
+    def feature_dim(self) -> int:
+        return self.inner.feature_dim
+
+    def features(self, x):
+        return self.inner.features(x)
+
+    def forward(self, *args):
+        self.calls += 1
+        if self.at is not None and self.calls == self.at:
+            raise RuntimeError("simulated crash")
+        return self.inner(*args)
+
+
+@pytest.mark.parametrize("method", ["moco", "mae"])
+def test_resume_continues_the_same_run(tmp_path, npz_path, method):
+    def fresh(at):
+        torch.manual_seed(0)
+        inner = MoCo(tiny_backbone(), dim=16, queue_size=32) if method == "moco" else tiny_mae()
+        return Crash(inner, at)
+
+    aug = "cropmix" if method == "moco" else "mae-cutmix"
+    straight = _config(tmp_path / "a", npz_path, method, aug, steps=7, checkpoint_every=3)
+    pretrain(straight, model=fresh(None))
+    broken = _config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3)
+    with pytest.raises(RuntimeError, match="simulated"):
+        pretrain(broken, model=fresh(5))
+    assert load_checkpoint(tmp_path / "b" / f"{method}-{aug}" / "checkpoint.pt")["step"] == 3
+    resumed = _config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3, resume=True)
+    pretrain(resumed, model=fresh(None))
+    a = load_checkpoint(tmp_path / "a" / f"{method}-{aug}" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / f"{method}-{aug}" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 7
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], msg=key)
+    rows = (tmp_path / "b" / f"{method}-{aug}" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 8))
+
+
+def test_cli_pretrain_mae_and_eval_only(tmp_path, npz_path, capsys):
+    from cropmix.cli import main
+
+    out = tmp_path / "cli"
+    mae = '{"patch_size": 8, "dim": 32, "depth": 1, "heads": 2, "decoder_dim": 32, "decoder_depth": 1}'
+    args = ["pretrain", "--method", "mae", "--aug", "cropmix", "--dataset", "npz", "--data", str(npz_path)]
+    args += ["--out", str(out), "--steps", "3", "--batch-size", "16", "--mae-kwargs", mae, "--no-progress"]
+    args += ["--knn-k", "5", "--probe-epochs", "1", "--threads", "1"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["aug"] == "mae-cutmix" and config["method"] == "mae"
+    capsys.readouterr()
+    assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == 3 and 0.0 <= printed["knn_acc"] <= 1.0
+    assert main(["pretrain", "--method", "moco", "--aug", "mixup", "--data", str(npz_path)]) == 2
