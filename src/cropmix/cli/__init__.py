@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `cropmix --help` lists them.
-SUBCOMMANDS = ("show", "pretrain")
+SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,116 @@
+"""Training augmentations by name, for images held in memory (uint8 tensors) or read from files (PIL).
+
+`aug` is "<base>" or "<base>+<batch mix>": base in BASE_AUGS, batch mix in BATCH_MIXES
+("mixup" alone means "baseline+mixup"). The batch mix works on whole batches with mixed labels
+and lives in cropmix.train.mixing; here only the per-image part is built. Flip comes after
+CropMix, as in the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torchvision.transforms import v2
+
+BASE_AUGS = ("none", "baseline", "rrc", "cropmix")
+BATCH_MIXES = ("mixup", "cutmix")
+
+
+def parse_aug(aug: str) -> tuple[str, str | None]:
+    """Split "cropmix+mixup" into ("cropmix", "mixup"); "mixup" alone is ("baseline", "mixup")."""
+    if not isinstance(aug, str):
+        raise TypeError(f"aug must be a string, got {aug!r}")
+    parts = aug.lower().split("+")
+    if len(parts) == 1 and parts[0] in BATCH_MIXES:
+        parts = ["baseline", parts[0]]
+    if len(parts) > 2 or parts[0] not in BASE_AUGS or (len(parts) == 2 and parts[1] not in BATCH_MIXES):
+        raise ValueError(
+            f"aug must be one of {BASE_AUGS}, optionally followed by '+' and one of {BATCH_MIXES} "
+            f"(or {BATCH_MIXES} alone), got {aug!r}"
+        )
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
+def cropmix_kwargs(preset_name: str, size: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """CropMix arguments: the preset's, at `size`, with explicit `overrides` (scale, num_crops, mix, alpha, ...)."""
+    from cropmix.transforms import preset_kwargs
+
+    kwargs = preset_kwargs(preset_name, size)
+    kwargs.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return kwargs
+
+
+def base_transform(
+    base: str,
+    size: int,
+    *,
+    in_memory: bool,
+    preset_name: str = "cifar",
+    cropmix_overrides: dict[str, Any] | None = None,
+    rrc_scale: tuple[float, float] | None = None,
+    pad: int = 4,
+) -> Callable:
+    """The per-image training transform for `base`, ending in a uint8 (C, H, W) tensor of side `size`.
+
+    baseline: in memory (CIFAR-like) pad-`pad` random crop + flip; from files RandomResizedCrop + flip.
+    rrc: RandomResizedCrop(scale=rrc_scale, default: the preset's scale range, which CropMix splits) + flip.
+    cropmix: CropMix with the preset's settings and `cropmix_overrides`, then flip.
+    """
+    from cropmix.transforms import CropMix
+
+    if base not in BASE_AUGS:
+        raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {base!r}")
+    to_tensor = [] if in_memory else [v2.PILToTensor()]
+    cm = cropmix_kwargs(preset_name, size, cropmix_overrides)
+    if base == "none":
+        steps = [] if in_memory else [v2.Resize(size), v2.CenterCrop(size)]
+    elif base == "baseline":
+        crop = v2.RandomCrop(size, padding=pad) if in_memory else v2.RandomResizedCrop(size, antialias=True)
+        steps = [crop, v2.RandomHorizontalFlip()]
+    elif base == "rrc":
+        scale = tuple(rrc_scale) if rrc_scale is not None else tuple(cm["scale"])
+        steps = [v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
+    else:
+        steps = [CropMix(**cm), v2.RandomHorizontalFlip()]
+    # CropMix takes PIL directly (cheaper than converting first); everything else works on tensors.
+    if base == "cropmix" and not in_memory:
+        return v2.Compose(steps[:1] + to_tensor + steps[1:])
+    return v2.Compose(to_tensor + steps)
+
+
+def eval_transform(size: int, in_memory: bool) -> Callable:
+    """Test-time transform: nothing for in-memory images; resize (size / 0.875) and centre crop from files."""
+    if in_memory:
+        return lambda image: image
+    return v2.Compose([v2.PILToTensor(), v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
+
+
+class PerImage:
+    """Apply a per-image transform to every image of a uint8 (B, C, H, W) batch (picklable, for workers)."""
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.transform(image) for image in images])
+
+
+def batch_cropmix(kwargs: dict[str, Any]) -> Callable | None:
+    """A batched CropMix (cropmix.transforms.batch.BatchCropMix) followed by a batched flip, if it exists."""
+    try:
+        from cropmix.transforms.batch import BatchCropMix
+    except ImportError:
+        return None
+    return _BatchedCropMixFlip(BatchCropMix(**kwargs))
+
+
+class _BatchedCropMixFlip:
+    def __init__(self, batch_cropmix: Callable) -> None:
+        self.batch_cropmix = batch_cropmix
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.batch_cropmix(images)
+        flip = torch.rand(len(out)) < 0.5
+        out[flip] = out[flip].flip(-1)
+        return out

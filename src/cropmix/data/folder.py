@@ -1,0 +1,158 @@
+"""ImageFolder trees (ImageNet layout: root/train/<class>/*, root/val/<class>/*; test/ is accepted as val).
+
+Files are listed once; reading checks every file and names the one that fails. With `skip_bad`
+unreadable files are counted, logged and left out instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+log = logging.getLogger("cropmix.data")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Split names looked for under the root, in order of preference.
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "test", "validation")}
+
+
+@dataclass
+class FolderIndex:
+    """The files of one split: paths, integer targets and class names (sorted, as torchvision does)."""
+
+    root: Path
+    paths: list[Path]
+    targets: list[int]
+    classes: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def split_dir(root: str | os.PathLike, split: str) -> Path:
+    """The folder of `split` ("train" or "val") under `root`, or an error naming what is missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+    if split not in SPLIT_DIRS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_DIRS)}, got {split!r}")
+    for name in SPLIT_DIRS[split]:
+        if (root / name).is_dir():
+            return root / name
+    raise FileNotFoundError(
+        f"data folder {str(root)!r} has no {split} split: expected one of the sub-folders {list(SPLIT_DIRS[split])}"
+    )
+
+
+def index_folder(folder: str | os.PathLike, classes: list[str] | None = None) -> FolderIndex:
+    """List `folder`/<class>/<image files>. An empty class folder or an unknown class is an error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not found:
+        raise FileNotFoundError(f"image folder {str(folder)!r} has no class sub-folders")
+    if classes is None:
+        classes = found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ValueError(f"image folder {str(folder)!r} has classes {unknown} that the training split lacks")
+    paths: list[Path] = []
+    targets: list[int] = []
+    for target, name in enumerate(classes):
+        class_dir = folder / name
+        files = (
+            sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if class_dir.is_dir() else []
+        )
+        if not files:
+            raise ValueError(
+                f"class folder {str(class_dir)!r} is empty or missing (no files ending in {IMAGE_EXTENSIONS})"
+            )
+        paths.extend(files)
+        targets.extend([target] * len(files))
+    return FolderIndex(folder, paths, targets, list(classes))
+
+
+def open_image(path: str | os.PathLike) -> PIL.Image.Image:
+    """Decode an image file to RGB, raising ValueError that names the file if it cannot be read."""
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
+
+
+def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every image of `index` into one uint8 (N, 3, H, W) tensor and int64 targets.
+
+    All images must have the same size (CIFAR as JPEGs, say). Unreadable files raise, or with
+    `skip_bad` are logged, counted in `index.skipped` and left out.
+    """
+    arrays: list[np.ndarray] = []
+    targets: list[int] = []
+    shape = None
+    for path, target in zip(index.paths, index.targets):
+        try:
+            array = np.asarray(open_image(path))
+        except ValueError as error:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", error)
+            index.skipped.append(str(path))
+            continue
+        if shape is None:
+            shape = array.shape
+        elif array.shape != shape:
+            raise ValueError(
+                f"image {str(path)!r} is {array.shape[1]}x{array.shape[0]} but earlier ones are {shape[1]}x{shape[0]}: "
+                "decoding into memory needs one size; use the file-based loader instead"
+            )
+        arrays.append(array)
+        targets.append(target)
+    if not arrays:
+        raise ValueError(f"no readable images under {str(index.root)!r}")
+    if index.skipped:
+        log.warning("skipped %d unreadable files under %s", len(index.skipped), index.root)
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(targets, dtype=torch.int64)
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Images read from files on demand: returns (transform(PIL image), target).
+
+    With `skip_bad`, an unreadable file gives None (dropped by `collate_skip`) and a warning.
+    """
+
+    def __init__(self, index: FolderIndex, transform=None, skip_bad: bool = False) -> None:
+        self.index = index
+        self.transform = transform
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.index.paths)
+
+    def __getitem__(self, i: int):
+        path = self.index.paths[i]
+        try:
+            image = open_image(path)
+        except ValueError as error:
+            if not self.skip_bad:
+                raise
+            log.warning("skipping %s", error)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.index.targets[i]
+
+
+def collate_skip(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (image, target) pairs, dropping the None entries of unreadable files."""
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        raise ValueError("every image of a batch was unreadable")
+    images = torch.stack([item[0] for item in kept])
+    return images, torch.tensor([item[1] for item in kept], dtype=torch.int64)

@@ -1,0 +1,146 @@
+"""Datasets by name and DataLoaders that keep the model busy (workers, pinned memory, persistent workers).
+
+Datasets: "cifar10", "cifar100" (torchvision format, downloaded when missing), "npz" (an .npz file,
+see cropmix.data.arrays), "imagefolder" (train/ and val/ or test/ under the root). CIFAR and npz
+are held in memory as uint8 and batched by index lists (one call per batch); ImageFolder is read
+from files per image, or decoded once into memory with `in_memory`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+
+from .arrays import ArraySplit, load_cifar, load_npz
+from .folder import FolderDataset, FolderIndex, collate_skip, decode_folder, index_folder, split_dir
+
+DATASETS = ("cifar10", "cifar100", "npz", "imagefolder")
+
+
+@dataclass
+class DataSource:
+    """Both splits of a dataset: in memory (ArraySplit) or as file lists (FolderIndex)."""
+
+    train: ArraySplit | FolderIndex
+    test: ArraySplit | FolderIndex
+    classes: list[str]
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, ArraySplit)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_source(
+    dataset: str, data: str | os.PathLike, *, download: bool = True, skip_bad: bool = False, in_memory: bool = False
+) -> DataSource:
+    """Open `dataset` at `data`; errors name the missing path, the empty class folder or the bad file."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if dataset in ("cifar10", "cifar100"):
+        train = load_cifar(dataset, data, train=True, download=download)
+        test = load_cifar(dataset, data, train=False, download=download)
+        return DataSource(train, test, train.classes)
+    if dataset == "npz":
+        train, test = load_npz(data, "train"), load_npz(data, "test")
+        return DataSource(train, test, train.classes)
+    train_index = index_folder(split_dir(data, "train"))
+    test_index = index_folder(split_dir(data, "val"), classes=train_index.classes)
+    if not in_memory:
+        return DataSource(train_index, test_index, train_index.classes)
+    splits = []
+    for index in (train_index, test_index):
+        images, targets = decode_folder(index, skip_bad=skip_bad)
+        splits.append(ArraySplit(images, targets, index.classes))
+    return DataSource(splits[0], splits[1], train_index.classes)
+
+
+class ArrayBatches(Dataset):
+    """Indexed by a list of indices, returns a whole batch: (batch_transform(uint8 images), targets)."""
+
+    def __init__(self, split: ArraySplit, batch_transform: Callable | None = None) -> None:
+        self.split = split
+        self.batch_transform = batch_transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        images = self.split.images[index]
+        if self.batch_transform is not None:
+            images = self.batch_transform(images)
+        return images, self.split.targets[index]
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Every `world`-th index from `rank`, in order, without padding: exact evaluation across ranks."""
+
+    def __init__(self, length: int, rank: int = 0, world: int = 1) -> None:
+        self.indices = list(range(rank, length, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_loader(
+    split: ArraySplit | FolderIndex,
+    transform: Callable | None,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 2,
+    pin_memory: bool = False,
+    skip_bad: bool = False,
+    batched_transform: bool = False,
+) -> DataLoader:
+    """A DataLoader over `split`. Training shuffles with a seeded DistributedSampler (reshuffle with
+    `set_epoch(loader, epoch)`) and drops the last partial batch; evaluation shards in order without padding.
+
+    In-memory splits: `transform` is per batch if `batched_transform`, else per image.
+    """
+    length = len(split.targets)
+    if train:
+        sampler = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    else:
+        sampler = ShardSampler(length, rank, world)
+    # In-memory workers restart every epoch (cheap, forked) so that they are seeded from the
+    # per-epoch RNG state: a resumed run then draws the same augmentations as an uninterrupted one.
+    persistent = workers > 0 and not isinstance(split, ArraySplit)
+    common = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent)
+    if workers > 0:
+        common["prefetch_factor"] = 4
+    if isinstance(split, ArraySplit):
+        if transform is not None and not batched_transform:
+            from .augment import PerImage
+
+            transform = PerImage(transform)
+        batches = BatchSampler(sampler, batch_size, drop_last=train)
+        loader = DataLoader(ArrayBatches(split, transform), sampler=batches, batch_size=None, **common)
+    else:
+        dataset = FolderDataset(split, transform, skip_bad=skip_bad)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate_skip, **common
+        )
+    loader.epoch_sampler = sampler  # type: ignore[attr-defined]
+    return loader
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reshuffle a training loader for `epoch` (the same order on every rank and after a resume)."""
+    sampler = getattr(loader, "epoch_sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)

@@ -1,0 +1,152 @@
+"""Evaluate a finished run (`evaluate_run`) and compare runs side by side (`compare_runs`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cropmix.data import eval_transform, load_source, make_loader
+
+from . import run_files as rf
+from .checkpoint import CHECKPOINT, load_checkpoint
+from .config import TrainConfig
+
+# Columns of the comparison table, in order (those present in some run).
+TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "seconds_per_epoch")
+# Config fields that do not make two runs different arms of a comparison.
+NOT_ARM_FIELDS = {"out", "seed", "progress", "workers", "threads", "device", "eval_batch_size"}
+
+
+def load_run_model(
+    run_dir: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, TrainConfig]:
+    """The trained model of a run (from its checkpoint) and its config."""
+    from .loop import build_model_for
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
+    config = TrainConfig.load(run_dir / rf.CONFIG)
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if state["epoch"] < config.epochs:
+        raise ValueError(f"run {str(run_dir)!r} stopped after {state['epoch']}/{config.epochs} epochs; resume it first")
+    source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
+    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    model = build_model_for(config, source.num_classes, size)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    fgsm: bool = False,
+    corruptions: bool = False,
+    fgsm_eps: float = 8 / 255,
+    max_corruption_images: int | None = None,
+    max_images: int | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+) -> dict[str, Any]:
+    """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
+    FGSM top-1 and corruption accuracy. Written to run_dir/eval.json and merged into final.json."""
+    from cropmix.evaluate import evaluate_classifier
+
+    from .loop import subset
+
+    run_dir = Path(run_dir)
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    model, config = load_run_model(run_dir, dev)
+    source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
+    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    test = subset(source.test, max_images or config.max_test_images)
+    transform = None if source.in_memory else eval_transform(size, False)
+    loader = make_loader(test, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
+    results = evaluate_classifier(
+        model,
+        loader,
+        dev,
+        fgsm=fgsm,
+        corruptions=corruptions,
+        reliability_png=run_dir / rf.RELIABILITY,
+        fgsm_eps=fgsm_eps,
+        max_corruption_images=max_corruption_images,
+    )
+    results = {k: v for k, v in results.items()}
+    rf.write_json(run_dir / "eval.json", results)
+    final_path = run_dir / rf.FINAL
+    final = rf.read_json(final_path) if final_path.is_file() else {}
+    final.update(results)
+    rf.write_json(final_path, final)
+    return results
+
+
+def _arm_key(config: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in sorted(config.items()) if k not in NOT_ARM_FIELDS}, sort_keys=True)
+
+
+def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
+    """One row per arm (runs that differ only in seed are grouped): label, n, <metric>_mean, <metric>_std."""
+    groups: dict[str, dict[str, Any]] = {}
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        config = rf.read_json(run_dir / rf.CONFIG)
+        final = rf.read_json(run_dir / rf.FINAL)
+        group = groups.setdefault(
+            _arm_key(config), {"label": config.get("name") or config["aug"], "finals": [], "runs": [], "rows": []}
+        )
+        group["finals"].append(final)
+        group["runs"].append(str(run_dir))
+        group["rows"].append(rf.read_metrics(run_dir))
+    labels = [g["label"] for g in groups.values()]
+    table = []
+    for group in groups.values():
+        label = group["label"]
+        if labels.count(label) > 1:  # same aug, different settings: say which run
+            label = f"{label} ({Path(group['runs'][0]).name})"
+        row: dict[str, Any] = {"label": label, "n": len(group["finals"]), "runs": group["runs"], "rows": group["rows"]}
+        for metric in TABLE_METRICS:
+            values = [f[metric] for f in group["finals"] if f.get(metric) is not None]
+            row[f"{metric}_mean"] = statistics.fmean(values) if values else None
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        table.append(row)
+    return table
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    """A Markdown table: mean ± std over seeds (std omitted for single runs)."""
+    metrics = [m for m in TABLE_METRICS if any(row[f"{m}_mean"] is not None for row in table)]
+    lines = ["| run | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for row in table:
+        cells = []
+        for m in metrics:
+            mean, std = row[f"{m}_mean"], row[f"{m}_std"]
+            cells.append("-" if mean is None else (f"{mean:.2f}" if row["n"] == 1 else f"{mean:.2f} ± {std:.2f}"))
+        lines.append(f"| {row['label']} | {row['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Write out/comparison.md, comparison.json, curves.png (test top-1 and loss per epoch) and bars.png."""
+    from cropmix.viz.curves import save_comparison_bars, save_comparison_curves
+
+    if not run_dirs:
+        raise ValueError("compare_runs needs at least one run folder, got none")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = summarise_runs(run_dirs)
+    text = format_table(table)
+    (out / "comparison.md").write_text(text)
+    rf.write_json(out / "comparison.json", {"arms": [{k: v for k, v in r.items() if k != "rows"} for r in table]})
+    curves = {}
+    for row in table:
+        for i, rows in enumerate(row["rows"]):
+            curves[row["label"] if row["n"] == 1 else f"{row['label']} #{i + 1}"] = rows
+    save_comparison_curves(curves, out / "curves.png")
+    save_comparison_bars(table, ["top1", "ece", "rms", "fgsm_top1", "corruption_mean"], out / "bars.png")
+    return out

@@ -1,0 +1,46 @@
+"""Optimizers and per-step learning-rate schedules (cosine, step, one-cycle, constant) with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import TrainConfig
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW over all parameters, weight decay on weights only (not norms/biases)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        nesterov = config.nesterov and config.momentum > 0
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """The learning-rate multiplier at optimizer step `step` (0-based)."""
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "onecycle":
+        # Up linearly for the first 25% (or the warm-up), then cosine down to 0.
+        warmup = warmup or max(1, int(0.25 * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "step":
+        milestones = config.milestones or (config.epochs // 2, (3 * config.epochs) // 4)
+        epoch = step // steps_per_epoch
+        return config.gamma ** sum(epoch >= m for m in milestones)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, steps_per_epoch: int, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step LambdaLR following `lr_factor`; its state_dict resumes it exactly."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, config))

@@ -1,0 +1,197 @@
+"""Datasets, augmentations by name and loaders of cropmix.data (tiny generated data only)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cropmix.data import (
+    ArraySplit,
+    base_transform,
+    index_folder,
+    load_cifar,
+    load_npz,
+    load_source,
+    make_loader,
+    parse_aug,
+    save_npz,
+    set_epoch,
+)
+from cropmix.data.folder import decode_folder, split_dir
+
+
+def make_images(n: int, size: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable toy images: each class has its own colour, plus noise. (N, H, W, 3) uint8 and targets."""
+    rng = np.random.default_rng(seed)
+    targets = np.arange(n) % classes
+    palette = np.random.default_rng(1234).integers(30, 225, size=(classes, 3))  # the same in every split
+    noise = rng.integers(-30, 30, size=(n, size, size, 3))
+    images = np.clip(palette[targets][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    return images, targets.astype(np.int64)
+
+
+def make_npz(path: Path, n_train: int = 64, n_test: int = 32, size: int = 16, classes: int = 4) -> Path:
+    """An .npz dataset file in cropmix's format."""
+    x_train, y_train = make_images(n_train, size, classes, seed=0)
+    x_test, y_test = make_images(n_test, size, classes, seed=1)
+    names = np.array([f"c{i}" for i in range(classes)])
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
+    return path
+
+
+def make_folder(root: Path, val_name: str = "val", per_class: int = 3, size: int = 12) -> Path:
+    images, targets = make_images(per_class * 2, size, classes=2)
+    for split in ("train", val_name):
+        for i, (image, target) in enumerate(zip(images, targets)):
+            folder = root / split / f"class{target}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    return root
+
+
+def test_npz_round_trip_and_jpeg_bytes(tmp_path):
+    path = make_npz(tmp_path / "d.npz")
+    train = load_npz(path, "train")
+    assert train.images.shape == (64, 3, 16, 16) and train.images.dtype == torch.uint8
+    assert load_npz(path, "val").targets.shape == (32,)
+    again = load_npz(save_npz(tmp_path / "e.npz", {"train": train, "test": train}), "test")
+    assert torch.equal(again.images, train.images) and again.classes == train.classes
+    # The shipped subset format: JPEG bytes end to end with offsets, decoded to the same pixels PIL gives.
+    blobs = []
+    for image in train.images[:3].permute(0, 2, 3, 1).numpy():
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG")
+        blobs.append(buffer.getvalue())
+    offsets = np.cumsum([0] + [len(b) for b in blobs])
+    blob = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    np.savez(tmp_path / "j.npz", jpeg_train=blob, jpeg_train_offsets=offsets, y_train=np.arange(3))
+    decoded = load_npz(tmp_path / "j.npz", "train")
+    expected = np.asarray(Image.open(io.BytesIO(blobs[1])).convert("RGB"))
+    assert np.array_equal(decoded.images[1].permute(1, 2, 0).numpy(), expected)
+    with pytest.raises(ValueError, match="x_test"):
+        load_npz(tmp_path / "j.npz", "test")
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load_npz(tmp_path / "nope.npz", "train")
+
+
+def test_imagefolder_accepts_test_as_val_and_names_problems(tmp_path):
+    root = make_folder(tmp_path / "data", val_name="test")
+    source = load_source("imagefolder", root)
+    assert source.classes == ["class0", "class1"] and len(source.test.paths) == 6
+    memory = load_source("imagefolder", root, in_memory=True)
+    assert memory.train.images.shape == (6, 3, 12, 12)
+    with pytest.raises(FileNotFoundError, match="missing_root"):
+        load_source("imagefolder", tmp_path / "missing_root")
+    (root / "train" / "class2").mkdir()
+    with pytest.raises(ValueError, match="class2"):
+        index_folder(root / "train")
+    (root / "train" / "class2").rmdir()
+    bad = root / "train" / "class1" / "broken.png"
+    bad.write_bytes(b"not an image")
+    index = index_folder(split_dir(root, "train"))
+    with pytest.raises(ValueError, match="broken.png"):
+        decode_folder(index)
+    images, targets = decode_folder(index, skip_bad=True)
+    assert len(images) == 6 and index.skipped == [str(bad)]
+    # File-based loading: an error names the file; --skip-bad drops it from the batch.
+    loader = make_loader(index, base_transform("none", 12, in_memory=False), batch_size=7, train=False, workers=0)
+    with pytest.raises(ValueError, match="broken.png"):
+        next(iter(loader))
+    loader = make_loader(
+        index, base_transform("none", 12, in_memory=False), batch_size=7, train=False, workers=0, skip_bad=True
+    )
+    images, targets = next(iter(loader))
+    assert images.shape == (6, 3, 12, 12) and images.dtype == torch.uint8
+
+
+def _fake_cifar_tarball(folder: Path, per_batch: int = 4) -> tuple[Path, dict[str, str]]:
+    """A CIFAR-10 archive in torchvision's python-pickle format, and the md5 of every file."""
+    base = folder / "src" / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    md5 = {}
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8), "labels": list(range(per_batch))}
+        (base / name).write_bytes(pickle.dumps(entry))
+        md5[name] = hashlib.md5((base / name).read_bytes()).hexdigest()
+    meta = {"label_names": [f"class{i}" for i in range(10)]}
+    (base / "batches.meta").write_bytes(pickle.dumps(meta))
+    md5["batches.meta"] = hashlib.md5((base / "batches.meta").read_bytes()).hexdigest()
+    tarball = folder / "cifar-10-python.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(base, arcname="cifar-10-batches-py")
+    md5["tgz"] = hashlib.md5(tarball.read_bytes()).hexdigest()
+    return tarball, md5
+
+
+def test_cifar_download_path_with_a_fake_archive(tmp_path, monkeypatch, request):
+    """The real download code (torchvision's CIFAR10(download=True)) fetching the fake archive over HTTP
+    from a local server, with the md5 sums pointed at the fake files: download, md5 check, extraction, reading."""
+    import functools
+    import http.server
+    import threading
+
+    from torchvision import datasets
+
+    tarball, md5 = _fake_cifar_tarball(tmp_path)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    request.addfinalizer(server.shutdown)
+    monkeypatch.setattr(datasets.CIFAR10, "url", f"http://127.0.0.1:{server.server_port}/{tarball.name}")
+    monkeypatch.setattr(datasets.CIFAR10, "tgz_md5", md5["tgz"])
+    monkeypatch.setattr(
+        datasets.CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(datasets.CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setitem(datasets.CIFAR10.meta, "md5", md5["batches.meta"])
+    root = tmp_path / "root"
+    with pytest.raises(FileNotFoundError, match="download is off"):
+        load_cifar("cifar10", root, train=True, download=False)
+    train = load_cifar("cifar10", root, train=True, download=True)
+    assert (root / "cifar-10-batches-py" / "data_batch_1").is_file()
+    assert train.images.shape == (20, 3, 32, 32) and train.classes[3] == "class3"
+    # Offline, from the folder now present, with download off.
+    test = load_cifar("cifar10", root, train=False, download=False)
+    assert test.images.shape == (4, 3, 32, 32) and test.targets.tolist() == [0, 1, 2, 3]
+
+
+def test_parse_aug():
+    assert parse_aug("cropmix") == ("cropmix", None)
+    assert parse_aug("cropmix+mixup") == ("cropmix", "mixup")
+    assert parse_aug("cutmix") == ("baseline", "cutmix")
+    for bad in ("crop", "cropmix+rrc", "mixup+cropmix", "a+b+c"):
+        with pytest.raises(ValueError, match="aug"):
+            parse_aug(bad)
+
+
+@pytest.mark.parametrize("aug", ["baseline", "rrc", "cropmix"])
+def test_in_memory_loader_batches(aug, tmp_path):
+    split = load_npz(make_npz(tmp_path / "d.npz"), "train")
+    transform = base_transform(aug, 16, in_memory=True, preset_name="cifar")
+    loader = make_loader(split, transform, batch_size=10, train=True, seed=3, workers=0)
+    batches = list(loader)
+    assert len(batches) == 6  # 64 // 10, last partial batch dropped
+    images, targets = batches[0]
+    assert images.shape == (10, 3, 16, 16) and images.dtype == torch.uint8 and targets.dtype == torch.int64
+    set_epoch(loader, 1)
+    assert [b[1].tolist() for b in loader] != [b[1].tolist() for b in batches]  # reshuffled
+
+
+def test_distributed_shards_cover_the_data_once(tmp_path):
+    split = ArraySplit(torch.zeros(40, 3, 4, 4, dtype=torch.uint8), torch.arange(40), ["a"])
+    seen = []
+    for rank in range(2):
+        loader = make_loader(split, None, batch_size=5, train=True, seed=1, rank=rank, world=2, workers=0)
+        seen += [t for _, targets in loader for t in targets.tolist()]
+    assert sorted(seen) == list(range(40))
+    evals = [make_loader(split, None, batch_size=7, train=False, rank=r, world=3, workers=0) for r in range(3)]
+    assert sorted(t for loader in evals for _, ts in loader for t in ts.tolist()) == list(range(40))
