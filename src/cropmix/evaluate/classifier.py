@@ -1,0 +1,48 @@
+"""`evaluate_classifier`: every metric the CropMix paper reports for a classifier, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .fgsm import fgsm_accuracy
+from .metrics import calibration_errors, topk_accuracy
+from .predict import predict
+from .reliability import save_reliability_diagram
+from .robustness import corruption_accuracy
+
+
+def evaluate_classifier(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str,
+    *,
+    fgsm: bool = False,
+    corruptions: bool = False,
+    reliability_png: str | Path | None = None,
+    fgsm_eps: float = 8 / 255,
+    max_corruption_images: int | None = None,
+    amp: bool = False,
+    n_bins: int = 15,
+    progress: bool = True,
+) -> dict[str, float | dict]:
+    """Clean top-1/top-5, ECE and RMS calibration error (percent); optionally FGSM top-1
+    ("fgsm_top1"), corruption accuracy ("corruption_mean" and "corruption", see
+    `corruption_accuracy`), and a reliability diagram written to `reliability_png`."""
+    logits, targets = predict(model, loader, device, amp=amp, progress=progress)
+    probs = logits.softmax(dim=1)
+    results: dict[str, float | dict] = {}
+    results.update(topk_accuracy(logits, targets))
+    results.update(calibration_errors(probs, targets, n_bins))
+    if reliability_png is not None:
+        save_reliability_diagram(probs, targets, reliability_png, n_bins)
+    if fgsm:
+        results["fgsm_top1"] = fgsm_accuracy(model, loader, device, fgsm_eps, progress=progress)
+    if corruptions:
+        summary = corruption_accuracy(model, loader, device, max_images=max_corruption_images, progress=progress)
+        results["corruption_mean"] = summary["mean"]
+        results["corruption"] = summary
+    return results

@@ -1,0 +1,56 @@
+"""`build_model`: every cropmix model by name, as a `Classifier` taking images in [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from .classifier import Classifier
+from .fastnet import LOGIT_SCALE, FastNet
+from .normalize import CIFAR10_MEAN, CIFAR10_STD
+from .resnet import preact_resnet18, resnet18, wide_resnet
+from .timm_bridge import TimmBackbone
+from .vit import vit_tiny
+
+TIMM_PREFIX = "timm:"
+
+# name -> (backbone factory(image_size, in_channels, **kwargs), logit scale)
+_BACKBONES: dict[str, tuple[Callable[..., nn.Module], float]] = {
+    "resnet18": (lambda image_size, in_channels, **kw: resnet18(in_channels, **kw), 1.0),
+    "preact_resnet18": (lambda image_size, in_channels, **kw: preact_resnet18(in_channels, **kw), 1.0),
+    "wrn28_10": (lambda image_size, in_channels, **kw: wide_resnet(28, 10, in_channels, **kw), 1.0),
+    "fastnet": (lambda image_size, in_channels, **kw: FastNet(in_channels=in_channels, **kw), LOGIT_SCALE),
+    "vit_tiny": (lambda image_size, in_channels, **kw: vit_tiny(image_size, in_channels, **kw), 1.0),
+}
+
+MODEL_NAMES: tuple[str, ...] = (*_BACKBONES, TIMM_PREFIX + "<name>")
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    image_size: int = 32,
+    in_channels: int = 3,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+    **kwargs: Any,
+) -> Classifier:
+    """Build model `name` (one of MODEL_NAMES, or "timm:<any timm name>") for images in [0, 1].
+
+    The model normalises with mean/std inside and exposes `features(x)`, `classifier` and
+    `feature_dim`. Extra keyword arguments go to the backbone (e.g. `widths` for fastnet,
+    `depth` for vit_tiny, `drop_rate` for timm models).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {MODEL_NAMES}, got {name!r}")
+    if name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX):
+        backbone: nn.Module = TimmBackbone(name[len(TIMM_PREFIX) :], image_size, in_channels, **kwargs)
+        scale = 1.0
+    elif name in _BACKBONES:
+        factory, scale = _BACKBONES[name]
+        backbone = factory(image_size, in_channels, **kwargs)
+    else:
+        raise ValueError(f"unknown model name {name!r}; accepted: {', '.join(MODEL_NAMES)}")
+    return Classifier(backbone, num_classes, mean, std, in_channels=in_channels, logit_scale=scale)
