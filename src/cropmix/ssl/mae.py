@@ -1,9 +1,11 @@
 """Masked autoencoder (He et al. 2022) at small sizes: ViT encoder on the visible patches, light decoder,
 random masking of a fixed ratio, mean-squared error on per-patch normalised pixels of masked patches.
 
-Transformer blocks are torch's pre-norm `nn.TransformerEncoderLayer` (GELU), positions are fixed 2-D
-sine-cosine embeddings as in MAE. `features(x)` (images in [0, 1]) is the mean of the encoder's
-patch tokens after the final norm, computed without masking: what kNN and the linear probe use.
+The encoder is `cropmix.models.build_model("vit_tiny", ...)` itself (its `VisionTransformer.forward_tokens`
+takes the kept patch indices), with fixed 2-D sine-cosine positions as in MAE, so a pre-trained
+encoder loads straight into the same model for fine-tuning (`backbone_state_dict`). The decoder is
+made of the same `Block`s. `features(x)` (images in [0, 1]) is the encoder's pooled feature of the
+unmasked image (the class token): what kNN and the linear probe use.
 """
 
 from __future__ import annotations
@@ -11,22 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cropmix.models.normalize import CIFAR10_MEAN, CIFAR10_STD, Normalize
-
-
-def sincos_2d(grid: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position embeddings, (grid * grid, dim); dim must be a multiple of 4."""
-    if dim % 4:
-        raise ValueError(f"dim must be a multiple of 4 for 2-D sine-cosine positions, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
-    ys, xs = torch.meshgrid(
-        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
-    )
-    parts = []
-    for coord in (ys.flatten(), xs.flatten()):
-        angle = coord[:, None] * omega[None]
-        parts += [angle.sin(), angle.cos()]
-    return torch.cat(parts, dim=1).float()
+from cropmix.models import build_model
+from cropmix.models.vit import Block, sincos_pos_embed_2d
 
 
 def random_masking(
@@ -48,24 +36,16 @@ def random_masking(
     return keep, mask
 
 
-def _blocks(dim: int, depth: int, heads: int) -> nn.ModuleList:
-    return nn.ModuleList(
-        nn.TransformerEncoderLayer(
-            dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        for _ in range(depth)
-    )
-
-
 class MAE(nn.Module):
     """A masked autoencoder for small images.
 
     Args:
         image_size, patch_size: the image is cut into (image_size / patch_size)^2 patches.
-        dim, depth, heads: encoder width, number of blocks, attention heads.
+        dim, depth, heads: encoder width, number of blocks, attention heads (a "vit_tiny" of that shape).
         decoder_dim, decoder_depth, decoder_heads: the light decoder.
         mask_ratio: fraction of patches masked (0.75 in MAE).
         norm_pix_loss: regress each patch's pixels normalised by that patch's mean and variance.
+        num_classes: size of the encoder's (unused here) classifier, kept for fine-tuning.
     """
 
     def __init__(
@@ -81,6 +61,7 @@ class MAE(nn.Module):
         mask_ratio: float = 0.75,
         norm_pix_loss: bool = True,
         in_channels: int = 3,
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -91,25 +72,28 @@ class MAE(nn.Module):
         self.grid = image_size // patch_size
         self.num_patches = self.grid**2
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
-        self.normalize = Normalize(CIFAR10_MEAN, CIFAR10_STD, in_channels)
-        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
-        self.register_buffer("pos_embed", sincos_2d(self.grid, dim)[None], persistent=False)
-        self.blocks = _blocks(dim, depth, heads)
-        self.norm = nn.LayerNorm(dim)
+        self.encoder = build_model(
+            "vit_tiny",
+            num_classes,
+            image_size=image_size,
+            in_channels=in_channels,
+            patch_size=patch_size,
+            dim=dim,
+            depth=depth,
+            num_heads=heads,
+            learn_pos=False,
+        )
+        self.encoder.classifier.requires_grad_(False)  # unused in pre-training (and by DDP)
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer("decoder_pos_embed", sincos_2d(self.grid, decoder_dim)[None], persistent=False)
-        self.decoder_blocks = _blocks(decoder_dim, decoder_depth, decoder_heads)
-        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        pos = sincos_pos_embed_2d((self.grid, self.grid), decoder_dim)
+        self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, decoder_dim), pos])[None], persistent=False)
+        self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, patch_size**2 * in_channels)
         self.feature_dim = dim
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        w = self.patch_embed.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
+        for m in [self.decoder_embed, self.decoder_pred, *self.decoder_blocks.modules()]:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
@@ -129,32 +113,24 @@ class MAE(nn.Module):
         x = patches.reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
         return x.reshape(b, c, g * p, g * p)
 
-    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        return self.patch_embed(self.normalize(x)).flatten(2).transpose(1, 2) + self.pos_embed
-
     def encode(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Encoder tokens of the patches in `keep` (all patches when None), after the final norm."""
-        tokens = self._tokens(x)
-        if keep is not None:
-            tokens = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.norm(tokens)
+        """Encoder tokens (class token first) of the patches in `keep` (all when None), after the final norm."""
+        return self.encoder.backbone.forward_tokens(self.encoder.normalize(x), keep)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled encoder tokens of the unmasked image, (B, dim)."""
-        return self.encode(x).mean(dim=1)
+        """The encoder's pooled features of the unmasked image, (B, dim)."""
+        return self.encoder.features(x)
 
     def decode(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Predicted pixels of all patches, (B, L, p*p*C), from the visible patches' latents."""
+        """Predicted pixels of all patches, (B, L, p*p*C), from the class token and visible patches' latents."""
         b = latent.shape[0]
-        visible = self.decoder_embed(latent)
+        tokens = self.decoder_embed(latent)
         full = self.mask_token.expand(b, self.num_patches, -1).clone()
-        full = full.scatter(1, keep[..., None].expand(-1, -1, full.shape[-1]), visible)
-        full = full + self.decoder_pos_embed
+        full = full.scatter(1, keep[..., None].expand(-1, -1, full.shape[-1]), tokens[:, 1:])
+        full = torch.cat([tokens[:, :1], full], dim=1) + self.decoder_pos_embed
         for block in self.decoder_blocks:
             full = block(full)
-        return self.decoder_pred(self.decoder_norm(full))
+        return self.decoder_pred(self.decoder_norm(full))[:, 1:]
 
     def loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over masked patches, targets normalised per patch if norm_pix_loss."""
@@ -173,8 +149,3 @@ class MAE(nn.Module):
         keep, mask = random_masking(x.shape[0], self.num_patches, self.mask_ratio, generator, x.device)
         pred = self.decode(self.encode(x, keep), keep)
         return self.loss(x, pred, mask), {"masked": float(mask.mean().detach())}
-
-
-def mae_tiny(image_size: int = 32, patch_size: int = 4, **kwargs) -> MAE:
-    """A small MAE for 32x32 images: encoder 192-d x 6 blocks, decoder 128-d x 2 blocks."""
-    return MAE(image_size, patch_size, **kwargs)

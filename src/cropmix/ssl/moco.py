@@ -66,6 +66,8 @@ class MoCo(nn.Module):
             raise ValueError(f"queue_size and bn_splits must be >= 1, got {queue_size!r} and {bn_splits!r}")
         feat = int(backbone.feature_dim)
         self.encoder_q = backbone
+        if isinstance(getattr(backbone, "classifier", None), nn.Module):
+            backbone.classifier.requires_grad_(False)  # unused in pre-training (and by DDP)
         self.head_q = ProjectionHead(feat, hidden_dim or feat, dim)
         self.encoder_k = copy.deepcopy(backbone)
         self.head_k = copy.deepcopy(self.head_q)

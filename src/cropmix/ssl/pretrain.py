@@ -124,7 +124,7 @@ def fixed_subset(n: int, fraction_or_count: float | int, seed: int = 12345) -> t
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
     if config.method == "mae":
-        return MAE(image_size=config.image_size, **config.mae_kwargs)
+        return MAE(image_size=config.image_size, num_classes=num_classes, **config.mae_kwargs)
     from cropmix.models import build_model
 
     backbone = build_model(config.backbone, num_classes, image_size=config.image_size, **config.backbone_kwargs)
@@ -309,13 +309,15 @@ def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device
 
 
 def backbone_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The pre-trained network to fine-tune: MoCo's query backbone (loads into `build_model(backbone)`
-    with its classifier left as initialised), or the whole MAE (encoder and decoder)."""
-    state = load_checkpoint(checkpoint)
-    model = state["model"]
-    if any(key.startswith("encoder_q.") for key in model):
-        return {key[len("encoder_q.") :]: value for key, value in model.items() if key.startswith("encoder_q.")}
-    return model
+    """The pre-trained network to fine-tune, as the state dict of a `cropmix.models.build_model` model:
+    MoCo's query backbone (`build_model(config.backbone, ...)`) or MAE's encoder (`build_model("vit_tiny",
+    patch_size=..., dim=..., depth=..., num_heads=..., learn_pos=False)`). The classifier was not trained:
+    re-initialise it (or load with it) as fine-tuning needs."""
+    model = load_checkpoint(checkpoint)["model"]
+    for prefix in ("encoder_q.", "encoder."):
+        if any(key.startswith(prefix) for key in model):
+            return {key[len(prefix) :]: value for key, value in model.items() if key.startswith(prefix)}
+    raise ValueError(f"checkpoint {str(checkpoint)!r} holds neither a MoCo (encoder_q.) nor an MAE (encoder.) model")
 
 
 def evaluate_checkpoint(
