@@ -18,7 +18,7 @@ from cropmix.ssl.knn import knn_accuracy, knn_predict
 from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig, backbone_state_dict, pretrain
+from cropmix.ssl.pretrain import PretrainConfig, backbone_state_dict, load_pretrained, pretrain
 from cropmix.ssl.runfolder import load_checkpoint
 from cropmix.ssl.views import (
     MAEView,
@@ -329,6 +329,33 @@ def test_pretrained_backbone_loads_into_build_model(tmp_path, npz_path, method):
     x = torch.rand(2, 3, 32, 32)
     target.eval(), model.eval()
     torch.testing.assert_close(target.features(x), model.features(x))
+    # fine-tuning on another label set: everything but the classifier comes from the checkpoint
+    other = build_model("fastnet", 7, widths=(8, 8, 16, 16)) if method == "moco" else None
+    if other is not None:
+        left = load_pretrained(other, tmp_path / f"{method}-{aug}" / "checkpoint.pt")
+        assert left == ["classifier.weight", "classifier.bias"]
+        with pytest.raises(ValueError, match="does not fit"):
+            load_pretrained(
+                build_model("fastnet", 7, widths=(8, 8, 16, 32)), tmp_path / f"{method}-{aug}" / "checkpoint.pt"
+            )
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path, npz_path):
+    import shutil
+    import subprocess
+    import sys
+
+    cli = shutil.which("cropmix")
+    assert cli is not None
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", cli, "pretrain", "--method", "moco"]
+    cmd += ["--aug", "cropmix", "--dataset", "npz", "--data", str(npz_path), "--out", str(tmp_path / "ddp")]
+    cmd += ["--backbone", "fastnet", "--backbone-kwargs", '{"widths": [8, 8, 16, 16]}', "--steps", "4"]
+    cmd += ["--batch-size", "8", "--queue-size", "32", "--knn-k", "5", "--probe-epochs", "1", "--no-progress"]
+    subprocess.run(cmd, check=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    final = json.loads((tmp_path / "ddp" / "final.json").read_text())
+    assert config["world_size"] == 2 and final["steps"] == 4
 
 
 def test_cli_pretrain_mae_and_eval_only(tmp_path, npz_path, capsys):

@@ -10,6 +10,7 @@ from .pretrain import (
     build_ssl_model,
     evaluate_checkpoint,
     evaluate_representation,
+    load_pretrained,
     pretrain,
 )
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
@@ -29,6 +30,7 @@ __all__ = [
     "knn_accuracy",
     "knn_predict",
     "linear_probe",
+    "load_pretrained",
     "moco_view",
     "pretrain",
     "random_masking",

@@ -340,3 +340,25 @@ def evaluate_checkpoint(
     source = load_source(config.dataset, config.data, in_memory=True)
     device = _device(config.device)
     return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}
+
+
+def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike) -> list[str]:
+    """Load a pre-training checkpoint's backbone into a `build_model` model for fine-tuning (`--init`).
+
+    The pre-trained classifier was never trained, so `classifier.*` is left as initialised. Any other
+    key that is missing or unexpected, or of another shape, is an error naming it. Returns the keys
+    left as initialised.
+    """
+    state = {k: v for k, v in backbone_state_dict(checkpoint).items() if not k.startswith("classifier.")}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"checkpoint {str(checkpoint)!r} does not fit the model: shapes differ for {wrong[:5]}")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("classifier.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} does not fit the model: missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]} (pre-train with the same --backbone and sizes)"
+        )
+    return list(result.missing_keys)
