@@ -1,0 +1,313 @@
+"""BatchCropMix: the same method as CropMix, batched, with per-image parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from scipy import stats
+
+from cropmix.transforms import CropMix
+from cropmix.transforms.batch import BatchCropMix, CropMixCollate, render_batch
+from cropmix.transforms.ops import render
+from cropmix.transforms.params import sample_batch
+
+
+def texture(height: int, width: int, seed: int, channels: int = 3) -> torch.Tensor:
+    """A photo-like float image in [0, 255]: smooth colour gradients plus a fine random texture."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
+    smooth = torch.stack([128 + 100 * torch.sin(xx / 37 + c) * torch.cos(yy / 53 - c) for c in range(channels)])
+    noise = torch.rand(1, channels, height // 4 + 1, width // 4 + 1, generator=g) * 255
+    fine = torch.nn.functional.interpolate(noise, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return (0.6 * smooth + 0.4 * fine).clamp(0, 255)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a.double() - b.double()) ** 2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-20))
+
+
+def reference(images, params, size) -> list[torch.Tensor]:
+    """The per-image CropMix kernel (`ops.render`) on the same parameters."""
+    return [render(img, params.image(i, tuple(img.shape[1:]), size)) for i, img in enumerate(images)]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int16]
+)
+def test_shape_dtype_device(dtype):
+    x = (texture(40, 50, 0)[None].repeat(5, 1, 1, 1) / (1 if not dtype.is_floating_point else 255)).to(dtype)
+    out = BatchCropMix((24, 32), generator=gen(0))(x)
+    assert out.shape == (5, 3, 24, 32) and out.dtype == dtype and out.device == x.device
+    if dtype.is_floating_point:
+        assert 0 <= out.float().min() and out.float().max() <= 1.0 + 1e-2
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
+def test_same_params_as_cropmix_when_enlarging_uint8(mix):
+    # CIFAR setting: every crop is enlarged, where bilinear grid sampling is torchvision's resize.
+    x = torch.randint(0, 256, (16, 3, 32, 32), generator=gen(1), dtype=torch.uint8)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(2))
+    params = aug.make_params(x)
+    out = render_batch(x, params, (32, 32))
+    ref = torch.stack(reference(x, params, (32, 32)))
+    diff = (out.int() - ref.int()).abs()
+    assert diff.max() <= 1 and diff.float().mean() < 0.35  # rounding: torchvision's uint8 resize rounds per pass
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_same_params_as_cropmix_when_shrinking(mix):
+    images = [texture(150 + 20 * i, 210 - 15 * i, i) for i in range(6)]  # a list of different sizes
+    aug = BatchCropMix(40, scale=(0.05, 1.0), mix=mix, generator=gen(3))
+    params = aug.make_params(images)
+    out = aug.render(images, params)
+    scores = [psnr(o, r) for o, r in zip(out, reference(images, params, (40, 40)))]
+    assert min(scores) >= 35 and np.mean(scores) >= 40, scores
+
+
+def test_psnr_vs_torchvision_antialiased_resized_crop():
+    images = torch.stack([texture(180, 240, i) for i in range(12)])
+    aug = BatchCropMix(48, scale=(0.02, 1.0), num_crops=1, generator=gen(4))
+    scores, shrinks = [], []
+    for _ in range(3):
+        params = aug.make_params(images)
+        out = render_batch(images, params, (48, 48))
+        for i, img in enumerate(images):
+            top, left, h, w = (int(v) for v in params.crops[i, 0])
+            ref = TF.resized_crop(img, top, left, h, w, [48, 48], antialias=True)
+            scores.append(psnr(out[i], ref))
+            shrinks.append(max(h, w) / 48)
+    scores, shrinks = np.array(scores), np.array(shrinks)
+    assert (shrinks > 2).any() and (shrinks < 1).any()
+    assert scores[shrinks > 1].min() >= 38 and scores[shrinks > 1].mean() >= 45
+    assert scores[shrinks <= 1].min() >= 90  # enlarging: the same bilinear formula, float rounding only
+
+
+def test_antialias_off_aliases_more():
+    images = torch.stack([texture(300, 300, i) for i in range(4)])
+    params = BatchCropMix(32, scale=(0.8, 1.0), num_crops=1, generator=gen(5)).make_params(images)
+    scores = {}
+    for aa in (True, False):
+        out = render_batch(images, params, (32, 32), antialias=aa)
+        refs = [
+            TF.resized_crop(img, *(int(v) for v in params.crops[i, 0]), [32, 32], antialias=True)
+            for i, img in enumerate(images)
+        ]
+        scores[aa] = np.mean([psnr(o, r) for o, r in zip(out, refs)])
+    assert scores[True] > scores[False] + 5
+
+
+def test_list_input_same_size_matches_stacked_batch():
+    images = [texture(30, 44, i).to(torch.uint8) for i in range(5)]
+    aug = BatchCropMix(16, generator=gen(6))
+    params = aug.make_params(images)
+    assert torch.equal(render_batch(images, params, (16, 16)), render_batch(torch.stack(images), params, (16, 16)))
+
+
+def test_list_input_of_different_sizes():
+    images = [texture(h, w, i).to(torch.uint8) for i, (h, w) in enumerate([(20, 30), (64, 48), (33, 33), (100, 7)])]
+    out = BatchCropMix(24, generator=gen(7))(images)
+    assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
+
+
+def test_channels_last_in_channels_last_out():
+    x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    aug = BatchCropMix(20, generator=gen(8))
+    params = aug.make_params(x)
+    out = render_batch(cl, params, (20, 20))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, render_batch(x, params, (20, 20)))
+
+
+def test_no_grad_and_autograd():
+    x = torch.rand(3, 3, 20, 20)
+    with torch.no_grad():
+        assert BatchCropMix(10)(x).shape == (3, 3, 10, 10)
+    x.requires_grad_(True)
+    BatchCropMix(10)(x).sum().backward()  # differentiable in the pixels: the kernels are linear
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_generator_reproducibility():
+    x = torch.randint(0, 256, (8, 3, 24, 24), dtype=torch.uint8)
+    a = BatchCropMix(16, generator=gen(9))(x)
+    b = BatchCropMix(16, generator=gen(9))(x)
+    c = BatchCropMix(16, generator=gen(10))(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(3)
+    d = BatchCropMix(16)(x)
+    torch.manual_seed(3)
+    assert torch.equal(d, BatchCropMix(16)(x))
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_every_image_gets_its_own_parameters(mix):
+    x = texture(32, 32, 0).to(torch.uint8)[None].repeat(64, 1, 1, 1)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(11))
+    params = aug.make_params(x)
+    assert len(np.unique(params.lam[:, 0])) == 64
+    assert len({tuple(c) for c in params.crops[:, 0]}) > 32
+    if mix == "cutmix":
+        assert len({tuple(b) for b in params.box[:, 0]}) > 32
+    assert len(set(params.n.tolist())) == 2
+    out = render_batch(x, params, (32, 32)).flatten(1)
+    assert len({tuple(row.tolist()) for row in out}) == 64
+
+
+def test_parameter_distributions_match_cropmix():
+    # BatchCropMix draws one batch; CropMix draws image by image: different streams, same distributions.
+    n_images, (H, W) = 1500, (90, 120)
+    batch = BatchCropMix(32, num_crops=(2, 3, 4), generator=gen(12)).make_params(torch.zeros(n_images, 3, H, W))
+    single = CropMix(32, num_crops=(2, 3, 4), generator=gen(13))
+    img = torch.zeros(3, H, W)
+    per_image = [single.make_params([img]) for _ in range(n_images)]
+    counts_b = np.bincount(batch.n, minlength=5)[2:]
+    counts_s = np.bincount([len(p.crops) for p in per_image], minlength=5)[2:]
+    assert stats.chi2_contingency(np.stack([counts_b, counts_s]))[1] > 1e-3
+    lam_b = batch.lam[batch.n == 3, :2].ravel()
+    lam_s = np.array([s.lam for p in per_image if len(p.crops) == 3 for s in p.steps])
+    assert stats.ks_2samp(lam_b, lam_s).pvalue > 1e-3
+    for band in range(3):
+        area_b = batch.crops[batch.n == 3, band, 2] * batch.crops[batch.n == 3, band, 3] / (H * W)
+        area_s = np.array(
+            [p.crops[band].height * p.crops[band].width / (H * W) for p in per_image if len(p.crops) == 3]
+        )
+        assert stats.ks_2samp(area_b, area_s).pvalue > 1e-3, band
+
+
+def test_cut_areas_match_cropmix():
+    n_images = 1500
+    batch = BatchCropMix(32, num_crops=2, mix="cutmix", generator=gen(14)).make_params(torch.zeros(n_images, 3, 40, 40))
+    single = CropMix(32, num_crops=2, mix="cutmix", generator=gen(15))
+    per_image = [single.make_params([torch.zeros(3, 40, 40)]) for _ in range(n_images)]
+    area_b = batch.box[:, 0, 2] * batch.box[:, 0, 3]
+    area_s = np.array([p.steps[0].box[2] * p.steps[0].box[3] for p in per_image])
+    assert stats.ks_2samp(area_b, area_s).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_output_pixel_statistics_match_cropmix(mix):
+    img = texture(48, 64, 3).to(torch.uint8)
+    n = 600
+    kwargs = dict(size=24, scale=(0.1, 1.0), num_crops=(2, 3), mix=mix)
+    out_b = BatchCropMix(**kwargs, generator=gen(16))(img[None].repeat(n, 1, 1, 1)).double()
+    single = CropMix(**kwargs, generator=gen(17))
+    out_s = torch.stack([single(img) for _ in range(n)]).double()
+    for stat in (lambda o: o.mean(dim=(1, 2, 3)), lambda o: o.var(dim=(1, 2, 3))):
+        assert stats.ks_2samp(stat(out_b).numpy(), stat(out_s).numpy()).pvalue > 1e-3
+
+
+def test_p_zero_is_one_random_resized_crop_per_image():
+    images = torch.stack([texture(60, 80, i) for i in range(6)])
+    aug = BatchCropMix(30, scale=(0.3, 1.0), p=0.0, generator=gen(18))
+    params = aug.make_params(images)
+    assert (params.n == 1).all()
+    out = render_batch(images, params, (30, 30))
+    for i, img in enumerate(images):
+        ref = TF.resized_crop(img, *(int(v) for v in params.crops[i, 0]), [30, 30], antialias=True)
+        assert psnr(out[i], ref) > 40
+
+
+def test_alpha_and_grayscale():
+    rgba = torch.cat(
+        [torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8), torch.full((6, 1, 20, 20), 200, dtype=torch.uint8)],
+        1,
+    )
+    out = BatchCropMix(12, generator=gen(19))(rgba)
+    assert (out[:, 3] == 200).all()
+    gray = torch.rand(5, 1, 20, 30)
+    assert BatchCropMix(12, generator=gen(20))(gray).shape == (5, 1, 12, 12)
+
+
+def test_from_preset_matches_preset_settings():
+    aug = BatchCropMix.from_preset("cifar", size=32)
+    assert aug.config.scale == (0.5, 1.0) and aug.config.num_crops == (2,) and aug.size == (32, 32)
+    with pytest.raises(ValueError, match="bilinear"):
+        BatchCropMix.from_preset("mae-mixup")
+    from torchvision.transforms.v2 import InterpolationMode
+
+    assert BatchCropMix.from_preset("mae-cutmix", interpolation=InterpolationMode.BILINEAR).config.mix == ("cutmix",)
+
+
+def test_collate_fn_in_a_dataloader():
+    data = [(torch.randint(0, 256, (3, 20 + i % 3, 24), dtype=torch.uint8), i % 10) for i in range(10)]
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=CropMixCollate(BatchCropMix(16)))
+    images, labels = next(iter(loader))
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8 and labels.tolist() == [0, 1, 2, 3]
+    bare = CropMixCollate(BatchCropMix(16))([d[0] for d in data[:3]])
+    assert bare.shape == (3, 3, 16, 16)
+
+
+def test_bad_inputs_and_arguments():
+    aug = BatchCropMix(8)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        aug(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="non-empty"):
+        aug(torch.zeros(0, 3, 8, 8))
+    with pytest.raises(ValueError, match="empty list"):
+        aug([])
+    with pytest.raises(ValueError, match="share channels"):
+        aug([torch.zeros(3, 8, 8), torch.zeros(1, 8, 8)])
+    with pytest.raises(ValueError, match="share channels"):
+        aug([torch.zeros(3, 8, 8), torch.zeros(3, 8, 8, dtype=torch.uint8)])
+    with pytest.raises(TypeError, match="real-valued"):
+        aug(torch.zeros(2, 3, 8, 8, dtype=torch.bool))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        aug([torch.zeros(3, 8, 8), np.zeros((3, 8, 8))])
+    with pytest.raises(TypeError, match="tensor or a list"):
+        aug(np.zeros((2, 3, 8, 8)))
+    with pytest.raises(ValueError, match="scale"):
+        BatchCropMix(8, scale=(0.5, 2.0))
+    with pytest.raises(TypeError, match="generator"):
+        BatchCropMix(8, generator=1)
+    params = aug.make_params(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="params hold 2 images"):
+        render_batch(torch.zeros(3, 3, 8, 8), params, (8, 8))
+
+
+def test_sampler_is_the_shared_one():
+    # BatchCropMix must not keep a sampler of its own: same generator state -> same params as sample_batch.
+    aug = BatchCropMix(16, generator=gen(21))
+    mine = aug.make_params(torch.zeros(7, 3, 30, 40))
+    ref = sample_batch(aug.config, [30] * 7, [40] * 7, 3, 3, gen(21))
+    assert np.array_equal(mine.crops, ref.crops) and np.array_equal(mine.lam, ref.lam)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16])
+def test_cuda_matches_cpu_without_syncs(dtype):
+    images = [texture(100 + 9 * i, 140 - 7 * i, i) for i in range(6)]
+    images = [(img if dtype == torch.uint8 else img / 255).to(dtype) for img in images]
+    aug = BatchCropMix(32, mix=("mixup", "cutmix"), generator=gen(22))
+    params = aug.make_params(images)
+    cpu = render_batch(images, params, (32, 32)).float()
+    gpu_images = [img.cuda() for img in images]
+    render_batch(gpu_images, params, (32, 32))  # warm-up: allocator, kernels
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = render_batch(gpu_images, params, (32, 32))
+        batch = render_batch(
+            torch.stack(gpu_images[:1] * 3).contiguous(memory_format=torch.channels_last),
+            aug.make_params(gpu_images[:1] * 3),
+            (32, 32),
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert gpu.dtype == dtype and gpu.is_cuda and batch.is_contiguous(memory_format=torch.channels_last)
+    scale = 1 if dtype == torch.uint8 else 255
+    assert psnr(gpu.float().cpu() * scale, cpu * scale) > 40
