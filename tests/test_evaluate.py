@@ -83,6 +83,19 @@ def test_ece_and_rms_by_hand_two_bins() -> None:
         calibration_errors(probs * 5, targets)
 
 
+def test_mass_binning_puts_equal_counts_in_each_bin() -> None:
+    from cropmix.evaluate import calibration_bins
+
+    g = torch.Generator().manual_seed(0)
+    probs = F.softmax(torch.randn(1000, 4, generator=g), dim=1)
+    targets = torch.randint(0, 4, (1000,), generator=g)
+    bins = calibration_bins(probs, targets, n_bins=10, binning="mass")
+    assert bins.counts.tolist() == [100.0] * 10
+    assert bool((bins.confidence[1:] >= bins.confidence[:-1]).all())
+    errors = calibration_errors(probs, targets, n_bins=10, binning="mass")
+    assert errors["rms"] >= errors["ece"] >= 0  # RMS >= mean absolute gap (Jensen)
+
+
 def test_reliability_diagram_writes_png(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     probs = F.softmax(2 * torch.randn(500, 10, generator=g), dim=1)
