@@ -76,13 +76,13 @@ def base_transform(
     # CropMix takes PIL directly (cheaper than converting first); everything else works on tensors.
     if base == "cropmix" and not in_memory:
         return v2.Compose(steps[:1] + to_tensor + steps[1:])
-    return v2.Compose(to_tensor + steps)
+    return v2.Compose(to_tensor + steps) if to_tensor + steps else v2.Identity()
 
 
 def eval_transform(size: int, in_memory: bool) -> Callable:
     """Test-time transform: nothing for in-memory images; resize (size / 0.875) and centre crop from files."""
     if in_memory:
-        return lambda image: image
+        return v2.Identity()
     return v2.Compose([v2.PILToTensor(), v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
 
 

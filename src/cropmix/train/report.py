@@ -77,12 +77,12 @@ def evaluate_run(
         fgsm_eps=fgsm_eps,
         max_corruption_images=max_corruption_images,
     )
-    results = {k: v for k, v in results.items()}
     rf.write_json(run_dir / "eval.json", results)
-    final_path = run_dir / rf.FINAL
-    final = rf.read_json(final_path) if final_path.is_file() else {}
-    final.update(results)
-    rf.write_json(final_path, final)
+    if max_images is None:  # metrics on a subset stay in eval.json only
+        final_path = run_dir / rf.FINAL
+        final = rf.read_json(final_path) if final_path.is_file() else {}
+        final.update(results)
+        rf.write_json(final_path, final)
     return results
 
 

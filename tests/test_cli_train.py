@@ -1,0 +1,150 @@
+"""`cropmix train / eval / compare` end to end, DDP under torchrun, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from test_data import make_npz
+
+from cropmix.cli import main
+from cropmix.train.checkpoint import load_checkpoint
+
+CROPMIX = str(Path(sys.executable).parent / "cropmix")
+TINY_NET = ["--model", "fastnet", "--model-kwargs", '{"widths": [8, 8, 16, 16]}']
+
+
+def base_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--dataset",
+        "npz",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY_NET,
+        "--workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.2",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def test_train_eval_compare_commands(tmp_path, capsys):
+    data = make_npz(tmp_path / "d.npz")
+    for aug in ("baseline", "cropmix"):
+        extra = ["--scale", "0.4", "1", "--num-crops", "2", "3", "--alpha", "0.5"] if aug == "cropmix" else []
+        assert main(base_args(data, tmp_path / aug, "--aug", aug, "--epochs", "2", *extra)) == 0
+    config = json.loads((tmp_path / "cropmix" / "config.json").read_text())
+    assert config["cropmix_scale"] == [0.4, 1.0] and config["cropmix_num_crops"] == [2, 3]
+    assert main(["eval", str(tmp_path / "cropmix"), "--fgsm"]) == 0
+    assert "fgsm_top1" in json.loads((tmp_path / "cropmix" / "final.json").read_text())
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "baseline"), str(tmp_path / "cropmix"), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline | 1 |" in printed and "| cropmix | 1 |" in printed
+    assert (tmp_path / "cmp" / "bars.png").is_file()
+    # An invalid configuration: a clear message, exit status 2, nothing written.
+    assert main(base_args(data, tmp_path / "bad", "--aug", "cropmix", "--scale", "0.9", "0.1")) == 2
+    assert "scale" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    """2 CPU processes (gloo) with batch 8 each = 1 process with batch 16: the same samples per step,
+    gradients averaged, so the weights agree up to float summation order (max abs difference < 1e-4;
+    SGD, as Adam's normalised steps amplify rounding noise in near-zero gradients).
+    A LayerNorm ViT keeps it exact (BatchNorm statistics would be per process)."""
+    data = make_npz(tmp_path / "d.npz", n_train=64, n_test=20)
+    common = [
+        "--model",
+        "vit_tiny",
+        "--model-kwargs",
+        '{"dim": 32, "depth": 1, "num_heads": 2}',
+        "--aug",
+        "none",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--optimizer",
+        "sgd",
+    ]
+    single = base_args(data, tmp_path / "single", *common)
+    single[single.index("--batch-size") + 1] = "16"
+    assert main(single) == 0
+    double = base_args(data, tmp_path / "ddp", *common)
+    double[double.index("--batch-size") + 1] = "8"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--no-python",
+            CROPMIX,
+            *double[:],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (
+        load_checkpoint(tmp_path / "single" / "checkpoint.pt"),
+        load_checkpoint(tmp_path / "ddp" / "checkpoint.pt"),
+    )
+    worst = max(float((value - two["model"][key]).abs().max()) for key, value in one["model"].items())
+    assert worst < 1e-4, worst
+    rows = [
+        [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("single", "ddp")
+    ]
+    for a, b in zip(*rows):  # metrics reduced over ranks equal the single-process ones
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and a["test_top1"] == b["test_top1"]
+    assert json.loads((tmp_path / "ddp" / "final.json").read_text())["epochs"] == 2
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    """Kill a run with SIGKILL inside epoch 2, resume it: it completes all epochs, with a valid
+    checkpoint, and (reseeded per epoch) ends with the same weights as an uninterrupted run."""
+    data = make_npz(tmp_path / "d.npz", n_train=1024, n_test=64)
+    args = base_args(data, tmp_path / "killed", "--aug", "cropmix", "--epochs", "3")
+    process = subprocess.Popen([CROPMIX, *args[0:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    first = time.time()
+    assert ckpt.exists()
+    time.sleep(0.3)  # well inside epoch 2 (an epoch takes seconds)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and time.time() - first < 30
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    assert main([*args, "--resume"]) == 0
+    state = load_checkpoint(ckpt)
+    rows = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert state["epoch"] == 3 and [r["epoch"] for r in rows] == [1, 2, 3]
+    assert not list((tmp_path / "killed").glob("*.tmp"))
+    assert main(base_args(data, tmp_path / "whole", "--aug", "cropmix", "--epochs", "3")) == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    for key, value in whole["model"].items():
+        assert torch.allclose(value.float(), state["model"][key].float(), atol=1e-5), key
