@@ -13,7 +13,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: baseline vs CropMix on the CIFAR-10 subset shipped in the repo (5,000 train / 1,500 test
+# images), a small fastnet, offline; then the comparison table and plots, and the CropMix picture.
+DEMO_DATA := examples/cifar10_subset/cifar10_subset.npz
+DEMO_TRAIN := $(BIN)/cropmix train --dataset npz --data $(DEMO_DATA) --model fastnet \
+	--model-kwargs '{"widths": [8, 16, 32, 64]}' --epochs 15 --batch-size 128 --lr 0.2 --schedule onecycle \
+	--workers 1 --threads 2
+DEMO_EVAL := --fgsm --corruptions --max-corruption-images 200
+
 demo: $(STAMP)
+	rm -rf out/demo
+	$(DEMO_TRAIN) --aug baseline --out out/demo/baseline
+	$(DEMO_TRAIN) --aug cropmix --preset cifar --out out/demo/cropmix
+	$(BIN)/cropmix eval out/demo/baseline $(DEMO_EVAL) > /dev/null
+	$(BIN)/cropmix eval out/demo/cropmix $(DEMO_EVAL) > /dev/null
+	$(BIN)/cropmix compare out/demo/baseline out/demo/cropmix --out out/demo/compare
 	$(BIN)/cropmix show examples/photos/*.jpg --preset imagenet -n 6 --out out/show.png
 
 test: $(STAMP)
