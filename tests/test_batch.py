@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pytest
@@ -247,6 +248,14 @@ def test_collate_fn_in_a_dataloader():
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8 and labels.tolist() == [0, 1, 2, 3]
     bare = CropMixCollate(BatchCropMix(16))([d[0] for d in data[:3]])
     assert bare.shape == (3, 3, 16, 16)
+
+
+def test_module_example_runs():
+    import cropmix.transforms.batch as batch
+
+    doc = batch.__doc__
+    code = doc[doc.index("Example") :].split("::", 1)[1]
+    exec(textwrap.dedent(code), {})
 
 
 def test_bad_inputs_and_arguments():

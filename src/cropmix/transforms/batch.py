@@ -8,11 +8,12 @@ and permutations. Rendering never loops over images:
    plus its 2x2 box-filter pyramid, side by side (one page per image for a
    (B, C, H, W) batch; one packed page for a list of different sizes).
 2. Each crop reads from the pyramid level that leaves a residual shrink r in
-   [1, 2) (level 0 when enlarged). One `grid_sample` call samples all crops of
-   all images; when any crop is shrunk, every output pixel averages 2x2
-   bilinear samples spread so that the total blur matches torchvision's
-   antialiased triangle filter (variance r^2 / 6 in level pixels). Enlarged
-   crops are sampled exactly as torchvision's bilinear resize of the crop.
+   [1, 2) (level 0 when enlarged). `grid_sample` samples all crops of all
+   images at once; when any crop is shrunk, every output pixel averages 2x2
+   bilinear samples (four calls) spread so that the total blur matches
+   torchvision's antialiased triangle filter (variance r^2 / 6 in level
+   pixels). Enlarged crops are sampled exactly as torchvision's bilinear
+   resize of the crop.
 3. Mixup is linear: all steps, lambdas and channel permutations fold into one
    (C, C * M) matrix per image, applied with one `bmm`. CutMix runs its (at
    most M - 1) steps as masked selections over the whole batch.
@@ -20,6 +21,25 @@ and permutations. Rendering never loops over images:
 All host-side numbers (grid coefficients, mixing matrices, boxes) travel to the
 device in one packed copy (pinned and non-blocking on CUDA), and nothing is
 read back, so a CUDA batch never waits for the device.
+
+Example (runnable; tests/test_batch.py runs it)::
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from cropmix.transforms import BatchCropMix, CropMixCollate
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = TensorDataset(torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8), torch.arange(256) % 10)
+    aug = BatchCropMix.from_preset("cifar", size=32)
+
+    # 1. The loader yields uint8 batches; CropMix runs on the device, then the usual flip/normalise.
+    for x, y in DataLoader(data, batch_size=128, shuffle=True, pin_memory=device == "cuda"):
+        x = aug(x.to(device, non_blocking=True)).float().div_(255)
+
+    # 2. CropMix in the CPU workers, as the collate_fn (each worker draws from its own seeded RNG;
+    #    do not give the BatchCropMix a generator here, or every worker repeats the same draws).
+    for x, y in DataLoader(data, batch_size=128, num_workers=2, collate_fn=CropMixCollate(aug)):
+        x = x.to(device).float().div_(255)
 """
 
 from __future__ import annotations
@@ -309,7 +329,7 @@ def render_batch(
         prev = region
 
     spread = bool((coef[..., 4] > 0).any())
-    views = _sample(atlas, coef_d.to(work).view(B * M, 2, 5), (h, w), 2 if spread else 1, pages)
+    views = _sample(atlas, coef_d.to(work).view(B * M, 2, 5), (h, w), spread, pages)
     if pages == B:
         views = views.view(B, C, M, h, w)  # crop slots in band order
     else:  # one packed page holding the crops of image 0, then image 1, ...
@@ -324,25 +344,31 @@ def render_batch(
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def _sample(atlas: torch.Tensor, coef: torch.Tensor, size: tuple[int, int], S: int, pages: int) -> torch.Tensor:
+def _sample(atlas: torch.Tensor, coef: torch.Tensor, size: tuple[int, int], spread: bool, pages: int) -> torch.Tensor:
     """Bilinear samples of all crops (K = B * M, 2 axes, 5 coefficients) -> (pages, C, K / pages * h, w).
 
-    With S = 2 each output pixel averages 2 x 2 samples offset by +-spread output pixels.
+    With `spread`, each output pixel averages 2 x 2 samples offset by +-spread output pixels
+    (one grid at a time, to bound the memory of the grids).
     """
     h, w = size
     K = coef.shape[0]
-    axes = []
+    signs = (-1.0, 1.0) if spread else (0.0,)
+    axes: list[list[torch.Tensor]] = []
     for axis, n, extent in ((0, h, atlas.shape[-2]), (1, w, atlas.shape[-1])):
-        i = torch.arange(n * S, device=atlas.device, dtype=atlas.dtype)
-        offset = (i // S) + 0.5 + ((i % S) * 2 - 1 if S > 1 else 0 * i)[None, :] * coef[:, axis, 4:5]
-        u = coef[:, axis, 0:1] + offset * coef[:, axis, 1:2]
-        u = torch.clamp(u, coef[:, axis, 2:3], coef[:, axis, 3:4])
-        axes.append((u + 0.5) * (2.0 / extent) - 1.0)
-    gy, gx = axes
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    grid = grid.reshape(pages, K // pages * h * S, w * S, 2)
-    out = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return F.avg_pool2d(out, S) if S > 1 else out
+        centre = torch.arange(n, device=atlas.device, dtype=atlas.dtype)[None, :] + 0.5
+        axes.append([])
+        for sign in signs:
+            u = coef[:, axis, 0:1] + (centre + sign * coef[:, axis, 4:5]) * coef[:, axis, 1:2]
+            u = torch.clamp(u, coef[:, axis, 2:3], coef[:, axis, 3:4])
+            axes[-1].append((u + 0.5) * (2.0 / extent) - 1.0)
+    out = None
+    for gy in axes[0]:
+        for gx in axes[1]:
+            grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+            grid = grid.view(pages, K // pages * h, w, 2)
+            sample = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            out = sample if out is None else out + sample
+    return out * (1.0 / len(signs) ** 2) if spread else out
 
 
 def _cutmix(

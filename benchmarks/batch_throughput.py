@@ -1,0 +1,176 @@
+"""Throughput of BatchCropMix against CropMix in a per-image loop and kornia's RandomResizedCrop.
+
+Two settings, each on one batch of uint8 images already in memory:
+  - 32x32, B = 512 CIFAR-10 training images (../shared/data/cifar10), preset "cifar";
+  - 224x224, B = 64 photos (../shared/data/photos, cycled), preset "imagenet", both as a uniform
+    batch (every photo resized to 375x500, ImageNet's most common size) and as a list of the
+    photos at their own sizes (300 to 1411 pixels wide; kornia needs one size, so it is left out).
+Methods are timed in interleaved rounds (one batch each per round); the median of the rounds is
+reported. The per-image CropMix loop always runs on the CPU (it is the DataLoader-worker
+baseline); BatchCropMix and kornia run on --device. kornia gets float input (its requirement):
+its time includes the uint8 -> float conversion. It also prints the PSNR of BatchCropMix's
+resampling against torchvision's antialiased resized_crop on the photos (one crop per image).
+
+    python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.io import decode_jpeg, read_file
+
+from cropmix.transforms import BatchCropMix, preset, render_batch
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_cifar(n: int) -> torch.Tensor:
+    files = sorted((DATA / "cifar10" / "train").glob("*/*.jpg"))
+    step = max(len(files) // n, 1)
+    return torch.stack([decode_jpeg(read_file(str(f))) for f in files[::step][:n]])
+
+
+def load_photos() -> list[torch.Tensor]:
+    return [decode_jpeg(read_file(str(f))) for f in sorted((DATA / "photos").glob("*.jpg"))]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(methods: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each method, timed in interleaved rounds after one warm-up call."""
+    for fn in methods.values():
+        fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def kornia_rrc(size: int, scale: tuple[float, float]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        return None
+    aug = K.RandomResizedCrop((size, size), scale=scale)
+    return lambda x: aug(x.float().div_(255))
+
+
+def psnr_vs_torchvision(photos: list[torch.Tensor], size: int, repeats: int = 6) -> tuple[float, float, float]:
+    """Mean and minimum PSNR (dB) of one-crop BatchCropMix against torchvision's antialiased resized_crop."""
+    images = [p.float() for p in photos]
+    aug = BatchCropMix(size, scale=(0.01, 1.0), num_crops=1, generator=torch.Generator().manual_seed(0))
+    scores, shrunk = [], []
+    for _ in range(repeats):
+        params = aug.make_params(images)
+        out = render_batch(images, params, (size, size))
+        for i, img in enumerate(images):
+            top, left, h, w = (int(v) for v in params.crops[i, 0])
+            ref = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+            mse = ((out[i].double() - ref.double()) ** 2).mean().item()
+            scores.append(10 * math.log10(255.0**2 / max(mse, 1e-12)))
+            shrunk.append(max(h, w) > size)
+    shrunk_scores = [s for s, k in zip(scores, shrunk) if k]
+    return statistics.mean(shrunk_scores), min(shrunk_scores), statistics.mean(scores)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"lscpu failed: {err}", file=sys.stderr)
+    return model
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load_before = load()
+    torch.manual_seed(0)
+
+    cifar = load_cifar(512)
+    photos = load_photos()
+    uniform = torch.stack([TF.resize(photos[i % len(photos)], [375, 500], antialias=True) for i in range(64)])
+    native = [photos[i % len(photos)] for i in range(64)]
+
+    settings = [
+        ("32x32, B=512 CIFAR-10 (uniform batch)", cifar, "cifar", 32),
+        ("224x224, B=64 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224),
+        ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224),
+    ]
+    rows = []
+    for title, images, name, size in settings:
+        batch_aug = BatchCropMix.from_preset(name, size=size)
+        loop_aug = preset(name, size=size)
+        cpu_images = list(images) if isinstance(images, torch.Tensor) else images
+        dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
+        methods: dict[str, Callable[[], object]] = {
+            "BatchCropMix": lambda a=batch_aug, x=dev_images: a(x),
+            "CropMix loop": lambda a=loop_aug, xs=cpu_images: torch.stack([a(x) for x in xs]),
+        }
+        rrc = kornia_rrc(size, batch_aug.config.scale)
+        if rrc is not None and isinstance(images, torch.Tensor):
+            methods["kornia RandomResizedCrop"] = lambda f=rrc, x=dev_images: f(x)
+        seconds = measure(methods, args.rounds, device)
+        count = len(images)
+        rows.append((title, {k: count / v for k, v in seconds.items()}))
+
+    psnr_shrunk, psnr_min, psnr_all = psnr_vs_torchvision(photos, 224)
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"command: python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
+    print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}")
+    print(f"torch {torch.__version__}, python {platform.python_version()}")
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
+    print()
+    print("| setting | BatchCropMix img/s | CropMix loop img/s | kornia RRC img/s | Batch / loop | Batch / kornia |")
+    print("|---|---|---|---|---|---|")
+    for title, ips in rows:
+        kor = ips.get("kornia RandomResizedCrop")
+        kor_s = f"{kor:.0f}" if kor else "-"
+        ratio_k = f"{ips['BatchCropMix'] / kor:.2f}x" if kor else "-"
+        print(
+            f"| {title} | {ips['BatchCropMix']:.0f} | {ips['CropMix loop']:.0f} | {kor_s} | "
+            f"{ips['BatchCropMix'] / ips['CropMix loop']:.2f}x | {ratio_k} |"
+        )
+    print()
+    print(
+        f"PSNR of BatchCropMix (one crop, scale 0.01-1, 224x224) against torchvision's antialiased "
+        f"resized_crop on the ten photos: shrunk crops mean {psnr_shrunk:.1f} dB, min {psnr_min:.1f} dB; "
+        f"all crops mean {psnr_all:.1f} dB"
+    )
+
+
+if __name__ == "__main__":
+    main()
