@@ -367,8 +367,8 @@ def _sample(atlas: torch.Tensor, coef: torch.Tensor, size: tuple[int, int], spre
             grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
             grid = grid.view(pages, K // pages * h, w, 2)
             sample = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            out = sample if out is None else out + sample
-    return out * (1.0 / len(signs) ** 2) if spread else out
+            out = sample if out is None else out.add_(sample)
+    return out.mul_(1.0 / len(signs) ** 2) if spread else out
 
 
 def _cutmix(
