@@ -340,7 +340,8 @@ def render_batch(
     if cut.any():
         cut_out = _cutmix(views, order.long(), box.long(), active_d.bool(), paste_new.bool(), perm_d.long())
         out = cut_out if out is None else torch.where(cut_d.bool()[:, None, None, None], cut_out, out)
-    out = cast_like(out, dtype)
+    # Values are convex combinations of pixels: uint8 rounds half up in place, like ops' Mixup.
+    out = out.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(out, dtype)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
