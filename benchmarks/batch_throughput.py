@@ -12,6 +12,9 @@ its time includes the uint8 -> float conversion. It also prints the PSNR of Batc
 resampling against torchvision's antialiased resized_crop on the photos (one crop per image).
 
     python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
+
+On a shared, oversubscribed CPU, OpenMP's spinning threads stall torch's 2-thread ops; run with
+OMP_WAIT_POLICY=PASSIVE there (the header line shows it), or compare at --threads 1.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -149,7 +153,8 @@ def main() -> None:
 
     psnr_shrunk, psnr_min, psnr_all = psnr_vs_torchvision(photos, 224)
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"command: python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
+    print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
     print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}")
     print(f"torch {torch.__version__}, python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
