@@ -89,6 +89,46 @@ def run_arm(args: argparse.Namespace, aug: str, seed: int) -> dict:
     return final
 
 
+def interleaved_timing(args: argparse.Namespace, rounds: int = 6, steps: int = 15) -> dict[str, float]:
+    """Seconds per training step (loading + augmentation + forward/backward) of each arm (within one epoch), in
+    alternating rounds in one process, so that load from other jobs on a shared machine hits all arms alike."""
+
+    from cropmix.train import TrainConfig
+    from cropmix.train.distributed import DistInfo
+    from cropmix.train.loop import build_model_for, prepare_data, to_input
+
+    arms = {}
+    for aug in args.arms:
+        config = TrainConfig(
+            dataset="npz",
+            data=str(CACHE),
+            out="unused",
+            model="fastnet",
+            model_kwargs={"widths": args.widths},
+            aug=aug,
+            batch_size=256,
+            workers=1,
+            seed=0,
+        )
+        loader, _, _, classes, size = prepare_data(config, DistInfo(), pin=False)
+        model = build_model_for(config, classes, size).to(memory_format=torch.channels_last)
+        arms[aug] = (iter(loader), model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    times: dict[str, list[float]] = {aug: [] for aug in arms}
+    for round_index in range(rounds):
+        for aug, (batches, model, optimizer) in arms.items():
+            next(batches)  # warm the worker up
+            start = time.perf_counter()
+            for _ in range(steps):
+                images, targets = next(batches)
+                loss = torch.nn.functional.cross_entropy(model(to_input(images, torch.device("cpu"), True)), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if round_index > 0:  # round 0 is warm-up
+                times[aug].append((time.perf_counter() - start) / steps)
+    return {aug: statistics.median(values) for aug, values in times.items()}
+
+
 def table(results: dict[str, list[dict]]) -> str:
     head = "| arm | seeds | top-1 (%) | ECE (%) | RMS (%) | corruption mean top-1 (%) | FGSM top-1 (%) | s / epoch |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
@@ -116,9 +156,17 @@ def main() -> None:
     parser.add_argument("--corruption-images", type=int, default=250)
     parser.add_argument("--deadline", type=float, default=None, help="unix time: start no run after it")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--timing-only", action="store_true", help="only the interleaved seconds-per-step timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ensure_cache(args.src)
+    if args.timing_only:
+        step = interleaved_timing(args)
+        base = step.get("baseline")
+        for aug, seconds in step.items():
+            change = f" ({100 * (seconds / base - 1):+.1f}% vs baseline)" if base else ""
+            print(f"{aug}: {1000 * seconds:.1f} ms per step of 256 images{change}", flush=True)
+        return
     results: dict[str, list[dict]] = {aug: [] for aug in args.arms}
     for seed in args.seeds:
         for aug in args.arms:
