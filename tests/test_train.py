@@ -118,8 +118,8 @@ def test_train_writes_a_complete_run(tmp_path):
 def test_learns_and_evaluates_and_compares(tmp_path):
     runs = []
     for seed in (0, 1):
-        runs.append(train(tiny_config(tmp_path, out=str(tmp_path / f"base{seed}"), epochs=3, seed=seed)))
-    runs.append(train(tiny_config(tmp_path, out=str(tmp_path / "cm"), aug="cropmix", epochs=3)))
+        runs.append(train(tiny_config(tmp_path, out=str(tmp_path / f"base{seed}"), epochs=4, seed=seed)))
+    runs.append(train(tiny_config(tmp_path, out=str(tmp_path / "cm"), aug="cropmix", epochs=2)))
     final = json.loads((runs[0] / "final.json").read_text())
     assert final["top1"] > 50  # 4 classes of distinct colours: chance is 25%
     results = evaluate_run(runs[2], fgsm=True)
