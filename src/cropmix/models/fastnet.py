@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 LOGIT_SCALE = 0.125
-DEFAULT_WIDTHS = (16, 32, 64, 128)
+DEFAULT_WIDTHS = (12, 24, 48, 96)
 
 
 def _conv_bn_relu(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
