@@ -37,9 +37,7 @@ def open_rgb(path: str | Path) -> PIL.Image.Image:
         raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
 
 
-def show_row(
-    image: PIL.Image.Image, cropmix: CropMix, rrc: v2.RandomResizedCrop, n: int, cell: int
-) -> PIL.Image.Image:
+def show_row(image: PIL.Image.Image, cropmix: CropMix, rrc: v2.RandomResizedCrop, n: int, cell: int) -> PIL.Image.Image:
     """One row: the image with the crop boxes of its n CropMix outputs, the outputs, then n RRC outputs."""
     params = [cropmix.make_params([image]) for _ in range(n)]
     outputs = [cropmix.transform(image, p) for p in params]
