@@ -23,11 +23,13 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from cropmix.train.checkpoint import CHECKPOINT, load_checkpoint, save_atomic
+from cropmix.train.run_files import MetricsLog, write_json
+
 from .knn import extract_features, knn_accuracy
 from .linear_probe import linear_probe
 from .mae import MAE
 from .moco import MoCo
-from .runfolder import CHECKPOINT, MetricsLog, load_checkpoint, save_checkpoint, write_json
 from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
 
 METHODS = ("moco", "mae")
@@ -273,7 +275,7 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
             stopped = config.max_seconds is not None and time.time() - start > config.max_seconds
             if rank == 0 and (step % config.checkpoint_every == 0 or step == total or stopped):
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-                save_checkpoint(out / CHECKPOINT, {**state, "config": dataclasses.asdict(config)})
+                save_atomic({**state, "config": dataclasses.asdict(config)}, out / CHECKPOINT)
     if progress is not None:
         progress.close()
     train_time = time.time() - start
