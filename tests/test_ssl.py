@@ -19,7 +19,6 @@ from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
 from cropmix.ssl.pretrain import PretrainConfig, backbone_state_dict, load_pretrained, pretrain
-from cropmix.ssl.runfolder import load_checkpoint
 from cropmix.ssl.views import (
     MAEView,
     TwoViews,
@@ -28,6 +27,7 @@ from cropmix.ssl.views import (
     cropmix_query_config,
     paste_boxes,
 )
+from cropmix.train.checkpoint import load_checkpoint
 from cropmix.transforms import sample_batch
 
 torch.set_num_threads(1)
@@ -50,6 +50,10 @@ def tiny_mae(norm_pix_loss: bool = True) -> MAE:
         num_classes=4,
         norm_pix_loss=norm_pix_loss,
     )
+
+
+def tiny_moco() -> MoCo:
+    return MoCo(tiny_backbone(), dim=16, queue_size=32)
 
 
 def synthetic_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,6 +342,57 @@ def test_pretrained_backbone_loads_into_build_model(tmp_path, npz_path, method):
             load_pretrained(
                 build_model("fastnet", 7, widths=(8, 8, 16, 32)), tmp_path / f"{method}-{aug}" / "checkpoint.pt"
             )
+
+
+def test_train_init_starts_from_the_pretrained_backbone(tmp_path, npz_path, monkeypatch, caplog):
+    """`cropmix train --init CHECKPOINT`: the classifier starts from the pre-trained backbone, not on resume."""
+    import logging
+
+    import cropmix.ssl
+    import cropmix.train.loop as loop
+    from cropmix.cli import main
+
+    torch.manual_seed(0)
+    pretrain(_config(tmp_path, npz_path, "moco", "cropmix", steps=2, eval_train=16, eval_test=8), model=tiny_moco())
+    ckpt = tmp_path / "moco-cropmix" / "checkpoint.pt"
+    pretrained = backbone_state_dict(ckpt)
+
+    at_start: dict[str, torch.Tensor] = {}
+    build_optimizer = loop.build_optimizer  # called right after the model is built (and initialised)
+
+    def spy(model, config):
+        at_start.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return build_optimizer(model, config)
+
+    monkeypatch.setattr(loop, "build_optimizer", spy)
+    out = tmp_path / "finetune"
+    args = ["train", "--dataset", "npz", "--data", str(npz_path), "--out", str(out), "--model", "fastnet"]
+    args += ["--model-kwargs", '{"widths": [8, 8, 16, 16]}', "--epochs", "1", "--batch-size", "16", "--workers", "0"]
+    args += ["--eval-batch-size", "32", "--no-progress", "--threads", "1", "--seed", "3", "--init", str(ckpt)]
+    with caplog.at_level(logging.INFO, logger="cropmix.train"):
+        assert main(args) == 0
+    backbone = [k for k in pretrained if not k.startswith("classifier.")]
+    assert backbone and all(torch.equal(at_start[k], pretrained[k]) for k in backbone)
+    assert f"loaded {len(at_start) - 2} tensors" in caplog.text
+    assert json.loads((out / "config.json").read_text())["init"] == str(ckpt)
+
+    # On --resume the checkpoint already holds the fine-tuned weights: the init is not applied again.
+    calls = []
+    monkeypatch.setattr(cropmix.ssl, "load_pretrained", lambda *a: calls.append(a) or [])
+    before = load_checkpoint(out / "checkpoint.pt")["model"]
+    assert main(args + ["--resume"]) == 0
+    after = load_checkpoint(out / "checkpoint.pt")["model"]
+    assert calls == [] and all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_train_init_must_exist(tmp_path, npz_path):
+    from cropmix.train import TrainConfig, train
+
+    missing = tmp_path / "no_such_checkpoint.pt"
+    config = TrainConfig(dataset="npz", data=str(npz_path), out=str(tmp_path / "run"), init=str(missing))
+    with pytest.raises((ValueError, FileNotFoundError), match="init.*no_such_checkpoint.pt"):
+        train(config)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

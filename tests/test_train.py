@@ -82,6 +82,7 @@ def test_invalid_configs_are_rejected_before_work(tmp_path):
         "warmup_epochs": dict(warmup_epochs=5),
         "scale": dict(aug="cropmix", cropmix_scale=(0.8, 0.2)),
         "does_not_exist": dict(data=str(tmp_path / "does_not_exist.npz")),
+        "init": dict(init=str(tmp_path / "no_checkpoint.pt")),
     }
     for word, change in cases.items():
         config = tiny_config(tmp_path, out=str(tmp_path / f"bad_{word}"), **change)

@@ -36,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}'",
     )
     p.add_argument(
+        "--init",
+        metavar="PATH",
+        help="start from the backbone of a cropmix pretrain checkpoint (MoCo or MAE)",
+    )
+    p.add_argument(
         "--aug",
         default=d.aug,
         help="none | baseline | rrc | cropmix, optionally +mixup or +cutmix (default: %(default)s)",

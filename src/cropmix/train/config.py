@@ -21,8 +21,10 @@ class TrainConfig:
 
     aug: "none" | "baseline" | "rrc" | "cropmix", optionally "+mixup" / "+cutmix" (or "mixup" alone).
     preset and the cropmix_* fields set CropMix (None = the preset's value); rrc_scale defaults to
-    the preset's scale range. epochs count passes over the training split; warmup_epochs ramp the
-    learning rate linearly from 0. milestones (epochs) apply to the step schedule, default 50% / 75%.
+    the preset's scale range. init: a `cropmix pretrain` checkpoint (MoCo or MAE) whose backbone the
+    model starts from (the classifier stays as initialised; not re-applied on resume). epochs count
+    passes over the training split; warmup_epochs ramp the learning rate linearly from 0. milestones
+    (epochs) apply to the step schedule, default 50% / 75%.
     """
 
     dataset: str = "cifar10"
@@ -30,6 +32,7 @@ class TrainConfig:
     out: str = "runs/run"
     model: str = "resnet18"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
     aug: str = "baseline"
     preset: str = "cifar"
     cropmix_scale: tuple[float, float] | None = None
@@ -164,3 +167,7 @@ class TrainConfig:
         path = Path(self.data)
         if not path.exists() and not (self.dataset in ("cifar10", "cifar100") and self.download):
             raise FileNotFoundError(f"data path {str(path)!r} does not exist")
+        if self.init is not None and not Path(self.init).is_file():
+            raise FileNotFoundError(
+                f"init checkpoint {str(self.init)!r} does not exist (init takes a cropmix pretrain checkpoint.pt)"
+            )

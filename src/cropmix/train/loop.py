@@ -187,7 +187,15 @@ def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistIn
         config.save(out / rf.CONFIG)
     torch.manual_seed(config.seed)
     train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda)
-    model = build_model_for(config, num_classes, size).to(device)
+    model = build_model_for(config, num_classes, size)
+    if config.init is not None and checkpoint is None:  # a resumed run's checkpoint already holds these weights
+        from cropmix.ssl import load_pretrained  # here: cropmix.ssl imports cropmix.train
+
+        left = load_pretrained(model, config.init)
+        if info.main:
+            loaded = len(model.state_dict()) - len(left)
+            log.info("init: loaded %d tensors from %s (left as initialised: %s)", loaded, config.init, left)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
