@@ -1,7 +1,47 @@
-"""cropmix: CropMix (Han et al., 2022) for PyTorch, a drop-in replacement for RandomResizedCrop."""
+"""cropmix: CropMix (Han et al., 2022) for PyTorch, a drop-in replacement for RandomResizedCrop.
 
-from .transforms import Crop, CropMix, CropMixParams, MixStep, preset
+The transforms import only torch, torchvision, numpy and PIL. The recipes (training,
+evaluation, self-supervised pre-training) are exported here too but imported on first
+use, so `from cropmix import CropMix` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .transforms import BatchCropMix, Crop, CropMix, CropMixCollate, CropMixParams, MixStep, preset, render_batch
 
 __version__ = "0.1.0"
 
-__all__ = ["Crop", "CropMix", "CropMixParams", "MixStep", "__version__", "preset"]
+_LAZY = {
+    "TrainConfig": "cropmix.train",
+    "train": "cropmix.train",
+    "evaluate_run": "cropmix.train",
+    "compare_runs": "cropmix.train",
+    "PretrainConfig": "cropmix.ssl",
+    "pretrain": "cropmix.ssl",
+    "evaluate_checkpoint": "cropmix.ssl",
+    "build_model": "cropmix.models",
+    "evaluate_classifier": "cropmix.evaluate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cropmix' has no attribute {name!r}")
+
+
+__all__ = [
+    "BatchCropMix",
+    "Crop",
+    "CropMix",
+    "CropMixCollate",
+    "CropMixParams",
+    "MixStep",
+    "__version__",
+    "preset",
+    "render_batch",
+    *_LAZY,
+]

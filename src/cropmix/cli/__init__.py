@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # Subcommand modules, in the order `cropmix --help` lists them.
@@ -21,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The library logs (per-epoch metrics, skipped files, what --init loaded); the command shows them.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cropmix: %(message)s"))
+    package_log = logging.getLogger("cropmix")
+    if not package_log.handlers:
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.INFO)
     try:
         return int(args.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as error:

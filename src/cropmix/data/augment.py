@@ -96,12 +96,10 @@ class PerImage:
         return torch.stack([self.transform(image) for image in images])
 
 
-def batch_cropmix(kwargs: dict[str, Any]) -> Callable | None:
-    """A batched CropMix (cropmix.transforms.batch.BatchCropMix) followed by a batched flip, if it exists."""
-    try:
-        from cropmix.transforms.batch import BatchCropMix
-    except ImportError:
-        return None
+def batch_cropmix(kwargs: dict[str, Any]) -> Callable:
+    """A batched CropMix (`BatchCropMix`) followed by a batched horizontal flip."""
+    from cropmix.transforms import BatchCropMix
+
     return _BatchedCropMixFlip(BatchCropMix(**kwargs))
 
 

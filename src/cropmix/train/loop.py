@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import InterpolationMode
 
 from cropmix.data import base_transform, eval_transform, load_source, make_loader, parse_aug, set_epoch
 from cropmix.data.arrays import ArraySplit
@@ -25,6 +26,7 @@ from .schedule import build_optimizer, build_scheduler
 log = logging.getLogger("cropmix.train")
 
 # Fields that may change between a run and its resumption.
+BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size"}
 
 
@@ -76,12 +78,18 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
     in_memory = source.in_memory
     size = config.image_size or (int(train_split.images.shape[-1]) if in_memory else 224)
     base, _ = parse_aug(config.aug)
-    transform, batched = None, False
-    if base == "cropmix" and in_memory:
-        kwargs = cropmix_kwargs(config.preset, size, config.cropmix_overrides())
+    kwargs = cropmix_kwargs(config.preset, size, config.cropmix_overrides())
+    # BatchCropMix in the loader workers where it is faster than CropMix per image: small in-memory images
+    # (about 11x at 32x32 on a CPU, but slower than the loop at 224x224: benchmarks/RESULTS.md). Bilinear only.
+    batched = (
+        base == "cropmix"
+        and in_memory
+        and size <= BATCHED_MAX_SIZE
+        and kwargs.get("interpolation", InterpolationMode.BILINEAR) == InterpolationMode.BILINEAR
+    )
+    if batched:
         transform = batch_cropmix(kwargs)
-        batched = transform is not None
-    if transform is None:
+    else:
         transform = base_transform(
             base,
             size,

@@ -4,6 +4,7 @@ from .batch import BatchCropMix, CropMixCollate, render_batch
 from .cropmix import CropMix
 from .params import Crop, CropMixConfig, CropMixParams, MixStep, make_config, sample_batch
 from .presets import PRESETS, preset, preset_kwargs
+from .sample_one import sample_one
 
 __all__ = [
     "PRESETS",
@@ -19,4 +20,5 @@ __all__ = [
     "preset_kwargs",
     "render_batch",
     "sample_batch",
+    "sample_one",
 ]

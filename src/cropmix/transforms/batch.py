@@ -1,8 +1,8 @@
 """`BatchCropMix`: CropMix on a batch of tensors in a few batched ops, on any device.
 
-The parameters come from the same sampler as `CropMix` (`sample_batch`), one
-call per batch, so every image gets its own N, crops, order, lambdas, cut boxes
-and permutations. Rendering never loops over images:
+The parameters come from `sample_batch`, one call per batch (the draws `CropMix`
+makes per image with `sample_one`, vectorised), so every image gets its own N,
+crops, order, lambdas, cut boxes and permutations. Rendering never loops over images:
 
 1. The images are converted once into an "atlas": each image's pixels in float
    plus its 2x2 box-filter pyramid, side by side (one page per image for a
