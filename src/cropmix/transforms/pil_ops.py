@@ -64,7 +64,7 @@ def render_pil(image: PIL.Image.Image, params: CropMixParams, interpolation: Int
         return views[0]
     if params.steps[0].op == "mixup" and len(views) > 2:
         mixed = mixup_uint8_arrays([np.asarray(v) for v in views], params)
-        return PIL.Image.fromarray(mixed, image.mode)
+        return PIL.Image.fromarray(mixed)  # (h, w) -> "L", (h, w, 3) -> "RGB"
     mixed = views[0]
     for step, new in zip(params.steps, views[1:]):
         if step.op == "mixup":
