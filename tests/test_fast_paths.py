@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
-from test_cropmix import textured_image
+from test_cropmix import mix_views, textured_image
 
 from cropmix import CropMix
 from cropmix.transforms import make_config, sample_batch
@@ -65,28 +65,14 @@ def pil_image(height: int, width: int, mode: str = "RGB", seed: int = 0) -> PIL.
 
 
 def pil_reference(image: PIL.Image.Image, params) -> np.ndarray:
-    """SPEC.md's algorithm in float64 on crops resized by PIL, as torchvision resizes PIL images."""
+    """SPEC.md's algorithm in float64 on crops resized by PIL (as torchvision resizes PIL images), (h, w, C)."""
     h, w = params.output_size
     views = []
     for i in params.order:
         c = params.crops[i]
         view = F.resized_crop(image, c.top, c.left, c.height, c.width, [h, w], antialias=True)
-        views.append(np.asarray(view, dtype=np.float64).reshape(h, w, -1))
-    mixed = views[0]
-    for step, new in zip(params.steps, views[1:]):
-        if step.channel_perm is not None:
-            if step.permuted == "mix":
-                mixed = mixed[..., list(step.channel_perm)]
-            else:
-                new = new[..., list(step.channel_perm)]
-        if step.op == "mixup":
-            mixed = step.lam * mixed + (1 - step.lam) * new
-        else:
-            top, left, bh, bw = step.box
-            base, pasted = (mixed, new) if step.pasted == "new" else (new, mixed)
-            mixed = base.copy()
-            mixed[top : top + bh, left : left + bw] = pasted[top : top + bh, left : left + bw]
-    return mixed
+        views.append(torch.from_numpy(np.asarray(view, dtype=np.float64).reshape(h, w, -1)).permute(2, 0, 1))
+    return mix_views(views, params).permute(1, 2, 0).numpy()
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])

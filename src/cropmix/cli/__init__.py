@@ -22,18 +22,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # The library logs (per-epoch metrics, skipped files, what --init loaded); the command shows them.
+    # The library logs (per-epoch metrics, skipped files, what --init loaded); the command shows them,
+    # for this call only (main may run several times in one process, e.g. in tests).
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("cropmix: %(message)s"))
     package_log = logging.getLogger("cropmix")
-    if not package_log.handlers:
-        package_log.addHandler(handler)
-        package_log.setLevel(logging.INFO)
+    package_log.addHandler(handler)
+    level = package_log.level
+    package_log.setLevel(logging.INFO)
     try:
         return int(args.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"cropmix {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
 
 
 if __name__ == "__main__":

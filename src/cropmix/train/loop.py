@@ -25,8 +25,8 @@ from .schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger("cropmix.train")
 
-# Fields that may change between a run and its resumption.
 BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
+# Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size"}
 
 
@@ -80,7 +80,7 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
     base, _ = parse_aug(config.aug)
     kwargs = cropmix_kwargs(config.preset, size, config.cropmix_overrides())
     # BatchCropMix in the loader workers where it is faster than CropMix per image: small in-memory images
-    # (about 11x at 32x32 on a CPU, but slower than the loop at 224x224: benchmarks/RESULTS.md). Bilinear only.
+    # (about 6x at 32x32 on a CPU, but slower than the loop at 224x224: benchmarks/RESULTS.md). Bilinear only.
     batched = (
         base == "cropmix"
         and in_memory

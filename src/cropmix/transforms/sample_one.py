@@ -4,7 +4,7 @@ A DataLoader worker draws parameters for one small image at a time; there numpy'
 per-call cost (tens of microseconds for the ~30 array ops of `sample_batch`) is
 more than resizing a 32x32 crop. This module reads the same uniforms in the same
 layout and applies the same formulas with `math`, so for the same RNG state it
-returns the parameters `sample_batch(...).image(0, ...)` does (tests/test_params.py
+returns the parameters `sample_batch(...).image(0, ...)` does (tests/test_fast_paths.py
 checks it draw for draw). Change both together.
 """
 
