@@ -249,3 +249,12 @@ def test_evaluate_classifier_all_metrics(trained_linear, tmp_path) -> None:
     assert 0 <= result["fgsm_top1"] <= result["top1"] <= 100
     assert result["corruption"]["mean"] == result["corruption_mean"]
     assert set(result["corruption"]["per_corruption"]) == set(CORRUPTIONS)
+
+
+def test_progress_false_draws_no_bar_and_true_does(trained_linear, capfd) -> None:
+    # training turns off the final predict bar with progress=False
+    model, loader = trained_linear
+    evaluate_classifier(model, loader, "cpu", fgsm=True, progress=False)
+    assert capfd.readouterr().err == ""
+    predict(model, loader, "cpu", progress=True)
+    assert "predict" in capfd.readouterr().err
