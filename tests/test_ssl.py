@@ -149,7 +149,7 @@ def test_momentum_update_and_queue():
     x, _ = synthetic_images(8)
     q, k = TwoViews("standard")(x)
     loss, _ = moco(q, k)
-    for pk, bk, bq in zip(moco.key_parameters(), before_k, before_q):
+    for pk, bk, bq in zip(moco.key_parameters(), before_k, before_q, strict=True):
         torch.testing.assert_close(pk, 0.9 * bk + 0.1 * bq)
     assert int(moco.queue_ptr) == 8
     torch.testing.assert_close(moco.queue[8:], queue_before[8:])
@@ -170,7 +170,33 @@ def test_momentum_update_and_queue():
     queue, key = moco.queue.clone(), [p.clone() for p in moco.key_parameters()]
     moco(q, k)
     torch.testing.assert_close(moco.queue, queue)
-    assert all(torch.equal(a, b) for a, b in zip(moco.key_parameters(), key))
+    assert all(torch.equal(a, b) for a, b in zip(moco.key_parameters(), key, strict=True))
+
+
+def test_split_bn_normalises_each_query_chunk_on_its_own():
+    """MoCo CIFAR demo's split BN: the query's BatchNorm statistics come from its own chunk only."""
+    torch.manual_seed(0)
+    moco = MoCo(tiny_backbone(), dim=8, queue_size=32, bn_splits=2).train()
+    x = torch.rand(8, 3, 32, 32)
+    changed = x.clone()
+    changed[4:] = torch.rand(4, 3, 32, 32)
+    q, q_changed = moco.encode_queries(x), moco.encode_queries(changed)
+    torch.testing.assert_close(q[:4], q_changed[:4])  # chunk 0 does not see chunk 1
+    assert not torch.allclose(q[4:], q_changed[4:])
+    # without the split, BatchNorm over the whole batch mixes the chunks
+    whole = MoCo(tiny_backbone(), dim=8, queue_size=32, bn_splits=1).train()
+    assert not torch.allclose(whole.encode_queries(x)[:4], whole.encode_queries(changed)[:4])
+
+
+def test_both_encoders_see_the_same_number_of_chunks(monkeypatch):
+    torch.manual_seed(0)
+    moco = MoCo(tiny_backbone(), dim=8, queue_size=32, bn_splits=4).train()
+    sizes: dict[str, list[int]] = {"q": [], "k": []}
+    for name, encoder in (("q", moco.encoder_q), ("k", moco.encoder_k)):
+        features = encoder.features
+        monkeypatch.setattr(encoder, "features", lambda c, f=features, n=name: sizes[n].append(len(c)) or f(c))
+    moco(torch.rand(16, 3, 32, 32), torch.rand(16, 3, 32, 32))
+    assert sizes == {"q": [4, 4, 4, 4], "k": [4, 4, 4, 4]}
 
 
 def test_moco_rejects_bad_arguments():

@@ -41,8 +41,16 @@ class MoCo(nn.Module):
         queue_size: number of negative keys kept (65536 on ImageNet; it must be a multiple of the global batch).
         momentum: key encoder update, key = m * key + (1 - m) * query.
         temperature: InfoNCE temperature (0.2 in MoCo v2).
-        bn_splits: the key batch is shuffled and encoded in this many chunks so that BatchNorm statistics
-            cannot pair a query with its key (MoCo's "shuffle BN" on one process; 1 turns it off).
+        bn_splits: split BatchNorm, as in the MoCo CIFAR demo: both encoders see the batch in this many
+            chunks, each normalised with its own statistics, and the keys are shuffled before they are
+            chunked. A query's BatchNorm statistics then come from other images than its key's, so the
+            model cannot find its positive through them (1 turns it off: both see the whole batch).
+
+    Under DDP each process chunks and shuffles only its own batch: the chunks are per process (BatchNorm
+    is not synchronised) and keys never move between processes, unlike MoCo's cross-GPU shuffle BN. The
+    split is what separates a query's statistics from its key's there too, so keep bn_splits >= 2 (with
+    1, each process's query and key batches hold the same images). The negatives are the keys of all
+    processes, gathered into the queue.
     """
 
     def __init__(
@@ -94,7 +102,7 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """key = m * key + (1 - m) * query, for every parameter of encoder and head."""
-        for pk, pq in zip(self.key_parameters(), self.query_parameters()):
+        for pk, pq in zip(self.key_parameters(), self.query_parameters(), strict=True):
             pk.mul_(self.momentum).add_(pq.detach(), alpha=1.0 - self.momentum)
 
     @torch.no_grad()
@@ -108,22 +116,30 @@ class MoCo(nn.Module):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % size)
 
+    def _split_bn(self, encoder: nn.Module, head: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Normalised projections of `images`, encoded in `bn_splits` chunks (split BatchNorm)."""
+        chunks = torch.chunk(images, min(self.bn_splits, images.shape[0]))
+        return nnf.normalize(torch.cat([head(encoder.features(c)) for c in chunks]), dim=1)
+
+    def encode_queries(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised queries, the batch encoded in `bn_splits` chunks in input order."""
+        return self._split_bn(self.encoder_q, self.head_q, images)
+
     @torch.no_grad()
     def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised keys, the batch shuffled and encoded in `bn_splits` chunks, returned in input order."""
         perm = torch.randperm(images.shape[0], device=images.device)
-        chunks = torch.chunk(images[perm], min(self.bn_splits, images.shape[0]))
-        keys = torch.cat([self.head_k(self.encoder_k.features(c)) for c in chunks])
+        keys = self._split_bn(self.encoder_k, self.head_k, images[perm])
         out = torch.empty_like(keys)
         out[perm] = keys
-        return nnf.normalize(out, dim=1)
+        return out
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """InfoNCE loss of (query, key) views; updates the key encoder and queue in training mode.
 
         Returns the loss and {"acc": how often the positive key scores highest}.
         """
-        q = nnf.normalize(self.head_q(self.encoder_q.features(query)), dim=1)
+        q = self.encode_queries(query)
         if self.training:
             self.momentum_update()
         k = self.encode_keys(key)
