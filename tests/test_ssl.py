@@ -14,11 +14,12 @@ from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
 from cropmix.models.classifier import Classifier
 from cropmix.models.fastnet import FastNet
+from cropmix.models.weights import backbone_state_dict, load_pretrained
 from cropmix.ssl.knn import knn_accuracy, knn_predict
 from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig, backbone_state_dict, load_pretrained, pretrain
+from cropmix.ssl.pretrain import PretrainConfig, pretrain
 from cropmix.ssl.views import (
     MAEView,
     TwoViews,
@@ -374,7 +375,7 @@ def test_train_init_starts_from_the_pretrained_backbone(tmp_path, npz_path, monk
     """`cropmix train --init CHECKPOINT`: the classifier starts from the pre-trained backbone, not on resume."""
     import logging
 
-    import cropmix.ssl
+    import cropmix.models.weights
     import cropmix.train.loop as loop
     from cropmix.cli import main
 
@@ -404,7 +405,7 @@ def test_train_init_starts_from_the_pretrained_backbone(tmp_path, npz_path, monk
 
     # On --resume the checkpoint already holds the fine-tuned weights: the init is not applied again.
     calls = []
-    monkeypatch.setattr(cropmix.ssl, "load_pretrained", lambda *a: calls.append(a) or [])
+    monkeypatch.setattr(cropmix.models.weights, "load_pretrained", lambda *a: calls.append(a) or [])
     before = load_checkpoint(out / "checkpoint.pt")["model"]
     assert main(args + ["--resume"]) == 0
     after = load_checkpoint(out / "checkpoint.pt")["model"]

@@ -84,7 +84,7 @@ class CifarResNet(nn.Module):
         self.stem_bn = None if preact else nn.BatchNorm2d(stem_width)
         layers: list[nn.Module] = []
         cin = stem_width
-        for i, (n, width) in enumerate(zip(blocks, widths)):
+        for i, (n, width) in enumerate(zip(blocks, widths, strict=True)):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
                 if preact:

@@ -1,18 +1,12 @@
 """Self-supervised pre-training with CropMix inputs: MoCo v2 and MAE, kNN and linear-probe evaluation."""
 
+from cropmix.models.weights import backbone_state_dict, load_pretrained  # re-exported: loading lives in models
+
 from .knn import extract_features, knn_accuracy, knn_predict
 from .linear_probe import linear_probe
 from .mae import MAE, random_masking
 from .moco import MoCo
-from .pretrain import (
-    PretrainConfig,
-    backbone_state_dict,
-    build_ssl_model,
-    evaluate_checkpoint,
-    evaluate_representation,
-    load_pretrained,
-    pretrain,
-)
+from .pretrain import PretrainConfig, build_ssl_model, evaluate_checkpoint, evaluate_representation, pretrain
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
 
 __all__ = [

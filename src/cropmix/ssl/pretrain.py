@@ -23,7 +23,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from cropmix.train.checkpoint import CHECKPOINT, load_checkpoint, save_atomic
+from cropmix.models.weights import load_checkpoint
+from cropmix.train.checkpoint import CHECKPOINT, save_atomic
 from cropmix.train.run_files import MetricsLog, write_json
 
 from .knn import extract_features, knn_accuracy
@@ -310,18 +311,6 @@ def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device
     return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}
 
 
-def backbone_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The pre-trained network to fine-tune, as the state dict of a `cropmix.models.build_model` model:
-    MoCo's query backbone (`build_model(config.backbone, ...)`) or MAE's encoder (`build_model("vit_tiny",
-    patch_size=..., dim=..., depth=..., num_heads=..., learn_pos=False)`). The classifier was not trained:
-    re-initialise it (or load with it) as fine-tuning needs."""
-    model = load_checkpoint(checkpoint)["model"]
-    for prefix in ("encoder_q.", "encoder."):
-        if any(key.startswith(prefix) for key in model):
-            return {key[len(prefix) :]: value for key, value in model.items() if key.startswith(prefix)}
-    raise ValueError(f"checkpoint {str(checkpoint)!r} holds neither a MoCo (encoder_q.) nor an MAE (encoder.) model")
-
-
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike, config: PretrainConfig | None = None, model: nn.Module | None = None
 ) -> dict[str, Any]:
@@ -342,25 +331,3 @@ def evaluate_checkpoint(
     source = load_source(config.dataset, config.data, in_memory=True)
     device = _device(config.device)
     return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}
-
-
-def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike) -> list[str]:
-    """Load a pre-training checkpoint's backbone into a `build_model` model for fine-tuning (`--init`).
-
-    The pre-trained classifier was never trained, so `classifier.*` is left as initialised. Any other
-    key that is missing or unexpected, or of another shape, is an error naming it. Returns the keys
-    left as initialised.
-    """
-    state = {k: v for k, v in backbone_state_dict(checkpoint).items() if not k.startswith("classifier.")}
-    own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if wrong:
-        raise ValueError(f"checkpoint {str(checkpoint)!r} does not fit the model: shapes differ for {wrong[:5]}")
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("classifier.")]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"checkpoint {str(checkpoint)!r} does not fit the model: missing {missing[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]} (pre-train with the same --backbone and sizes)"
-        )
-    return list(result.missing_keys)

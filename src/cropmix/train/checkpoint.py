@@ -1,4 +1,8 @@
-"""Checkpoints written atomically (temporary file, fsync, os.replace): a crash never leaves a torn file."""
+"""Checkpoints written atomically (temporary file, fsync, os.replace): a crash never leaves a torn file.
+
+Everything saved is a tensor or plain data, so `cropmix.models.weights.load_checkpoint` reads it
+with `weights_only=True`.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from cropmix.models.weights import load_checkpoint  # noqa: F401 - the one reader, re-exported
+
 CHECKPOINT = "checkpoint.pt"
 
 
 def rng_states() -> dict[str, Any]:
-    """The RNG states of torch (CPU and CUDA), numpy and random."""
+    """The RNG states of torch (CPU and CUDA), numpy and random, as tensors and plain data."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -26,9 +40,13 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states` returned."""
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    n = states["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -43,14 +61,3 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint, with an error naming the file if it is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {error}") from error

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .distributed import check_device_name
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
-DEVICES = ("auto", "cpu", "cuda")
 NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
 
 
@@ -137,7 +138,7 @@ class TrainConfig:
         need(isinstance(self.workers, int) and self.workers >= 0, "workers", "an int >= 0")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
         need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
-        need(self.device in DEVICES, "device", f"one of {DEVICES}")
+        check_device_name(self.device)
         need(self.normalisation is None or self.normalisation in NORMALISATIONS, "normalisation", str(NORMALISATIONS))
         need(self.lr > 0, "lr", "> 0")
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
@@ -152,9 +153,9 @@ class TrainConfig:
         need(self.threads is None or self.threads >= 1, "threads", "None or an int >= 1")
         for name in ("max_train_images", "max_test_images"):
             need(getattr(self, name) is None or getattr(self, name) > 0, name, "None or an int > 0")
-        if self.device == "cuda" and not cuda_available:
-            raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
-        on_cuda = self.device == "cuda" or (self.device == "auto" and cuda_available)
+        if self.device.startswith("cuda") and not cuda_available:
+            raise ValueError(f"device {self.device!r} was asked for but CUDA is not available; use cpu or auto")
+        on_cuda = self.device.startswith("cuda") or (self.device == "auto" and cuda_available)
         if self.amp and not on_cuda:
             raise ValueError("amp=True needs a CUDA device (mixed precision is for GPUs here); drop --amp on CPU")
         from cropmix.models import MODEL_NAMES

@@ -15,11 +15,12 @@ from torchvision.transforms.v2 import InterpolationMode
 from cropmix.data import base_transform, eval_transform, load_source, make_loader, parse_aug, set_epoch
 from cropmix.data.arrays import ArraySplit
 from cropmix.data.augment import batch_cropmix, cropmix_kwargs
+from cropmix.models import weights
 
 from . import run_files as rf
-from .checkpoint import CHECKPOINT, load_checkpoint, rng_states, save_atomic, set_rng_states
+from .checkpoint import CHECKPOINT, rng_states, save_atomic, set_rng_states
 from .config import TrainConfig
-from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
 from .mixing import BATCH_MIX_FUNCTIONS, soft_cross_entropy, soft_targets
 from .schedule import build_optimizer, build_scheduler
 
@@ -28,13 +29,6 @@ log = logging.getLogger("cropmix.train")
 BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size"}
-
-
-def resolve_device(config: TrainConfig, info: DistInfo | None = None) -> torch.device:
-    cuda = torch.cuda.is_available() and config.device in ("auto", "cuda")
-    if not cuda:
-        return torch.device("cpu")
-    return torch.device("cuda", info.local_rank if info else 0)
 
 
 def default_normalisation(config: TrainConfig) -> str:
@@ -167,7 +161,7 @@ def check_resume(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]
         raise ValueError(
             f"--resume with a different configuration: fields {changed} differ from {str(out / rf.CONFIG)!r}"
         )
-    return load_checkpoint(ckpt_path)
+    return weights.load_checkpoint(ckpt_path)
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -177,7 +171,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     checkpoint = check_resume(config, out, resume)  # before any work: a bad request fails fast
     if config.threads:
         torch.set_num_threads(config.threads)
-    use_cuda = torch.cuda.is_available() and config.device in ("auto", "cuda")
+    use_cuda = uses_cuda(config.device)
     info = init_distributed(use_cuda)
     try:
         return _train(config, out, checkpoint, info, use_cuda)
@@ -186,7 +180,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
 
 def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistInfo, use_cuda: bool) -> Path:
-    device = resolve_device(config, info)
+    device = resolve_device(config.device, info)
     amp = bool(use_cuda if config.amp is None else config.amp)
     # channels_last is 2-3x faster for small conv nets on CPU too (oneDNN), so it is on by default.
     channels_last = True if config.channels_last is None else config.channels_last
@@ -197,9 +191,7 @@ def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistIn
     train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda)
     model = build_model_for(config, num_classes, size)
     if config.init is not None and checkpoint is None:  # a resumed run's checkpoint already holds these weights
-        from cropmix.ssl import load_pretrained  # here: cropmix.ssl imports cropmix.train
-
-        left = load_pretrained(model, config.init)
+        left = weights.load_pretrained(model, config.init)
         if info.main:
             loaded = len(model.state_dict()) - len(left)
             log.info("init: loaded %d tensors from %s (left as initialised: %s)", loaded, config.init, left)

@@ -1,0 +1,69 @@
+"""Reading checkpoints safely and loading a pre-trained backbone into a `build_model` model.
+
+Every checkpoint is read with `torch.load(..., weights_only=True)`: a file can hold tensors and
+plain data (dicts, lists, tuples, numbers, strings) but no other objects, so opening a crafted
+.pt (given to `--init`, `cropmix eval` or `pretrain --eval-only`) cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at `path` (tensors and plain data only), with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised naming the file
+        raise ValueError(
+            f"checkpoint {str(path)!r} cannot be read safely (only tensors and plain data are accepted, "
+            f"as cropmix writes them): {error}"
+        ) from error
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of states")
+    return state
+
+
+def backbone_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The pre-trained network to fine-tune, as the state dict of a `cropmix.models.build_model` model:
+    MoCo's query backbone (`build_model(config.backbone, ...)`) or MAE's encoder (`build_model("vit_tiny",
+    patch_size=..., dim=..., depth=..., num_heads=..., learn_pos=False)`). The classifier was not trained:
+    re-initialise it (or load with it) as fine-tuning needs."""
+    state = load_checkpoint(checkpoint)
+    model = state.get("model")
+    if not isinstance(model, dict):
+        raise ValueError(f"checkpoint {str(checkpoint)!r} holds no 'model' state dict")
+    for prefix in ("encoder_q.", "encoder."):
+        if any(key.startswith(prefix) for key in model):
+            return {key[len(prefix) :]: value for key, value in model.items() if key.startswith(prefix)}
+    raise ValueError(f"checkpoint {str(checkpoint)!r} holds neither a MoCo (encoder_q.) nor an MAE (encoder.) model")
+
+
+def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike) -> list[str]:
+    """Load a pre-training checkpoint's backbone into a `build_model` model for fine-tuning (`--init`).
+
+    The pre-trained classifier was never trained, so `classifier.*` is left as initialised. Any other
+    key that is missing or unexpected, or of another shape, is an error naming it. Returns the keys
+    left as initialised.
+    """
+    state = {k: v for k, v in backbone_state_dict(checkpoint).items() if not k.startswith("classifier.")}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"checkpoint {str(checkpoint)!r} does not fit the model: shapes differ for {wrong[:5]}")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("classifier.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} does not fit the model: missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]} (pre-train with the same --backbone and sizes)"
+        )
+    return list(result.missing_keys)
