@@ -9,11 +9,16 @@ import torch
 from .config import TrainConfig
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or AdamW over all parameters, weight decay on weights only (not norms/biases)."""
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups of the trainable parameters: weight decay on weights, none on norms/biases."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW over all parameters, weight decay on weights only (not norms/biases)."""
+    groups = decay_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         nesterov = config.nesterov and config.momentum > 0
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov)
@@ -35,6 +40,13 @@ def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
         milestones = config.milestones or (config.epochs // 2, (3 * config.epochs) // 4)
         epoch = step // steps_per_epoch
         return config.gamma ** sum(epoch >= m for m in milestones)
+    return warmup_cosine(step, total, warmup)
+
+
+def warmup_cosine(step: int, total: int, warmup: int = 0) -> float:
+    """Multiplier at step `step` of `total`: linear warm-up over `warmup` steps, then cosine down to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
