@@ -199,7 +199,7 @@ def test_corruption_shape_range_determinism_and_severity(name: str) -> None:
         assert torch.equal(out, again)
         changes.append(float((out - x).abs().mean()))
     assert changes[0] > 1e-3, "severity 1 must change the images"
-    assert all(b >= a * 0.98 for a, b in zip(changes, changes[1:])), changes
+    assert all(b >= a * 0.98 for a, b in zip(changes, changes[1:], strict=False)), changes
     assert changes[-1] > changes[0]
     with pytest.raises(ValueError, match="severity"):
         fn(x, 6, None)
@@ -239,9 +239,9 @@ def test_corruption_accuracy_summary(trained_linear) -> None:
 def test_evaluate_classifier_all_metrics(trained_linear, tmp_path) -> None:
     model, loader = trained_linear
     png = tmp_path / "rel.png"
+    few = DataLoader(TensorDataset(*next(iter(loader))), batch_size=50)  # the first 100 images
     result = evaluate_classifier(
-        model, loader, "cpu", fgsm=True, corruptions=True, reliability_png=png, max_corruption_images=100,
-        progress=False,
+        model, loader, "cpu", fgsm=True, corruptions=True, reliability_png=png, corruption_loader=few, progress=False,
     )  # fmt: skip
     assert png.exists()
     assert {"top1", "ece", "rms", "fgsm_top1", "corruption_mean", "corruption"} <= set(result)
@@ -249,6 +249,8 @@ def test_evaluate_classifier_all_metrics(trained_linear, tmp_path) -> None:
     assert 0 <= result["fgsm_top1"] <= result["top1"] <= 100
     assert result["corruption"]["mean"] == result["corruption_mean"]
     assert set(result["corruption"]["per_corruption"]) == set(CORRUPTIONS)
+    # the corruption pass scored `few`, not `loader`
+    assert result["corruption"] == corruption_accuracy(model, few, "cpu", progress=False)
 
 
 def test_progress_false_draws_no_bar_and_true_does(trained_linear, capfd) -> None:

@@ -5,16 +5,43 @@ from __future__ import annotations
 import argparse
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (pixel units, e.g. 0.0314 for 8/255), got {value}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a trained run: top-1/5, ECE, RMS, FGSM, corruptions")
     p.add_argument("run_dir", help="run folder written by `cropmix train`")
     p.add_argument("--fgsm", action="store_true", help="FGSM top-1")
-    p.add_argument("--fgsm-eps", type=float, default=8 / 255, help="FGSM step (default: 8/255)")
+    p.add_argument("--fgsm-eps", type=unit_float, default=8 / 255, help="FGSM step in [0, 1] (default: 8/255)")
     p.add_argument("--corruptions", action="store_true", help="accuracy under common corruptions")
-    p.add_argument("--max-corruption-images", type=int, help="test images per corruption (default: all)")
-    p.add_argument("--max-images", type=int, help="evaluate on a fixed subset of the test split")
+    p.add_argument(
+        "--max-corruption-images",
+        type=positive_int,
+        help="corrupt a fixed random subset of this many test images, all classes (default: all)",
+    )
+    p.add_argument("--max-images", type=positive_int, help="evaluate on a fixed random subset of the test split")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(run=run)
 
 
@@ -32,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         device=args.device,
         batch_size=args.batch_size,
+        progress=args.progress,
     )
     print(json.dumps(results, indent=2))
     return 0

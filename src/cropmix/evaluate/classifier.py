@@ -24,14 +24,18 @@ def evaluate_classifier(
     corruptions: bool = False,
     reliability_png: str | Path | None = None,
     fgsm_eps: float = 8 / 255,
-    max_corruption_images: int | None = None,
+    corruption_loader: Iterable | None = None,
     amp: bool = False,
     n_bins: int = 15,
     progress: bool = True,
 ) -> dict[str, float | dict]:
     """Clean top-1/top-5, ECE and RMS calibration error (percent); optionally FGSM top-1
     ("fgsm_top1"), corruption accuracy ("corruption_mean" and "corruption", see
-    `corruption_accuracy`), and a reliability diagram written to `reliability_png`."""
+    `corruption_accuracy`), and a reliability diagram written to `reliability_png`.
+
+    corruption_loader: the images for the corruption pass (default: `loader`), e.g. a loader over a
+    fixed random subset of the test split, since that pass costs one forward per corruption and severity.
+    """
     logits, targets = predict(model, loader, device, amp=amp, progress=progress)
     probs = logits.softmax(dim=1)
     results: dict[str, float | dict] = {}
@@ -42,7 +46,8 @@ def evaluate_classifier(
     if fgsm:
         results["fgsm_top1"] = fgsm_accuracy(model, loader, device, fgsm_eps, progress=progress)
     if corruptions:
-        summary = corruption_accuracy(model, loader, device, max_images=max_corruption_images, progress=progress)
+        corruption_images = loader if corruption_loader is None else corruption_loader
+        summary = corruption_accuracy(model, corruption_images, device, progress=progress)
         results["corruption_mean"] = summary["mean"]
         results["corruption"] = summary
     return results

@@ -34,8 +34,8 @@ def save_reliability_diagram(
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.bar(lefts[filled], acc[filled], width=width, align="edge", color="#4C72B0", edgecolor="black", label="accuracy")
-    gap_base = [min(a, c) for a, c in zip(acc[filled], conf[filled])]
-    gap_height = [abs(a - c) for a, c in zip(acc[filled], conf[filled])]
+    gap_base = [min(a, c) for a, c in zip(acc[filled], conf[filled], strict=True)]
+    gap_height = [abs(a - c) for a, c in zip(acc[filled], conf[filled], strict=True)]
     top.bar(
         centres[filled], gap_height, bottom=gap_base, width=width * 0.9,
         color="#DD8452", alpha=0.45, hatch="//", edgecolor="#C44E52", linewidth=0.5,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .corruptions import CORRUPTIONS
 from .predict import batches
@@ -15,6 +17,25 @@ from .predict import batches
 def _generator_seed(seed: int, name: str, severity: int) -> int:
     # Stable across runs and independent of which other corruptions are evaluated.
     return (seed * 1_000_003 + zlib.crc32(name.encode()) * 7 + severity) % (2**63)
+
+
+def _image_count(loader: Iterable, max_images: int | None) -> int | None:
+    """Images the loader will give (capped at max_images), or None when it cannot say."""
+    dataset = getattr(loader, "dataset", None)
+    n = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+    if max_images is None:
+        return n
+    return max_images if n is None else min(n, max_images)
+
+
+def _check_arguments(names: list[str], severities: list, max_images: int | None) -> None:
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown or not names:
+        raise ValueError(f"corruptions must be a non-empty subset of {list(CORRUPTIONS)}, got {names!r}")
+    if not severities or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in severities):
+        raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {severities!r}")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
 
 
 @torch.no_grad()
@@ -34,35 +55,38 @@ def corruption_accuracy(
     Returns {"mean": mean over all corruptions and severities, "per_corruption": {name: mean
     over severities}, "per_severity": {name: [accuracy per severity]}}. Each (corruption,
     severity) pair draws from its own generator seeded from `seed`, so results are reproducible
-    for a loader with a fixed order. Only the first `max_images` images are used when given.
+    for a loader with a fixed order. `max_images` keeps the first images in loader order; for a
+    sample of a class-sorted set, pass a loader over a random subset instead (as `cropmix eval` does).
+    The progress bar counts images times (corruption, severity) pairs.
     """
     names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
-    unknown = [n for n in names if n not in CORRUPTIONS]
-    if unknown or not names:
-        raise ValueError(f"corruptions must be a non-empty subset of {list(CORRUPTIONS)}, got {names!r}")
     severities = list(severities)
-    if not severities or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in severities):
-        raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {severities!r}")
-    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
+    _check_arguments(names, severities, max_images)
     device = torch.device(device)
     generators = {(n, s): torch.Generator().manual_seed(_generator_seed(seed, n, s)) for n in names for s in severities}
     correct = {key: 0 for key in generators}
     seen = 0
+    count = _image_count(loader, max_images)
+    bar = tqdm(
+        total=None if count is None else count * len(generators),
+        desc="corruptions", unit="img", file=sys.stderr, disable=not progress, leave=False,
+    )  # fmt: skip
     was_training = model.training
     model.to(device).eval()
     try:
-        for images, targets in batches(loader, device, desc="corruptions", progress=progress):
+        for images, targets in batches(loader, device, progress=False):
             if max_images is not None:
                 images, targets = images[: max_images - seen], targets[: max_images - seen]
             for (name, severity), generator in generators.items():
                 corrupted = CORRUPTIONS[name](images, severity, generator)
                 correct[(name, severity)] += int((model(corrupted).argmax(dim=1) == targets).sum())
+                bar.update(len(targets))
             seen += len(targets)
             if max_images is not None and seen >= max_images:
                 break
     finally:
         model.train(was_training)
+        bar.close()
     if seen == 0:
         raise ValueError("the loader yielded no images")
     per_severity = {n: [100.0 * correct[(n, s)] / seen for s in severities] for n in names}

@@ -42,6 +42,19 @@ def load_run_model(
     return model.to(device).eval(), config
 
 
+def _check_eval_options(fgsm_eps: float, max_corruption_images: int | None, max_images: int | None, batch_size: int):
+    """ValueError naming the first bad option of `evaluate_run`, before any data or model is loaded."""
+    limits = {"max_corruption_images": max_corruption_images, "max_images": max_images, "batch_size": batch_size}
+    for name, value in limits.items():
+        if value is None and name != "batch_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            accepted = "an int" if name == "batch_size" else "None or an int"
+            raise ValueError(f"{name} must be {accepted} >= 1, got {value!r}")
+    if isinstance(fgsm_eps, bool) or not isinstance(fgsm_eps, (int, float)) or not 0 <= fgsm_eps <= 1:
+        raise ValueError(f"fgsm_eps must be a number in [0, 1] (pixel units, e.g. 8/255), got {fgsm_eps!r}")
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -52,30 +65,43 @@ def evaluate_run(
     max_images: int | None = None,
     device: str = "auto",
     batch_size: int = 512,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
-    FGSM top-1 and corruption accuracy. Written to run_dir/eval.json and merged into final.json."""
+    FGSM top-1 and corruption accuracy. Written to run_dir/eval.json and merged into final.json.
+
+    max_images and max_corruption_images pick fixed random subsets (the same for every run, spread over
+    all classes even when the split is sorted by class): the first for every metric, the second, taken
+    from the first, for the corruption pass only. All options are checked before any work starts.
+    """
     from cropmix.evaluate import evaluate_classifier
 
     from .loop import subset
 
+    _check_eval_options(fgsm_eps, max_corruption_images, max_images, batch_size)
     run_dir = Path(run_dir)
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, config = load_run_model(run_dir, dev)
     source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
     size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
     test = subset(source.test, max_images or config.max_test_images)
     transform = None if source.in_memory else eval_transform(size, False)
-    loader = make_loader(test, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
+
+    def loader_of(split: Any) -> Any:
+        return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
+
     results = evaluate_classifier(
         model,
-        loader,
+        loader_of(test),
         dev,
         fgsm=fgsm,
         corruptions=corruptions,
         reliability_png=run_dir / rf.RELIABILITY,
         fgsm_eps=fgsm_eps,
-        max_corruption_images=max_corruption_images,
+        corruption_loader=loader_of(subset(test, max_corruption_images)) if corruptions else None,
+        progress=progress,
     )
     rf.write_json(run_dir / "eval.json", results)
     if max_images is None:  # metrics on a subset stay in eval.json only

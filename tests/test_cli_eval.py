@@ -1,0 +1,123 @@
+"""`cropmix eval`: options checked before any work, corruption subsets spread over all classes, --no-progress."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cropmix.evaluate.classifier as classifier
+from cropmix.train import TrainConfig, evaluate_run, train
+
+CLASSES = 10
+
+
+@pytest.fixture(scope="module")
+def sorted_run(tmp_path_factory) -> Path:
+    """A finished one-epoch run on an .npz whose test split is sorted by class, as ImageFolder lists it."""
+    root = tmp_path_factory.mktemp("eval_run")
+    rng = np.random.default_rng(0)
+    palette = rng.integers(30, 225, size=(CLASSES, 3))
+
+    def split(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        targets = np.repeat(np.arange(CLASSES), per_class)  # 0,0,...,1,1,...: class-sorted
+        noise = rng.integers(-30, 30, size=(len(targets), 8, 8, 3))
+        return np.clip(palette[targets][:, None, None] + noise, 0, 255).astype(np.uint8), targets.astype(np.int64)
+
+    (x_train, y_train), (x_test, y_test) = split(4), split(20)
+    data = root / "sorted.npz"
+    names = np.array([f"c{i}" for i in range(CLASSES)])
+    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
+    config = TrainConfig(
+        dataset="npz", data=str(data), out=str(root / "run"), model="fastnet", aug="baseline",
+        model_kwargs={"widths": [4, 4, 8, 8]}, epochs=1, batch_size=20, workers=0, threads=1, device="cpu",
+        progress=False,
+    )  # fmt: skip
+    train(config)
+    return root / "run"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cropmix", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_corruption_subset_covers_all_classes_of_a_sorted_split(sorted_run, monkeypatch) -> None:
+    real = classifier.corruption_accuracy
+    seen: list[int] = []
+
+    def spy(model, loader, device, *args, max_images=None, **kwargs):
+        for _, targets in loader:  # the images the corruption pass scores (the first max_images when given)
+            seen.extend(targets.tolist())
+        if max_images is not None:
+            del seen[max_images:]
+        return real(model, loader, device, ["contrast"], (1,), max_images=max_images, progress=False)
+
+    monkeypatch.setattr(classifier, "corruption_accuracy", spy)
+    results = evaluate_run(sorted_run, corruptions=True, max_corruption_images=30, device="cpu", progress=False)
+    assert len(seen) == 30
+    assert len(set(seen)) >= 8, f"30 of 200 class-sorted images should span most of {CLASSES} classes: {seen}"
+    assert set(results["corruption"]["per_corruption"]) == {"contrast"}
+    # fixed: the same subset every time
+    first = list(seen)
+    seen.clear()
+    evaluate_run(sorted_run, corruptions=True, max_corruption_images=30, device="cpu", progress=False)
+    assert seen == first
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-corruption-images", "0", "--max-corruption-images: must be >= 1, got 0"),
+        ("--max-images", "-3", "--max-images: must be >= 1, got -3"),
+        ("--batch-size", "0", "--batch-size: must be >= 1, got 0"),
+        ("--fgsm-eps", "8", "--fgsm-eps: must be in [0, 1]"),
+    ],
+)
+def test_bad_options_are_named_and_refused_before_any_work(sorted_run, option, value, message) -> None:
+    for name in ("reliability.png", "eval.json"):
+        (sorted_run / name).unlink(missing_ok=True)
+    result = cli("eval", str(sorted_run), "--corruptions", "--fgsm", option, value)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (sorted_run / "reliability.png").exists() and not (sorted_run / "eval.json").exists()
+
+
+def test_the_python_api_checks_its_options_before_loading(tmp_path) -> None:
+    missing = tmp_path / "no_such_run"  # loading it would raise FileNotFoundError, so the check comes first
+    with pytest.raises(ValueError, match="max_corruption_images must be None or an int >= 1, got 0"):
+        evaluate_run(missing, corruptions=True, max_corruption_images=0)
+    with pytest.raises(ValueError, match="fgsm_eps"):
+        evaluate_run(missing, fgsm=True, fgsm_eps=2.0)
+    with pytest.raises(ValueError, match="device"):
+        evaluate_run(missing, device="tpu")
+
+
+def test_no_progress_silences_the_bars(sorted_run) -> None:
+    args = ("eval", str(sorted_run), "--corruptions", "--max-corruption-images", "10", "--max-images", "50")
+    quiet = cli(*args, "--no-progress", "--device", "cpu")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "corruptions" not in quiet.stderr and "predict" not in quiet.stderr
+    assert '"corruption_mean"' in quiet.stdout
+
+
+def test_corruption_bar_advances_per_corruption_and_severity(monkeypatch) -> None:
+    import cropmix.evaluate.robustness as robustness
+
+    bars = []
+
+    class Recorder(robustness.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(robustness, "tqdm", Recorder)
+    images = torch.rand(12, 3, 8, 8)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(12, dtype=torch.long)), 5)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 2))
+    robustness.corruption_accuracy(model, loader, "cpu", ["contrast", "brightness"], (1, 3, 5), max_images=11)
+    (bar,) = bars
+    assert bar.total == 11 * 6 and bar.n == bar.total
