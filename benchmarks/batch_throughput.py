@@ -1,10 +1,11 @@
 """Throughput of BatchCropMix against CropMix in a per-image loop and kornia's RandomResizedCrop.
 
 Two settings, each on one batch of uint8 images already in memory:
-  - 32x32, B = 512 CIFAR-10 training images (../shared/data/cifar10), preset "cifar";
-  - 224x224, B = 64 photos (../shared/data/photos, cycled), preset "imagenet", both as a uniform
+  - 32x32, B = 512 CIFAR-10 training images (--cifar, default: the subset shipped in
+    examples/cifar10_subset), preset "cifar";
+  - 224x224, B = 64 photos (--photos, default: examples/photos, cycled), preset "imagenet", both as a uniform
     batch (every photo resized to 375x500, ImageNet's most common size) and as a list of the
-    photos at their own sizes (300 to 1411 pixels wide; kornia needs one size, so it is left out).
+    photos at their own sizes (kornia needs one size, so it is left out there).
 Methods are timed in interleaved rounds (one batch each per round); the median of the rounds is
 reported. The per-image CropMix loop always runs on the CPU (it is the DataLoader-worker
 baseline); BatchCropMix and kornia run on --device. kornia gets float input (its requirement):
@@ -33,21 +34,23 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as TF
+from bench_data import PHOTOS, cifar_folder, photo_files, spread, subset_jpeg_bytes
 from torchvision.io import decode_jpeg, read_file
 
 from cropmix.transforms import BatchCropMix, preset, render_batch
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+def load_cifar(n: int, folder: str | None) -> torch.Tensor:
+    """n CIFAR-10 training images spread over the classes: from the shipped subset, or from `folder` (--cifar)."""
+    if folder is None:
+        blobs = spread(subset_jpeg_bytes("train"), n)
+        return torch.stack([decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8)) for b in blobs])
+    files = spread(sorted((cifar_folder(folder, "--cifar") / "train").glob("*/*.jpg")), n)
+    return torch.stack([decode_jpeg(read_file(str(f))) for f in files])
 
 
-def load_cifar(n: int) -> torch.Tensor:
-    files = sorted((DATA / "cifar10" / "train").glob("*/*.jpg"))
-    step = max(len(files) // n, 1)
-    return torch.stack([decode_jpeg(read_file(str(f))) for f in files[::step][:n]])
-
-
-def load_photos() -> list[torch.Tensor]:
-    return [decode_jpeg(read_file(str(f))) for f in sorted((DATA / "photos").glob("*.jpg"))]
+def load_photos(folder: Path) -> list[torch.Tensor]:
+    return [decode_jpeg(read_file(str(f))) for f in photo_files(folder)]
 
 
 def sync(device: torch.device) -> None:
@@ -93,7 +96,7 @@ def psnr_vs_torchvision(photos: list[torch.Tensor], size: int, repeats: int = 6)
             mse = ((out[i].double() - ref.double()) ** 2).mean().item()
             scores.append(10 * math.log10(255.0**2 / max(mse, 1e-12)))
             shrunk.append(max(h, w) > size)
-    shrunk_scores = [s for s, k in zip(scores, shrunk) if k]
+    shrunk_scores = [s for s, k in zip(scores, shrunk, strict=True) if k]
     return statistics.mean(shrunk_scores), min(shrunk_scores), statistics.mean(scores)
 
 
@@ -118,14 +121,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of *.jpg photos (default: %(default)s)")
+    parser.add_argument("--cifar", help="CIFAR-10 JPEG ImageFolder root (default: the shipped subset's JPEGs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = load()
     torch.manual_seed(0)
 
-    cifar = load_cifar(512)
-    photos = load_photos()
+    cifar = load_cifar(512, args.cifar)
+    photos = load_photos(args.photos)
     uniform = torch.stack([TF.resize(photos[i % len(photos)], [375, 500], antialias=True) for i in range(64)])
     native = [photos[i % len(photos)] for i in range(64)]
 
@@ -172,7 +177,7 @@ def main() -> None:
     print()
     print(
         f"PSNR of BatchCropMix (one crop, scale 0.01-1, 224x224) against torchvision's antialiased "
-        f"resized_crop on the ten photos: shrunk crops mean {psnr_shrunk:.1f} dB, min {psnr_min:.1f} dB; "
+        f"resized_crop on the {len(photos)} photos: shrunk crops mean {psnr_shrunk:.1f} dB, min {psnr_min:.1f} dB; "
         f"all crops mean {psnr_all:.1f} dB"
     )
 

@@ -5,7 +5,10 @@ cut-short benchmark still has complete seeds. Each run then gets FGSM (eps 8/255
 accuracy on fixed test subsets. The table (mean and standard deviation over seeds) is printed and
 appended to benchmarks/RESULTS.md.
 
-    python benchmarks/cifar10_accuracy.py --epochs 15 --seeds 0 1 2   # ~11 min per run on 2 quiet cores
+    python benchmarks/cifar10_accuracy.py --src CIFAR10_JPEG_ROOT --epochs 15 --seeds 0 1 2   # ~11 min per run
+
+--src (CIFAR-10 as JPEG files in ImageFolder layout) is needed only the first time: the images are
+decoded once into runs/cache/cifar10.npz.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_data import cifar_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "cache" / "cifar10.npz"  # runs/ is git-ignored
@@ -28,9 +32,10 @@ ARMS = ("baseline", "rrc", "cropmix")
 METRICS = ("top1", "ece", "rms", "corruption_mean", "fgsm_top1", "seconds_per_epoch")
 
 
-def ensure_cache(src: str) -> Path:
+def ensure_cache(src: str | None) -> Path:
     """Decode the CIFAR-10 JPEGs once into an uncompressed uint8 .npz (about 185 MB)."""
     if not CACHE.is_file():
+        src = str(cifar_folder(src, "--src"))
         subprocess.run(
             [
                 sys.executable,
@@ -144,7 +149,7 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", default="/work/shared/data/cifar10")
+    parser.add_argument("--src", help=f"CIFAR-10 JPEG ImageFolder root (needed until {CACHE} exists)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_cifar10"))
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

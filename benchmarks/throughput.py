@@ -9,7 +9,10 @@ on the machine hits them alike:
   (c') PIL decode -> ToImage -> CropMix on the uint8 tensor -> flip -> ToDtype
 
     python benchmarks/throughput.py                      # photos at 224 ("imagenet") and CIFAR at 32 ("cifar")
-    python benchmarks/throughput.py --rounds 7 --cifar-images 2000
+    python benchmarks/throughput.py --rounds 7 --cifar-images 2000 --photos DIR --cifar CIFAR10_JPEG_ROOT
+
+By default the photos are the repo's examples/photos and the CIFAR images come from the CIFAR-10
+subset shipped in examples/cifar10_subset (its training JPEGs).
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_data import PHOTOS, cifar_folder, photo_files, spread, subset_jpeg_bytes
 from PIL import Image
 from torchvision import transforms as v1
 from torchvision.transforms import v2
 
 from cropmix import preset
 from cropmix.transforms import preset_kwargs
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def load_bytes(paths: list[Path]) -> list[bytes]:
@@ -112,24 +114,22 @@ def measure(name: str, data: list[bytes], preset_name: str, size: int, rounds: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA, help="folder with photos/ and cifar10/ (../shared/data)")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of *.jpg photos (default: %(default)s)")
+    parser.add_argument("--cifar", help="CIFAR-10 JPEG ImageFolder root (default: the shipped subset's JPEGs)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--photo-repeats", type=int, default=10, help="passes over the ten photos per round")
+    parser.add_argument("--photo-repeats", type=int, default=10, help="passes over the photos per round")
     parser.add_argument("--cifar-images", type=int, default=2000)
     args = parser.parse_args()
+    photo_bytes = load_bytes(photo_files(args.photos)) * args.photo_repeats
+    if args.cifar is None:
+        cifar_bytes = spread(subset_jpeg_bytes("train"), args.cifar_images)
+    else:
+        files = sorted((cifar_folder(args.cifar, "--cifar") / "train").glob("*/*.jpg"))
+        cifar_bytes = load_bytes(spread(files, args.cifar_images))
     torch.set_num_threads(1)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}")
-
-    photos = sorted((args.data / "photos").glob("*.jpg"))
-    if not photos:
-        raise SystemExit(f"no photos in {args.data / 'photos'}")
-    photo_bytes = load_bytes(photos) * args.photo_repeats
-    cifar = sorted((args.data / "cifar10" / "train").glob("*/*.jpg"))
-    if not cifar:
-        raise SystemExit(f"no CIFAR-10 JPEGs in {args.data / 'cifar10' / 'train'}")
-    step = max(1, len(cifar) // args.cifar_images)
-    cifar_bytes = load_bytes(cifar[::step][: args.cifar_images])
+    print(f"{len(photo_bytes) // args.photo_repeats} photos from {args.photos}; {len(cifar_bytes)} CIFAR-10 JPEGs")
 
     photo = measure("photos", photo_bytes, "imagenet", 224, args.rounds)
     small = measure("CIFAR-10", cifar_bytes, "cifar", 32, args.rounds)

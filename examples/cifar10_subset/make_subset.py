@@ -5,8 +5,10 @@ kept as their original JPEG bytes (about 0.9 kB each), so the subset is small an
 exactly the pixels of the source files. With `--decode` all images of both splits are decoded
 into plain uint8 arrays instead (an in-memory cache for benchmarks; ~180 MB for all of CIFAR-10).
 
-    python examples/cifar10_subset/make_subset.py --src /work/shared/data/cifar10
-    python examples/cifar10_subset/make_subset.py --all --decode --out runs/cache/cifar10.npz
+    python examples/cifar10_subset/make_subset.py --src CIFAR10_JPEG_ROOT
+    python examples/cifar10_subset/make_subset.py --src CIFAR10_JPEG_ROOT --all --decode --out runs/cache/cifar10.npz
+
+CIFAR10_JPEG_ROOT holds CIFAR-10 as JPEG files, <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import numpy as np
 from cropmix.data.arrays import save_npz
 from cropmix.data.folder import decode_folder, index_folder, split_dir
 
+SOURCE_HELP = (
+    "an ImageFolder root of CIFAR-10 as JPEG files, <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg "
+    "(CIFAR-10 is at https://www.cs.toronto.edu/~kriz/cifar.html; write each image out as one JPEG file)"
+)
+
 
 def pick(index, per_class: int | None):
     """Keep the first `per_class` files of every class (all with None)."""
@@ -27,7 +34,7 @@ def pick(index, per_class: int | None):
         return index
     counts: dict[int, int] = {}
     keep = []
-    for path, target in zip(index.paths, index.targets):
+    for path, target in zip(index.paths, index.targets, strict=True):
         if counts.get(target, 0) < per_class:
             counts[target] = counts.get(target, 0) + 1
             keep.append((path, target))
@@ -38,13 +45,15 @@ def pick(index, per_class: int | None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", default="/work/shared/data/cifar10", help="ImageFolder root with train/ and test/")
+    parser.add_argument("--src", help="ImageFolder root of CIFAR-10 JPEGs with train/ and test/ (required)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("cifar10_subset.npz")))
     parser.add_argument("--train-per-class", type=int, default=500)
     parser.add_argument("--test-per-class", type=int, default=150)
     parser.add_argument("--all", action="store_true", help="keep every image")
     parser.add_argument("--decode", action="store_true", help="store decoded uint8 arrays instead of JPEG bytes")
     args = parser.parse_args()
+    if args.src is None:
+        parser.error(f"--src is required: {SOURCE_HELP}")
 
     train = index_folder(split_dir(args.src, "train"))
     test = index_folder(split_dir(args.src, "val"), classes=train.classes)

@@ -6,40 +6,38 @@ Each run pre-trains for a fixed number of steps (with a wall-clock guard), then 
 labelled subset. The JPEGs are decoded once into runs/ssl_bench/cifar10.npz (git-ignored).
 Results: runs/ssl_bench/summary.json and summary.md; finished runs are skipped when re-run.
 
-    python benchmarks/ssl.py --threads 2
+    python benchmarks/ssl_pretrain.py --data CIFAR10_JPEG_ROOT --threads 2
+
+--data (CIFAR-10 as JPEG files in ImageFolder layout) is needed only until the npz cache exists.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import dataclasses
+import json
+import platform
+import subprocess
+import time
 from pathlib import Path
 
-# This file is named like the standard library's `ssl`, which torch imports: drop this folder from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from bench_data import cifar_folder
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+from cropmix.ssl.moco import MoCo
+from cropmix.ssl.pretrain import PretrainConfig, pretrain
 
-import torch  # noqa: E402
-
-from cropmix.ssl.moco import MoCo  # noqa: E402
-from cropmix.ssl.pretrain import PretrainConfig, pretrain  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 OUT = Path("runs/ssl_bench")
 
 
-def cache_npz(data: Path, out: Path) -> Path:
+def cache_npz(data: Path | None, out: Path) -> Path:
     """Decode the ImageFolder JPEGs once into an uncompressed npz of uint8 arrays."""
     path = out / "cifar10.npz"
     if path.exists():
         return path
     from cropmix.data import load_source, save_npz
 
+    data = cifar_folder(data, "--data")
     t0 = time.time()
     source = load_source("imagefolder", data, in_memory=True)
     save_npz(path, {"train": source.train, "test": source.test})
@@ -99,7 +97,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, help="CIFAR-10 JPEG ImageFolder root (until OUT/cifar10.npz exists)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--batch", type=int, default=128)

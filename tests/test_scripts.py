@@ -1,0 +1,54 @@
+"""The scripts in benchmarks/ and examples/: importable names, and data defaults that exist in a clone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p for folder in ("benchmarks", "examples") for p in (ROOT / folder).rglob("*.py"))
+
+
+def run_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_no_script_shadows_a_standard_library_module() -> None:
+    # `python benchmarks/x.py` puts benchmarks/ first on sys.path: a benchmarks/ssl.py was imported by torch as `ssl`.
+    assert SCRIPTS, "no scripts found"
+    clashes = [str(p.relative_to(ROOT)) for p in SCRIPTS if p.stem in sys.stdlib_module_names]
+    assert not clashes, f"scripts named like standard-library modules: {clashes}"
+
+
+def test_no_script_defaults_to_a_path_of_the_development_machine() -> None:
+    machine_paths = ("/work/", "shared/data")
+    offenders = [str(p.relative_to(ROOT)) for p in SCRIPTS if any(s in p.read_text() for s in machine_paths)]
+    assert not offenders, f"scripts naming a path outside the repo: {offenders}"
+
+
+def test_throughput_runs_on_the_shipped_data(tmp_path) -> None:
+    result = run_script(
+        ROOT / "benchmarks" / "throughput.py", "--rounds", "1", "--photo-repeats", "1", "--cifar-images", "12",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"photos from {ROOT / 'examples' / 'photos'}" in result.stdout
+    assert "12 CIFAR-10 JPEGs" in result.stdout and "(c) CropMix" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "option"),
+    [
+        ("examples/cifar10_subset/make_subset.py", ("--out", "x.npz"), "--src"),
+        ("benchmarks/ssl_pretrain.py", ("--out", "ssl"), "--data"),
+    ],
+)
+def test_cifar_scripts_name_the_missing_option_and_the_data(tmp_path, script, args, option) -> None:
+    result = run_script(ROOT / script, *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{option} is required" in result.stderr and "train/<class>/*.jpg" in result.stderr
+    bad = run_script(ROOT / script, *args, option, str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert bad.returncode != 0 and "nowhere" in bad.stderr
