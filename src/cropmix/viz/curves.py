@@ -27,15 +27,15 @@ def save_comparison_curves(runs: dict[str, list[dict[str, Any]]], path: str | os
     """One PNG, one panel per metric, one line per run (label -> per-epoch rows)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.4))
-    for ax, (key, title) in zip(axes, CURVE_PANELS):
+    for ax, (key, title) in zip(axes, CURVE_PANELS, strict=True):
         for label, rows in runs.items():
             points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=2.5, label=label)
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, label=label)
             if key == "test_top1" and len(runs) == 1:
                 train = [(r["epoch"], r["train_top1"]) for r in rows if "train_top1" in r]
                 if train:
-                    ax.plot(*zip(*train), linestyle="--", label="train top-1")
+                    ax.plot(*zip(*train, strict=True), linestyle="--", label="train top-1")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -54,14 +54,14 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
     metrics = [m for m in metrics if any(row.get(f"{m}_mean") is not None for row in table)]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.2 * max(1, len(metrics)), 3.4), squeeze=False)
     labels = [row["label"] for row in table]
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         means = [row.get(f"{metric}_mean") or 0.0 for row in table]
         stds = [row.get(f"{metric}_std") or 0.0 for row in table]
         ax.bar(range(len(labels)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(labels))])
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_title(metric)
-        low = min(m - s for m, s in zip(means, stds))
-        high = max(m + s for m, s in zip(means, stds))
+        low = min(m - s for m, s in zip(means, stds, strict=True))
+        high = max(m + s for m, s in zip(means, stds, strict=True))
         if high > low:
             ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
     fig.tight_layout()
