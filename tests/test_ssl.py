@@ -19,7 +19,7 @@ from cropmix.ssl.knn import knn_accuracy, knn_predict
 from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig, pretrain
+from cropmix.ssl.pretrain import PretrainConfig, pretrain, setup_process, wrap_ddp
 from cropmix.ssl.views import (
     MAEView,
     TwoViews,
@@ -280,8 +280,13 @@ def _config(tmp_path, npz_path, method, aug, **kw) -> PretrainConfig:
 @pytest.mark.parametrize("method,aug", [("moco", "cropmix"), ("mae", "mae-mixup")])
 def test_loss_falls(tmp_path, npz_path, method, aug):
     torch.manual_seed(0)
+    # bn_splits=2: 8 images per BatchNorm chunk (4 of 16 learn too slowly for 100 steps)
     # raw-pixel targets: a 60-step tiny MAE cannot yet beat the per-patch mean of normalised targets
-    model = MoCo(tiny_backbone(), dim=16, queue_size=32, temperature=0.2) if method == "moco" else tiny_mae(False)
+    model = (
+        MoCo(tiny_backbone(), dim=16, queue_size=32, temperature=0.2, bn_splits=2)
+        if method == "moco"
+        else tiny_mae(False)
+    )
     steps = 100 if method == "moco" else 60
     config = _config(tmp_path, npz_path, method, aug, steps=steps)
     result = pretrain(config, model=model)
@@ -388,7 +393,7 @@ def test_train_init_starts_from_the_pretrained_backbone(tmp_path, npz_path, monk
     build_optimizer = loop.build_optimizer  # called right after the model is built (and initialised)
 
     def spy(model, config):
-        at_start.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        at_start.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})  # on CUDA: compare on CPU
         return build_optimizer(model, config)
 
     monkeypatch.setattr(loop, "build_optimizer", spy)
@@ -422,15 +427,38 @@ def test_train_init_must_exist(tmp_path, npz_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("local_rank", [0, 1])
+def test_each_torchrun_process_takes_its_local_gpu(tmp_path, npz_path, monkeypatch, local_rank):
+    """Under torchrun on CUDA, pretrain's process set-up selects GPU LOCAL_RANK and DDP is built on it."""
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(local_rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    selected, backends, ddp_kwargs = [], [], {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: selected.append(index))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: backends.append(backend))
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: ddp_kwargs.update(kw) or m)
+    config = _config(tmp_path, npz_path, "moco", "cropmix", device="auto")
+    info, device = setup_process(config)
+    assert (info.rank, info.world, info.local_rank) == (local_rank, 2, local_rank)
+    assert device == torch.device("cuda", local_rank)
+    assert backends == ["nccl"] and selected and set(selected) == {local_rank}
+    wrap_ddp(tiny_moco(), info, device)
+    assert ddp_kwargs["device_ids"] == [local_rank]
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes(tmp_path, npz_path):
-    import shutil
     import subprocess
     import sys
 
-    cli = shutil.which("cropmix")
-    assert cli is not None
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", cli, "pretrain", "--method", "moco"]
+    # `-m cropmix`: the interpreter running the tests, not whichever `cropmix` script is on PATH
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cropmix", "pretrain"]
+    cmd += ["--method", "moco"]
     cmd += ["--aug", "cropmix", "--dataset", "npz", "--data", str(npz_path), "--out", str(tmp_path / "ddp")]
     cmd += ["--backbone", "fastnet", "--backbone-kwargs", '{"widths": [8, 8, 16, 16]}', "--steps", "4"]
     cmd += ["--batch-size", "8", "--queue-size", "32", "--knn-k", "5", "--probe-epochs", "1", "--no-progress"]

@@ -2,17 +2,18 @@
 
 `pretrain(config)` runs in a run folder (config.json, metrics.jsonl, metrics.csv, final.json,
 checkpoint.pt written atomically every `checkpoint_every` steps and at the end) and resumes from
-its checkpoint with `resume=True`. Under torchrun (WORLD_SIZE > 1) each process takes its shard of
-every batch through the data package's DistributedSampler, the model is wrapped in
+its checkpoint with `resume=True`. Under torchrun (WORLD_SIZE > 1) each process joins the group and
+takes its GPU (LOCAL_RANK) through `cropmix.train.distributed`, as training does, and its shard of
+every batch through the data package's DistributedSampler; the model is wrapped in
 DistributedDataParallel and MoCo gathers keys from all processes before they enter the queue.
 Datasets come from `cropmix.data.load_source` (held in memory as uint8), backbones from
-`cropmix.models.build_model`.
+`cropmix.models.build_model`; the learning-rate schedule and weight-decay groups from
+`cropmix.train.schedule`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,12 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 from cropmix.models.weights import load_checkpoint
 from cropmix.train.checkpoint import CHECKPOINT, save_atomic
+from cropmix.train.distributed import (
+    DistInfo,
+    barrier,
+    check_device_name,
+    init_distributed,
+    resolve_device,
+    shutdown,
+    uses_cuda,
+)
 from cropmix.train.run_files import MetricsLog, write_json
+from cropmix.train.schedule import decay_groups, warmup_cosine
 
 from .knn import extract_features, knn_accuracy
 from .linear_probe import linear_probe
@@ -43,7 +53,9 @@ class PretrainConfig:
     aug: MoCo "standard" | "cropmix" (the query view); MAE "standard" | "mae-mixup" | "mae-cutmix"
     ("cropmix" means "mae-cutmix"). subset: fraction of the training split to pre-train on (a fixed
     random subset, the same for every seed). steps: optimiser steps (None: `epochs` passes).
-    lr None: MoCo 0.06 * batch / 256 (SGD), MAE 1e-3 * batch / 256 (AdamW).
+    lr None: MoCo 0.06 * batch / 256 (SGD), MAE 1e-3 * batch / 256 (AdamW). The schedule is a linear
+    warm-up over `warmup_steps`, then cosine to 0. device: "cpu" | "cuda" | "cuda:N" | "auto" (under
+    torchrun, CUDA means GPU LOCAL_RANK).
     eval_train: how many training images (a fixed random subset of the whole split) form the kNN
     bank and the probe's training set (None = all); eval_test likewise for the test split.
     max_seconds: stop training early (recorded as "stopped_early") once this much time has passed.
@@ -99,21 +111,7 @@ class PretrainConfig:
             raise ValueError(
                 f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
             )
-
-
-def _dist() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
-    return torch.device(name)
+        check_device_name(self.device)
 
 
 def fixed_subset(n: int, fraction_or_count: float | int, seed: int = 12345) -> torch.Tensor:
@@ -141,25 +139,32 @@ def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     )
 
 
-def _optimizer(config: PretrainConfig, model: nn.Module, world: int) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_ssl_optimizer(config: PretrainConfig, model: nn.Module, world: int) -> torch.optim.Optimizer:
+    """MoCo v2: SGD, weight decay on every parameter (as the MoCo CIFAR demo); MAE: AdamW (0.9, 0.95),
+    no decay on norms and biases (train's groups). Default learning rates scale with the global batch."""
     scale = config.batch_size * world / 256
     if config.method == "moco":
         lr = config.lr if config.lr is not None else 0.06 * scale
         wd = config.weight_decay if config.weight_decay is not None else 5e-4
+        params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
     lr = config.lr if config.lr is not None else 1e-3 * scale
     wd = config.weight_decay if config.weight_decay is not None else 0.05
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(decay_groups(model, wd), lr=lr, betas=(0.9, 0.95))
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+def setup_process(config: PretrainConfig) -> tuple[DistInfo, torch.device]:
+    """Join torchrun's process group (if any) and take this process's device, as training does."""
+    info = init_distributed(uses_cuda(config.device))
+    return info, resolve_device(config.device, info)
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """DistributedDataParallel on this process's GPU (or the CPU) under torchrun; `model` otherwise."""
+    if not info.enabled:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def evaluate_representation(
@@ -194,99 +199,165 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
 
     `model` overrides `build_ssl_model(config)` (tests use tiny backbones).
     """
-    from cropmix.data import load_source, make_loader, set_epoch
-    from cropmix.data.arrays import ArraySplit
-
     if config.threads:
         torch.set_num_threads(config.threads)
-    rank, world = _dist()
-    device = _device(config.device)
+    info, device = setup_process(config)
+    try:
+        return _pretrain(config, model, info, device)
+    finally:
+        shutdown(info)
+
+
+@dataclass
+class _Run:
+    """What the training steps of one run share."""
+
+    config: PretrainConfig
+    model: nn.Module
+    net: nn.Module  # `model`, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]  # before the schedule (a resumed optimizer holds the scheduled ones)
+    view: Any
+    loader: Any
+    device: torch.device
+    info: DistInfo
+    out: Path
+    total: int
+    log: MetricsLog | None
+
+
+def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device) -> dict:
+    from cropmix.data import load_source, make_loader
+
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     source = load_source(config.dataset, config.data, in_memory=True)
-    train = source.train
-    if config.subset < 1.0:
-        idx = fixed_subset(len(train.targets), config.subset)
-        train = ArraySplit(train.images[idx], train.targets[idx], train.classes)
-
+    train = _subset(source.train, config.subset)
     torch.manual_seed(config.seed)
     model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
-    optimizer = _optimizer(config, model, world)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    step = 0
-    if config.resume and (out / CHECKPOINT).exists():
-        state = load_checkpoint(out / CHECKPOINT)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-    if rank == 0:
-        write_json(out / "config.json", {**dataclasses.asdict(config), "world_size": world, "train_images": len(train)})
-    log = MetricsLog(out, after_step=step) if rank == 0 else None
-
+    optimizer = build_ssl_optimizer(config, model, info.world)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    step = _resume(config, out, model, optimizer)
+    if info.main:
+        write_json(
+            out / "config.json", {**dataclasses.asdict(config), "world_size": info.world, "train_images": len(train)}
+        )
+    loader = make_loader(
+        train,
+        None,
+        batch_size=config.batch_size,
+        train=True,
+        seed=config.seed,
+        rank=info.rank,
+        world=info.world,
+        workers=config.workers,
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the training split ({len(train)} images per process)"
+        )
+    total = config.steps if config.steps is not None else config.epochs * len(loader)
     view = (
         TwoViews(config.aug, config.image_size) if config.method == "moco" else MAEView(config.aug, config.image_size)
     )
-    batch = max(1, config.batch_size)
-    loader = make_loader(
-        train, None, batch_size=batch, train=True, seed=config.seed, rank=rank, world=world, workers=config.workers
-    )
-    per_epoch = len(loader)
-    if per_epoch == 0:
-        raise ValueError(f"batch_size {batch} is larger than the training split ({len(train)} images per process)")
-    total = config.steps if config.steps is not None else config.epochs * per_epoch
-    ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    model.train()
-
-    progress = None
-    if config.progress and rank == 0:
-        from tqdm import tqdm
-
-        progress = tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
-    start, aug_time, losses, stopped = time.time(), 0.0, [], False
-    while step < total and not stopped:
-        epoch, skip = divmod(step, per_epoch)
-        set_epoch(loader, epoch)
-        for i, (images, _) in enumerate(loader):
-            if i < skip:
-                continue
-            if step >= total or stopped:
-                break
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * _lr_factor(step, total, config.warmup_steps)
-            torch.manual_seed(config.seed * 1_000_003 + step * 101 + rank)
-            t0 = time.time()
-            inputs = view(images)
-            aug_time += time.time() - t0
-            if config.method == "moco":
-                loss, info = ddp(inputs[0].to(device), inputs[1].to(device))
-            else:
-                loss, info = ddp(inputs.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{losses[-1]:.3f}")
-            if log is not None and (step % config.log_every == 0 or step == total):
-                lr = optimizer.param_groups[0]["lr"]
-                row = {"step": step, "epoch": step / per_epoch, "loss": losses[-1], "lr": lr}
-                log.append({**row, **info, "time": time.time() - start})
-            stopped = config.max_seconds is not None and time.time() - start > config.max_seconds
-            if rank == 0 and (step % config.checkpoint_every == 0 or step == total or stopped):
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-                save_atomic({**state, "config": dataclasses.asdict(config)}, out / CHECKPOINT)
-    if progress is not None:
-        progress.close()
-    train_time = time.time() - start
-    result: dict[str, Any] = {"steps": step, "train_seconds": train_time, "augment_seconds": aug_time}
-    result["stopped_early"] = stopped
-    result["final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None
-    if rank == 0:
+    log = MetricsLog(out, after_step=step) if info.main else None
+    net = wrap_ddp(model, info, device)
+    run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log)
+    result = _train_steps(run, step)
+    if info.main:
         result.update(evaluate_split(model, source, config, device))
         write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
+    barrier(info)
     return result
+
+
+def _subset(split: Any, fraction: float) -> Any:
+    if fraction >= 1.0:
+        return split
+    from cropmix.data.arrays import ArraySplit
+
+    idx = fixed_subset(len(split.targets), fraction)
+    return ArraySplit(split.images[idx], split.targets[idx], split.classes)
+
+
+def _resume(config: PretrainConfig, out: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load out/checkpoint.pt into `model` and `optimizer` when resuming; the step to go on from."""
+    if not (config.resume and (out / CHECKPOINT).exists()):
+        return 0
+    state = load_checkpoint(out / CHECKPOINT)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _train_steps(run: _Run, step: int) -> dict[str, Any]:
+    """Optimiser steps from `step` to `run.total` (or until max_seconds); losses and timings."""
+    from cropmix.data import set_epoch
+
+    config, per_epoch = run.config, len(run.loader)
+    progress = _progress(config, run.info, run.total, step)
+    run.model.train()
+    start, aug_time, losses, stopped = time.time(), 0.0, [], False
+    while step < run.total and not stopped:
+        epoch, skip = divmod(step, per_epoch)
+        set_epoch(run.loader, epoch)
+        for i, (images, _) in enumerate(run.loader):
+            if i < skip:
+                continue
+            if step >= run.total or stopped:
+                break
+            for group, base in zip(run.optimizer.param_groups, run.base_lrs, strict=True):
+                group["lr"] = base * warmup_cosine(step, run.total, config.warmup_steps)
+            loss, info, seconds = _one_step(run, images, step)
+            step, aug_time = step + 1, aug_time + seconds
+            losses.append(loss)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.3f}")
+            stopped = config.max_seconds is not None and time.time() - start > config.max_seconds
+            _record(run, step, loss, info, time.time() - start, stopped)
+    if progress is not None:
+        progress.close()
+    result: dict[str, Any] = {"steps": step, "train_seconds": time.time() - start, "augment_seconds": aug_time}
+    result["stopped_early"] = stopped
+    result["final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None
+    return result
+
+
+def _one_step(run: _Run, images: torch.Tensor, step: int) -> tuple[float, dict[str, float], float]:
+    """One optimiser step on a batch of uint8 images; (loss, the model's extra metrics, seconds in the views)."""
+    torch.manual_seed(run.config.seed * 1_000_003 + step * 101 + run.info.rank)
+    t0 = time.time()
+    inputs = run.view(images)
+    seconds = time.time() - t0
+    if run.config.method == "moco":
+        loss, info = run.net(inputs[0].to(run.device), inputs[1].to(run.device))
+    else:
+        loss, info = run.net(inputs.to(run.device))
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return float(loss.detach()), info, seconds
+
+
+def _record(run: _Run, step: int, loss: float, info: dict[str, float], elapsed: float, stopped: bool) -> None:
+    """The metrics row every `log_every` steps and the checkpoint every `checkpoint_every` (rank 0 only)."""
+    config = run.config
+    last = step == run.total or stopped
+    if run.log is not None and (step % config.log_every == 0 or step == run.total):
+        row = {"step": step, "epoch": step / len(run.loader), "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
+        run.log.append({**row, **info, "time": elapsed})
+    if run.info.main and (step % config.checkpoint_every == 0 or last):
+        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
+        save_atomic({**state, "config": dataclasses.asdict(config)}, run.out / CHECKPOINT)
+
+
+def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
+    if not (config.progress and info.main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
 
 
 def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device: torch.device) -> dict[str, float]:
@@ -329,5 +400,5 @@ def evaluate_checkpoint(
         model = build_ssl_model(saved, source_classes)
     model.load_state_dict(state["model"])
     source = load_source(config.dataset, config.data, in_memory=True)
-    device = _device(config.device)
+    device = resolve_device(config.device)
     return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}
