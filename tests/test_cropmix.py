@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from cropmix import CropMix, preset
-from cropmix.transforms.ops import resized_crop
+from cropmix.transforms import resized_crop
 
 
 def textured_image(height: int = 120, width: int = 160, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -39,18 +39,18 @@ def reference_mix(image: torch.Tensor, params, interpolation=v2.InterpolationMod
 def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
     """SPEC.md's mixing steps on (C, h, w) float64 views in mixing order."""
     mixed = views[0]
-    for step, new in zip(params.steps, views[1:]):
+    for step, new in zip(params.steps, views[1:], strict=False):
         if step.channel_perm is not None:
             perm = list(step.channel_perm)
-            if step.permuted == "mix":
-                mixed = mixed[perm]
-            else:
+            if step.permuted_new:
                 new = new[perm]
-        if step.op == "mixup":
+            else:
+                mixed = mixed[perm]
+        if not step.cutmix:
             mixed = step.lam * mixed + (1 - step.lam) * new
         else:
             top, left, h, w = step.box
-            base, pasted = (mixed, new) if step.pasted == "new" else (new, mixed)
+            base, pasted = (mixed, new) if step.pasted_new else (new, mixed)
             mixed = base.clone()
             mixed[:, top : top + h, left : left + w] = pasted[:, top : top + h, left : left + w]
     return mixed
@@ -123,7 +123,7 @@ def test_cutmix_pastes_inside_the_box_on_a_non_square_output():
         assert bh <= 20 and bw <= 60
         inside = torch.zeros(20, 60, dtype=torch.bool)
         inside[top : top + bh, left : left + bw] = True
-        pasted, base = (views[1], views[0]) if params.steps[0].pasted == "new" else (views[0], views[1])
+        pasted, base = (views[1], views[0]) if params.steps[0].pasted_new else (views[0], views[1])
         assert torch.equal(out[:, inside], pasted[:, inside])
         assert torch.equal(out[:, ~inside], base[:, ~inside])
 

@@ -62,7 +62,10 @@ def params_tuple(params) -> tuple:
     """The content of a CropMixParams, independent of how the class spells it."""
     steps = []
     for s in params.steps:
-        steps.append((s.op, float(s.lam).hex(), s.box, s.pasted, s.permuted, s.channel_perm))
+        pasted = None if s.pasted_new is None else ("new" if s.pasted_new else "mix")
+        permuted = None if s.permuted_new is None else ("new" if s.permuted_new else "mix")
+        op = "cutmix" if s.cutmix else "mixup"
+        steps.append((op, float(s.lam).hex(), s.box, pasted, permuted, s.channel_perm))
     crops = [(c.top, c.left, c.height, c.width) for c in params.crops]
     return (params.image_size, params.output_size, crops, params.order, steps)
 

@@ -79,7 +79,7 @@ def test_num_crops_is_drawn_per_image_uniformly():
 
 def test_order_is_a_permutation_of_the_crops():
     params = draw(num_crops=(2, 3, 4), batch=2000)
-    for n, order in zip(params.n, params.order):
+    for n, order in zip(params.n, params.order, strict=False):
         assert sorted(order[:n]) == list(range(n))
     first = params.order[params.n == 3, 0]
     assert stats.chisquare(np.bincount(first, minlength=3)).pvalue > P_MIN
@@ -123,7 +123,7 @@ def test_cutmix_lambda_is_uniform_and_boxes_have_the_stated_area_on_the_right_ax
     assert np.all(np.abs(box[inside, 2] - height * side[inside]) <= 0.5)
     assert np.all(np.abs(box[inside, 3] - width * side[inside]) <= 0.5)
     # paste direction is a fair coin
-    assert abs(params.paste_new[:, 0].mean() - 0.5) < 0.02
+    assert abs(params.pasted_new[:, 0].mean() - 0.5) < 0.02
 
 
 def test_cutmix_box_area_fraction_before_clipping_is_uniform():
@@ -138,21 +138,21 @@ def test_cutmix_box_area_fraction_before_clipping_is_uniform():
 
 def test_channel_permutations_are_uniform_and_keep_alpha():
     params = draw(num_crops=2, batch=12_000)
-    perms = [tuple(p) for p in params.perm[:, 0]]
+    perms = [tuple(p) for p in params.channel_perm[:, 0]]
     counts = np.array([perms.count(p) for p in set(perms)])
     assert len(counts) == 6
     assert stats.chisquare(counts).pvalue > P_MIN
     rgba = draw(num_crops=2, colour=3, channels=4, batch=2000)
-    assert np.all(rgba.perm[:, 0, 3] == 3)
-    assert draw(num_crops=2, colour=1, channels=1, batch=10).perm is None
-    assert draw(num_crops=2, channel_permute=False, batch=10).perm is None
+    assert np.all(rgba.channel_perm[:, 0, 3] == 3)
+    assert draw(num_crops=2, colour=1, channels=1, batch=10).channel_perm is None
+    assert draw(num_crops=2, channel_permute=False, batch=10).channel_perm is None
 
 
 def test_permuted_view_is_the_lighter_under_mixup_and_the_pasted_under_cutmix():
     mixup = draw(num_crops=2, batch=5000)
-    assert np.array_equal(mixup.permute_new[:, 0], mixup.lam[:, 0] > 0.5)
+    assert np.array_equal(mixup.permuted_new[:, 0], mixup.lam[:, 0] > 0.5)
     cutmix = draw(num_crops=2, mix="cutmix", batch=5000)
-    assert np.array_equal(cutmix.permute_new[:, 0], cutmix.paste_new[:, 0])
+    assert np.array_equal(cutmix.permuted_new[:, 0], cutmix.pasted_new[:, 0])
 
 
 def test_p_falls_back_to_one_rrc_over_the_whole_scale_range():

@@ -20,10 +20,16 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as nnf
 
-from cropmix.transforms import make_config, preset_kwargs, sample_batch
-from cropmix.transforms.cropmix import CropMix
-from cropmix.transforms.ops import resized_crop
-from cropmix.transforms.params import BatchParams, Crop, CropMixConfig
+from cropmix.transforms import (
+    BatchParams,
+    Crop,
+    CropMix,
+    CropMixConfig,
+    make_config,
+    preset_kwargs,
+    resized_crop,
+    sample_batch,
+)
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 QUERY_VIEWS = ("standard", "cropmix")

@@ -1,14 +1,24 @@
-"""The CropMix method: parameter sampling, kernels and the transforms. Imports nothing else of cropmix."""
+"""The CropMix method: settings, parameter sampling, kernels and the transforms. Imports nothing else of cropmix.
 
-from .batch import BatchCropMix, CropMixCollate, render_batch
-from .cropmix import CropMix
-from .params import Crop, CropMixConfig, CropMixParams, MixStep, make_config, sample_batch
-from .presets import PRESETS, preset, preset_kwargs
-from .sample_one import sample_one
+config.py      CropMixConfig, make_config, the paper's presets as plain data
+params.py      BatchParams (canonical, one row per image) and its one-image view CropMixParams
+sampling.py    the draw layout, declared once; sample_one (plain Python) and sample_batch (numpy)
+functional/    kernels per backend (tensor, PIL, batched) behind one dispatcher, render()
+cropmix.py     CropMix (a torchvision v2 Transform) and preset()
+batch.py       BatchCropMix and CropMixCollate
+"""
+
+from .batch import BatchCropMix, CropMixCollate
+from .config import PRESETS, CropMixConfig, make_config, preset_kwargs
+from .cropmix import CropMix, preset
+from .functional import render, render_batch, resized_crop
+from .params import BatchParams, Crop, CropMixParams, MixStep
+from .sampling import sample_batch, sample_one
 
 __all__ = [
     "PRESETS",
     "BatchCropMix",
+    "BatchParams",
     "Crop",
     "CropMix",
     "CropMixCollate",
@@ -18,7 +28,9 @@ __all__ = [
     "make_config",
     "preset",
     "preset_kwargs",
+    "render",
     "render_batch",
+    "resized_crop",
     "sample_batch",
     "sample_one",
 ]

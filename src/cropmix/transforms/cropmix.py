@@ -1,75 +1,47 @@
-"""`CropMix`: the paper's transform as a torchvision v2 Transform."""
+"""`CropMix`: the paper's transform as a torchvision v2 Transform, thin over `sampling` and `functional.render`."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Transform
 
-from .ops import INTERPOLATION_MODES, render
-from .params import CropMixConfig, CropMixParams, make_config
-from .pil_ops import render_pil, renders_with_pil
-from .sample_one import sample_one
+from .config import CropMixConfig, make_config, preset_kwargs
+from .functional import image_info, render
+from .params import CropMixParams
+from .sampling import sample_one, warn_if_generator_in_worker
 
-# Modes whose last band is alpha (premultiplied ones included): alpha is never permuted.
-ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _REJECTED_TYPES = (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.Video, tv_tensors.KeyPoints)
+CONFIG_FIELDS = tuple(CropMixConfig.__dataclass_fields__)
 
 
-def colour_channels(num_channels: int, has_alpha: bool) -> int:
-    """How many leading channels are colour (permutable) channels."""
-    return num_channels - 1 if has_alpha and num_channels > 1 else num_channels
+class ReadOnlyConfig:
+    """Mixin: `config` and each of its fields are read-only attributes; assigning one says to build a new transform."""
+
+    config: CropMixConfig
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CONFIG_FIELDS or (name in ("config", "generator") and name in self.__dict__):
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is read-only: the settings are fixed at construction; "
+                f"build a new {type(self).__name__}(..., {name}=...) instead"
+            )
+        super().__setattr__(name, value)
 
 
-def tensor_has_alpha(num_channels: int) -> bool:
-    """torchvision's convention for tensors: 2 channels are LA and 4 are RGBA."""
-    return num_channels in (2, 4)
+def _config_field(name: str) -> property:
+    return property(lambda self: getattr(self.config, name), doc=f"`config.{name}` (read-only).")
 
 
-def pil_to_tensor(image: PIL.Image.Image) -> tuple[torch.Tensor, str, np.dtype]:
-    """A PIL image as a (C, H, W) tensor sharing one HWC buffer, plus the mode and dtype to return.
-
-    Modes "1" and "P"/"PA" cannot hold mixed pixels: they come back as "L",
-    and "RGB" or "RGBA" (when the palette has transparency).
-    """
-    mode = image.mode
-    if mode == "1":
-        image, mode = image.convert("L"), "L"
-    elif mode in ("P", "PA"):
-        mode = "RGBA" if mode == "PA" or "transparency" in image.info else "RGB"
-        image = image.convert(mode)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    dtype = array.dtype
-    if not (dtype == np.uint8 or dtype == np.int32 or dtype == np.float32):
-        array = array.astype(np.int32)  # 16-bit modes: torch has few uint16 kernels
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only buffer: CropMix never writes to it
-        tensor = torch.from_numpy(array)
-    return tensor.permute(2, 0, 1), mode, dtype
+for _name in CONFIG_FIELDS:
+    setattr(ReadOnlyConfig, _name, _config_field(_name))
 
 
-def tensor_to_pil(image: torch.Tensor, mode: str, dtype: np.dtype) -> PIL.Image.Image:
-    """Inverse of `pil_to_tensor` for an output of the same dtype."""
-    array = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
-    if array.dtype != dtype:
-        info = np.iinfo(dtype)
-        array = np.clip(array, info.min, info.max).astype(dtype)
-    height, width = array.shape[:2]
-    if array.dtype == np.uint8:
-        channels = array.shape[2]
-        return PIL.Image.frombuffer(mode, (width, height), array.reshape(height, width * channels), "raw", mode, 0, 1)
-    return PIL.Image.frombytes(mode, (width, height), array.tobytes())
-
-
-class CropMix(Transform):
+class CropMix(ReadOnlyConfig, Transform):
     """CropMix (Han et al., 2022): mix crops of one image taken from distinct scale bands.
 
     A drop-in replacement for RandomResizedCrop. The scale range is split into
@@ -89,17 +61,25 @@ class CropMix(Transform):
             (never an alpha channel; one colour channel makes it a no-op).
         p: probability of CropMix; otherwise one RandomResizedCrop over `scale`.
         interpolation, antialias: as in torchvision's `resized_crop`.
-        generator: a `torch.Generator` to draw from instead of torch's global RNG.
+        generator: a `torch.Generator` to draw from instead of torch's global RNG,
+            for reproducible draws in one process. Not in DataLoader workers: each
+            worker gets a copy in the same state and all repeat the same draws (a
+            RuntimeWarning says so once); there leave it None, as DataLoader seeds
+            torch's global RNG per worker.
+
+    The settings are read-only attributes (`t.scale`, `t.num_crops`, ... and
+    `t.config`); to change one, build a new transform.
 
     Inputs: PIL images of any mode, and (C, H, W) tensors (uint8, float or
-    other integer dtypes, any C) or `tv_tensors.Image`; the output has the same
-    type, dtype and mode. PIL modes come back unchanged except "1" -> "L",
-    "P" -> "RGB" (or "RGBA" with transparency) and "PA" -> "RGBA".
+    other integer dtypes, any C, any device) or `tv_tensors.Image`; the output
+    has the same type, dtype, device and mode. PIL modes come back unchanged
+    except "1" -> "L", "P" -> "RGB" (or "RGBA" with transparency) and "PA" -> "RGBA".
 
     Small "L"/"RGB" PIL images (up to 128x128 in, 64x64 out, e.g. CIFAR) are
     resampled and mixed by PIL itself, as torchvision resamples PIL images;
-    everything else by torch's kernels. Both are antialiased and agree to
-    >= 40 dB; either way the same image and parameters give the same bits.
+    everything else by torch's kernels (`functional.render` picks). Both are
+    antialiased and agree to >= 40 dB; either way the same image and parameters
+    give the same bits.
     """
 
     _transformed_types = (torch.Tensor, PIL.Image.Image)
@@ -119,20 +99,14 @@ class CropMix(Transform):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.config: CropMixConfig = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p)
-        if interpolation not in INTERPOLATION_MODES:
-            raise ValueError(
-                f"interpolation must be one of {[m.name for m in INTERPOLATION_MODES]}, got {interpolation!r}"
-            )
+        config = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p, interpolation, antialias)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
-        self.size = self.config.size
-        self.scale, self.ratio = self.config.scale, self.config.ratio
-        self.num_crops, self.mix = self.config.num_crops, self.config.mix
-        self.alpha, self.channel_permute, self.p = self.config.alpha, self.config.channel_permute, self.config.p
-        self.interpolation = interpolation
-        self.antialias = antialias
+        self.config: CropMixConfig = config
         self.generator = generator
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS)
 
     def forward(self, *inputs: Any) -> Any:
         """Transform an image, or the images inside a structure (labels pass through), as any v2 transform."""
@@ -148,59 +122,27 @@ class CropMix(Transform):
                     f"CropMix mixes crops into one image and cannot carry {type(inpt).__name__}; "
                     "pass images (PIL, tensor or tv_tensors.Image) and plain labels only"
                 )
-        images = [x for x, needed in zip(flat_inputs, self._needs_transform_list(flat_inputs)) if needed]
+        images = [x for x, needed in zip(flat_inputs, self._needs_transform_list(flat_inputs), strict=True) if needed]
         if not images:
             kinds = ", ".join(sorted({type(x).__name__ for x in flat_inputs})) or "nothing"
             raise TypeError(f"CropMix expects a PIL image or a (C, H, W) tensor, got {kinds}")
         for image in images:
-            _image_shape(image)
+            image_info(image)
 
     def make_params(self, flat_inputs: list[Any]) -> CropMixParams:  # type: ignore[override]
         """Draw the parameters for the first image among `flat_inputs`."""
-        channels, height, width, has_alpha = _image_shape(flat_inputs[0])
-        return sample_one(self.config, height, width, colour_channels(channels, has_alpha), channels, self.generator)
+        channels, height, width, colour = image_info(flat_inputs[0])
+        warn_if_generator_in_worker(self, self.generator)
+        return sample_one(self.config, height, width, colour, channels, self.generator)
 
     def transform(self, inpt: Any, params: CropMixParams) -> Any:  # type: ignore[override]
         """Render `inpt` with `params`; the same inputs always give the same output."""
-        channels, height, width, _ = _image_shape(inpt)
-        if (height, width) != params.image_size:
-            raise ValueError(
-                f"params were drawn for an image of size {params.image_size}, got one of size {(height, width)}"
-            )
-        if isinstance(inpt, PIL.Image.Image):
-            if renders_with_pil(inpt, params, self.interpolation, self.antialias):
-                return render_pil(inpt, params, self.interpolation)
-            tensor, mode, dtype = pil_to_tensor(inpt)
-            return tensor_to_pil(render(tensor, params, self.interpolation, self.antialias), mode, dtype)
-        out = render(inpt.as_subclass(torch.Tensor), params, self.interpolation, self.antialias)
-        if isinstance(inpt, tv_tensors.TVTensor):
-            return tv_tensors.wrap(out, like=inpt)
-        return out.contiguous()
+        return render(inpt, params, self.config.interpolation, self.config.antialias)
 
 
-def _image_shape(image: Any) -> tuple[int, int, int, bool]:
-    """(channels, height, width, has_alpha) of a PIL image or (C, H, W) tensor, or a clear error."""
-    if isinstance(image, PIL.Image.Image):
-        width, height = image.size
-        bands = len(image.getbands())
-        mode = image.mode
-        if mode == "P":
-            bands, has_alpha = (4, True) if "transparency" in image.info else (3, False)
-        elif mode == "PA":
-            bands, has_alpha = 4, True
-        else:
-            has_alpha = mode in ALPHA_MODES
-        channels = bands
-    elif isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            hint = " (for batches use BatchCropMix)" if image.ndim == 4 else ""
-            raise ValueError(f"CropMix expects a (C, H, W) tensor, got shape {tuple(image.shape)}{hint}")
-        if image.dtype == torch.bool or image.is_complex():
-            raise TypeError(f"CropMix expects a real-valued image tensor, got dtype {image.dtype}")
-        channels, height, width = image.shape
-        has_alpha = tensor_has_alpha(channels)
-    else:
-        raise TypeError(f"CropMix expects a PIL image or a (C, H, W) tensor, got {type(image).__name__}")
-    if min(channels, height, width) < 1:
-        raise ValueError(f"CropMix expects a non-empty image, got (C, H, W) = {(channels, height, width)}")
-    return channels, height, width, has_alpha
+def preset(name: str, size: int | tuple[int, int] | None = None, **overrides: Any) -> CropMix:
+    """A `CropMix` with the paper's settings for `name` ("cifar", "imagenet", "mae-mixup", "mae-cutmix").
+
+    `size` and the keyword arguments (alpha, num_crops, p, generator, ...) replace the preset's values.
+    """
+    return CropMix(**preset_kwargs(name, size, **overrides))

@@ -1,0 +1,175 @@
+"""CropMix's settings: `CropMixConfig`, their validation (`make_config`) and the paper's presets as plain data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torchvision.transforms.v2 import InterpolationMode
+
+MIX_OPS = ("mixup", "cutmix")
+# torchvision's interpolation modes that work on tensors, with torch's name for each.
+INTERPOLATION_MODES = {
+    InterpolationMode.NEAREST: "nearest",
+    InterpolationMode.NEAREST_EXACT: "nearest-exact",
+    InterpolationMode.BILINEAR: "bilinear",
+    InterpolationMode.BICUBIC: "bicubic",
+}
+
+
+@dataclass(frozen=True)
+class CropMixConfig:
+    """Validated settings of CropMix (see `make_config` for the meaning of each)."""
+
+    size: tuple[int, int]
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+    num_crops: tuple[int, ...]
+    mix: tuple[str, ...]
+    alpha: float
+    channel_permute: bool
+    p: float
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR
+    antialias: bool = True
+
+
+def _pair(name: str, value: object) -> tuple[float, float]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (low, high) of numbers, got {value!r}")
+    low, high = value
+    for v in (low, high):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise TypeError(f"{name} must hold finite numbers, got {value!r}")
+    return float(low), float(high)
+
+
+def _size(value: object) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise TypeError(f"size must be an int or a (height, width) pair of ints, got {value!r}")
+    if min(value) < 1:
+        raise ValueError(f"size must be >= 1 on both sides, got {tuple(value)!r}")
+    return int(value[0]), int(value[1])
+
+
+def _num_crops(num_crops: object) -> tuple[int, ...]:
+    crops = (num_crops,) if isinstance(num_crops, int) else num_crops
+    if (
+        not isinstance(crops, Sequence)
+        or len(crops) == 0
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in crops)
+    ):
+        raise TypeError(f"num_crops must be an int or a non-empty sequence of ints, got {num_crops!r}")
+    if min(crops) < 1:
+        raise ValueError(f"num_crops must be >= 1, got {num_crops!r}")
+    return tuple(int(n) for n in crops)
+
+
+def _mix(mix: object) -> tuple[str, ...]:
+    mixes = (mix,) if isinstance(mix, str) else mix
+    if not isinstance(mixes, Sequence) or len(mixes) == 0:
+        raise TypeError(f"mix must be one of {MIX_OPS} or a non-empty sequence of them, got {mix!r}")
+    for m in mixes:
+        if m not in MIX_OPS:
+            raise ValueError(f"mix must be one of {MIX_OPS} or a sequence of them, got {mix!r}")
+    return tuple(mixes)
+
+
+def _number(name: str, value: object, accepted: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {accepted}, got {value!r}")
+    return float(value)
+
+
+def make_config(
+    size: int | Sequence[int],
+    scale: Sequence[float] = (0.01, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    num_crops: int | Sequence[int] = (2, 3, 4),
+    mix: str | Sequence[str] = "mixup",
+    alpha: float = 0.4,
+    channel_permute: bool = True,
+    p: float = 1.0,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    antialias: bool = True,
+) -> CropMixConfig:
+    """Check CropMix's arguments and return them normalised.
+
+    Raises ValueError or TypeError naming the argument, the bad value and what
+    is accepted.
+    """
+    scale_pair = _pair("scale", scale)
+    if not (0.0 < scale_pair[0] <= scale_pair[1] <= 1.0):
+        raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {tuple(scale)!r}")
+    ratio_pair = _pair("ratio", ratio)
+    if not (0.0 < ratio_pair[0] <= ratio_pair[1]):
+        raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)!r}")
+    alpha_value = _number("alpha", alpha, "a number > 0")
+    if not (alpha_value > 0 and math.isfinite(alpha_value)):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if not isinstance(channel_permute, bool):
+        raise TypeError(f"channel_permute must be a bool, got {channel_permute!r}")
+    p_value = _number("p", p, "a number in [0, 1]")
+    if not (0.0 <= p_value <= 1.0):
+        raise ValueError(f"p must be in [0, 1], got {p!r}")
+    if interpolation not in INTERPOLATION_MODES:
+        raise ValueError(f"interpolation must be one of {[m.name for m in INTERPOLATION_MODES]}, got {interpolation!r}")
+    if not isinstance(antialias, bool):
+        raise TypeError(f"antialias must be a bool, got {antialias!r}")
+    return CropMixConfig(
+        size=_size(size),
+        scale=scale_pair,
+        ratio=ratio_pair,
+        num_crops=_num_crops(num_crops),
+        mix=_mix(mix),
+        alpha=alpha_value,
+        channel_permute=channel_permute,
+        p=p_value,
+        interpolation=interpolation,
+        antialias=antialias,
+    )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CIFAR-10/100 classification: scale [0.5, 1], N = 2, Mixup, alpha 0.4, channel permutation.
+    "cifar": dict(size=32, scale=(0.5, 1.0), num_crops=2, mix="mixup", alpha=0.4, channel_permute=True),
+    # ImageNet classification: scale [0.01, 1], N drawn from {2, 3, 4} per image.
+    "imagenet": dict(size=224, scale=(0.01, 1.0), num_crops=(2, 3, 4), mix="mixup", alpha=0.4, channel_permute=True),
+    # MAE pre-training inputs, bicubic, no channel permutation.
+    "mae-mixup": dict(
+        size=224,
+        scale=(0.2, 1.0),
+        num_crops=(2, 3, 4),
+        mix="mixup",
+        alpha=0.4,
+        channel_permute=False,
+        interpolation=InterpolationMode.BICUBIC,
+    ),
+    "mae-cutmix": dict(
+        size=224,
+        scale=(0.2, 1.0),
+        num_crops=2,
+        mix="cutmix",
+        channel_permute=False,
+        interpolation=InterpolationMode.BICUBIC,
+    ),
+}
+
+
+def preset_kwargs(name: str, size: int | tuple[int, int] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments of preset `name` (SPEC.md, "Paper settings"): `size` and `overrides` replace its values."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    kwargs = dict(PRESETS[name])
+    if size is not None:
+        kwargs["size"] = size
+    kwargs.update(overrides)
+    return kwargs
