@@ -1,0 +1,192 @@
+"""Decode and augment on the training device: encoded bytes in, normalised float batches out.
+
+`DevicePipeline` takes a batch of encoded images (a `ByteBatch` from cropmix.data.shard_reader, or
+lists of 1-D uint8 tensors and labels) and
+  1. decodes the 3-channel JPEGs with one `torchvision.io.decode_jpeg(list, device=device)` call
+     (nvJPEG batched decode on CUDA, libjpeg on the CPU); other files (PNG, ...) and greyscale or
+     CMYK JPEGs are decoded per image on the CPU (`decode_image`, RGB) and moved to the device;
+  2. augments the list of (3, Hi, Wi) uint8 images into one (B, 3, h, w) uint8 batch
+     (`make_augment`: BatchCropMix, a random-resized-crop baseline, or resize + centre crop);
+  3. flips half the images horizontally (training) and converts to float, normalised with
+     (mean, std) given in [0, 1] units, or left in [0, 1] when no statistics are given (cropmix's
+     models normalise inside).
+A file no decoder reads is an error naming the shard and member, or with `skip_bad` logged, counted
+in `skipped` and left out of the batch.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms.v2 import functional as TF
+
+log = logging.getLogger("cropmix.data")
+
+AUGMENTS = ("cropmix", "rrc", "center")
+# Frame markers whose JPEGs the batched decoder takes: baseline, extended and progressive Huffman.
+_BATCH_SOF = (0xC0, 0xC1, 0xC2)
+_ALL_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def batch_decodable(data: bytes) -> bool:
+    """True for a JPEG with 3 colour components and a Huffman frame (read from its header, no decode).
+
+    Greyscale (1 component) and CMYK/YCCK (4) JPEGs, arithmetic-coded or lossless ones, and other
+    formats go to the per-image CPU decoder.
+    """
+    if data[:2] != b"\xff\xd8":
+        return False
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _ALL_SOF:
+            return marker in _BATCH_SOF and i + 9 < n and data[i + 9] == 3
+        if marker == 0xDA:  # a scan before any frame header
+            return False
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return False
+
+
+class CenterResize:
+    """Evaluation crop on the device: resize the short side to size / crop_fraction, then a centre crop."""
+
+    def __init__(self, size: int, crop_fraction: float = 0.875) -> None:
+        self.size, self.resize = size, round(size / crop_fraction)
+
+    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        out = [TF.center_crop(TF.resize(im, self.resize, antialias=True), [self.size]) for im in images]
+        return torch.stack(out)
+
+
+def make_augment(name: str, size: int, *, preset: str = "imagenet", **overrides) -> Callable:
+    """The batch augmentation `name` at `size`: list of (3, Hi, Wi) uint8 -> (B, 3, size, size) uint8.
+
+    cropmix: BatchCropMix.from_preset(preset, size, **overrides). rrc: a random resized crop, the
+    one-crop case of the same kernel (scale: overrides["scale"], default the preset's range).
+    center: resize + centre crop for evaluation.
+    """
+    from cropmix.transforms import BatchCropMix
+
+    if name == "cropmix":
+        return BatchCropMix.from_preset(preset, size, **overrides)
+    if name == "rrc":
+        kwargs = {k: v for k, v in overrides.items() if k in ("scale", "ratio")}
+        return BatchCropMix.from_preset(preset, size, num_crops=1, channel_permute=False, **kwargs)
+    if name == "center":
+        return CenterResize(size)
+    raise ValueError(f"augment name must be one of {AUGMENTS}, got {name!r}")
+
+
+def _cpu_decode(data: torch.Tensor) -> torch.Tensor:
+    """One image on the CPU as (3, H, W) uint8: torchvision's decoders, then PIL for the formats they lack."""
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError as tv_error:
+        try:
+            with PIL.Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+                array = np.asarray(image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as pil_error:
+            raise ValueError(f"torchvision: {tv_error}; PIL: {pil_error}") from pil_error
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+class DevicePipeline:
+    """Encoded batch -> (normalised float images (B, 3, h, w), int64 labels), both on `device`.
+
+    `augment`: from `make_augment` (or any callable taking a list of (3, Hi, Wi) uint8 tensors on
+    `device`). `mean`/`std` in [0, 1] units (e.g. ImageNet's); None keeps images in [0, 1].
+    """
+
+    def __init__(
+        self,
+        augment: Callable[[list[torch.Tensor]], torch.Tensor],
+        *,
+        device: str | torch.device = "cpu",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        flip: bool = True,
+        skip_bad: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        if (mean is None) != (std is None):
+            raise ValueError(f"mean and std must both be given or both be None, got mean={mean!r}, std={std!r}")
+        self.augment, self.device = augment, torch.device(device)
+        self.flip, self.skip_bad, self.channels_last = flip, skip_bad, channels_last
+        mean_t = torch.tensor(mean if mean is not None else [0.0], dtype=torch.float32)
+        std_t = torch.tensor(std if std is not None else [1.0], dtype=torch.float32)
+        if (std_t <= 0).any():
+            raise ValueError(f"std must be > 0, got {std!r}")
+        # x / 255 normalised is x * scale - shift.
+        self.scale = (1.0 / (255.0 * std_t)).view(-1, 1, 1).to(self.device)
+        self.shift = (mean_t / std_t).view(-1, 1, 1).to(self.device)
+        self.skipped: list[str] = []
+
+    def decode(
+        self, images: Sequence[torch.Tensor], keys: Sequence[str], jpeg: Sequence[bool] | None = None
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """Decode on the device: (the (3, H, W) uint8 images, the positions of the samples they are)."""
+        if jpeg is None:
+            jpeg = [batch_decodable(im.numpy().tobytes()[:65536]) for im in images]
+        out: list[torch.Tensor | None] = [None] * len(images)
+        fast = [i for i, ok in enumerate(jpeg) if ok]
+        if fast:
+            try:
+                decoded = decode_jpeg([images[i] for i in fast], mode=ImageReadMode.RGB, device=self.device)
+                for i, image in zip(fast, decoded, strict=True):
+                    out[i] = image
+            except RuntimeError as error:  # one bad file fails the whole call: decode those images one by one
+                log.debug("batched JPEG decode failed (%s); decoding one by one", error)
+        kept = []
+        for i, image in enumerate(out):
+            if image is None:
+                image = self._decode_one(images[i], keys[i], jpeg[i])
+            if image is not None:
+                out[i] = image
+                kept.append(i)
+        return [out[i] for i in kept], kept
+
+    def _decode_one(self, data: torch.Tensor, key: str, jpeg: bool) -> torch.Tensor | None:
+        if jpeg and self.device.type != "cpu":
+            try:
+                return decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+            except RuntimeError:
+                pass  # the CPU decoders below get a say, and name the error if they fail too
+        try:
+            return _cpu_decode(data).to(self.device, non_blocking=True)
+        except ValueError as error:
+            if not self.skip_bad:
+                raise ValueError(f"cannot decode shard member {key}: {error}") from error
+            log.warning("skipping shard member %s: cannot decode it: %s", key, error)
+            self.skipped.append(key)
+            return None
+
+    def finish(self, images: torch.Tensor) -> torch.Tensor:
+        """Flip (when training) and normalise a (B, 3, h, w) uint8 batch on the device."""
+        if self.flip:
+            flip = torch.rand(len(images), device=images.device) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        out = images.float().mul_(self.scale).sub_(self.shift)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+    def __call__(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A `ByteBatch` (or anything with images, labels, keys and jpeg) -> (images, labels) on the device."""
+        decoded, kept = self.decode(batch.images, batch.keys, getattr(batch, "jpeg", None))
+        if not decoded:
+            raise ValueError(f"no image of the batch could be decoded (first member: {batch.keys[:1]})")
+        labels = batch.labels if len(kept) == len(batch.labels) else batch.labels[torch.tensor(kept)]
+        images = self.finish(self.augment(decoded))
+        return images, labels.to(self.device, non_blocking=True)

@@ -1,0 +1,308 @@
+"""Reading tar shards for training: encoded bytes and labels only, each image exactly once per epoch.
+
+How an epoch is split (`epoch_plan`): the shards are put in one order shared by every process
+(a permutation seeded by seed and epoch when shuffling, the index order otherwise). Their samples,
+numbered 0..N-1 along that order, are cut into `world` contiguous ranges whose sizes differ by at
+most one (rank r gets [r*N//world, (r+1)*N//world)), and each rank's range into one range per
+DataLoader worker the same way. The ranges partition 0..N-1, so every sample is read by exactly one
+worker of exactly one rank, whatever N, the shard count, `world` and the worker count are; a worker
+opens only the shards its range touches and skips the leading members of its first one. Within a
+worker, samples pass a seeded shuffle buffer (seed, epoch, rank, worker), so runs are reproducible.
+
+Workers only read: `ByteBatch` holds the encoded files as uint8 tensors, the labels and the member
+names; decoding and augmentation happen in the main process on the training device
+(cropmix.data.device_pipeline). Bad members (no image, a bad label) and the members a short shard
+lacks are an error naming the shard and the member, or with `skip_bad` logged, counted and left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .device_pipeline import batch_decodable
+from .folder import IMAGE_EXTENSIONS
+from .shards import ShardSplit
+
+log = logging.getLogger("cropmix.data")
+
+IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+
+
+@dataclass
+class ByteBatch:
+    """Encoded images (1-D uint8 tensors), int64 labels, member names ("shard#key") and which images
+    the batched JPEG decoder takes (`jpeg`); `skipped` names the bad members met since the last batch."""
+
+    images: list[torch.Tensor]
+    labels: torch.Tensor
+    keys: list[str]
+    jpeg: list[bool]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pin_memory(self) -> ByteBatch:
+        """Pinned copies (DataLoader(pin_memory=True) calls this), for asynchronous copies to the GPU."""
+        pinned = [image.pin_memory() for image in self.images]
+        return ByteBatch(pinned, self.labels.pin_memory(), self.keys, self.jpeg, self.skipped)
+
+    @staticmethod
+    def cat(batches: list[ByteBatch]) -> ByteBatch:
+        """One batch holding the samples (and skip records) of `batches`, in order."""
+        labels = [b.labels for b in batches]
+        return ByteBatch(
+            [image for b in batches for image in b.images],
+            torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+            [key for b in batches for key in b.keys],
+            [flag for b in batches for flag in b.jpeg],
+            [name for b in batches for name in b.skipped],
+        )
+
+    def split(self, n: int) -> tuple[ByteBatch, ByteBatch]:
+        """The first `n` samples (with the skip records) and the rest."""
+        head = ByteBatch(self.images[:n], self.labels[:n], self.keys[:n], self.jpeg[:n], self.skipped)
+        return head, ByteBatch(self.images[n:], self.labels[n:], self.keys[n:], self.jpeg[n:])
+
+
+def part(n: int, i: int, k: int) -> tuple[int, int]:
+    """The i-th of k contiguous ranges splitting range(n), sizes differing by at most one."""
+    return i * n // k, (i + 1) * n // k
+
+
+def epoch_plan(
+    counts: list[int], *, epoch: int, seed: int, shuffle: bool, rank: int, world: int, worker: int, workers: int
+) -> list[tuple[int, int, int]]:
+    """What one worker of one rank reads this epoch: (shard number, members to skip, members to take)."""
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(counts), generator=generator).tolist()
+    else:
+        order = list(range(len(counts)))
+    lo, hi = part(sum(counts), rank, world)
+    a, b = part(hi - lo, worker, workers)
+    lo, hi = lo + a, lo + b
+    plan, start = [], 0
+    for shard in order:
+        stop = start + counts[shard]
+        if stop > lo and start < hi:
+            plan.append((shard, max(lo - start, 0), min(hi, stop) - max(lo, start)))
+        start = stop
+    return plan
+
+
+def _shuffled(items: Iterator, size: int, generator: torch.Generator | None) -> Iterator:
+    """Items through a shuffle buffer of `size` (none when generator is None)."""
+    if generator is None or size <= 1:
+        yield from items
+        return
+    buffer: list = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = int(torch.randint(size, (1,), generator=generator))
+        buffer[j], item = item, buffer[j]
+        yield item
+    for j in torch.randperm(len(buffer), generator=generator).tolist():
+        yield buffer[j]
+
+
+class ShardStream(IterableDataset):
+    """This process's share of a shard split, as `ByteBatch`es of up to `batch_size` (see the module doc)."""
+
+    def __init__(
+        self,
+        split: ShardSplit,
+        *,
+        batch_size: int,
+        num_classes: int | None = None,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        skip_bad: bool = False,
+    ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, world={world}), got {rank!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.split, self.batch_size, self.num_classes = split, batch_size, num_classes
+        self.rank, self.world, self.shuffle, self.seed = rank, world, shuffle, seed
+        self.shuffle_buffer, self.skip_bad = shuffle_buffer, skip_bad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _bad(self, skipped: list[str], name: str, reason: str) -> None:
+        if not self.skip_bad:
+            raise ValueError(f"bad shard member {name}: {reason} (pass skip_bad=True to skip such members)")
+        log.warning("skipping shard member %s: %s", name, reason)
+        skipped.append(name)
+
+    def _sample(self, url: str, sample: dict, skipped: list[str]):
+        """(bytes tensor, label, name, jpeg) for a tar sample, or None (recorded in `skipped`) if it is bad."""
+        name = f"{url}#{sample.get('__key__')}"
+        field_name = next((f for f in IMAGE_FIELDS if f in sample), None)
+        if field_name is None or not sample[field_name]:
+            return self._bad(skipped, name, f"no (or an empty) image member; it has {sorted(sample)}")
+        try:
+            label = int(bytes(sample.get("cls", b"")).decode("ascii"))
+        except ValueError:
+            return self._bad(skipped, name, f"label (.cls) is not an integer: {sample.get('cls')!r}")
+        if label < 0 or (self.num_classes is not None and label >= self.num_classes):
+            return self._bad(skipped, name, f"label {label} is outside [0, {self.num_classes})")
+        data = bytes(sample[field_name])
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return tensor, label, name, batch_decodable(data)
+
+    def _read_shard(self, shard: int, skip: int, take: int, skipped: list[str]) -> Iterator:
+        import webdataset as wds
+
+        url = self.split.urls[shard]
+        stream = iter(wds.tarfile_samples([{"url": url}]))
+        seen = 0
+        while seen < skip + take:
+            try:
+                sample = next(stream, None)
+            except (OSError, ValueError, RuntimeError) as error:
+                if not self.skip_bad:
+                    raise ValueError(f"cannot read shard {url!r} after member {seen}: {error}") from error
+                log.warning("cannot read the rest of shard %s: %s", url, error)
+                sample = None
+            if sample is None:
+                break
+            seen += 1
+            if seen > skip:
+                item = self._sample(url, sample, skipped)
+                if item is not None:
+                    yield item
+        for missing in range(max(seen, skip) + 1, skip + take + 1):
+            self._bad(skipped, f"{url}#<member {missing}>", f"missing: the shard ends after {seen} members")
+
+    def _samples(self, plan: list[tuple[int, int, int]], skipped: list[str]) -> Iterator:
+        for shard, skip, take in plan:
+            yield from self._read_shard(shard, skip, take, skipped)
+
+    def __iter__(self) -> Iterator[ByteBatch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        plan = epoch_plan(
+            self.split.counts,
+            epoch=self.epoch,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world=self.world,
+            worker=worker,
+            workers=workers,
+        )
+        generator = None
+        if self.shuffle:
+            key = ((self.seed * 1_000_003 + self.epoch) * 1009 + self.rank) * 1009 + worker
+            generator = torch.Generator().manual_seed(key % (2**63))
+        skipped: list[str] = []
+        items: list = []
+        for item in _shuffled(self._samples(plan, skipped), self.shuffle_buffer, generator):
+            items.append(item)
+            if len(items) == self.batch_size:
+                yield _collate(items, skipped)
+                items, skipped[:] = [], []
+        if items or skipped:
+            yield _collate(items, skipped)
+
+
+def _collate(items: list, skipped: list[str]) -> ByteBatch:
+    return ByteBatch(
+        [item[0] for item in items],
+        torch.tensor([item[1] for item in items], dtype=torch.int64),
+        [item[2] for item in items],
+        [item[3] for item in items],
+        list(skipped),
+    )
+
+
+class ShardLoader:
+    """Batches of exactly `batch_size` encoded images for this rank, read by `workers` DataLoader workers.
+
+    Workers batch their own streams; the partial batches they end with are merged here, so only the
+    rank's last batch can be short. Training (`drop_last=True`) gives every rank the same number of
+    batches, (N // world) // batch_size, as DDP needs; evaluation (`drop_last=False`) gives every
+    sample exactly once over all ranks. `skipped` lists the bad members met so far (with `skip_bad`).
+    Call `set_epoch(epoch)` before each epoch: it picks the shard order and the shuffle.
+    """
+
+    def __init__(
+        self,
+        split: ShardSplit,
+        *,
+        batch_size: int,
+        train: bool,
+        num_classes: int | None = None,
+        rank: int = 0,
+        world: int = 1,
+        workers: int = 2,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        skip_bad: bool = False,
+        pin_memory: bool = False,
+        prefetch_factor: int = 4,
+    ) -> None:
+        self.stream = ShardStream(
+            split,
+            batch_size=batch_size,
+            num_classes=num_classes,
+            rank=rank,
+            world=world,
+            shuffle=train,
+            seed=seed,
+            shuffle_buffer=shuffle_buffer,
+            skip_bad=skip_bad,
+        )
+        self.batch_size, self.drop_last = batch_size, train
+        self.skipped: list[str] = []
+        extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
+        # Not persistent: workers restart each epoch and so read the epoch set by set_epoch.
+        self.loader = DataLoader(self.stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.stream.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        split, world = self.stream.split, self.stream.world
+        if self.drop_last:
+            return split.num_samples // world // self.batch_size
+        lo, hi = part(split.num_samples, self.stream.rank, world)
+        return math.ceil((hi - lo) / self.batch_size)
+
+    def __iter__(self) -> Iterator[ByteBatch]:
+        limit = len(self)
+        emitted = 0
+        pending: list[ByteBatch] = []
+        waiting = 0
+        for batch in self.loader:
+            self.skipped.extend(batch.skipped)
+            if len(batch) == self.batch_size and not pending:
+                out = [batch]
+            else:
+                pending.append(batch)
+                waiting += len(batch)
+                out = []
+                while waiting >= self.batch_size:
+                    head, tail = ByteBatch.cat(pending).split(self.batch_size)
+                    out.append(head)
+                    pending, waiting = [tail], len(tail)
+            for full in out:
+                if emitted < limit:
+                    emitted += 1
+                    yield full
+        if waiting and emitted < limit and not self.drop_last:
+            yield ByteBatch.cat(pending)
