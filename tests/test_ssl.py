@@ -462,10 +462,11 @@ def test_torchrun_two_processes(tmp_path, npz_path):
     cmd += ["--aug", "cropmix", "--dataset", "npz", "--data", str(npz_path), "--out", str(tmp_path / "ddp")]
     cmd += ["--backbone", "fastnet", "--backbone-kwargs", '{"widths": [8, 8, 16, 16]}', "--steps", "4"]
     cmd += ["--batch-size", "8", "--queue-size", "32", "--knn-k", "5", "--probe-epochs", "1", "--no-progress"]
+    cmd += ["--bn-splits", "2"]
     subprocess.run(cmd, check=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     final = json.loads((tmp_path / "ddp" / "final.json").read_text())
-    assert config["world_size"] == 2 and final["steps"] == 4
+    assert config["world_size"] == 2 and config["bn_splits"] == 2 and final["steps"] == 4
 
 
 def test_cli_pretrain_mae_and_eval_only(tmp_path, npz_path, capsys):

@@ -33,10 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-size", type=int, default=4096)
     p.add_argument("--temperature", type=float, default=0.2, help="MoCo InfoNCE temperature")
     p.add_argument("--moco-momentum", type=float, default=0.99)
+    p.add_argument("--bn-splits", type=int, default=4, help="MoCo split BatchNorm: chunks per process batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (under torchrun: GPU LOCAL_RANK)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true")
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         mae_kwargs=args.mae_kwargs,
         queue_size=args.queue_size,
         moco_momentum=args.moco_momentum,
+        bn_splits=args.bn_splits,
         temperature=args.temperature,
         epochs=args.epochs,
         steps=args.steps,
