@@ -38,8 +38,8 @@ def _run(prefix: str) -> str:
 
 
 def test_documented_train_is_callable_in_a_fresh_interpreter():
-    assert "reached: epochs must be" in _run("")
+    assert "reached: epochs (--epochs) must be" in _run("")
 
 
 def test_documented_train_is_callable_after_importing_the_subpackage():
-    assert "reached: epochs must be" in _run("import cropmix.train.loop\n")
+    assert "reached: epochs (--epochs) must be" in _run("import cropmix.train.loop\n")

@@ -1,9 +1,10 @@
-"""Datasets (CIFAR, .npz, ImageFolder), augmentations by name, and loaders."""
+"""Datasets (CIFAR, .npz, ImageFolder), augmentations by name and where they run, loaders, fixed subsets."""
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
-from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug
+from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug, train_transform
 from .folder import FolderIndex, decode_folder, index_folder, open_image, split_dir
-from .loaders import DATASETS, DataSource, load_source, make_loader, set_epoch
+from .loaders import DATASETS, DataSource, check_data_path, load_source, make_loader, set_epoch, skipped_files
+from .subsets import fixed_subset, subset
 
 __all__ = [
     "BASE_AUGS",
@@ -13,8 +14,10 @@ __all__ = [
     "DataSource",
     "FolderIndex",
     "base_transform",
+    "check_data_path",
     "decode_folder",
     "eval_transform",
+    "fixed_subset",
     "index_folder",
     "load_cifar",
     "load_npz",
@@ -24,5 +27,8 @@ __all__ = [
     "parse_aug",
     "save_npz",
     "set_epoch",
+    "skipped_files",
     "split_dir",
+    "subset",
+    "train_transform",
 ]

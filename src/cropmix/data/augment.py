@@ -8,13 +8,15 @@ CropMix, as in the paper.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
 BASE_AUGS = ("none", "baseline", "rrc", "cropmix")
 BATCH_MIXES = ("mixup", "cutmix")
+BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
 
 
 def parse_aug(aug: str) -> tuple[str, str | None]:
@@ -77,6 +79,31 @@ def base_transform(
     if base == "cropmix" and not in_memory:
         return v2.Compose(steps[:1] + to_tensor + steps[1:])
     return v2.Compose(to_tensor + steps) if to_tensor + steps else v2.Identity()
+
+
+def train_transform(
+    base: str,
+    size: int,
+    *,
+    in_memory: bool,
+    preset_name: str = "cifar",
+    cropmix_overrides: dict[str, Any] | None = None,
+    rrc_scale: tuple[float, float] | None = None,
+) -> tuple[Callable | None, bool]:
+    """The training transform for `base` and whether it takes whole batches (where augmentation runs).
+
+    CropMix runs batched (`BatchCropMix` in the loader workers) where that is faster than per image:
+    small in-memory images (about 6x at 32x32 on a CPU, but slower than the per-image path at 224x224:
+    benchmarks/RESULTS.md), bilinear only. In-memory "none" needs no transform at all (None).
+    """
+    kwargs = cropmix_kwargs(preset_name, size, cropmix_overrides)
+    interpolation = kwargs.get("interpolation", v2.InterpolationMode.BILINEAR)
+    if base == "cropmix" and in_memory and size <= BATCHED_MAX_SIZE and interpolation == v2.InterpolationMode.BILINEAR:
+        return batch_cropmix(kwargs), True
+    if in_memory and base == "none":
+        return None, False
+    options = dict(preset_name=preset_name, cropmix_overrides=cropmix_overrides, rrc_scale=rrc_scale)
+    return base_transform(base, size, in_memory=in_memory, **options), False
 
 
 def eval_transform(size: int, in_memory: bool) -> Callable:

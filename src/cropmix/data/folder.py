@@ -36,6 +36,8 @@ class FolderIndex:
 def split_dir(root: str | os.PathLike, split: str) -> Path:
     """The folder of `split` ("train" or "val") under `root`, or an error naming what is missing."""
     root = Path(root)
+    if root.is_file():
+        raise ValueError(f"data folder {str(root)!r} is a file, not a folder with train/ and val/ (or test/)")
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
     if split not in SPLIT_DIRS:
@@ -95,7 +97,7 @@ def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Ten
     arrays: list[np.ndarray] = []
     targets: list[int] = []
     shape = None
-    for path, target in zip(index.paths, index.targets):
+    for path, target in zip(index.paths, index.targets, strict=True):
         try:
             array = np.asarray(open_image(path))
         except ValueError as error:
@@ -124,16 +126,23 @@ def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Ten
 class FolderDataset(torch.utils.data.Dataset):
     """Images read from files on demand: returns (transform(PIL image), target).
 
-    With `skip_bad`, an unreadable file gives None (dropped by `collate_skip`) and a warning.
+    With `skip_bad`, an unreadable file gives None (dropped by `collate_skip`) and a warning, and is
+    counted in shared memory (one slot per loader worker, `slots` of them), so that the process that
+    iterates can report totals (`skipped_total`) whichever worker read the file.
     """
 
-    def __init__(self, index: FolderIndex, transform=None, skip_bad: bool = False) -> None:
+    def __init__(self, index: FolderIndex, transform=None, skip_bad: bool = False, slots: int = 1) -> None:
         self.index = index
         self.transform = transform
         self.skip_bad = skip_bad
+        self.skipped_counts = torch.zeros(slots, dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.index.paths)
+
+    def skipped_total(self) -> int:
+        """Unreadable files skipped so far, by every worker."""
+        return int(self.skipped_counts.sum())
 
     def __getitem__(self, i: int):
         path = self.index.paths[i]
@@ -143,6 +152,8 @@ class FolderDataset(torch.utils.data.Dataset):
             if not self.skip_bad:
                 raise
             log.warning("skipping %s", error)
+            worker = torch.utils.data.get_worker_info()
+            self.skipped_counts[0 if worker is None else worker.id + 1] += 1
             return None
         if self.transform is not None:
             image = self.transform(image)

@@ -9,8 +9,9 @@ from files per image, or decoded once into memory with `in_memory`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
@@ -36,6 +37,26 @@ class DataSource:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = True) -> None:
+    """Check, before any work, that `data` is what `dataset` reads: an .npz file for "npz", a folder
+    (train/ and val/ or test/) for "imagefolder", a folder (or nothing yet, if `download`) for CIFAR."""
+    path = Path(data)
+    wants_file = dataset == "npz"
+    what = "an .npz file" if wants_file else "a folder"
+    if dataset == "imagefolder":
+        what += " with train/ and val/ (or test/) sub-folders"
+    if not path.exists():
+        if dataset in ("cifar10", "cifar100") and download:
+            return
+        raise FileNotFoundError(f"data (--data) {str(path)!r} does not exist; dataset {dataset!r} reads {what}")
+    if path.is_file() != wants_file:
+        kind = "a file" if path.is_file() else "a folder"
+        hint = " (an .npz file is read with --dataset npz)" if path.suffix == ".npz" and not wants_file else ""
+        raise ValueError(
+            f"data (--data) {str(path)!r} is {kind}, but dataset (--dataset) {dataset!r} reads {what}{hint}"
+        )
 
 
 def load_source(
@@ -131,12 +152,19 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, drop_last=train)
         loader = DataLoader(ArrayBatches(split, transform), sampler=batches, batch_size=None, **common)
     else:
-        dataset = FolderDataset(split, transform, skip_bad=skip_bad)
+        dataset = FolderDataset(split, transform, skip_bad=skip_bad, slots=workers + 1)
         loader = DataLoader(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate_skip, **common
         )
     loader.epoch_sampler = sampler  # type: ignore[attr-defined]
     return loader
+
+
+def skipped_files(loader: DataLoader) -> int:
+    """How many unreadable files a `make_loader(..., skip_bad=True)` loader has skipped so far (all
+    epochs, all workers of this process). Files of an in-memory split were skipped when decoding."""
+    dataset = loader.dataset
+    return dataset.skipped_total() if isinstance(dataset, FolderDataset) else 0
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

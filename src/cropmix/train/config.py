@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,23 @@ from .distributed import check_device_name
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
+# What a None field means. These fields only apply with some other setting, so None (not given) keeps an
+# explicit value in a conflicting setting detectable (see TrainConfig.validate).
+DEFAULTS = {"momentum": 0.9, "nesterov": True, "gamma": 0.1, "mix_alpha": 1.0}
+# Command-line spellings of the fields whose option is not simply --field-name.
+OPTION_NAMES = {
+    "cropmix_scale": "--scale",
+    "cropmix_num_crops": "--num-crops",
+    "cropmix_mix": "--mix",
+    "cropmix_alpha": "--alpha",
+    "cropmix_channel_permute": "--no-channel-permute",
+}
+
+
+def option(name: str) -> str:
+    """A field with its command-line option, for error messages: "cropmix_num_crops (--num-crops)"."""
+    return f"{name} ({OPTION_NAMES.get(name, '--' + name.replace('_', '-'))})"
 
 
 @dataclass
@@ -42,21 +61,21 @@ class TrainConfig:
     cropmix_alpha: float | None = None
     cropmix_channel_permute: bool | None = None
     rrc_scale: tuple[float, float] | None = None
-    mix_alpha: float = 1.0
+    mix_alpha: float | None = None
     image_size: int | None = None
     normalisation: str | None = None
     epochs: int = 30
     batch_size: int = 128
     eval_batch_size: int = 512
     optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     milestones: tuple[int, ...] | None = None
-    gamma: float = 0.1
+    gamma: float | None = None
     label_smoothing: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -74,6 +93,22 @@ class TrainConfig:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("data", "out", "init"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+        for name in ("cropmix_scale", "rrc_scale", "milestones", "cropmix_num_crops"):
+            if isinstance(getattr(self, name), list):  # from JSON or argparse
+                setattr(self, name, tuple(getattr(self, name)))
+        check_field_types(self)
+
+    def setting(self, name: str) -> Any:
+        """The value of field `name` in effect: its own, or the default that None stands for."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        return DEFAULT_LR[self.optimizer] if name == "lr" else DEFAULTS.get(name)
+
     def label(self) -> str:
         """A short name for tables: `name`, else the augmentation."""
         return self.name or self.aug
@@ -87,12 +122,6 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; accepted: {sorted(known)}")
-        values = dict(values)
-        for key in ("cropmix_scale", "rrc_scale", "milestones"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if isinstance(values.get("cropmix_num_crops"), list):
-            values["cropmix_num_crops"] = tuple(values["cropmix_num_crops"])
         return cls(**values)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -101,6 +130,10 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @staticmethod
+    def cropmix_overrides_fields() -> tuple[str, ...]:
+        return ("cropmix_scale", "cropmix_num_crops", "cropmix_mix", "cropmix_alpha", "cropmix_channel_permute")
 
     def cropmix_overrides(self) -> dict[str, Any]:
         return {
@@ -112,63 +145,128 @@ class TrainConfig:
         }
 
     def validate(self, cuda_available: bool) -> None:
-        """Raise ValueError/TypeError naming the field, the bad value and what is accepted."""
-        from cropmix.data import DATASETS, parse_aug
+        """Raise ValueError/TypeError naming the field (and its option), the bad value and what is accepted."""
+        check_field_types(self)
+        _check_choices(self, cuda_available)
+        _check_augmentation(self)
+        _check_numbers(self)
+        _check_conflicts(self)
+        _check_paths(self)
 
-        def need(cond: bool, name: str, accepted: str) -> None:
-            if not cond:
-                raise ValueError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
 
-        need(self.dataset in DATASETS, "dataset", f"one of {DATASETS}")
-        base, _ = parse_aug(self.aug)
-        from cropmix.transforms import PRESETS, make_config
+def _need(config: TrainConfig, cond: bool, name: str, accepted: str) -> None:
+    if not cond:
+        raise ValueError(f"{option(name)} must be {accepted}, got {getattr(config, name)!r}")
 
-        need(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}")
-        if base == "cropmix":
-            from cropmix.data.augment import cropmix_kwargs
 
-            kwargs = cropmix_kwargs(self.preset, self.image_size or 32, self.cropmix_overrides())
-            kwargs.pop("interpolation", None)
-            make_config(**kwargs)  # raises naming the bad CropMix argument
-        if self.rrc_scale is not None:
-            make_config(32, scale=self.rrc_scale)
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value > 0, name, "an int > 0")
-        need(isinstance(self.workers, int) and self.workers >= 0, "workers", "an int >= 0")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
-        need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
-        check_device_name(self.device)
-        need(self.normalisation is None or self.normalisation in NORMALISATIONS, "normalisation", str(NORMALISATIONS))
-        need(self.lr > 0, "lr", "> 0")
-        need(self.weight_decay >= 0, "weight_decay", ">= 0")
-        need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
-        need(self.mix_alpha > 0, "mix_alpha", "> 0")
-        need(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
-        need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", f"in [0, epochs={self.epochs})")
-        need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
-        if self.milestones is not None:
-            need(all(0 < m < self.epochs for m in self.milestones), "milestones", f"epochs in (0, {self.epochs})")
-        need(self.image_size is None or self.image_size >= 8, "image_size", "None or an int >= 8")
-        need(self.threads is None or self.threads >= 1, "threads", "None or an int >= 1")
-        for name in ("max_train_images", "max_test_images"):
-            need(getattr(self, name) is None or getattr(self, name) > 0, name, "None or an int > 0")
-        if self.device.startswith("cuda") and not cuda_available:
-            raise ValueError(f"device {self.device!r} was asked for but CUDA is not available; use cpu or auto")
-        on_cuda = self.device.startswith("cuda") or (self.device == "auto" and cuda_available)
-        if self.amp and not on_cuda:
-            raise ValueError("amp=True needs a CUDA device (mixed precision is for GPUs here); drop --amp on CPU")
-        from cropmix.models import MODEL_NAMES
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the annotated type `hint` (an int passes for a float, a bool never for a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        numbers = (int,) if hint is int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    return isinstance(value, origin or hint)
 
-        need(
-            self.model in MODEL_NAMES or self.model.startswith("timm:"),
-            "model",
-            f"one of {MODEL_NAMES} or 'timm:<name>'",
-        )
-        path = Path(self.data)
-        if not path.exists() and not (self.dataset in ("cifar10", "cifar100") and self.download):
-            raise FileNotFoundError(f"data path {str(path)!r} does not exist")
-        if self.init is not None and not Path(self.init).is_file():
-            raise FileNotFoundError(
-                f"init checkpoint {str(self.init)!r} does not exist (init takes a cropmix pretrain checkpoint.pt)"
+
+def check_field_types(config: TrainConfig) -> None:
+    """TypeError naming the first field whose value is not of its annotated type (`lr="0.1"`, say)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            accepted = str(hints[f.name]).replace("typing.", "")
+            raise TypeError(f"{option(f.name)} must be {accepted}, got {value!r} ({type(value).__name__})")
+
+
+def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
+    from cropmix.data import DATASETS
+    from cropmix.models import MODEL_NAMES
+
+    _need(config, config.dataset in DATASETS, "dataset", f"one of {DATASETS}")
+    _need(config, config.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
+    _need(config, config.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
+    check_device_name(config.device)
+    _need(config, config.normalisation in (None, *NORMALISATIONS), "normalisation", f"None or one of {NORMALISATIONS}")
+    accepted = f"one of {MODEL_NAMES} or 'timm:<name>'"
+    _need(config, config.model in MODEL_NAMES or config.model.startswith("timm:"), "model", accepted)
+    if config.device.startswith("cuda") and not cuda_available:
+        raise ValueError(f"device {config.device!r} was asked for but CUDA is not available; use cpu or auto")
+    on_cuda = config.device.startswith("cuda") or (config.device == "auto" and cuda_available)
+    if config.amp and not on_cuda:
+        raise ValueError("amp=True needs a CUDA device (mixed precision is for GPUs here); drop --amp on CPU")
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+        _need(config, getattr(config, name) > 0, name, "an int > 0")
+    _need(config, config.workers >= 0, "workers", "an int >= 0")
+    _need(config, config.lr is None or config.lr > 0, "lr", "None or > 0")
+    _need(config, config.weight_decay >= 0, "weight_decay", ">= 0")
+    _need(config, config.momentum is None or 0 <= config.momentum < 1, "momentum", "None or in [0, 1)")
+    _need(config, config.mix_alpha is None or config.mix_alpha > 0, "mix_alpha", "None or > 0")
+    _need(config, 0 <= config.label_smoothing < 1, "label_smoothing", "in [0, 1)")
+    _need(config, 0 <= config.warmup_epochs < config.epochs, "warmup_epochs", f"in [0, epochs={config.epochs})")
+    _need(config, config.gamma is None or 0 < config.gamma <= 1, "gamma", "None or in (0, 1]")
+    if config.milestones is not None:
+        increasing = list(config.milestones) == sorted(set(config.milestones))
+        ok = increasing and all(0 < m < config.epochs for m in config.milestones)
+        _need(config, ok, "milestones", f"increasing epochs in (0, epochs={config.epochs})")
+    _need(config, config.image_size is None or config.image_size >= 8, "image_size", "None or an int >= 8")
+    _need(config, config.threads is None or config.threads >= 1, "threads", "None or an int >= 1")
+    for name in ("max_train_images", "max_test_images"):
+        _need(config, getattr(config, name) is None or getattr(config, name) > 0, name, "None or an int > 0")
+
+
+def _check_augmentation(config: TrainConfig) -> None:
+    from cropmix.data import parse_aug
+    from cropmix.data.augment import cropmix_kwargs
+    from cropmix.transforms import PRESETS, make_config
+
+    base, _ = parse_aug(config.aug)
+    _need(config, config.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}")
+    if config.rrc_scale is not None:
+        make_config(32, scale=config.rrc_scale)
+    if base == "cropmix":
+        kwargs = cropmix_kwargs(config.preset, config.image_size or 32, config.cropmix_overrides())
+        kwargs.pop("interpolation", None)
+        make_config(**kwargs)  # raises naming the bad CropMix argument
+
+
+def _check_conflicts(config: TrainConfig) -> None:
+    """Settings that only apply with another one: an explicit value without it is an error naming both."""
+    from cropmix.data import parse_aug
+
+    base, batch_mix = parse_aug(config.aug)
+    needs = {name: ("aug", base == "cropmix", "'cropmix'") for name in config.cropmix_overrides_fields()}
+    needs["rrc_scale"] = ("aug", base == "rrc", "'rrc'")
+    needs["mix_alpha"] = ("aug", batch_mix is not None, "with +mixup or +cutmix")
+    needs["momentum"] = needs["nesterov"] = ("optimizer", config.optimizer == "sgd", "'sgd'")
+    needs["milestones"] = needs["gamma"] = ("schedule", config.schedule == "step", "'step'")
+    for name, (other, applies, which) in needs.items():
+        if getattr(config, name) is not None and not applies:
+            raise ValueError(
+                f"{option(name)} only applies with {option(other)} {which}, got {other}={getattr(config, other)!r}: "
+                f"drop the one or change the other"
             )
+
+
+def _check_paths(config: TrainConfig) -> None:
+    from cropmix.data import check_data_path
+
+    check_data_path(config.dataset, config.data, download=config.download)
+    if config.init is not None and not Path(config.init).is_file():
+        raise FileNotFoundError(
+            f"{option('init')} checkpoint {config.init!r} does not exist (init takes a cropmix pretrain checkpoint.pt)"
+        )

@@ -1,20 +1,31 @@
-"""`train(config) -> run folder`: one loop for one CPU, one GPU, or many processes under torchrun."""
+"""`train(config) -> run folder`: one loop for one CPU, one GPU, or many processes under torchrun.
+
+The loop is `build_run` (data, model, optimizer, resumed state), then per epoch `train_one_epoch`,
+`evaluate` and `save_state`, then `finish_run` (final metrics and curves).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import InterpolationMode
 
-from cropmix.data import base_transform, eval_transform, load_source, make_loader, parse_aug, set_epoch
-from cropmix.data.arrays import ArraySplit
-from cropmix.data.augment import batch_cropmix, cropmix_kwargs
+from cropmix.data import (
+    eval_transform,
+    load_source,
+    make_loader,
+    parse_aug,
+    set_epoch,
+    skipped_files,
+    subset,
+    train_transform,
+)
 from cropmix.models import weights
 
 from . import run_files as rf
@@ -26,9 +37,10 @@ from .schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger("cropmix.train")
 
-BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size"}
+
+__all__ = ["build_model_for", "evaluate", "prepare_data", "save_state", "subset", "train", "train_one_epoch"]
 
 
 def default_normalisation(config: TrainConfig) -> str:
@@ -46,22 +58,6 @@ def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> t
     )
 
 
-def subset(split: Any, limit: int | None, seed: int = 0) -> Any:
-    """The same `limit` images for every run (a fixed permutation), in memory or file lists."""
-    n = len(split.targets)
-    if limit is None or limit >= n:
-        return split
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    if isinstance(split, ArraySplit):
-        return ArraySplit(split.images[keep], split.targets[keep], split.classes)
-    from copy import copy
-
-    out = copy(split)
-    out.paths = [split.paths[i] for i in keep.tolist()]
-    out.targets = [split.targets[i] for i in keep.tolist()]
-    return out
-
-
 def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, Any, Any, int, int]:
     """(train loader, test loader, full test loader for rank 0, num_classes, image size)."""
     source = load_source(
@@ -72,28 +68,14 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
     in_memory = source.in_memory
     size = config.image_size or (int(train_split.images.shape[-1]) if in_memory else 224)
     base, _ = parse_aug(config.aug)
-    kwargs = cropmix_kwargs(config.preset, size, config.cropmix_overrides())
-    # BatchCropMix in the loader workers where it is faster than CropMix per image: small in-memory images
-    # (about 6x at 32x32 on a CPU, but slower than the loop at 224x224: benchmarks/RESULTS.md). Bilinear only.
-    batched = (
-        base == "cropmix"
-        and in_memory
-        and size <= BATCHED_MAX_SIZE
-        and kwargs.get("interpolation", InterpolationMode.BILINEAR) == InterpolationMode.BILINEAR
+    transform, batched = train_transform(
+        base,
+        size,
+        in_memory=in_memory,
+        preset_name=config.preset,
+        cropmix_overrides=config.cropmix_overrides(),
+        rrc_scale=config.rrc_scale,
     )
-    if batched:
-        transform = batch_cropmix(kwargs)
-    else:
-        transform = base_transform(
-            base,
-            size,
-            in_memory=in_memory,
-            preset_name=config.preset,
-            cropmix_overrides=config.cropmix_overrides(),
-            rrc_scale=config.rrc_scale,
-        )
-        if in_memory and base == "none":
-            transform = None
     common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
     train_loader = make_loader(
         train_split,
@@ -107,17 +89,9 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
         **common,
     )
     test_tf = None if in_memory else eval_transform(size, False)
-    eval_common = dict(common, workers=0 if in_memory else config.workers)
-    test_loader = make_loader(
-        test_split,
-        test_tf,
-        batch_size=config.eval_batch_size,
-        train=False,
-        rank=info.rank,
-        world=info.world,
-        **eval_common,
-    )
-    full_test = make_loader(test_split, test_tf, batch_size=config.eval_batch_size, train=False, **eval_common)
+    eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
+    test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
+    full_test = make_loader(test_split, test_tf, train=False, **eval_common)
     return train_loader, test_loader, full_test, source.num_classes, size
 
 
@@ -129,7 +103,7 @@ def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 
 @torch.no_grad()
-def evaluate_loss_top1(model, loader, device, info: DistInfo, channels_last: bool, amp: bool) -> dict[str, float]:
+def evaluate(model, loader, device, info: DistInfo, channels_last: bool, amp: bool) -> dict[str, float]:
     """Test loss and top-1 over this rank's shard, summed over all ranks."""
     model.eval()
     loss_sum = correct = count = 0.0
@@ -145,7 +119,8 @@ def evaluate_loss_top1(model, loader, device, info: DistInfo, channels_last: boo
 
 
 def check_resume(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from, after checking that the run folder fits the request."""
+    """The checkpoint to resume from, after checking that the run folder fits the request. The request is
+    compared with the config stored in the checkpoint itself (config.json is only written beside it)."""
     ckpt_path = out / CHECKPOINT
     if not resume:
         if ckpt_path.exists():
@@ -155,13 +130,12 @@ def check_resume(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]
         return None
     if not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint {str(ckpt_path)!r} to resume from")
-    saved = TrainConfig.load(out / rf.CONFIG).to_dict()
+    checkpoint = weights.load_checkpoint(ckpt_path)
+    saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
     if changed:
-        raise ValueError(
-            f"--resume with a different configuration: fields {changed} differ from {str(out / rf.CONFIG)!r}"
-        )
-    return weights.load_checkpoint(ckpt_path)
+        raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}")
+    return checkpoint
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -171,22 +145,56 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     checkpoint = check_resume(config, out, resume)  # before any work: a bad request fails fast
     if config.threads:
         torch.set_num_threads(config.threads)
-    use_cuda = uses_cuda(config.device)
-    info = init_distributed(use_cuda)
+    info = init_distributed(uses_cuda(config.device))
     try:
-        return _train(config, out, checkpoint, info, use_cuda)
+        run = build_run(config, out, checkpoint, info)
+        for epoch in range(run.start_epoch, config.epochs):
+            row = train_one_epoch(run, epoch)
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                row.update(evaluate(run.net, run.test_loader, run.device, info, run.channels_last, run.amp))
+            run.rows.append(row)
+            if info.main:
+                save_state(run, epoch + 1)
+                log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
+            barrier(info)
+        if info.main:
+            finish_run(run.model, run.full_test, run.device, out, run.rows, run.amp, progress=config.progress)
+        barrier(info)
+        return out
     finally:
         shutdown(info)
 
 
-def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistInfo, use_cuda: bool) -> Path:
+@dataclass
+class Run:
+    """Everything a training run holds between epochs."""
+
+    config: TrainConfig
+    out: Path
+    info: DistInfo
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    model: torch.nn.Module
+    net: torch.nn.Module  # `model`, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    train_loader: Any
+    test_loader: Any
+    full_test: Any
+    num_classes: int
+    start_epoch: int
+    rows: list[dict[str, Any]]
+
+
+def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistInfo) -> Run:
+    """Data, model, optimizer and schedule for `config`, restored from `checkpoint` when resuming."""
     device = resolve_device(config.device, info)
+    use_cuda = device.type == "cuda"
     amp = bool(use_cuda if config.amp is None else config.amp)
     # channels_last is 2-3x faster for small conv nets on CPU too (oneDNN), so it is on by default.
     channels_last = True if config.channels_last is None else config.channels_last
-    if info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / rf.CONFIG)
     torch.manual_seed(config.seed)
     train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda)
     model = build_model_for(config, num_classes, size)
@@ -199,10 +207,9 @@ def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistIn
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+    if len(train_loader) == 0:
         raise ValueError(f"batch_size={config.batch_size} x {info.world} processes exceeds the training split")
-    scheduler = build_scheduler(optimizer, steps_per_epoch, config)
+    scheduler = build_scheduler(optimizer, len(train_loader), config)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch, rows = 0, []
     if checkpoint is not None:
@@ -216,87 +223,114 @@ def _train(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistIn
     net = model
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+    loaders = dict(train_loader=train_loader, test_loader=test_loader, full_test=full_test, num_classes=num_classes)
+    return Run(
+        config=config,
+        out=out,
+        info=info,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        start_epoch=start_epoch,
+        rows=rows,
+        **loaders,
+    )
+
+
+def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training split; the epoch's row of metrics (summed over all ranks). "lr" is the
+    mean learning rate the epoch's steps used; "skipped_files" counts unreadable files it skipped."""
+    config, info = run.config, run.info
+    # Seeding per epoch and rank makes a resumed run draw what an uninterrupted one would.
+    torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + info.rank)
+    set_epoch(run.train_loader, epoch)
+    run.net.train()
     _, batch_mix = parse_aug(config.aug)
     soft = batch_mix is not None or config.label_smoothing > 0
-
-    for epoch in range(start_epoch, config.epochs):
-        # Seeding per epoch and rank makes a resumed run draw what an uninterrupted one would.
-        torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + info.rank)
-        set_epoch(train_loader, epoch)
-        net.train()
-        loss_sum = correct = count = 0.0
-        bar = _progress(config, info, steps_per_epoch, epoch)
-        start = time.perf_counter()
-        for step, (images, targets) in enumerate(train_loader):
-            inputs = to_input(images, device, channels_last)
-            targets = targets.to(device, non_blocking=True)
-            with torch.autocast("cuda", enabled=amp):
-                if soft:
-                    goal = soft_targets(targets, num_classes, config.label_smoothing)
-                    if batch_mix is not None:
-                        inputs, goal = BATCH_MIX_FUNCTIONS[batch_mix](inputs, goal, config.mix_alpha)
-                    logits = net(inputs)
-                    loss = soft_cross_entropy(logits, goal)
-                else:
-                    logits = net(inputs)
-                    loss = F.cross_entropy(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            n = len(targets)
-            loss_sum += float(loss.detach()) * n
-            correct += float((logits.detach().argmax(1) == targets).sum())
-            count += n
-            if bar is not None and (step % 10 == 0 or step == steps_per_epoch - 1):
+    steps = len(run.train_loader)
+    skipped_before = skipped_files(run.train_loader)
+    loss_sum = correct = count = lr_sum = 0.0
+    bar = _progress(config, info, steps, epoch)
+    start = time.perf_counter()
+    for step, (images, targets) in enumerate(run.train_loader):
+        inputs = to_input(images, run.device, run.channels_last)
+        targets = targets.to(run.device, non_blocking=True)
+        with torch.autocast("cuda", enabled=run.amp):
+            if soft:
+                goal = soft_targets(targets, run.num_classes, config.label_smoothing)
+                if batch_mix is not None:
+                    inputs, goal = BATCH_MIX_FUNCTIONS[batch_mix](inputs, goal, config.setting("mix_alpha"))
+                logits = run.net(inputs)
+                loss = soft_cross_entropy(logits, goal)
+            else:
+                logits = run.net(inputs)
+                loss = F.cross_entropy(logits.float(), targets)
+        lr_sum += run.optimizer.param_groups[0]["lr"]  # the rate this step uses, before the schedule moves on
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        loss_sum += float(loss.detach()) * len(targets)
+        correct += float((logits.detach().argmax(1) == targets).sum())
+        count += len(targets)
+        if bar is not None:
+            if step % 10 == 0 or step == steps - 1:
                 rate = count * info.world / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}", img_s=f"{rate:.0f}")
-            if bar is not None:
-                bar.update(1)
-        seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], info, device)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / count,
-            "train_top1": 100.0 * correct / count,
-            "epoch_seconds": seconds,
-            "images_per_second": count / seconds,
-        }
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            row.update(evaluate_loss_top1(net, test_loader, device, info, channels_last, amp))
-        rows.append(row)
+            bar.update(1)
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    skipped = skipped_files(run.train_loader) - skipped_before
+    loss_sum, correct, count, skipped = all_reduce_sum([loss_sum, correct, count, skipped], info, run.device)
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr_sum / max(steps, 1),
+        "train_loss": loss_sum / count,
+        "train_top1": 100.0 * correct / count,
+        "epoch_seconds": seconds,
+        "images_per_second": count / seconds,
+    }
+    if skipped:
+        row["skipped_files"] = int(skipped)
         if info.main:
-            rf.write_metrics(out, rows)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "rng": rng_states(),
-                "config": config.to_dict(),
-            }
-            save_atomic(state, out / CHECKPOINT)
-            log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
-        barrier(info)
-
-    if info.main:
-        finish_run(model, full_test, device, out, rows, amp)
-    barrier(info)
-    return out
+            log.warning("epoch %d: skipped %d unreadable training files", epoch + 1, int(skipped))
+    return row
 
 
-def finish_run(model, loader, device, out: Path, rows: list[dict[str, Any]], amp: bool) -> dict[str, Any]:
+def save_state(run: Run, epochs_done: int) -> None:
+    """Write the metrics, the checkpoint and (beside it, so a run that never saved one leaves no config
+    to resume from) config.json; main rank only."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    rf.write_metrics(run.out, run.rows)
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epochs_done,
+        "rng": rng_states(),
+        "config": run.config.to_dict(),
+    }
+    save_atomic(state, run.out / CHECKPOINT)
+    rf.write_json(run.out / rf.CONFIG, run.config.to_dict())
+
+
+def finish_run(
+    model, loader, device, out: Path, rows: list[dict[str, Any]], amp: bool, progress: bool = True
+) -> dict[str, Any]:
     """final.json (top-1, top-5, ECE, RMS, timing) with a reliability diagram, and the training curves."""
     from cropmix.evaluate import evaluate_classifier
     from cropmix.viz.curves import save_training_curves
 
     model.eval()
-    final = evaluate_classifier(model, loader, device, reliability_png=out / rf.RELIABILITY)
+    final = evaluate_classifier(model, loader, device, reliability_png=out / rf.RELIABILITY, progress=progress)
     timed = [r["epoch_seconds"] for r in rows]
     final.update(
         epochs=len(rows),

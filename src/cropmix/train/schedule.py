@@ -19,10 +19,18 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW over all parameters, weight decay on weights only (not norms/biases)."""
     groups = decay_groups(model, config.weight_decay)
+    lr = config.setting("lr")
     if config.optimizer == "sgd":
-        nesterov = config.nesterov and config.momentum > 0
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        momentum = config.setting("momentum")
+        nesterov = config.setting("nesterov") and momentum > 0
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def default_milestones(epochs: int) -> tuple[int, ...]:
+    """The step schedule's default: at 50% and 75% of the epochs, keeping only those inside the run
+    (2 epochs: (1,); 1 epoch: none, so the learning rate stays as set)."""
+    return tuple(sorted({m for m in (epochs // 2, (3 * epochs) // 4) if 0 < m < epochs}))
 
 
 def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -37,9 +45,9 @@ def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     if config.schedule == "constant":
         return 1.0
     if config.schedule == "step":
-        milestones = config.milestones or (config.epochs // 2, (3 * config.epochs) // 4)
+        milestones = config.milestones if config.milestones is not None else default_milestones(config.epochs)
         epoch = step // steps_per_epoch
-        return config.gamma ** sum(epoch >= m for m in milestones)
+        return config.setting("gamma") ** sum(epoch >= m for m in milestones)
     return warmup_cosine(step, total, warmup)
 
 
