@@ -1,31 +1,85 @@
-"""`cropmix show`: writes a PNG with one row per image; bad files are named in the error."""
+"""`cropmix show`: one row per CropMix output with only that output's crop boxes, aligned blocks; bad files named."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import PIL.Image
+import pytest
+import torch
+from torchvision.transforms import v2
 
-from cropmix.cli import main
+from cropmix.transforms import preset
+from cropmix.transforms.params import Crop
+from cropmix.viz.grid import BAND_COLOURS, crop_thumbnail, image_block, save_show_grid
 
 
-def test_show_writes_a_png(tmp_path, capsys):
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cropmix", *args], capture_output=True, text=True, timeout=300)
+
+
+def noise_images(tmp_path, sizes=((90, 120), (60, 40))) -> list[str]:
     rng = np.random.default_rng(0)
     paths = []
-    for i, size in enumerate([(90, 120), (60, 40)]):
+    for i, size in enumerate(sizes):
         path = tmp_path / f"img{i}.png"
         PIL.Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
+    return paths
+
+
+def colour_pixels(image: PIL.Image.Image, colour: tuple[int, int, int]) -> int:
+    return int((np.asarray(image) == np.array(colour, dtype=np.uint8)).all(axis=-1).sum())
+
+
+def test_show_command_writes_a_png(tmp_path) -> None:
     out = tmp_path / "grid.png"
-    assert main(["show", *paths, "--preset", "cifar", "-n", "3", "--out", str(out)]) == 0
-    assert str(out) in capsys.readouterr().out
-    grid = PIL.Image.open(out)
-    assert grid.format == "PNG" and grid.height > 2 * 160
+    result = cli("show", *noise_images(tmp_path), "--preset", "cifar", "-n", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    with PIL.Image.open(out) as grid:
+        assert grid.format == "PNG" and grid.height > 3 * 160
 
 
-def test_show_names_a_missing_or_corrupt_file(tmp_path, capsys):
-    assert main(["show", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "g.png")]) == 2
-    assert "nope.jpg" in capsys.readouterr().err
+def test_a_thumbnail_carries_only_its_own_outputs_boxes() -> None:
+    grey = PIL.Image.new("RGB", (200, 100), (128, 128, 128))
+    two = [Crop(top=10, left=10, height=30, width=40), Crop(top=0, left=0, height=100, width=200)]
+    thumb = crop_thumbnail(grey, two, (150, 100), 12)
+    assert thumb.size == (150, 100)
+    blue, green, orange, red = (colour_pixels(thumb, c) for c in BAND_COLOURS)
+    assert blue > 0 and red > 0, "two crops: the smallest band blue, the largest red"
+    assert green == 0 and orange == 0, "no boxes of other outputs"
+    four = two + [Crop(top=20, left=60, height=50, width=60), Crop(top=5, left=100, height=60, width=90)]
+    assert all(colour_pixels(crop_thumbnail(grey, four, (150, 100), 12), c) > 0 for c in BAND_COLOURS)
+
+
+def test_one_row_per_output_and_blocks_of_any_aspect_align(tmp_path) -> None:
+    torch.manual_seed(0)
+    cropmix = preset("imagenet", 64)
+    rrc = v2.RandomResizedCrop(64, scale=cropmix.scale, antialias=True)
+    wide, tall = PIL.Image.new("RGB", (300, 100), "grey"), PIL.Image.new("RGB", (80, 240), "grey")
+    blocks = {n: image_block(wide, "wide.jpg", cropmix, rrc, n, 64) for n in (1, 4)}
+    assert blocks[4].height - blocks[1].height >= 3 * 64, "each output gets a row of its own"
+    assert image_block(tall, "tall.jpg", cropmix, rrc, 4, 64).size == blocks[4].size
+    paths = noise_images(tmp_path)
+    heights = [PIL.Image.open(save_show_grid(paths, tmp_path / f"g{n}.png", n=n, cell=64)).height for n in (2, 5)]
+    assert heights[1] - heights[0] >= 3 * 64
+
+
+def test_show_rejects_bad_arguments(tmp_path) -> None:
+    with pytest.raises(ValueError, match="n must be"):
+        save_show_grid(noise_images(tmp_path), tmp_path / "g.png", n=0)
+    with pytest.raises(ValueError, match="cell"):
+        save_show_grid(noise_images(tmp_path), tmp_path / "g.png", cell=8)
+
+
+def test_show_names_a_missing_or_corrupt_file(tmp_path) -> None:
+    missing = cli("show", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "g.png"))
+    assert missing.returncode == 2 and "nope.jpg" in missing.stderr
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
-    assert main(["show", str(bad), "--out", str(tmp_path / "g.png")]) == 2
-    assert "bad.jpg" in capsys.readouterr().err
+    corrupt = cli("show", *noise_images(tmp_path), str(bad), "--out", str(tmp_path / "g.png"))
+    assert corrupt.returncode == 2 and "bad.jpg" in corrupt.stderr
+    assert not (tmp_path / "g.png").exists(), "files are checked before anything is drawn"

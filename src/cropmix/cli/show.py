@@ -1,4 +1,4 @@
-"""`cropmix show`: a PNG of CropMix outputs beside RandomResizedCrop outputs."""
+"""`cropmix show`: a PNG of CropMix outputs, each beside its crop boxes and a RandomResizedCrop output."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("show", help="draw CropMix crops and outputs beside RandomResizedCrop")
+    parser = subparsers.add_parser("show", help="draw CropMix outputs, each with its crop boxes on the image, beside RandomResizedCrop outputs")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--preset", default="imagenet", help="CropMix preset (default: imagenet)")
-    parser.add_argument("-n", type=int, default=8, help="outputs per image for each method (default: 8)")
+    parser.add_argument("-n", type=int, default=8, help="outputs (rows) per image for each method (default: 8)")
     parser.add_argument("--size", type=int, default=None, help="output size (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="cropmix_show.png", help="PNG to write (default: cropmix_show.png)")

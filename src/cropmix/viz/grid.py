@@ -1,28 +1,43 @@
-"""The picture behind `cropmix show`: crops drawn on each image, CropMix outputs beside RandomResizedCrop's."""
+"""The picture behind `cropmix show`: for each image, one row per CropMix output with the crop boxes
+behind that output (numbered by scale band) on a thumbnail of the image, the output, and a
+RandomResizedCrop output over the same scale range beside it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import PIL.Image
 import PIL.ImageDraw
+import PIL.ImageFont
 import torch
 from torchvision.transforms import v2
 
 from cropmix.transforms import CropMix, preset
 
 # Band colours from the smallest scale band (blue) to the largest (red).
-BAND_COLOURS = [(40, 90, 230), (20, 170, 80), (240, 170, 0), (220, 40, 40)]
-HEADER = 28
-GAP = 12
+BAND_COLOURS = [(40, 90, 230), (20, 170, 80), (240, 150, 0), (220, 40, 40)]
+GAP = 10  # between the cells of a row and between rows
+BLOCK_GAP = 40  # between the blocks of two images
+MARGIN = 16
+THUMB_ASPECT = 1.5  # the thumbnail slot is this many cells wide, one cell high
+Font = PIL.ImageFont.ImageFont | PIL.ImageFont.FreeTypeFont
 
 
 def band_colour(band: int, num_bands: int) -> tuple[int, int, int]:
-    """Colour of scale band `band` of `num_bands`, spread over BAND_COLOURS."""
+    """Colour of scale band `band` (0 = smallest) of `num_bands`, spread over BAND_COLOURS."""
     if num_bands == 1:
         return BAND_COLOURS[-1]
     return BAND_COLOURS[round(band * (len(BAND_COLOURS) - 1) / (num_bands - 1))]
+
+
+def font(size: int) -> Font:
+    """Pillow's bundled scalable font at `size` pixels (the fixed small bitmap font on Pillow < 10.1)."""
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: no size argument
+        return PIL.ImageFont.load_default()
 
 
 def open_rgb(path: str | Path) -> PIL.Image.Image:
@@ -37,35 +52,73 @@ def open_rgb(path: str | Path) -> PIL.Image.Image:
         raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
 
 
-def show_row(image: PIL.Image.Image, cropmix: CropMix, rrc: v2.RandomResizedCrop, n: int, cell: int) -> PIL.Image.Image:
-    """One row: the image with the crop boxes of its n CropMix outputs, the outputs, then n RRC outputs."""
+def crop_thumbnail(image: PIL.Image.Image, crops: Sequence, slot: tuple[int, int], label_size: int) -> PIL.Image.Image:
+    """`image` fitted into a white slot (width, height) with the boxes of `crops` (one output's crops, smallest
+    scale band first), each outlined in its band colour and numbered 1..N from the smallest band."""
+    scale = min(slot[0] / image.width, slot[1] / image.height)
+    shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), PIL.Image.BILINEAR)
+    out = PIL.Image.new("RGB", slot, "white")
+    x0, y0 = (slot[0] - shown.width) // 2, (slot[1] - shown.height) // 2
+    out.paste(shown, (x0, y0))
+    draw = PIL.ImageDraw.Draw(out)
+    label_font = font(label_size)
+    for band, crop in enumerate(crops):
+        colour = band_colour(band, len(crops))
+        left, top = x0 + crop.left * scale, y0 + crop.top * scale
+        right, bottom = left + crop.width * scale - 1, top + crop.height * scale - 1
+        draw.rectangle([left, top, right, bottom], outline=colour, width=3)
+        tag = [left, top, left + label_size + 2, top + label_size + 4]
+        draw.rectangle(tag, fill=colour)
+        draw.text((left + 3, top + 1), str(band + 1), fill="white", font=label_font)
+    return out
+
+
+def image_block(
+    image: PIL.Image.Image, name: str, cropmix: CropMix, rrc: v2.RandomResizedCrop, n: int, cell: int
+) -> PIL.Image.Image:
+    """One image's block: its name, then n rows of (row number, the crop boxes of CropMix output k on the
+    image, CropMix output k, RandomResizedCrop output k). Every block has the same width, so columns align."""
     params = [cropmix.make_params([image]) for _ in range(n)]
-    outputs = [cropmix.transform(image, p) for p in params]
-    baseline = [rrc(image) for _ in range(n)]
+    outputs = [cropmix.transform(image, p).resize((cell, cell), PIL.Image.BILINEAR) for p in params]
+    baseline = [rrc(image).resize((cell, cell), PIL.Image.BILINEAR) for _ in range(n)]
+    sizes = {"name": max(16, cell // 7), "head": max(14, cell // 9), "label": max(12, cell // 11)}
+    number_width = sizes["head"] * 3
+    slot = (round(THUMB_ASPECT * cell), cell)
+    columns = [number_width, number_width + slot[0] + GAP, number_width + slot[0] + cell + 3 * GAP]
+    top = sizes["name"] + sizes["head"] + 3 * GAP
+    block = PIL.Image.new("RGB", (columns[2] + cell, top + n * (cell + GAP) - GAP), "white")
+    draw = PIL.ImageDraw.Draw(block)
+    draw.text((0, 0), name, fill="black", font=font(sizes["name"]))
+    head_y = sizes["name"] + 2 * GAP
+    for x, text in zip(columns, ("crop boxes of the output", "CropMix", "RRC"), strict=True):
+        draw.text((x, head_y), text, fill=(70, 70, 70), font=font(sizes["head"]))
+    for k in range(n):
+        y = top + k * (cell + GAP)
+        draw.text((0, y + cell // 2 - sizes["head"] // 2), f"#{k + 1}", fill="black", font=font(sizes["head"]))
+        block.paste(crop_thumbnail(image, params[k].crops, slot, sizes["label"]), (columns[0], y))
+        block.paste(outputs[k], (columns[1], y))
+        block.paste(baseline[k], (columns[2], y))
+    return block
 
-    scale = cell / image.height
-    shown = image.resize((max(1, round(image.width * scale)), cell), PIL.Image.BILINEAR)
-    draw = PIL.ImageDraw.Draw(shown)
-    for p in params:
-        for band, crop in enumerate(p.crops):
-            left, top = crop.left * scale, crop.top * scale
-            box = [left, top, left + crop.width * scale, top + crop.height * scale]
-            draw.rectangle(box, outline=band_colour(band, len(p.crops)), width=2)
 
-    def cells(images: Sequence[PIL.Image.Image]) -> list[PIL.Image.Image]:
-        return [im.resize((round(cell * im.width / im.height), cell), PIL.Image.BILINEAR) for im in images]
-
-    out_cells, rrc_cells = cells(outputs), cells(baseline)
-    width = shown.width + GAP + sum(c.width for c in out_cells) + GAP + sum(c.width for c in rrc_cells)
-    row = PIL.Image.new("RGB", (width, cell), "white")
-    x = 0
-    for part in [shown, None, *out_cells, None, *rrc_cells]:
-        if part is None:
-            x += GAP
-            continue
-        row.paste(part, (x, 0))
-        x += part.width
-    return row
+def header(width: int, preset_name: str, cropmix: CropMix, cell: int) -> PIL.Image.Image:
+    """The title and the legend of the box colours."""
+    title_size, text_size = max(18, cell // 6), max(14, cell // 9)
+    out = PIL.Image.new("RGB", (width, title_size + text_size + 3 * GAP), "white")
+    draw = PIL.ImageDraw.Draw(out)
+    scale = tuple(round(s, 3) for s in cropmix.scale)
+    title = f"CropMix ({preset_name!r} preset) beside RandomResizedCrop (RRC), both over crop scales {scale}"
+    draw.text((0, 0), title, fill="black", font=font(title_size))
+    y = title_size + 2 * GAP
+    x = draw.textlength("crop boxes, numbered by scale band:  ", font=font(text_size))
+    draw.text((0, y), "crop boxes, numbered by scale band:", fill="black", font=font(text_size))
+    for band, words in enumerate(("1 = smallest", "", "", "N = largest (N = crops in that output)")):
+        draw.rectangle([x, y, x + text_size, y + text_size], fill=BAND_COLOURS[band])
+        x += text_size + GAP // 2
+        if words:
+            draw.text((x, y), words, fill="black", font=font(text_size))
+            x += draw.textlength(words, font=font(text_size)) + 2 * GAP
+    return out
 
 
 def save_show_grid(
@@ -77,27 +130,29 @@ def save_show_grid(
     seed: int = 0,
     cell: int = 160,
 ) -> Path:
-    """Write a PNG with one row per image (see `show_row`) and return its path."""
+    """Write a PNG with one block per image (see `image_block`), blocks in a near-square grid, and return its path."""
     if not paths:
         raise ValueError("paths must name at least one image file")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 32:
+        raise ValueError(f"cell must be an int >= 32 (pixels), got {cell!r}")
+    images = [open_rgb(p) for p in paths]  # every file is checked before any drawing
     torch.manual_seed(seed)
     cropmix = preset(preset_name, size)
     rrc = v2.RandomResizedCrop(cropmix.size, scale=cropmix.scale, antialias=True)
-    rows = [show_row(open_rgb(p), cropmix, rrc, n, cell) for p in paths]
-    width = max(r.width for r in rows)
-    grid = PIL.Image.new("RGB", (width, HEADER + sum(r.height + GAP for r in rows)), "white")
-    draw = PIL.ImageDraw.Draw(grid)
-    title = (
-        f"left: crop boxes of the {n} CropMix outputs (blue = smallest scale band ... red = largest);"
-        f"  then {n} CropMix ({preset_name!r}) outputs;  then {n} RandomResizedCrop outputs (same scale range)"
-    )
-    draw.text((4, 8), title, fill="black")
-    y = HEADER
-    for row in rows:
-        grid.paste(row, (0, y))
-        y += row.height + GAP
+    blocks = [image_block(im, Path(p).name, cropmix, rrc, n, cell) for im, p in zip(images, paths, strict=True)]
+    columns = math.ceil(math.sqrt(len(blocks)))
+    rows = math.ceil(len(blocks) / columns)
+    block_w, block_h = blocks[0].width, max(b.height for b in blocks)
+    width = 2 * MARGIN + columns * block_w + (columns - 1) * BLOCK_GAP
+    top = header(width - 2 * MARGIN, preset_name, cropmix, cell)
+    first_y = MARGIN + top.height + GAP
+    grid = PIL.Image.new("RGB", (width, first_y + rows * (block_h + BLOCK_GAP) - BLOCK_GAP + MARGIN), "white")
+    grid.paste(top, (MARGIN, MARGIN))
+    for i, block in enumerate(blocks):
+        row, column = divmod(i, columns)
+        grid.paste(block, (MARGIN + column * (block_w + BLOCK_GAP), first_y + row * (block_h + BLOCK_GAP)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
