@@ -1,0 +1,314 @@
+"""WebDataset shards (cropmix.data.shards), the exactly-once rank/worker split (shard_reader), decode and
+augmentation on the device (device_pipeline), and `cropmix shards`. Tiny images generated here."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from cropmix.data.device_pipeline import DevicePipeline, batch_decodable, make_augment
+from cropmix.data.shard_reader import ShardLoader, ShardStream, epoch_plan
+from cropmix.data.shards import read_index, write_shards
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def encoded(mode: str = "RGB", fmt: str = "JPEG", size=(20, 24), seed: int = 0, **save) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = PIL.Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).convert(mode)
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def make_folder(root: Path, train_per_class: int = 4, val_per_class: int = 2) -> Path:
+    """train/ and val/ with 2 classes of small JPEGs of several sizes, plus a PNG, a greyscale and a CMYK JPEG."""
+    specials = [("png.png", "RGB", "PNG"), ("grey.jpg", "L", "JPEG"), ("cmyk.jpg", "CMYK", "JPEG")]
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        for c, name in enumerate(("cat", "dog")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                size = (16 + 4 * i, 20 + 2 * c)
+                (folder / f"{i}.jpg").write_bytes(encoded(size=size, seed=100 * c + i))
+        for j, (name, mode, fmt) in enumerate(specials):
+            (root / split / "dog" / name).write_bytes(encoded(mode, fmt, size=(18, 22), seed=50 + j))
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shards")
+    make_folder(root / "src", train_per_class=4)  # 11 train images: shards of 3 give counts 3, 3, 3, 2
+    write_shards(root / "src", root / "out", shard_size=3, progress=False)
+    return root / "out"
+
+
+def all_keys(split) -> list[str]:
+    import webdataset as wds
+
+    return [f"{url}#{s['__key__']}" for url in split.urls for s in wds.tarfile_samples([{"url": url}])]
+
+
+def test_shards_keep_the_bytes_and_the_index_counts(shards) -> None:
+    index = read_index(shards)
+    assert index.classes == ["cat", "dog"]
+    train = index.split("train")
+    assert train.counts == [3, 3, 3, 2] and len(train.urls) == 4
+    assert index.split("test").num_samples == 7  # "test" names the val split
+    meta = json.loads((shards / "index.json").read_text())
+    assert meta["splits"]["train"]["class_counts"] == {"cat": 4, "dog": 7}
+    src = shards.parent / "src" / "train"
+    seen = {}
+    for url in train.urls:
+        with tarfile.open(url) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if name.endswith(".path"):
+                key = name[: -len(".path")]
+                image = members.get(key + ".jpg", members.get(key + ".png"))
+                seen[data.decode()] = (image, int(members[key + ".cls"]))
+    files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.*"))
+    assert sorted(seen) == files
+    for rel, (data, label) in seen.items():
+        assert data == (src / rel).read_bytes(), f"{rel} was re-encoded"
+        assert label == ["cat", "dog"].index(rel.split("/")[0])
+
+
+def test_writing_names_missing_and_empty_folders(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        write_shards(tmp_path / "nowhere", tmp_path / "out", progress=False)
+    (tmp_path / "src" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "src" / "val" / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match="cat.*empty"):
+        write_shards(tmp_path / "src", tmp_path / "out", progress=False)
+    (tmp_path / "only" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "only" / "train" / "cat" / "a.jpg").write_bytes(encoded())
+    with pytest.raises(FileNotFoundError, match="no val split"):
+        write_shards(tmp_path / "only", tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="shard_size"):
+        write_shards(tmp_path / "only", tmp_path / "out", shard_size=0)
+
+
+def test_an_index_may_name_brace_patterns_elsewhere(shards, tmp_path) -> None:
+    meta = {
+        "format": "cropmix-webdataset",
+        "classes": ["cat", "dog"],
+        "splits": {"train": {"shards": [str(shards / "train-{000000..000003}.tar")], "shard_size": 3}},
+    }
+    meta["splits"]["train"]["num_samples"] = 11
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    split = read_index(tmp_path / "index.json").split("train")
+    assert split.counts == [3, 3, 3, 2]
+    assert split.urls == read_index(shards).split("train").urls
+    meta["splits"]["train"] = {"shards": ["train-{000000..000003}.tar"], "counts": [3, 3]}
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="counts must list the samples of each of the 4 shards"):
+        read_index(tmp_path)
+    meta["splits"]["train"]["counts"] = [3, 3, 3, 2]
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="has no split 'val'"):
+        read_index(tmp_path).split("val")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_index(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("world,workers", [(1, 1), (2, 2), (3, 2), (4, 3)])
+def test_epoch_plans_partition_every_epoch(world, workers) -> None:
+    counts = [5, 3, 0, 7, 1, 4]  # 20 samples in 6 shards, one of them empty
+    for epoch in range(3):
+        taken = []
+        for rank in range(world):
+            for worker in range(workers):
+                plan = epoch_plan(
+                    counts, epoch=epoch, seed=1, shuffle=True, rank=rank, world=world, worker=worker, workers=workers
+                )
+                taken += [(shard, m) for shard, skip, take in plan for m in range(skip, skip + take)]
+        assert sorted(taken) == [(s, m) for s, c in enumerate(counts) for m in range(c)]
+
+
+def read_rank(split, rank: int, world: int, epoch: int, workers: int = 2) -> list[str]:
+    stream = ShardStream(split, batch_size=2, num_classes=2, rank=rank, world=world, shuffle=True, seed=3)
+    stream.set_epoch(epoch)
+    keys = []
+    for batch in DataLoader(stream, batch_size=None, num_workers=workers):
+        keys += batch.keys
+    return keys
+
+
+def test_two_ranks_of_two_workers_read_every_image_exactly_once(shards) -> None:
+    split = read_index(shards).split("train")
+    expected = sorted(all_keys(split))
+    orders = []
+    for epoch in (0, 1):
+        ranks = [read_rank(split, rank, 2, epoch) for rank in (0, 1)]
+        assert sorted(ranks[0] + ranks[1]) == expected, "each image once per epoch over 2 ranks x 2 workers"
+        assert sorted(len(r) for r in ranks) == [5, 6]
+        orders.append(ranks[0] + ranks[1])
+    assert orders[0] != orders[1], "the epoch reshuffles"
+    assert read_rank(split, 0, 2, 1) == read_rank(split, 0, 2, 1), "reproducible"
+
+
+def test_loader_batches_evenly_for_training_and_completely_for_evaluation(shards) -> None:
+    split = read_index(shards).split("train")
+    lengths = []
+    for rank in (0, 1):
+        loader = ShardLoader(split, batch_size=2, train=True, num_classes=2, rank=rank, world=2, workers=2)
+        loader.set_epoch(0)
+        sizes = [len(b) for b in loader]
+        assert sizes == [2, 2] and len(loader) == 2, "11 images // 2 ranks // batch 2: every rank 2 full batches"
+        lengths.append(len(sizes))
+    keys = []
+    for rank in (0, 1):
+        loader = ShardLoader(split, batch_size=4, train=False, num_classes=2, rank=rank, world=2, workers=2)
+        batches = list(loader)
+        assert [len(b) for b in batches[:-1]] == [4] * (len(batches) - 1) and len(batches) == len(loader)
+        keys += [k for b in batches for k in b.keys]
+    assert sorted(keys) == sorted(all_keys(split))
+
+
+def test_header_check_sends_only_colour_jpegs_to_the_batched_decoder() -> None:
+    assert batch_decodable(encoded())
+    assert batch_decodable(encoded(progressive=True))
+    assert not batch_decodable(encoded("L"))
+    assert not batch_decodable(encoded("CMYK"))
+    assert not batch_decodable(encoded(fmt="PNG"))
+    assert not batch_decodable(b"\xff\xd8 not really a jpeg")
+
+
+def decode_reference(data: torch.Tensor) -> torch.Tensor:
+    with PIL.Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_decode_matches_pil_for_jpeg_png_grey_and_cmyk(shards, device) -> None:
+    batch = next(iter(ShardLoader(read_index(shards).split("val"), batch_size=7, train=False, workers=0)))
+    assert sum(batch.jpeg) == 4, "4 colour JPEGs batched; PNG, grey, CMYK per image"
+    images, kept = DevicePipeline(make_augment("center", 16), device=device).decode(batch.images, batch.keys)
+    assert kept == list(range(7))
+    for image, data in zip(images, batch.images, strict=True):
+        assert image.device.type == device and image.dtype == torch.uint8 and image.shape[0] == 3
+        reference = decode_reference(data)
+        assert image.shape == reference.shape
+        # JPEG decoders may round differently (IDCT, chroma upsampling); CMYK conversions differ most.
+        assert (image.cpu().float() - reference.float()).abs().mean() < 6
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("aug", ["cropmix", "rrc"])
+def test_device_pipeline_yields_normalised_float_batches(shards, device, aug) -> None:
+    torch.manual_seed(0)
+    loader = ShardLoader(read_index(shards).split("train"), batch_size=4, train=True, num_classes=2, workers=2)
+    pipeline = DevicePipeline(make_augment(aug, 24, preset="imagenet"), device=device, mean=MEAN, std=STD)
+    count = 0
+    for batch in loader:
+        images, labels = pipeline(batch)
+        assert images.shape == (4, 3, 24, 24) and images.dtype == torch.float32
+        assert images.device.type == device and labels.device.type == device and labels.dtype == torch.int64
+        assert torch.equal(labels.cpu(), batch.labels)
+        low, high = (-torch.tensor(MEAN) / torch.tensor(STD)), (1 - torch.tensor(MEAN)) / torch.tensor(STD)
+        per_channel = images.transpose(0, 1).reshape(3, -1).cpu()
+        assert (per_channel.min(1).values >= low - 1e-5).all() and (per_channel.max(1).values <= high + 1e-5).all()
+        count += len(images)
+    assert count == 8
+
+
+def test_normalisation_is_the_given_statistics(shards) -> None:
+    batch = next(iter(ShardLoader(read_index(shards).split("val"), batch_size=7, train=False, workers=0)))
+    plain = DevicePipeline(make_augment("center", 16), flip=False)(batch)[0]
+    normed = DevicePipeline(make_augment("center", 16), flip=False, mean=MEAN, std=STD)(batch)[0]
+    assert 0 <= plain.min() and plain.max() <= 1
+    expected = (plain - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    torch.testing.assert_close(normed, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="mean and std"):
+        DevicePipeline(make_augment("center", 16), mean=MEAN)
+
+
+def write_tar(path: Path, members: list[dict]) -> None:
+    import webdataset as wds
+
+    with wds.TarWriter(str(path), encoder=False) as sink:
+        for member in members:
+            sink.write(member)
+
+
+def bad_shards(tmp_path: Path) -> Path:
+    good = [{"__key__": f"ok{i}", "jpg": encoded(seed=i), "cls": b"1"} for i in range(3)]
+    write_tar(tmp_path / "a.tar", [good[0], {"__key__": "broken", "jpg": b"\xff\xd8garbage", "cls": b"0"}, good[1]])
+    write_tar(tmp_path / "b.tar", [good[2], {"__key__": "nolabel", "jpg": encoded(), "cls": b"cat"}])
+    meta = {"format": "cropmix-webdataset", "classes": ["x", "y"], "splits": {"val": {"shards": ["a.tar", "b.tar"]}}}
+    meta["splits"]["val"]["counts"] = [3, 2]
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    return tmp_path
+
+
+def test_bad_members_are_named_or_counted_and_skipped(tmp_path) -> None:
+    split = read_index(bad_shards(tmp_path)).split("val")
+    with pytest.raises(ValueError, match=r"b\.tar#nolabel.*not an integer"):
+        list(ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0))
+    loader = ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=1, skip_bad=True)
+    batches = list(loader)
+    assert [s.rsplit("/", 1)[-1] for s in loader.skipped] == ["b.tar#nolabel"]
+    assert len(batches) == 1 and len(batches[0]) == 4
+    with pytest.raises(ValueError, match=r"a\.tar#broken"):
+        DevicePipeline(make_augment("center", 16))(batches[0])
+    pipeline = DevicePipeline(make_augment("center", 16), skip_bad=True)
+    images, labels = pipeline(batches[0])
+    assert images.shape == (3, 3, 16, 16) and labels.tolist() == [1, 1, 1]
+    assert [s.rsplit("/", 1)[-1] for s in pipeline.skipped] == ["a.tar#broken"]
+
+
+def test_a_shard_shorter_than_its_index_is_an_error(tmp_path) -> None:
+    root = bad_shards(tmp_path)
+    meta = json.loads((root / "index.json").read_text())
+    meta["splits"]["val"]["counts"] = [3, 4]
+    (root / "index.json").write_text(json.dumps(meta))
+    split = read_index(root).split("val")
+    loader = ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0, skip_bad=True)
+    assert sum(len(b) for b in loader) == 4
+    assert [s.rsplit("/", 1)[-1] for s in loader.skipped] == ["b.tar#nolabel", "b.tar#<member 3>", "b.tar#<member 4>"]
+    split.urls, split.counts = split.urls[:1], [4]
+    with pytest.raises(ValueError, match=r"a\.tar#<member 4>.*ends after 3 members"):
+        list(ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0))
+
+
+def test_shards_command_in_process(tmp_path, capsys) -> None:
+    from cropmix.cli import shards as command
+
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    make_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
+    args = parser.parse_args(["shards", str(tmp_path / "src"), str(tmp_path / "out"), "--shard-size", "4"])
+    args.progress = False
+    assert args.run(args) == 0
+    out = capsys.readouterr().out
+    assert "train: 7 images in 2 shards" in out and "val: 5 images in 2 shards" in out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["shards", "a", "b", "--shard-size", "0"])
+
+
+@pytest.mark.skipif(
+    "shards" not in __import__("cropmix.cli", fromlist=["SUBCOMMANDS"]).SUBCOMMANDS,
+    reason="`shards` is not yet registered in cropmix.cli.SUBCOMMANDS",
+)
+def test_shards_command(tmp_path) -> None:
+    make_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
+    run = [sys.executable, "-m", "cropmix", "shards"]
+    result = subprocess.run([*run, str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "train-000000.tar").is_file() and (tmp_path / "out" / "index.json").is_file()
+    missing = subprocess.run([*run, str(tmp_path / "nope"), str(tmp_path / "o")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope" in missing.stderr
