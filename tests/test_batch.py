@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -132,9 +133,52 @@ def test_no_grad_and_autograd():
     x = torch.rand(3, 3, 20, 20)
     with torch.no_grad():
         assert BatchCropMix(10)(x).shape == (3, 3, 10, 10)
-    x.requires_grad_(True)
-    BatchCropMix(10)(x).sum().backward()  # differentiable in the pixels: the kernels are linear
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    for seed in range(3):
+        # 64 -> 16 shrinks most crops by 2x or more: the pyramid (levels >= 1) is built and sampled.
+        x = torch.rand(4, 3, 64, 64, requires_grad=True)
+        aug = BatchCropMix(16, generator=gen(seed))
+        params = aug.make_params(x)
+        assert (params.crops[..., 2:].min(axis=-1) >= 32).any()
+        out = aug.render(x, params)
+        out.sum().backward()  # differentiable in the pixels: the kernels are linear
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        with torch.no_grad():
+            assert torch.equal(out, aug.render(x, params))  # the grad path computes the same values
+
+
+def test_many_crops_do_not_overflow():
+    x = torch.randint(0, 256, (32, 3, 48, 48), dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow in exp" included
+        params = BatchCropMix(16, num_crops=50, generator=gen(30)).make_params(x)
+        assert np.isfinite(params.lam).all() and (params.lam >= 0).all() and (params.lam <= 1).all()
+        assert BatchCropMix(16, num_crops=(40, 50), mix="cutmix")(x).shape == (32, 3, 16, 16)
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_output_stays_on_the_input_device(mix):
+    for images in (
+        torch.empty(3, 4, 40, 50, device="meta"),
+        [torch.empty(4, 30 + i, 40, device="meta") for i in range(3)],
+    ):
+        out = BatchCropMix(16, mix=mix, generator=gen(31))(images)
+        assert out.device.type == "meta" and out.shape == (3, 4, 16, 16)
+
+
+def _collate_warnings(samples):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _COLLATE(samples)
+    return out, sum("generator" in str(w.message) for w in caught)
+
+
+_COLLATE = CropMixCollate(BatchCropMix(8, generator=gen(32)))
+
+
+def test_a_generator_in_collate_workers_warns_once_per_worker():
+    data = [torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8) for _ in range(8)]
+    loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=2, collate_fn=_collate_warnings)
+    assert sum(count for _, count in loader) == 2
 
 
 def test_generator_reproducibility():
@@ -317,3 +361,12 @@ def test_cuda_matches_cpu_without_syncs(dtype):
     assert gpu.dtype == dtype and gpu.is_cuda and batch.is_contiguous(memory_format=torch.channels_last)
     scale = 1 if dtype == torch.uint8 else 255
     assert psnr(gpu.float().cpu() * scale, cpu * scale) > 40
+
+
+def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
+    x = torch.randint(0, 256, (4, 3, 30, 30), dtype=torch.uint8)
+    aug = BatchCropMix(12, generator=gen(33))
+    params = aug.make_params(x)
+    assert torch.equal(render(x, params, size=(12, 12)), aug.render(x, params))
+    with pytest.raises(TypeError, match="size"):
+        render(x, params)

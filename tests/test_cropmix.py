@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -283,3 +284,93 @@ def test_presets_are_the_papers_settings():
     assert mae.interpolation == v2.InterpolationMode.BICUBIC
     with pytest.raises(ValueError, match="preset"):
         preset("imagenet-21k")
+
+
+def test_settings_are_read_only_attributes_of_the_config():
+    t = CropMix(32, scale=(0.3, 1.0), num_crops=(2, 3))
+    assert t.scale == t.config.scale == (0.3, 1.0) and t.num_crops == (2, 3) and t.size == (32, 32)
+    assert t.interpolation == v2.InterpolationMode.BILINEAR and t.antialias
+    for name, value in [("scale", (0.5, 1.0)), ("num_crops", 4), ("alpha", 1.0), ("p", 0.5), ("config", None)]:
+        with pytest.raises(AttributeError, match=rf"{name} is read-only.*new CropMix"):
+            setattr(t, name, value)
+    assert t.scale == (0.3, 1.0) and t.num_crops == (2, 3)
+    assert "scale=(0.3, 1.0)" in repr(t)
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(alpha=1.0), dict(num_crops=3), dict(channel_permute=False), dict(scale=(0.2, 0.9), p=0.5)]
+)
+def test_preset_overrides_replace_the_presets_values(overrides):
+    t = preset("cifar", **overrides)
+    for name, value in overrides.items():
+        assert getattr(t.config, name) == (value if name != "num_crops" else (value,))
+    assert t.size == (32, 32)
+    assert preset("imagenet", 64, alpha=2.0).config.alpha == 2.0
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_many_crops_work(mix):
+    # alpha / N = 0.008: log Gamma draws differ by more than exp can take; the Beta ratio must not overflow.
+    image = textured_image(64, 64)
+    t = CropMix(32, num_crops=50, mix=mix, generator=torch.Generator().manual_seed(0))
+    for _ in range(100):
+        params = t.make_params([image])
+        assert len(params.crops) == 50 and all(0.0 <= s.lam <= 1.0 for s in params.steps)
+        assert t.transform(image, params).shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_output_stays_on_the_input_device(mix, dtype, channels):
+    t = CropMix(16, num_crops=(2, 3, 4), mix=mix, generator=torch.Generator().manual_seed(0))
+    image = torch.empty(channels, 40, 50, dtype=dtype, device="meta")
+    for _ in range(10):  # several draws: permutations of the running mix and of the new view
+        out = t(image)
+        assert out.device.type == "meta" and out.dtype == dtype and out.shape == (channels, 16, 16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_cuda_input_gives_cuda_output_close_to_the_cpu_one(mix, dtype):
+    image = textured_image(60, 80)
+    image = image if dtype == torch.uint8 else image.float() / 255
+    t = CropMix(24, num_crops=(2, 3, 4), mix=mix)
+    torch.manual_seed(0)
+    for _ in range(10):
+        params = t.make_params([image])
+        out = t.transform(image.cuda(), params)
+        assert out.is_cuda and out.dtype == dtype and out.shape == (3, 24, 24)
+        scale = 255 if dtype == torch.float32 else 1
+        assert (out.cpu().double() - t.transform(image, params).double()).abs().max() * scale <= 2.0
+
+
+class _WarningsPerItem(Dataset):
+    """Returns, per item, how many RuntimeWarnings the transform raised in this worker."""
+
+    def __init__(self, transform):
+        self.image = textured_image(20, 20)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.transform(self.image)
+        return sum("generator" in str(w.message) and issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+@pytest.mark.parametrize("with_generator", [True, False])
+def test_a_generator_in_dataloader_workers_warns_once_per_worker(with_generator):
+    generator = torch.Generator().manual_seed(0) if with_generator else None
+    t = CropMix(16, generator=generator)
+    loader = DataLoader(_WarningsPerItem(t), batch_size=1, num_workers=2)
+    counts = torch.cat(list(loader))
+    assert int(counts.sum()) == (2 if with_generator else 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t(textured_image(20, 20))  # in the main process: no workers, no warning
+    assert not caught

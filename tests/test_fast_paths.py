@@ -8,6 +8,7 @@ give the documented formula on PIL-resized crops.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -18,7 +19,8 @@ from test_cropmix import mix_views, textured_image
 
 from cropmix import CropMix
 from cropmix.transforms import make_config, sample_batch, sample_one
-from cropmix.transforms.functional import render_pil_small, select_kernel
+from cropmix.transforms.functional import mixup_matrix, mixup_weights, render_pil_small, select_kernel
+from cropmix.transforms.sampling import logistic, logistic_array
 
 
 def renders_with_pil(image, params, interpolation, antialias) -> bool:
@@ -139,3 +141,31 @@ def test_large_pil_images_take_the_tensor_path():
     image = pil_image(200, 300)
     t = CropMix(224)
     assert not renders_with_pil(image, t.make_params([image]), t.interpolation, t.antialias)
+
+
+@pytest.mark.parametrize("channels, colour", [(3, 3), (4, 3), (1, 1)])
+def test_batch_mixup_matrix_is_the_per_image_closed_form(channels, colour):
+    config = make_config(16, num_crops=(1, 2, 3, 4), p=0.9)
+    batch = sample_batch(config, [40] * 200, [50] * 200, colour, channels, torch.Generator().manual_seed(0))
+    matrix = mixup_matrix(batch, channels)
+    M = batch.order.shape[1]
+    for i in range(len(batch)):
+        params = batch.image(i, (40, 50), config.size)
+        weight, source = mixup_weights(params, channels)
+        expected = np.zeros((channels, channels * M))
+        for k, slot in enumerate(params.order):
+            for d in range(channels):
+                expected[d, source[k][d] * M + slot] = weight[k]
+        assert np.array_equal(matrix[i], expected), i
+
+
+def test_scalar_and_array_logistic_agree_and_never_overflow():
+    x = np.concatenate([np.linspace(-800, 800, 4001), [-np.inf, np.inf, 708.9, 709.0, 709.5, 1e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        array = logistic_array(x)
+        scalar = np.array([logistic(float(v)) for v in x])  # math.exp raises OverflowError past ~709.78
+    # numpy's and libm's exp may differ in the last bit, as sample_one and sample_batch may
+    assert np.allclose(array, scalar, rtol=1e-14, atol=0) and np.all((array >= 0) & (array <= 1))
+    assert array[-1] == scalar[-1] == 0.0 and array[-6] == scalar[-6] == 1.0
+    assert np.isnan(logistic_array(np.array([np.nan])))[0]  # a rejected Gamma draw stays visible
