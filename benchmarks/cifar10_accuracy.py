@@ -53,10 +53,9 @@ def ensure_cache(src: str | None) -> Path:
 
 
 def run_arm(args: argparse.Namespace, aug: str, seed: int) -> dict:
-    from cropmix.data import load_npz, make_loader
+    from cropmix.data import load_npz, make_loader, subset
     from cropmix.evaluate import corruption_accuracy, fgsm_accuracy
     from cropmix.train import TrainConfig, load_run_model, train
-    from cropmix.train.loop import subset
 
     out = Path(args.out) / f"{aug}_s{seed}"
     config = TrainConfig(

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from cropmix.data import eval_transform, load_source, make_loader
+from cropmix.data import eval_transform, load_source, make_loader, subset
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, load_checkpoint
@@ -76,13 +76,11 @@ def evaluate_run(
     """
     from cropmix.evaluate import evaluate_classifier
 
-    from .loop import subset
+    from .distributed import resolve_device
 
     _check_eval_options(fgsm_eps, max_corruption_images, max_images, batch_size)
     run_dir = Path(run_dir)
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev)
     source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
     size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
