@@ -16,7 +16,8 @@ from test_data import make_npz
 from cropmix.cli import main
 from cropmix.train.checkpoint import load_checkpoint
 
-CROPMIX = str(Path(sys.executable).parent / "cropmix")
+# The interpreter running the tests, not whichever `cropmix` script is installed.
+CROPMIX = [sys.executable, "-m", "cropmix"]
 TINY_NET = ["--model", "fastnet", "--model-kwargs", '{"widths": [8, 8, 16, 16]}']
 
 
@@ -39,6 +40,8 @@ def base_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--no-progress",
         "--threads",
         "1",
+        "--device",  # CPU: exact comparisons between runs, and DDP of two processes with one GPU or none
+        "cpu",
         *extra,
     ]
 
@@ -96,9 +99,9 @@ def test_torchrun_two_processes_match_one(tmp_path):
             "--standalone",
             "--nproc_per_node",
             "2",
-            "--no-python",
-            CROPMIX,
-            *double[:],
+            "-m",
+            "cropmix",
+            *double,
         ],
         capture_output=True,
         text=True,
@@ -116,7 +119,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
         [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         for run in ("single", "ddp")
     ]
-    for a, b in zip(*rows):  # metrics reduced over ranks equal the single-process ones
+    for a, b in zip(*rows, strict=True):  # metrics reduced over ranks equal the single-process ones
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and a["test_top1"] == b["test_top1"]
     assert json.loads((tmp_path / "ddp" / "final.json").read_text())["epochs"] == 2
 
@@ -126,7 +129,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     checkpoint, and (reseeded per epoch) ends with the same weights as an uninterrupted run."""
     data = make_npz(tmp_path / "d.npz", n_train=1024, n_test=64)
     args = base_args(data, tmp_path / "killed", "--aug", "cropmix", "--epochs", "3")
-    process = subprocess.Popen([CROPMIX, *args[0:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen([*CROPMIX, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and process.poll() is None and time.time() < deadline:
@@ -148,3 +151,32 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     for key, value in whole["model"].items():
         assert torch.allclose(value.float(), state["model"][key].float(), atol=1e-5), key
+
+
+def test_conflicting_or_misplaced_options_fail_before_any_work(tmp_path, capsys):
+    """Each message names the options involved; nothing is written (issue 13 items 14 and 16)."""
+    data = make_npz(tmp_path / "d.npz")
+    cases = [
+        (["--aug", "baseline", "--num-crops", "3"], ["--num-crops", "--aug"]),
+        (["--aug", "rrc", "--mix", "cutmix"], ["--mix", "--aug"]),
+        (["--optimizer", "adamw", "--nesterov"], ["--nesterov", "--optimizer"]),
+        (["--dataset", "imagefolder"], ["--data", "is a file", "--dataset", "imagefolder"]),
+        (["--device", "cuda:x"], ["device", "cuda:N"]),
+    ]
+    for i, (extra, words) in enumerate(cases):
+        out = tmp_path / f"bad{i}"
+        args = base_args(data, out, *extra)
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err
+        assert all(word in err for word in words), err
+        assert not out.exists()
+
+
+def test_cli_adamw_trains_with_its_own_lr(tmp_path):
+    data = make_npz(tmp_path / "d.npz")
+    args = base_args(data, tmp_path / "adamw", "--optimizer", "adamw", "--epochs", "1", "--schedule", "constant")
+    del args[args.index("--lr") : args.index("--lr") + 2]
+    done = subprocess.run([*CROPMIX, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads((tmp_path / "adamw" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["lr"] == 1e-3 and json.loads((tmp_path / "adamw" / "config.json").read_text())["lr"] is None

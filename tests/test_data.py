@@ -50,7 +50,7 @@ def make_npz(path: Path, n_train: int = 64, n_test: int = 32, size: int = 16, cl
 def make_folder(root: Path, val_name: str = "val", per_class: int = 3, size: int = 12) -> Path:
     images, targets = make_images(per_class * 2, size, classes=2)
     for split in ("train", val_name):
-        for i, (image, target) in enumerate(zip(images, targets)):
+        for i, (image, target) in enumerate(zip(images, targets, strict=True)):
             folder = root / split / f"class{target}"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(folder / f"{i}.png")
@@ -195,3 +195,75 @@ def test_distributed_shards_cover_the_data_once(tmp_path):
     assert sorted(seen) == list(range(40))
     evals = [make_loader(split, None, batch_size=7, train=False, rank=r, world=3, workers=0) for r in range(3)]
     assert sorted(t for loader in evals for _, ts in loader for t in ts.tolist()) == list(range(40))
+
+
+def test_fixed_subset_counts_fractions_and_stays_fixed():
+    from cropmix.data import fixed_subset, subset
+
+    a = fixed_subset(100, 10, seed=3)
+    assert len(a) == 10 and a.tolist() == sorted(set(a.tolist())) and torch.equal(a, fixed_subset(100, 10, seed=3))
+    assert not torch.equal(a, fixed_subset(100, 10, seed=4))
+    assert set(fixed_subset(100, 5, seed=3).tolist()) <= set(fixed_subset(100, 20, seed=3).tolist())  # nested
+    assert len(fixed_subset(100, 0.25)) == 25 and len(fixed_subset(100, 1.0)) == 100 and len(fixed_subset(7, 50)) == 7
+    for bad in (0, -1, 0.0, 1.5):
+        with pytest.raises(ValueError, match="size"):
+            fixed_subset(10, bad)
+    with pytest.raises(TypeError, match="size"):
+        fixed_subset(10, True)
+    split = ArraySplit(torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1), torch.arange(40), ["a"])
+    cut = subset(split, 8, seed=1)
+    assert torch.equal(cut.targets, fixed_subset(40, 8, seed=1)) and torch.equal(
+        cut.images.flatten(), cut.targets.to(torch.uint8)
+    )
+    assert subset(split, None) is split and subset(split, 40) is split
+
+
+def test_train_transform_decides_where_augmentation_runs(tmp_path):
+    from torchvision.transforms import v2
+
+    from cropmix.data import train_transform
+
+    def batched(**kwargs) -> bool:
+        options = dict(in_memory=True, preset_name="cifar")
+        options.update(kwargs)
+        return train_transform(options.pop("base", "cropmix"), options.pop("size", 32), **options)[1]
+
+    assert batched()  # small in-memory images: BatchCropMix over whole batches
+    assert not batched(size=224) and not batched(in_memory=False) and not batched(base="rrc")
+    assert not batched(cropmix_overrides={"interpolation": v2.InterpolationMode.NEAREST})
+    assert train_transform("none", 32, in_memory=True) == (None, False)
+    transform, is_batched = train_transform("cropmix", 16, in_memory=True)
+    out = transform(torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8))
+    assert is_batched and out.shape == (5, 3, 16, 16) and out.dtype == torch.uint8
+
+
+def test_skipped_files_are_counted_across_workers(tmp_path):
+    from cropmix.data import skipped_files
+
+    root = make_folder(tmp_path / "data", per_class=4)
+    for name in ("bad1.png", "bad2.png"):
+        (root / "train" / "class0" / name).write_bytes(b"not an image")
+    index = index_folder(split_dir(root, "train"))
+    transform = base_transform("none", 12, in_memory=False)
+    loader = make_loader(index, transform, batch_size=3, train=False, workers=2, skip_bad=True)
+    assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 2  # read by the worker processes
+    assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
+
+
+def test_data_path_must_fit_the_dataset(tmp_path):
+    from cropmix.data import check_data_path
+
+    npz = make_npz(tmp_path / "d.npz")
+    folder = make_folder(tmp_path / "images")
+    check_data_path("npz", npz), check_data_path("imagefolder", folder)
+    check_data_path("cifar10", tmp_path / "not_yet", download=True)
+    with pytest.raises(ValueError, match=r"d\.npz' is a file, but dataset \(--dataset\) 'imagefolder' reads a folder"):
+        check_data_path("imagefolder", npz)
+    with pytest.raises(ValueError, match="is a folder, but dataset .* 'npz' reads an .npz file"):
+        check_data_path("npz", folder)
+    with pytest.raises(FileNotFoundError, match="missing.*does not exist"):
+        check_data_path("imagefolder", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="not_yet.*does not exist"):
+        check_data_path("cifar10", tmp_path / "not_yet", download=False)
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        load_source("imagefolder", npz)

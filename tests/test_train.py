@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +65,7 @@ def test_lr_schedules(tmp_path):
     cosine = tiny_config(tmp_path, epochs=10, warmup_epochs=2, schedule="cosine")
     steps = [lr_factor(s, 5, cosine) for s in range(50)]
     assert steps[0] == pytest.approx(0.1) and steps[9] == pytest.approx(1.0)
-    assert steps[-1] < 0.01 and all(a >= b for a, b in zip(steps[10:], steps[11:]))
+    assert steps[-1] < 0.01 and all(a >= b for a, b in zip(steps[10:], steps[11:], strict=False))
     step = tiny_config(tmp_path, epochs=10, schedule="step", milestones=(4, 8), gamma=0.1)
     assert [lr_factor(e * 5, 5, step) for e in (0, 4, 8)] == pytest.approx([1.0, 0.1, 0.01])
     onecycle = tiny_config(tmp_path, epochs=4, schedule="onecycle")
@@ -129,3 +130,142 @@ def test_learns_and_evaluates_and_compares(tmp_path):
     table = (out / "comparison.md").read_text()
     assert "| baseline | 2 |" in table and "| cropmix | 1 |" in table and "±" in table
     assert (out / "curves.png").is_file() and (out / "bars.png").is_file()
+
+
+def test_conflicting_options_are_rejected_naming_both(tmp_path):
+    """Settings that only apply with another one (issue 13 item 14): an error naming both, before any work."""
+    cases = [
+        (dict(aug="baseline", cropmix_num_crops=3), "--num-crops", "--aug"),
+        (dict(aug="rrc", cropmix_mix="cutmix"), "--mix", "--aug"),
+        (dict(aug="cropmix", rrc_scale=(0.2, 1.0)), "--rrc-scale", "--aug"),
+        (dict(aug="cropmix", mix_alpha=0.4), "--mix-alpha", "--aug"),
+        (dict(optimizer="adamw", nesterov=True), "--nesterov", "--optimizer"),
+        (dict(optimizer="adamw", momentum=0.8), "--momentum", "--optimizer"),
+        (dict(schedule="cosine", milestones=(1,)), "--milestones", "--schedule"),
+        (dict(schedule="onecycle", gamma=0.5), "--gamma", "--schedule"),
+    ]
+    for i, (change, first, second) in enumerate(cases):
+        out = tmp_path / f"bad{i}"
+        with pytest.raises(ValueError) as error:
+            train(tiny_config(tmp_path, out=str(out), **change))
+        assert first in str(error.value) and second in str(error.value), str(error.value)
+        assert not out.exists()
+    # Each of them is fine with its setting.
+    for change in (dict(aug="cropmix", cropmix_num_crops=3), dict(optimizer="sgd", nesterov=False, momentum=0.5)):
+        tiny_config(tmp_path, **change).validate(False)
+
+
+def test_adamw_gets_its_own_learning_rate():
+    from cropmix.train.schedule import build_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    adamw = build_optimizer(model, TrainConfig(optimizer="adamw"))
+    sgd = build_optimizer(model, TrainConfig())
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.1) and sgd.param_groups[0]["nesterov"]
+    assert build_optimizer(model, TrainConfig(optimizer="adamw", lr=0.01)).param_groups[0]["lr"] == 0.01
+
+
+def test_config_fields_are_type_checked():
+    with pytest.raises(TypeError, match=r"lr \(--lr\) must be float \| None, got '0.1' \(str\)"):
+        TrainConfig(lr="0.1")
+    with pytest.raises(TypeError, match=r"epochs \(--epochs\) must be int, got 2.0"):
+        TrainConfig(epochs=2.0)
+    with pytest.raises(TypeError, match="cropmix_scale"):
+        TrainConfig(cropmix_scale=(0.1, "1"))
+    with pytest.raises(TypeError, match="progress"):
+        TrainConfig(progress="no")
+    config = TrainConfig(lr=1, milestones=[2, 3], data=Path("d"))  # an int for a float, a list, a path: fine
+    assert config.milestones == (2, 3) and config.data == "d"
+
+
+def test_step_schedule_in_short_runs_and_the_logged_lr(tmp_path):
+    """Default milestones stay inside the run (1 epoch: none); metrics log the lr each epoch trained with."""
+    one = tiny_config(tmp_path, epochs=1, schedule="step")
+    assert [lr_factor(s, 4, one) for s in range(4)] == [1.0] * 4
+    two = tiny_config(tmp_path, epochs=2, schedule="step")
+    assert [lr_factor(s, 4, two) for s in (0, 3, 4, 7)] == pytest.approx([1, 1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="milestones"):
+        tiny_config(tmp_path, epochs=4, schedule="step", milestones=(3, 2)).validate(False)
+    out = train(tiny_config(tmp_path, epochs=2, schedule="step", lr=0.2))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.2, 0.02])
+    cosine = train(tiny_config(tmp_path, out=str(tmp_path / "cos"), epochs=2, lr=0.2))
+    first = json.loads((cosine / "metrics.jsonl").read_text().splitlines()[0])["lr"]
+    assert 0.1 < first < 0.2  # the mean over the epoch's steps, not the rate after it (about 0.1)
+
+
+def test_no_progress_draws_no_bar(tmp_path, capfd):
+    train(tiny_config(tmp_path, epochs=1, progress=False))
+    err = capfd.readouterr().err
+    assert "predict" not in err and "epoch 1/1" not in err and "it/s" not in err
+
+
+def test_a_failed_run_leaves_nothing_to_resume_and_resume_trusts_the_checkpoint(tmp_path, monkeypatch):
+    import cropmix.train.loop as loop
+
+    real = loop.train_one_epoch
+
+    def crash_in(epoch_to_crash):
+        def step(run, epoch):
+            if epoch == epoch_to_crash:
+                raise RuntimeError("simulated crash")
+            return real(run, epoch)
+
+        return step
+
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in(0))
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(tiny_config(tmp_path))
+    assert not (tmp_path / "run" / "config.json").exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config(tmp_path), resume=True)
+    monkeypatch.setattr(loop, "train_one_epoch", crash_in(1))
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(tiny_config(tmp_path))
+    # config.json rewritten by hand (or by another run) does not make a different request resumable.
+    tiny_config(tmp_path, lr=1.0).save(tmp_path / "run" / "config.json")
+    with pytest.raises(ValueError, match=r"\['lr'\] differ from .*checkpoint.pt"):
+        train(tiny_config(tmp_path, lr=1.0), resume=True)
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    assert load_checkpoint(train(tiny_config(tmp_path), resume=True) / "checkpoint.pt")["epoch"] == 2
+
+
+def test_skip_bad_reports_a_total_every_epoch(tmp_path, caplog):
+    import logging
+
+    from test_data import make_folder
+
+    root = make_folder(tmp_path / "data", per_class=8, size=16)
+    for name in ("x1.png", "x2.png", "x3.png"):
+        (root / "train" / "class1" / name).write_bytes(b"broken")
+    config = tiny_config(
+        tmp_path, dataset="imagefolder", data=str(root), image_size=16, batch_size=19, epochs=2, skip_bad=True
+    )
+    with caplog.at_level(logging.WARNING, logger="cropmix"):
+        out = train(config)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 19 files (3 broken) make one batch: every file is read in each epoch.
+    assert [r["skipped_files"] for r in rows] == [3, 3]
+    assert "epoch 1: skipped 3 unreadable training files" in caplog.text
+    assert "epoch 2: skipped 3 unreadable training files" in caplog.text
+
+
+def test_resolve_device():
+    from cropmix.train.distributed import DistInfo, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "cuda:", 3):
+        with pytest.raises(ValueError, match="device must be one of"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+        return
+    assert resolve_device("auto") == torch.device("cuda", 0) == resolve_device("cuda")
+    assert torch.cuda.current_device() == 0
+    with pytest.raises(ValueError, match="torchrun"):
+        resolve_device("cuda:0", DistInfo(rank=1, world=2, local_rank=1))
+    with pytest.raises(ValueError, match="only"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")

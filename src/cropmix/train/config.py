@@ -186,7 +186,8 @@ def check_field_types(config: TrainConfig) -> None:
     for f in dataclasses.fields(TrainConfig):
         value = getattr(config, f.name)
         if not _matches(value, hints[f.name]):
-            accepted = str(hints[f.name]).replace("typing.", "")
+            hint = hints[f.name]
+            accepted = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
             raise TypeError(f"{option(f.name)} must be {accepted}, got {value!r} ({type(value).__name__})")
 
 
