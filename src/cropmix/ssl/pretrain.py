@@ -44,6 +44,7 @@ from .moco import MoCo
 from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
 
 METHODS = ("moco", "mae")
+SUBSET_SEED = 12345  # the pre-training subset and the evaluation images: the same for every run and seed
 
 
 @dataclass
@@ -112,14 +113,6 @@ class PretrainConfig:
                 f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
             )
         check_device_name(self.device)
-
-
-def fixed_subset(n: int, fraction_or_count: float | int, seed: int = 12345) -> torch.Tensor:
-    """A fixed random subset of range(n) (a fraction, or a count if an int > 1), sorted."""
-    count = int(fraction_or_count) if isinstance(fraction_or_count, int) and fraction_or_count > 1 else None
-    count = count if count is not None else max(1, int(round(n * float(fraction_or_count))))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[: min(count, n)].sort().values
 
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
@@ -227,12 +220,12 @@ class _Run:
 
 
 def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device) -> dict:
-    from cropmix.data import load_source, make_loader
+    from cropmix.data import load_source, make_loader, subset
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     source = load_source(config.dataset, config.data, in_memory=True)
-    train = _subset(source.train, config.subset)
+    train = subset(source.train, config.subset if config.subset < 1.0 else None, SUBSET_SEED)
     torch.manual_seed(config.seed)
     model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
     optimizer = build_ssl_optimizer(config, model, info.world)
@@ -269,15 +262,6 @@ def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, d
         write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
     barrier(info)
     return result
-
-
-def _subset(split: Any, fraction: float) -> Any:
-    if fraction >= 1.0:
-        return split
-    from cropmix.data.arrays import ArraySplit
-
-    idx = fixed_subset(len(split.targets), fraction)
-    return ArraySplit(split.images[idx], split.targets[idx], split.classes)
 
 
 def _resume(config: PretrainConfig, out: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -362,10 +346,12 @@ def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
 
 def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device: torch.device) -> dict[str, float]:
     """kNN and probe accuracies on `source` (the bank: `config.eval_train` fixed random training images)."""
+    from cropmix.data import fixed_subset
+
     train = source.train
     test = source.test
-    idx = fixed_subset(len(train.targets), config.eval_train) if config.eval_train else torch.arange(len(train))
-    tidx = fixed_subset(len(test.targets), config.eval_test) if config.eval_test else torch.arange(len(test))
+    idx = fixed_subset(len(train), config.eval_train, SUBSET_SEED) if config.eval_train else torch.arange(len(train))
+    tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
     t0 = time.time()
     result = evaluate_representation(
         model,
