@@ -116,6 +116,25 @@ def load() -> str:
         return " ".join(f.read().split()[:3])
 
 
+def images_per_second(
+    images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device
+) -> dict[str, float]:
+    """Images per second of each method on one batch (kornia only for a uniform batch)."""
+    batch_aug = BatchCropMix.from_preset(name, size=size)
+    loop_aug = preset(name, size=size)
+    cpu_images = list(images) if isinstance(images, torch.Tensor) else images
+    dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
+    methods: dict[str, Callable[[], object]] = {
+        "BatchCropMix": lambda a=batch_aug, x=dev_images: a(x),
+        "CropMix loop": lambda a=loop_aug, xs=cpu_images: torch.stack([a(x) for x in xs]),
+    }
+    rrc = kornia_rrc(size, batch_aug.config.scale)
+    if rrc is not None and isinstance(images, torch.Tensor):
+        methods["kornia RandomResizedCrop"] = lambda f=rrc, x=dev_images: f(x)
+    seconds = measure(methods, rounds, device)
+    return {k: len(images) / v for k, v in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -139,23 +158,7 @@ def main() -> None:
         ("224x224, B=64 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224),
         ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224),
     ]
-    rows = []
-    for title, images, name, size in settings:
-        batch_aug = BatchCropMix.from_preset(name, size=size)
-        loop_aug = preset(name, size=size)
-        cpu_images = list(images) if isinstance(images, torch.Tensor) else images
-        dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
-        methods: dict[str, Callable[[], object]] = {
-            "BatchCropMix": lambda a=batch_aug, x=dev_images: a(x),
-            "CropMix loop": lambda a=loop_aug, xs=cpu_images: torch.stack([a(x) for x in xs]),
-        }
-        rrc = kornia_rrc(size, batch_aug.config.scale)
-        if rrc is not None and isinstance(images, torch.Tensor):
-            methods["kornia RandomResizedCrop"] = lambda f=rrc, x=dev_images: f(x)
-        seconds = measure(methods, args.rounds, device)
-        count = len(images)
-        rows.append((title, {k: count / v for k, v in seconds.items()}))
-
+    rows = [(title, images_per_second(batch, name, size, args.rounds, device)) for title, batch, name, size in settings]
     psnr_shrunk, psnr_min, psnr_all = psnr_vs_torchvision(photos, 224)
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)

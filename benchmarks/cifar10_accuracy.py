@@ -146,31 +146,8 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", help=f"CIFAR-10 JPEG ImageFolder root (needed until {CACHE} exists)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_cifar10"))
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS))
-    parser.add_argument("--widths", type=int, nargs=4, default=[12, 24, 48, 96], help="fastnet widths (its default)")
-    parser.add_argument("--lr", type=float, default=0.2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fgsm-images", type=int, default=2000)
-    parser.add_argument("--corruption-images", type=int, default=250)
-    parser.add_argument("--deadline", type=float, default=None, help="unix time: start no run after it")
-    parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
-    parser.add_argument("--timing-only", action="store_true", help="only the interleaved seconds-per-step timing")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    ensure_cache(args.src)
-    if args.timing_only:
-        step = interleaved_timing(args)
-        base = step.get("baseline")
-        for aug, seconds in step.items():
-            change = f" ({100 * (seconds / base - 1):+.1f}% vs baseline)" if base else ""
-            print(f"{aug}: {1000 * seconds:.1f} ms per step of 256 images{change}", flush=True)
-        return
+def run_arms(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Every arm for every seed (seeds outermost), until --deadline."""
     results: dict[str, list[dict]] = {aug: [] for aug in args.arms}
     for seed in args.seeds:
         for aug in args.arms:
@@ -186,17 +163,11 @@ def main() -> None:
                 + f" ({time.time() - start:.0f} s)",
                 flush=True,
             )
-    results = {k: v for k, v in results.items() if v}
-    text = table(results)
-    base, cm = results.get("baseline"), results.get("cropmix")
-    slowdown = ""
-    if base and cm:
-        b = statistics.fmean(f["seconds_per_epoch"] for f in base)
-        c = statistics.fmean(f["seconds_per_epoch"] for f in cm)
-        slowdown = f"CropMix epoch time vs baseline: {100 * (c / b - 1):+.1f}% ({c:.1f} s vs {b:.1f} s)."
-    print(text + "\n" + slowdown)
-    if args.no_results:
-        return
+    return results
+
+
+def append_results(args: argparse.Namespace, text: str, slowdown: str) -> None:
+    """Append the table with the machine, the command and the setting to benchmarks/RESULTS.md."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     cores = open("/proc/cpuinfo").read().count("processor\t:")
     lines = [
@@ -222,6 +193,46 @@ def main() -> None:
     section = "\n".join(lines)
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
         handle.write(section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", help=f"CIFAR-10 JPEG ImageFolder root (needed until {CACHE} exists)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_cifar10"))
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS))
+    parser.add_argument("--widths", type=int, nargs=4, default=[12, 24, 48, 96], help="fastnet widths (its default)")
+    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fgsm-images", type=int, default=2000)
+    parser.add_argument("--corruption-images", type=int, default=250)
+    parser.add_argument("--deadline", type=float, default=None, help="unix time: start no run after it")
+    parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--timing-only", action="store_true", help="only the interleaved seconds-per-step timing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ensure_cache(args.src)
+    if args.timing_only:
+        step = interleaved_timing(args)
+        base = step.get("baseline")
+        for aug, seconds in step.items():
+            change = f" ({100 * (seconds / base - 1):+.1f}% vs baseline)" if base else ""
+            print(f"{aug}: {1000 * seconds:.1f} ms per step of 256 images{change}", flush=True)
+        return
+    results = run_arms(args)
+    results = {k: v for k, v in results.items() if v}
+    text = table(results)
+    base, cm = results.get("baseline"), results.get("cropmix")
+    slowdown = ""
+    if base and cm:
+        b = statistics.fmean(f["seconds_per_epoch"] for f in base)
+        c = statistics.fmean(f["seconds_per_epoch"] for f in cm)
+        slowdown = f"CropMix epoch time vs baseline: {100 * (c / b - 1):+.1f}% ({c:.1f} s vs {b:.1f} s)."
+    print(text + "\n" + slowdown)
+    if args.no_results:
+        return
+    append_results(args, text, slowdown)
 
 
 if __name__ == "__main__":
