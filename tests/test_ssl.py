@@ -439,8 +439,10 @@ def test_each_torchrun_process_takes_its_local_gpu(tmp_path, npz_path, monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: selected.append(index))
-    monkeypatch.setattr(dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: backends.append(backend))
+    joined = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: backends.append(backend) or joined.append(1))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: joined.clear())
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: ddp_kwargs.update(kw) or m)
     config = _config(tmp_path, npz_path, "moco", "cropmix", device="auto")
     info, device = setup_process(config)
@@ -449,6 +451,11 @@ def test_each_torchrun_process_takes_its_local_gpu(tmp_path, npz_path, monkeypat
     assert backends == ["nccl"] and selected and set(selected) == {local_rank}
     wrap_ddp(tiny_moco(), info, device)
     assert ddp_kwargs["device_ids"] == [local_rank]
+    # a fixed GPU index contradicts LOCAL_RANK: refused, and the process group is left again
+    joined.clear()
+    with pytest.raises(ValueError, match="LOCAL_RANK"):
+        setup_process(_config(tmp_path, npz_path, "moco", "cropmix", device="cuda:1"))
+    assert backends == ["nccl", "nccl"] and not joined
 
 
 @pytest.mark.slow

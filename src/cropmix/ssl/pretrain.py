@@ -149,7 +149,11 @@ def build_ssl_optimizer(config: PretrainConfig, model: nn.Module, world: int) ->
 def setup_process(config: PretrainConfig) -> tuple[DistInfo, torch.device]:
     """Join torchrun's process group (if any) and take this process's device, as training does."""
     info = init_distributed(uses_cuda(config.device))
-    return info, resolve_device(config.device, info)
+    try:
+        return info, resolve_device(config.device, info)
+    except ValueError:
+        shutdown(info)  # e.g. "cuda:1" under torchrun: leave no process group behind
+        raise
 
 
 def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
