@@ -271,6 +271,15 @@ def test_bad_members_are_named_or_counted_and_skipped(tmp_path) -> None:
     assert [s.rsplit("/", 1)[-1] for s in pipeline.skipped] == ["a.tar#broken"]
 
 
+def test_a_training_rank_short_of_images_after_skipping_still_gives_its_batches(tmp_path) -> None:
+    split = read_index(bad_shards(tmp_path)).split("val")  # 5 members, one with a bad label
+    loader = ShardLoader(split, batch_size=5, train=True, num_classes=2, workers=0, skip_bad=True)
+    batches = list(loader)
+    assert len(loader) == 1 and [len(b) for b in batches] == [5], "topped up from the rank's own share"
+    assert len(set(batches[0].keys)) == 4
+    assert [s.rsplit("/", 1)[-1] for s in loader.skipped] == ["b.tar#nolabel"]
+
+
 def test_a_shard_shorter_than_its_index_is_an_error(tmp_path) -> None:
     root = bad_shards(tmp_path)
     meta = json.loads((root / "index.json").read_text())

@@ -235,7 +235,8 @@ class ShardLoader:
 
     Workers batch their own streams; the partial batches they end with are merged here, so only the
     rank's last batch can be short. Training (`drop_last=True`) gives every rank the same number of
-    batches, (N // world) // batch_size, as DDP needs; evaluation (`drop_last=False`) gives every
+    batches, (N // world) // batch_size, as DDP needs (a rank that skipped bad members repeats a few images
+    of its share to get there); evaluation (`drop_last=False`) gives every
     sample exactly once over all ranks. `skipped` lists the bad members met so far (with `skip_bad`).
     Call `set_epoch(epoch)` before each epoch: it picks the shard order and the shuffle.
     """
@@ -283,13 +284,21 @@ class ShardLoader:
         lo, hi = part(split.num_samples, self.stream.rank, world)
         return math.ceil((hi - lo) / self.batch_size)
 
+    def _passes(self) -> Iterator[ByteBatch]:
+        yield from self.loader
+        if self.drop_last:
+            # Only reached when skipped members left this rank short: top up from the start of its share,
+            # so that every rank still takes len(self) steps (DDP waits for all of them).
+            log.warning("rank %d: bad members left it short; repeating images to fill the epoch", self.stream.rank)
+            yield from self.loader
+
     def __iter__(self) -> Iterator[ByteBatch]:
         limit = len(self)
         emitted = 0
         pending: list[ByteBatch] = []
         waiting = 0
-        for batch in self.loader:
-            self.skipped.extend(batch.skipped)
+        for batch in self._passes():
+            self.skipped.extend(name for name in batch.skipped if name not in self.skipped)
             if len(batch) == self.batch_size and not pending:
                 out = [batch]
             else:
@@ -300,9 +309,10 @@ class ShardLoader:
                     head, tail = ByteBatch.cat(pending).split(self.batch_size)
                     out.append(head)
                     pending, waiting = [tail], len(tail)
-            for full in out:
-                if emitted < limit:
-                    emitted += 1
-                    yield full
-        if waiting and emitted < limit and not self.drop_last:
+            for full in out[: limit - emitted]:
+                emitted += 1
+                yield full
+            if emitted == limit:
+                return
+        if waiting and not self.drop_last:
             yield ByteBatch.cat(pending)
