@@ -237,8 +237,8 @@ def test_skip_bad_reports_a_total_every_epoch(tmp_path, caplog):
     from test_data import make_folder
 
     root = make_folder(tmp_path / "data", per_class=8, size=16)
-    for name in ("x1.png", "x2.png", "x3.png"):
-        (root / "train" / "class1" / name).write_bytes(b"broken")
+    for name in ("train/class1/x1.png", "train/class1/x2.png", "train/class0/x3.png", "val/class1/y.png"):
+        (root / name).write_bytes(b"broken")
     config = tiny_config(
         tmp_path, dataset="imagefolder", data=str(root), image_size=16, batch_size=19, epochs=2, skip_bad=True
     )
@@ -246,7 +246,7 @@ def test_skip_bad_reports_a_total_every_epoch(tmp_path, caplog):
         out = train(config)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 19 files (3 broken) make one batch: every file is read in each epoch.
-    assert [r["skipped_files"] for r in rows] == [3, 3]
+    assert [r["skipped_files"] for r in rows] == [3, 3] and [r["test_skipped_files"] for r in rows] == [1, 1]
     assert "epoch 1: skipped 3 unreadable training files" in caplog.text
     assert "epoch 2: skipped 3 unreadable training files" in caplog.text
 

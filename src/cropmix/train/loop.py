@@ -104,9 +104,11 @@ def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 @torch.no_grad()
 def evaluate(model, loader, device, info: DistInfo, channels_last: bool, amp: bool) -> dict[str, float]:
-    """Test loss and top-1 over this rank's shard, summed over all ranks."""
+    """Test loss and top-1 over this rank's shard, summed over all ranks (and "test_skipped_files", the
+    unreadable test files skipped, when there were any)."""
     model.eval()
     loss_sum = correct = count = 0.0
+    skipped_before = skipped_files(loader)
     for images, targets in loader:
         targets = targets.to(device)
         with torch.autocast("cuda", enabled=amp):
@@ -114,8 +116,14 @@ def evaluate(model, loader, device, info: DistInfo, channels_last: bool, amp: bo
         loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += float((logits.argmax(1) == targets).sum())
         count += len(targets)
-    loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], info, device)
-    return {"test_loss": loss_sum / max(count, 1), "test_top1": 100.0 * correct / max(count, 1)}
+    skipped = skipped_files(loader) - skipped_before
+    loss_sum, correct, count, skipped = all_reduce_sum([loss_sum, correct, count, skipped], info, device)
+    row = {"test_loss": loss_sum / max(count, 1), "test_top1": 100.0 * correct / max(count, 1)}
+    if skipped:
+        row["test_skipped_files"] = int(skipped)
+        if info.main:
+            log.warning("skipped %d unreadable test files", int(skipped))
+    return row
 
 
 def check_resume(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
