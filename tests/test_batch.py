@@ -33,7 +33,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def reference(images, params, size) -> list[torch.Tensor]:
-    """The per-image CropMix kernel (`ops.render`) on the same parameters."""
+    """The per-image CropMix kernels (`render` with each image's `CropMixParams`) on the same parameters."""
     return [render(img, params.image(i, tuple(img.shape[1:]), size)) for i, img in enumerate(images)]
 
 
@@ -273,8 +273,11 @@ def test_alpha_and_grayscale():
 
 
 def test_from_preset_matches_preset_settings():
-    aug = BatchCropMix.from_preset("cifar", size=32)
+    aug = BatchCropMix.from_preset("cifar", size=32, alpha=1.0)
     assert aug.config.scale == (0.5, 1.0) and aug.config.num_crops == (2,) and aug.size == (32, 32)
+    assert aug.alpha == 1.0 and aug.scale == (0.5, 1.0)
+    with pytest.raises(AttributeError, match="read-only.*new BatchCropMix"):
+        aug.scale = (0.1, 1.0)
     with pytest.raises(ValueError, match="bilinear"):
         BatchCropMix.from_preset("mae-mixup")
     from torchvision.transforms.v2 import InterpolationMode

@@ -15,7 +15,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from cropmix import CropMix, preset
-from cropmix.transforms import resized_crop
+from cropmix.transforms import MixStep, resized_crop
+from cropmix.transforms.functional import mix_step
 
 
 def textured_image(height: int = 120, width: int = 160, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -38,23 +39,26 @@ def reference_mix(image: torch.Tensor, params, interpolation=v2.InterpolationMod
 
 
 def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
-    """SPEC.md's mixing steps on (C, h, w) float64 views in mixing order."""
+    """SPEC.md's mixing steps on (C, h, w) float64 views in mixing order, one `mix_step` at a time."""
     mixed = views[0]
-    for step, new in zip(params.steps, views[1:], strict=False):
-        if step.channel_perm is not None:
-            perm = list(step.channel_perm)
-            if step.permuted_new:
-                new = new[perm]
-            else:
-                mixed = mixed[perm]
-        if not step.cutmix:
-            mixed = step.lam * mixed + (1 - step.lam) * new
-        else:
-            top, left, h, w = step.box
-            base, pasted = (mixed, new) if step.pasted_new else (new, mixed)
-            mixed = base.clone()
-            mixed[:, top : top + h, left : left + w] = pasted[:, top : top + h, left : left + w]
+    for step, new in zip(params.steps, views[1:], strict=True):
+        mixed = mix_step(mixed, new, step)
     return mixed
+
+
+def test_mix_step_is_the_spec_formula():
+    a = torch.tensor([1.0, 2.0, 3.0])[:, None, None].expand(3, 2, 4)
+    b = torch.tensor([10.0, 20.0, 30.0])[:, None, None].expand(3, 2, 4)
+    # Mixup: the permuted view is b (lam > 0.5): lam * a + (1 - lam) * b[perm]
+    step = MixStep(cutmix=False, lam=0.75, box=None, pasted_new=None, permuted_new=True, channel_perm=(2, 0, 1))
+    assert torch.allclose(mix_step(a, b, step)[:, 0, 0], torch.tensor([0.75 + 7.5, 1.5 + 2.5, 2.25 + 5.0]))
+    step = MixStep(cutmix=False, lam=0.25, box=None, pasted_new=None, permuted_new=False, channel_perm=(1, 2, 0))
+    assert torch.allclose(mix_step(a, b, step)[:, 0, 0], torch.tensor([0.5 + 7.5, 0.75 + 15.0, 0.25 + 22.5]))
+    # CutMix: a's box (rows 0-1, columns 1-2) pasted onto b, channel-permuted.
+    step = MixStep(cutmix=True, lam=0.5, box=(0, 1, 2, 2), pasted_new=False, permuted_new=False, channel_perm=(1, 0, 2))
+    out = mix_step(a, b, step)
+    assert torch.equal(out[:, :, 1:3], torch.tensor([2.0, 1.0, 3.0])[:, None, None].expand(3, 2, 2))
+    assert torch.equal(out[:, :, 0], b[:, :, 0]) and torch.equal(out[:, :, 3], b[:, :, 3])
 
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])

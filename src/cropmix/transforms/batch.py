@@ -32,8 +32,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 
-from .config import CropMixConfig, make_config, preset_kwargs
-from .cropmix import CONFIG_FIELDS, ReadOnlyConfig
+from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
 from .functional import check_images, colour_channels, render_batch, tensor_has_alpha
 from .params import BatchParams
 from .sampling import sample_batch, warn_if_generator_in_worker

@@ -35,6 +35,31 @@ class CropMixConfig:
     antialias: bool = True
 
 
+CONFIG_FIELDS = tuple(CropMixConfig.__dataclass_fields__)
+
+
+class ReadOnlyConfig:
+    """Mixin: `config` and each of its fields are read-only attributes; assigning one says to build a new transform."""
+
+    config: CropMixConfig
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CONFIG_FIELDS or (name in ("config", "generator") and name in self.__dict__):
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is read-only: the settings are fixed at construction; "
+                f"build a new {type(self).__name__}(..., {name}=...) instead"
+            )
+        super().__setattr__(name, value)
+
+
+def _config_field(name: str) -> property:
+    return property(lambda self: getattr(self.config, name), doc=f"`config.{name}` (read-only).")
+
+
+for _name in CONFIG_FIELDS:
+    setattr(ReadOnlyConfig, _name, _config_field(_name))
+
+
 def _pair(name: str, value: object) -> tuple[float, float]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
         raise TypeError(f"{name} must be a pair (low, high) of numbers, got {value!r}")

@@ -10,35 +10,12 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Transform
 
-from .config import CropMixConfig, make_config, preset_kwargs
+from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
 from .functional import image_info, render
 from .params import CropMixParams
 from .sampling import sample_one, warn_if_generator_in_worker
 
 _REJECTED_TYPES = (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.Video, tv_tensors.KeyPoints)
-CONFIG_FIELDS = tuple(CropMixConfig.__dataclass_fields__)
-
-
-class ReadOnlyConfig:
-    """Mixin: `config` and each of its fields are read-only attributes; assigning one says to build a new transform."""
-
-    config: CropMixConfig
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in CONFIG_FIELDS or (name in ("config", "generator") and name in self.__dict__):
-            raise AttributeError(
-                f"{type(self).__name__}.{name} is read-only: the settings are fixed at construction; "
-                f"build a new {type(self).__name__}(..., {name}=...) instead"
-            )
-        super().__setattr__(name, value)
-
-
-def _config_field(name: str) -> property:
-    return property(lambda self: getattr(self.config, name), doc=f"`config.{name}` (read-only).")
-
-
-for _name in CONFIG_FIELDS:
-    setattr(ReadOnlyConfig, _name, _config_field(_name))
 
 
 class CropMix(ReadOnlyConfig, Transform):
