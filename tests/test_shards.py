@@ -321,3 +321,23 @@ def test_shards_command(tmp_path) -> None:
     assert (tmp_path / "out" / "train-000000.tar").is_file() and (tmp_path / "out" / "index.json").is_file()
     missing = subprocess.run([*run, str(tmp_path / "nope"), str(tmp_path / "o")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_webdataset_loader_feeds_a_training_loop_unchanged(shards, device) -> None:
+    from cropmix.data.device_loader import webdataset_loader
+
+    index = read_index(shards)
+    common = dict(device=device, batch_size=4, num_classes=2, workers=1, preset="imagenet")
+    train = webdataset_loader(index.split("train"), "cropmix", 24, train=True, **common)
+    train.set_epoch(1)
+    batches = list(train)
+    assert len(batches) == len(train) == 2
+    for images, labels in batches:
+        assert images.shape == (4, 3, 24, 24) and images.dtype == torch.float32 and images.device.type == device
+        assert 0 <= images.min() and images.max() <= 1 and labels.device.type == device
+    test = webdataset_loader(index.split("val"), "cropmix", 24, train=False, **common)
+    assert [len(labels) for _, labels in test] == [4, 3]
+    assert train.skipped == []
+    with pytest.raises(ValueError, match="base augmentation"):
+        webdataset_loader(index.split("val"), "mixup", 24, train=True, **common)

@@ -36,30 +36,55 @@ IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
 @dataclass
 class ByteBatch:
-    """Encoded images (1-D uint8 tensors), int64 labels, member names ("shard#key") and which images
-    the batched JPEG decoder takes (`jpeg`); `skipped` names the bad members met since the last batch."""
+    """Encoded images stored end to end in one uint8 tensor (`data`, image i at offsets[i]:offsets[i + 1]:
+    one shared-memory block per batch between processes), int64 labels, member names ("shard#key") and
+    which images the batched JPEG decoder takes (`jpeg`); `skipped` names the bad members met since the
+    last batch."""
 
-    images: list[torch.Tensor]
+    data: torch.Tensor
+    offsets: torch.Tensor
     labels: torch.Tensor
     keys: list[str]
     jpeg: list[bool]
     skipped: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_bytes(cls, files: list[bytes], labels: list[int], keys: list[str], jpeg: list[bool], skipped=()):
+        sizes = torch.tensor([0] + [len(f) for f in files], dtype=torch.int64)
+        data = (
+            torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
+            if files
+            else torch.zeros(0, dtype=torch.uint8)
+        )
+        return cls(data, sizes.cumsum(0), torch.tensor(labels, dtype=torch.int64), keys, jpeg, list(skipped))
+
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.keys)
+
+    @property
+    def images(self) -> list[torch.Tensor]:
+        """The encoded files as 1-D uint8 views of `data`."""
+        bounds = self.offsets.tolist()
+        return [self.data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def pin_memory(self) -> ByteBatch:
         """Pinned copies (DataLoader(pin_memory=True) calls this), for asynchronous copies to the GPU."""
-        pinned = [image.pin_memory() for image in self.images]
-        return ByteBatch(pinned, self.labels.pin_memory(), self.keys, self.jpeg, self.skipped)
+        return ByteBatch(
+            self.data.pin_memory(), self.offsets, self.labels.pin_memory(), self.keys, self.jpeg, self.skipped
+        )
 
     @staticmethod
     def cat(batches: list[ByteBatch]) -> ByteBatch:
         """One batch holding the samples (and skip records) of `batches`, in order."""
-        labels = [b.labels for b in batches]
+        starts = [0]
+        for b in batches[:-1]:
+            starts.append(starts[-1] + len(b.data))
+        offsets = [b.offsets[:-1] + s for b, s in zip(batches, starts, strict=True)]
+        total = torch.tensor([starts[-1] + len(batches[-1].data)], dtype=torch.int64)
         return ByteBatch(
-            [image for b in batches for image in b.images],
-            torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+            torch.cat([b.data for b in batches]),
+            torch.cat([*offsets, total]),
+            torch.cat([b.labels for b in batches]),
             [key for b in batches for key in b.keys],
             [flag for b in batches for flag in b.jpeg],
             [name for b in batches for name in b.skipped],
@@ -67,8 +92,12 @@ class ByteBatch:
 
     def split(self, n: int) -> tuple[ByteBatch, ByteBatch]:
         """The first `n` samples (with the skip records) and the rest."""
-        head = ByteBatch(self.images[:n], self.labels[:n], self.keys[:n], self.jpeg[:n], self.skipped)
-        return head, ByteBatch(self.images[n:], self.labels[n:], self.keys[n:], self.jpeg[n:])
+        cut = int(self.offsets[n])
+        head = ByteBatch(
+            self.data[:cut], self.offsets[: n + 1], self.labels[:n], self.keys[:n], self.jpeg[:n], self.skipped
+        )
+        tail_offsets = self.offsets[n:] - cut
+        return head, ByteBatch(self.data[cut:], tail_offsets, self.labels[n:], self.keys[n:], self.jpeg[n:])
 
 
 def part(n: int, i: int, k: int) -> tuple[int, int]:
@@ -149,7 +178,7 @@ class ShardStream(IterableDataset):
         skipped.append(name)
 
     def _sample(self, url: str, sample: dict, skipped: list[str]):
-        """(bytes tensor, label, name, jpeg) for a tar sample, or None (recorded in `skipped`) if it is bad."""
+        """(encoded bytes, label, name, jpeg) for a tar sample, or None (recorded in `skipped`) if it is bad."""
         name = f"{url}#{sample.get('__key__')}"
         field_name = next((f for f in IMAGE_FIELDS if f in sample), None)
         if field_name is None or not sample[field_name]:
@@ -161,8 +190,7 @@ class ShardStream(IterableDataset):
         if label < 0 or (self.num_classes is not None and label >= self.num_classes):
             return self._bad(skipped, name, f"label {label} is outside [0, {self.num_classes})")
         data = bytes(sample[field_name])
-        tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return tensor, label, name, batch_decodable(data)
+        return data, label, name, batch_decodable(data)
 
     def _read_shard(self, shard: int, skip: int, take: int, skipped: list[str]) -> Iterator:
         import webdataset as wds
@@ -221,12 +249,12 @@ class ShardStream(IterableDataset):
 
 
 def _collate(items: list, skipped: list[str]) -> ByteBatch:
-    return ByteBatch(
+    return ByteBatch.from_bytes(
         [item[0] for item in items],
-        torch.tensor([item[1] for item in items], dtype=torch.int64),
+        [item[1] for item in items],
         [item[2] for item in items],
         [item[3] for item in items],
-        list(skipped),
+        skipped,
     )
 
 

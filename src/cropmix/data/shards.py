@@ -131,8 +131,9 @@ def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuf
     for number, members in enumerate(_shard_plan(index, shard_size, shuffle_seed)):
         shard = f"{name}-{number:06d}.tar"
         partial = out / (shard + ".partial")
-        # A fixed mtime makes the shards a function of the images and the seed alone.
-        with wds.TarWriter(str(partial), encoder=False, mtime=0.0) as sink:
+        # A fixed integer mtime makes the shards a function of the images and the seed alone (a float one,
+        # time.time() by default, costs every member an extra PAX header to write and to read).
+        with wds.TarWriter(str(partial), encoder=False, mtime=0) as sink:
             for position in members:
                 path, target = index.paths[position], index.targets[position]
                 data = path.read_bytes()

@@ -1,0 +1,111 @@
+"""A training or evaluation loader over tar shards that yields batches ready for the model, on the device.
+
+`webdataset_loader` joins the shard reader (bytes and labels from CPU workers, each image exactly
+once per epoch over all ranks) and the device pipeline (decode, augmentation by name, flip,
+float conversion on the training device). Its batches are (float images (B, 3, size, size),
+int64 labels), both on `device`, so a training loop written for DataLoaders uses it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from .augment import BASE_AUGS
+from .device_pipeline import DevicePipeline, make_augment
+from .shard_reader import ShardLoader
+from .shards import ShardSplit
+
+# torchvision's RandomResizedCrop default, the "baseline" of files read per image (cropmix.data.augment).
+BASELINE_SCALE = (0.08, 1.0)
+
+
+class DeviceBatches:
+    """Iterate a `ShardLoader` through a `DevicePipeline`: (images, labels) on the device per batch."""
+
+    def __init__(self, loader: ShardLoader, pipeline: DevicePipeline) -> None:
+        self.loader, self.pipeline = loader, pipeline
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Bad members met so far: by the readers (no image, bad label) and by the decoders."""
+        return self.loader.skipped + self.pipeline.skipped
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            yield self.pipeline(batch)
+
+
+def device_augment(base: str, size: int, *, train: bool, preset: str, overrides: dict[str, Any] | None, rrc_scale):
+    """The batch augmentation for `base` (cropmix.data.augment.BASE_AUGS); evaluation resizes and centre-crops."""
+    if base not in BASE_AUGS:
+        raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {base!r}")
+    if not train or base == "none":
+        return make_augment("center", size)
+    if base == "cropmix":
+        return make_augment(
+            "cropmix", size, preset=preset, **{k: v for k, v in (overrides or {}).items() if v is not None}
+        )
+    scale = BASELINE_SCALE if base == "baseline" else rrc_scale
+    return make_augment("rrc", size, preset=preset, **({} if scale is None else {"scale": tuple(scale)}))
+
+
+def webdataset_loader(
+    split: ShardSplit,
+    base: str,
+    size: int,
+    *,
+    device: str | torch.device,
+    train: bool,
+    batch_size: int,
+    num_classes: int | None = None,
+    preset: str = "imagenet",
+    cropmix_overrides: dict[str, Any] | None = None,
+    rrc_scale: Sequence[float] | None = None,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 2,
+    seed: int = 0,
+    skip_bad: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    channels_last: bool = False,
+    shuffle_buffer: int = 1000,
+) -> DeviceBatches:
+    """Batches of `split` for training (`train`: shuffled, equal batch counts on every rank, `base`
+    augmentation + flip) or evaluation (in order, every image once over all ranks, resize + centre crop).
+
+    Images come out as floats in [0, 1] (cropmix's models normalise inside), or normalised with
+    `mean`/`std` when given. Call `set_epoch(epoch)` before each training epoch.
+    """
+    loader = ShardLoader(
+        split,
+        batch_size=batch_size,
+        train=train,
+        num_classes=num_classes,
+        rank=rank,
+        world=world,
+        workers=workers,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        skip_bad=skip_bad,
+    )
+    augment = device_augment(base, size, train=train, preset=preset, overrides=cropmix_overrides, rrc_scale=rrc_scale)
+    pipeline = DevicePipeline(
+        augment,
+        device=device,
+        mean=mean,
+        std=std,
+        flip=train and base != "none",
+        skip_bad=skip_bad,
+        channels_last=channels_last,
+    )
+    return DeviceBatches(loader, pipeline)
