@@ -347,7 +347,8 @@ def test_cuda_input_gives_cuda_output_close_to_the_cpu_one(mix, dtype):
         out = t.transform(image.cuda(), params)
         assert out.is_cuda and out.dtype == dtype and out.shape == (3, 24, 24)
         scale = 255 if dtype == torch.float32 else 1
-        assert (out.cpu().double() - t.transform(image, params).double()).abs().max() * scale <= 2.0
+        diff = (out.cpu().double() - t.transform(image, params).double()).abs() * scale
+        assert diff.max() <= 3.0 and diff.mean() < 0.5  # resampling rounds differently on the GPU
 
 
 class _WarningsPerItem(Dataset):
