@@ -33,7 +33,7 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 
 from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
-from .functional import check_images, colour_channels, render_batch, tensor_has_alpha
+from .functional import batch_mode, check_images, colour_channels, render_batch, tensor_has_alpha
 from .params import BatchParams
 from .sampling import sample_batch, warn_if_generator_in_worker
 
@@ -41,20 +41,22 @@ from .sampling import sample_batch, warn_if_generator_in_worker
 class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
     """CropMix for a batch of tensors, on CPU or GPU, with parameters drawn per image.
 
-    Same arguments and method as `CropMix` (bilinear resampling only). Call it
-    on a (B, C, H, W) tensor or on a list of (C, Hi, Wi) tensors (sizes may
-    differ); it returns a (B, C, h, w) tensor of the input's dtype and device,
-    channels-last when the input batch is. uint8, other integer and float
-    dtypes are accepted; the work is done in float32 (float64 for float64 and
-    32/64-bit integer inputs), differentiably in the pixels. `generator` must be
+    Same arguments and method as `CropMix` (bilinear or bicubic; each crop is
+    resized with torchvision's own weights). Call it on a (B, C, H, W) tensor or
+    on a list of (C, Hi, Wi) tensors (sizes may differ); it returns a
+    (B, C, h, w) tensor of the input's dtype and device, channels-last when the
+    input batch is. uint8, other integer and float dtypes are accepted; the work
+    is done in float16 on CUDA for 8-bit and float16 inputs, otherwise in
+    float32 (float64 for float64 and 32/64-bit integer inputs), differentiably
+    in the pixels. `generator` must be
     a CPU generator: parameters are always drawn on the host. As for `CropMix`,
     do not pass a generator where the transform runs in DataLoader workers (e.g.
     in `CropMixCollate`): every worker would repeat the same draws (a
     RuntimeWarning says so once). The settings are read-only attributes.
 
-    Where it pays: on a GPU, and on a CPU for small images (CIFAR: ~12x the
-    per-image loop). For ImageNet-sized images on a CPU, `CropMix` in DataLoader
-    workers is faster (benchmarks/RESULTS.md, "Batched CropMix").
+    Where it pays: on a GPU, and on a CPU for small images. For ImageNet-sized
+    images on a CPU, `CropMix` in DataLoader workers is faster
+    (benchmarks/RESULTS.md, "Batched CropMix").
     """
 
     def __init__(
@@ -72,11 +74,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     ) -> None:
         super().__init__()
-        if interpolation != InterpolationMode.BILINEAR:
-            raise ValueError(
-                f"BatchCropMix resamples bilinearly only, got interpolation={interpolation!r}; "
-                "pass InterpolationMode.BILINEAR or use CropMix"
-            )
+        batch_mode(interpolation)
         config = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p, interpolation, antialias)
         if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
             raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
@@ -85,7 +83,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, size: int | tuple[int, int] | None = None, **overrides: Any) -> BatchCropMix:
-        """A `BatchCropMix` with the settings of `preset(name)`; presets asking for bicubic need an override."""
+        """A `BatchCropMix` with the settings of `preset(name)`; keyword arguments override them."""
         return cls(**preset_kwargs(name, size, **overrides))
 
     def extra_repr(self) -> str:
@@ -100,7 +98,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
 
     def render(self, images: torch.Tensor | Sequence[torch.Tensor], params: BatchParams) -> torch.Tensor:
         """The outputs for given parameters (from `make_params`, or `sample_batch` with this config)."""
-        return render_batch(images, params, self.config.size, self.config.antialias)
+        return render_batch(images, params, self.config.size, self.config.antialias, self.config.interpolation)
 
     def forward(self, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Augment a batch: (B, C, H, W) or a list of (C, Hi, Wi) tensors -> (B, C, h, w)."""

@@ -26,7 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, CropMixParams
-from .batch import check_images, render_batch
+from .batch import batch_mode, check_images, render_batch
 from .mixing import mix_step, mixup_matrix, mixup_uint8_arrays, mixup_weights
 from .pil import MAX_SOURCE_PIXELS, PIL_RESAMPLE, SMALL_MODES, pil_info, pil_to_tensor, render_pil_small, tensor_to_pil
 from .tensor import (
@@ -45,6 +45,7 @@ from .tensor import (
 SMALL_OUTPUT_PIXELS = 64 * 64
 
 __all__ = [
+    "batch_mode",
     "cast_like",
     "check_images",
     "colour_channels",
@@ -123,14 +124,12 @@ def render(
 
     One image (PIL, (C, H, W) tensor or tv_tensors.Image) with `CropMixParams`: the same type,
     dtype and PIL mode (see pil.py for "1", "P", "PA"). A batch with `BatchParams`: a
-    (B, C, h, w) tensor; `size` is its output size (bilinear only).
+    (B, C, h, w) tensor; `size` is its output size (bilinear or bicubic).
     """
     if isinstance(params, BatchParams):
         if size is None:
             raise TypeError("render with BatchParams needs the output size: render(images, params, size=(h, w))")
-        if interpolation != InterpolationMode.BILINEAR:
-            raise ValueError(f"the batched kernel resamples bilinearly only, got interpolation={interpolation!r}")
-        return render_batch(inpt, params, (int(size[0]), int(size[1])), antialias)
+        return render_batch(inpt, params, (int(size[0]), int(size[1])), antialias, interpolation)
     _, height, width, _ = image_info(inpt)
     if (height, width) != params.image_size:
         raise ValueError(

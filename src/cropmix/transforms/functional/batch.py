@@ -1,82 +1,43 @@
 """The batched CropMix kernel: a batch of tensors in a few batched ops, on any device.
 
-Rendering never loops over images:
+Rendering never loops over images (only over chunks of them, to bound memory):
 
-1. The images are converted once into an "atlas": each image's pixels in float plus its 2x2
-   box-filter pyramid, side by side (one page per image for a (B, C, H, W) batch; one packed
-   page for a list of different sizes).
-2. Each crop reads from the pyramid level that leaves a residual shrink r in [1, 2) (level 0
-   when enlarged). `grid_sample` samples all crops of all images at once; when any crop is
-   shrunk, every output pixel averages 2x2 bilinear samples (four calls) spread so that the
-   total blur matches torchvision's antialiased triangle filter (variance r^2 / 6 in level
-   pixels). Enlarged crops are sampled exactly as torchvision's bilinear resize of the crop.
-3. Mixup is linear: all steps, lambdas and channel permutations fold into one (C, C * M)
+1. Every crop of every image is resized with torchvision's own separable weights (bilinear or
+   bicubic, antialiased or not) in two batched passes, rows then columns (`resample.py`):
+   single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
+   A list of different-sized images is padded into one canvas first (the weights never reach
+   outside a crop, so the padding is never read).
+2. Mixup is linear: all steps, lambdas and channel permutations fold into one (C, C * M)
    matrix per image (`mixing.mixup_matrix`), applied with one `bmm`. CutMix runs its (at most
    M - 1) steps as masked selections over the whole batch.
 
-All host-side numbers (grid coefficients, mixing matrices, boxes) travel to the device in one
-packed copy (pinned and non-blocking on CUDA), and nothing is read back, so a CUDA batch never
-waits for the device. The kernels are differentiable in the pixels.
+On CUDA the work is done in float16 (bfloat16 for bfloat16 inputs, the input's dtype for
+float32/64) with float32 accumulation; on the CPU in float32 (float64 for 64-bit inputs).
+Host-side numbers (boxes, mixing matrices, cut boxes) travel to the device in one packed copy
+(pinned and non-blocking on CUDA) and nothing is read back, so a CUDA batch never waits for the
+device. The kernel is differentiable in the pixels.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams
 from .mixing import mixup_matrix
+from .resample import resample_crops
 from .tensor import cast_like, working_dtype
 
-
-def _pack_shelves(heights: np.ndarray, widths: np.ndarray, align: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Place images of different sizes on one page, in shelves; origins are multiples of `align`."""
-    hs = -(-heights // align) * align
-    ws = -(-widths // align) * align
-    page_w = max(int(ws.max()), int(np.ceil(np.sqrt((hs * ws).sum()) * 1.2 / align)) * align)
-    y0, x0 = np.zeros_like(hs), np.zeros_like(ws)
-    x = y = shelf = 0
-    for i in np.argsort(-hs, kind="stable"):  # bookkeeping on sizes only
-        if x + ws[i] > page_w:
-            x, y, shelf = 0, y + shelf, 0
-        y0[i], x0[i] = y, x
-        x, shelf = x + ws[i], max(shelf, int(hs[i]))
-    return y0, x0, y + shelf, page_w
-
-
-def _grid_coefficients(
-    params: BatchParams, heights: np.ndarray, widths: np.ndarray, size: tuple[int, int], antialias: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pyramid level (B, M) and per-axis sampling coefficients (B, M, 2, 5) of every crop, in level pixels."""
-    crops = params.crops.astype(np.float64)
-    used = np.arange(crops.shape[1])[None, :] < params.n[:, None]
-    crops[~used] = (0.0, 0.0, 1.0, 1.0)  # unused slots: a harmless 1-pixel crop
-    start, extent = crops[..., :2], crops[..., 2:]
-    shrink = extent / np.asarray(size, dtype=np.float64)
-    if antialias:
-        level = np.floor(np.log2(np.maximum(shrink.min(axis=-1), 1.0))).astype(np.int64)
-        max_level = np.floor(np.log2(np.minimum(heights, widths))).astype(np.int64)
-        level = np.minimum(level, max_level[:, None])
-    else:
-        level = np.zeros(shrink.shape[:2], dtype=np.int64)
-    scale = np.exp2(level)[..., None]
-    step = shrink / scale  # level pixels per output pixel (the residual shrink r)
-    lo = start / scale
-    valid = (np.stack([heights, widths], axis=-1)[:, None, :] >> level[..., None]) - 1
-    hi = np.minimum(np.maximum(lo, (start + extent) / scale - 1.0), valid)
-    lo = np.minimum(lo, hi)
-    # torchvision's antialiasing filter is a triangle of half-width r level pixels: variance r^2 / 6.
-    # The box pyramid gave (1 - 4^-k) / 12 of it, bilinear sampling about 1 / 6; samples at +-spread
-    # add spread^2, which supplies the rest. (Matching the variance also matches CropMix's output
-    # pixel variance, which a test checks.)
-    var = step**2 / 6.0 - 1.0 / 6.0 - (1.0 - 4.0 ** -level[..., None]) / 12.0
-    spread = np.where((shrink > 1.0) & antialias, np.sqrt(np.maximum(var, 0.0)) / step, 0.0)
-    coef = np.stack([lo - 0.5, step, lo, hi, spread], axis=-1)  # u = coef0 + (i + 0.5 + o) * coef1
-    return level, coef
+# The batched kernel's filters by torchvision's interpolation mode.
+BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
+# Images are rendered in chunks whose largest intermediate holds at most this many elements
+# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU.
+CHUNK_ELEMENTS = 1 << 26
 
 
 def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
@@ -126,58 +87,47 @@ def _to_device(host: list[np.ndarray], device: torch.device) -> list[torch.Tenso
     return [t.view(np.shape(a)) for t, a in zip(parts, host, strict=True)]
 
 
-def _atlas(
-    images: Any, kind: str, page: tuple[int, int], origins: tuple[np.ndarray, np.ndarray], top: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """Level 0 of every page on the left, levels 1..top stacked in a column on its right."""
-    first = images[0]
-    C, device = first.shape[0], first.device
-    page_h, page_w = page
-    pages = len(images) if kind == "batch" else 1
-    atlas_w = page_w + (page_w >> 1 if top else 0)
-    atlas = torch.empty((pages, C, page_h, atlas_w), dtype=dtype, device=device)
+def batch_work_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype the batched kernel computes in: half precision on CUDA where it holds the input exactly."""
+    if device.type == "cuda":
+        if dtype == torch.bfloat16:
+            return torch.bfloat16
+        if dtype in (torch.uint8, torch.int8, torch.float16):
+            return torch.float16
+    return working_dtype(dtype)
+
+
+def batch_mode(interpolation: InterpolationMode) -> str:
+    """The filter name of `interpolation`, or an error naming the modes the batched kernel has."""
+    if interpolation not in BATCH_MODES:
+        raise ValueError(
+            f"interpolation must be one of {[m.name for m in BATCH_MODES]} for batches, got {interpolation!r}"
+        )
+    return BATCH_MODES[interpolation]
+
+
+def _chunk_size(heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int]) -> int:
+    """Images per chunk so that no intermediate of a chunk exceeds CHUNK_ELEMENTS."""
+    H, W = int(heights.max()), int(widths.max())
+    h, w = size
+    per_image = channels * max(H * W, crops * min(h * W, w * H), 2 * crops * h * w)
+    return max(1, CHUNK_ELEMENTS // per_image)
+
+
+def _canvas(images: Any, kind: str, rows: slice, dtype: torch.dtype) -> torch.Tensor:
+    """The images of `rows` as one (b, C, H, W) tensor; a list is zero-padded to its largest image."""
     if kind == "batch":
-        atlas[..., :page_w].copy_(images)
-        atlas[..., page_w:].zero_()
-    else:
-        atlas.zero_()
-        for img, y, x in zip(images, origins[0].tolist(), origins[1].tolist(), strict=True):  # placement copies
-            atlas[0, :, y : y + img.shape[1], x : x + img.shape[2]].copy_(img)
-    rows = _level_rows(page_h, top)
-    grad = atlas.requires_grad
-    prev = atlas[..., :page_w]
-    for k in range(1, top + 1):  # 2x2 box pyramid; strided sums beat avg_pool2d on atlas views
-        hk, wk = page_h >> k, page_w >> k
-        region = atlas[..., rows[k - 1] : rows[k - 1] + hk, page_w : page_w + wk]
-        quads = [prev[..., dy : 2 * hk : 2, dx : 2 * wk : 2] for dy in (0, 1) for dx in (0, 1)]
-        if grad:  # autograd takes no out= arguments; the same sums, out of place
-            region.copy_(quads[0] + quads[1] + quads[2] + quads[3]).mul_(0.25)
-        else:
-            torch.add(quads[0], quads[1], out=region).add_(quads[2]).add_(quads[3]).mul_(0.25)
-        prev = region
-    return atlas
-
-
-def _level_rows(page_h: int, top: int) -> np.ndarray:
-    """The first atlas row of pyramid levels 1..top in the right-hand column."""
-    return np.concatenate([[0], np.cumsum([page_h >> k for k in range(1, top)])]).astype(np.int64)
-
-
-def _layout(
-    kind: str, heights: np.ndarray, widths: np.ndarray, level: np.ndarray, top: int
-) -> tuple[tuple[int, int], tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """Page size, each image's origin on its page, and each crop's level origin (B, M, 2) in the atlas."""
-    B = len(heights)
-    if kind == "batch":
-        page_h, page_w = int(heights[0]), int(widths[0])
-        y0 = x0 = np.zeros(B, dtype=np.int64)
-    else:
-        y0, x0, page_h, page_w = _pack_shelves(heights, widths, 2**top)
-    rows = _level_rows(page_h, top)
-    origin = np.stack(
-        [np.where(level > 0, rows[np.maximum(level - 1, 0)], 0), np.where(level > 0, page_w, 0)], axis=-1
-    ) + (np.stack([y0, x0], axis=-1)[:, None, :] >> level[..., None])
-    return (page_h, page_w), (y0, x0), origin
+        return images[rows]
+    part = list(images[rows])
+    if part[0].device.type in ("cpu", "cuda"):  # nested tensors pad the whole list in one call
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "nested tensors are a prototype"
+            return torch.nested.as_nested_tensor(part, dtype=dtype).to_padded_tensor(0.0)
+    height, width = max(t.shape[1] for t in part), max(t.shape[2] for t in part)
+    canvas = torch.zeros((len(part), part[0].shape[0], height, width), dtype=dtype, device=part[0].device)
+    for slot, image in zip(canvas, part, strict=True):  # other devices (meta, ...): placement copies
+        slot[:, : image.shape[1], : image.shape[2]] = image
+    return canvas
 
 
 def render_batch(
@@ -185,6 +135,7 @@ def render_batch(
     params: BatchParams,
     size: tuple[int, int],
     antialias: bool = True,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
 ) -> torch.Tensor:
     """The CropMix outputs (B, C, h, w) of a batch for given parameters (as drawn by `sample_batch`).
 
@@ -195,69 +146,44 @@ def render_batch(
     kind, heights, widths, channels_last = check_images(images)
     if len(params) != len(heights):
         raise ValueError(f"params hold {len(params)} images, the batch has {len(heights)}")
-    if kind == "list" and (heights == heights[0]).all() and (widths == widths[0]).all():
-        images, kind = torch.stack(list(images)), "batch"
+    mode = batch_mode(interpolation)
     first = images[0]
-    B, C, dtype = len(heights), first.shape[0], first.dtype
-    work = working_dtype(dtype)
-    M = params.order.shape[1]
-
-    level, coef = _grid_coefficients(params, heights, widths, size, antialias)
-    top = int(level.max())
-    page, origins, origin = _layout(kind, heights, widths, level, top)
-    coef[..., [0, 2, 3]] += origin[..., None]
-    cut = params.cutmix[:, 0]
+    B, C, dtype, M = len(heights), first.shape[0], first.dtype, params.order.shape[1]
+    work = batch_work_dtype(dtype, first.device)
     S = max(M - 1, 1)
+    used = np.arange(M)[None, :] < params.n[:, None]
+    boxes = np.where(used[..., None], params.crops, np.array([0, 0, 1, 1]))  # unused slots: a 1-pixel crop
     perm = params.channel_perm if params.channel_perm is not None else np.broadcast_to(np.arange(C), (B, S, C))
     active = np.arange(S)[None, :] < (params.n - 1)[:, None]
-    host = [coef, mixup_matrix(params, C), params.order, params.box, active, params.pasted_new, perm, cut]
-    coef_d, A, order, box, active_d, pasted_new, perm_d, cut_d = _to_device(host, first.device)
-
-    atlas = _atlas(images, kind, page, origins, top, work)
-    pages = atlas.shape[0]
-    spread = bool((coef[..., 4] > 0).any())
-    h, w = size
-    views = _sample(atlas, coef_d.to(work).view(B * M, 2, 5), (h, w), spread, pages)
-    if pages == B:
-        views = views.view(B, C, M, h, w)  # crop slots in band order
-    else:  # one packed page holding the crops of image 0, then image 1, ...
-        views = views.view(C, B, M, h, w).transpose(0, 1)
-    out = None
-    if not cut.all():
-        out = torch.bmm(A.to(work), views.reshape(B, C * M, h * w)).view(B, C, h, w)
-    if cut.any():
-        cut_out = _cutmix(views, order.long(), box.long(), active_d.bool(), pasted_new.bool(), perm_d.long())
-        out = cut_out if out is None else torch.where(cut_d.bool()[:, None, None, None], cut_out, out)
-    # Values are convex combinations of pixels: uint8 rounds half up in place, like the per-image Mixup.
+    cut = params.cutmix[:, 0]
+    host = [boxes, mixup_matrix(params, C), params.order, params.box, active, params.pasted_new, perm, cut]
+    boxes_d, A, order, box, active_d, pasted_new, perm_d, cut_d = _to_device(host, first.device)
+    mixing = [A.to(work), order.long(), box.long(), active_d.bool(), pasted_new.bool(), perm_d.long(), cut_d.bool()]
+    extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
+    chunk = _chunk_size(heights, widths, C, M, size)
+    outs = []
+    for start in range(0, B, chunk):
+        rows = slice(start, start + chunk)
+        canvas = _canvas(images, kind, rows, work)
+        views = resample_crops(canvas, boxes_d[rows].long(), size, mode, antialias, work, max_extent=extent)
+        outs.append(_mix(views, [t[rows] for t in mixing], cut[rows]))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
     out = out.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(out, dtype)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def _sample(atlas: torch.Tensor, coef: torch.Tensor, size: tuple[int, int], spread: bool, pages: int) -> torch.Tensor:
-    """Bilinear samples of all crops (K = B * M, 2 axes, 5 coefficients) -> (pages, C, K / pages * h, w).
-
-    With `spread`, each output pixel averages 2 x 2 samples offset by +-spread output pixels
-    (one grid at a time, to bound the memory of the grids).
-    """
-    h, w = size
-    K = coef.shape[0]
-    signs = (-1.0, 1.0) if spread else (0.0,)
-    axes: list[list[torch.Tensor]] = []
-    for axis, n, extent in ((0, h, atlas.shape[-2]), (1, w, atlas.shape[-1])):
-        centre = torch.arange(n, device=atlas.device, dtype=atlas.dtype)[None, :] + 0.5
-        axes.append([])
-        for sign in signs:
-            u = coef[:, axis, 0:1] + (centre + sign * coef[:, axis, 4:5]) * coef[:, axis, 1:2]
-            u = torch.clamp(u, coef[:, axis, 2:3], coef[:, axis, 3:4])
-            axes[-1].append((u + 0.5) * (2.0 / extent) - 1.0)
+def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray) -> torch.Tensor:
+    """Mix views (b, C, M, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections."""
+    A, order, box, active, pasted_new, perm, cut_d = mixing
+    b, C, M, h, w = views.shape
     out = None
-    for gy in axes[0]:
-        for gx in axes[1]:
-            grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-            grid = grid.view(pages, K // pages * h, w, 2)
-            sample = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            out = sample if out is None else out.add_(sample)
-    return out.mul_(1.0 / len(signs) ** 2) if spread else out
+    if not cut.all():
+        out = torch.bmm(A, views.reshape(b, C * M, h * w)).view(b, C, h, w)
+    if cut.any():
+        cut_out = _cutmix(views, order, box, active, pasted_new, perm)
+        out = cut_out if out is None else torch.where(cut_d[:, None, None, None], cut_out, out)
+    return out
 
 
 def _cutmix(

@@ -1,0 +1,137 @@
+"""Exact separable resampling of many crops at once: torchvision's weights, applied as two batched passes.
+
+`torchvision.transforms.v2.functional.resized_crop` resizes a crop with separable filters: every
+output row is a weighted sum of a few source rows, then every output column of a few source
+columns. This module computes those weights for every crop of a batch on the device (the same
+support, filter and normalisation as torch's `interpolate`, antialiased or not, bilinear or
+bicubic) and applies them as two contractions:
+
+    rows:    R[b, m*h + i, :]  = sum_y  Wrow[b, m, i, y] * X[b, y, :]     (X rows are W*C wide)
+    columns: V[b*M + m, j, :] = sum_x  Wcol[b, m, j, x] * R^T[b, m, x, :]
+
+On CUDA each contraction is one batched dense matmul (tensor cores make the zeros cheap); on the
+CPU it is one weighted gather (`embedding_bag`), which reads only the few taps of each output pixel. Both
+read the same tap tables, and the tests check one against the other and against torchvision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Filter support in source pixels at scale 1 (torch's `interp_size`), and its cubic coefficient.
+SUPPORT = {"bilinear": 2.0, "bicubic": 4.0}
+CUBIC_A_ANTIALIAS = -0.5  # torch's antialiased bicubic (as PIL)
+CUBIC_A = -0.75  # torch's plain bicubic
+
+
+def _filter(x: torch.Tensor, mode: str, cubic_a: float) -> torch.Tensor:
+    x = x.abs()
+    if mode == "bilinear":
+        return (1.0 - x).clamp_(min=0.0)
+    a = cubic_a
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
+
+
+def axis_taps(
+    start: torch.Tensor, length: torch.Tensor, out_size: int, mode: str, antialias: bool, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights of resizing [start, start + length) to out_size, for K crops at once.
+
+    start, length: (K,) integer tensors; max_length: the largest length (known on the host, so
+    that no value is read back from the device). Returns idx (K, out_size, T) long and weight
+    (K, out_size, T) float64 (float32 on devices without float64), each row summing to 1;
+    idx stays inside the crop (padding taps have weight 0).
+    """
+    dtype = torch.float64 if start.device.type == "cpu" else torch.float32
+    length_f = length.to(dtype)
+    scale = length_f / out_size
+    i = torch.arange(out_size, dtype=dtype, device=start.device)
+    if antialias:
+        # torch's antialiased kernels: the filter stretched by the shrink factor, clipped to the crop.
+        stretch = scale.clamp(min=1.0)
+        support = SUPPORT[mode] / 2.0 * stretch
+        taps = int(math.ceil(SUPPORT[mode] / 2.0 * max(max_length / out_size, 1.0))) * 2 + 1
+        centre = scale[:, None] * (i + 0.5)
+        lo = torch.floor(centre - support[:, None] + 0.5).clamp_(min=0.0)
+        hi = torch.minimum(torch.floor(centre + support[:, None] + 0.5), length_f[:, None])
+        pos = lo[..., None] + torch.arange(taps, dtype=dtype, device=start.device)
+        weight = _filter((pos - centre[..., None] + 0.5) / stretch[:, None, None], mode, CUBIC_A_ANTIALIAS)
+        weight = torch.where(pos < hi[..., None], weight, torch.zeros_like(weight))
+    else:
+        # torch's plain kernels: a fixed 2 or 4 taps around the source coordinate, border-replicated.
+        src = scale[:, None] * (i + 0.5) - 0.5
+        if mode == "bilinear":
+            src = src.clamp(min=0.0)
+        first = torch.floor(src) - (0.0 if mode == "bilinear" else 1.0)
+        pos = first[..., None] + torch.arange(int(SUPPORT[mode]), dtype=dtype, device=start.device)
+        weight = _filter(pos - src[..., None], mode, CUBIC_A)
+    weight = weight / weight.sum(-1, keepdim=True)
+    last = (length - 1)[:, None, None]
+    idx = torch.minimum(pos.long().clamp_(min=0), last) + start[:, None, None]
+    return idx, weight
+
+
+def contract(data: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor, method: str) -> torch.Tensor:
+    """out[g, r, :] = sum_t weight[g, r, t] * data[g, idx[g, r, t], :] for G groups.
+
+    data (G, L, F); idx, weight (G, R, T) -> (G, R, F) in data's dtype. "dense" scatters the taps
+    into (G, R, L) matrices and calls bmm (tensor cores on a GPU); "gather" is one weighted
+    `embedding_bag` over the rows of data, which reads only the T taps of each output row.
+    """
+    G, L, F = data.shape
+    R, T = idx.shape[1], idx.shape[2]
+    weight = weight.to(data.dtype)
+    if method == "dense":
+        matrix = torch.zeros((G, R, L), dtype=data.dtype, device=data.device)
+        return torch.bmm(matrix.scatter_add_(2, idx, weight), data)
+    if method != "gather":
+        raise ValueError(f"method must be 'dense' or 'gather', got {method!r}")
+    rows = idx + torch.arange(G, device=data.device)[:, None, None] * L
+    out = torch.nn.functional.embedding_bag(
+        rows.view(G * R, T), data.reshape(G * L, F), per_sample_weights=weight.view(G * R, T), mode="sum"
+    )
+    return out.view(G, R, F)
+
+
+def resample_crops(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    size: tuple[int, int],
+    mode: str = "bilinear",
+    antialias: bool = True,
+    work_dtype: torch.dtype = torch.float32,
+    method: str | None = None,
+    max_extent: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> (B, C, M, h, w).
+
+    boxes are (top, left, height, width) in source pixels, each inside its image (a padded
+    canvas is fine: the weights never reach outside a box). The result is a strided view in
+    `work_dtype`. Passes run in the order that keeps the intermediate smaller. max_extent: the
+    largest box (height, width), when known on the host; otherwise read from `boxes`.
+    """
+    B, C, H, W = images.shape
+    M = boxes.shape[1]
+    h, w = size
+    method = method or ("gather" if images.device.type == "cpu" else "dense")
+    if max_extent is None:
+        max_extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
+    swap = h * W > w * H  # columns first is cheaper: solve the transposed problem
+    if swap:
+        images, boxes, (h, w), (H, W) = images.transpose(2, 3), boxes[..., [1, 0, 3, 2]], (w, h), (W, H)
+        max_extent = max_extent[::-1]
+    flat = boxes.reshape(B * M, 4)
+    row_idx, row_w = axis_taps(flat[:, 0], flat[:, 2], h, mode, antialias, max_extent[0])
+    col_idx, col_w = axis_taps(flat[:, 1], flat[:, 3], w, mode, antialias, max_extent[1])
+    rows = torch.empty((B, H, W, C), dtype=work_dtype, device=images.device)
+    rows.copy_(images.permute(0, 2, 3, 1))
+    T = row_idx.shape[-1]
+    mid = contract(rows.view(B, H, W * C), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
+    cols = mid.view(B * M, h, W, C).transpose(1, 2).reshape(B * M, W, h * C)
+    out = contract(cols, col_idx, col_w, method).view(B, M, w, h, C)
+    # (B, M, w, h, C) -> (B, C, M, h, w), undoing the swap
+    return out.permute(0, 4, 1, 2, 3) if swap else out.permute(0, 4, 1, 3, 2)
