@@ -294,6 +294,22 @@ def test_a_shard_shorter_than_its_index_is_an_error(tmp_path) -> None:
         list(ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0))
 
 
+def test_a_truncated_shard_is_named_or_its_lost_members_counted(shards, tmp_path) -> None:
+    with tarfile.open(shards / "train-000000.tar") as tar:
+        last = [m for m in tar.getmembers() if m.name.endswith((".jpg", ".png"))][-1]
+    data = (shards / "train-000000.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[: last.offset_data + last.size // 2])  # inside the last image
+    meta = {"format": "cropmix-webdataset", "classes": ["cat", "dog"], "splits": {"train": {"shards": ["cut.tar"]}}}
+    meta["splits"]["train"]["counts"] = [3]
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    split = read_index(tmp_path).split("train")
+    with pytest.raises(ValueError, match=r"cannot read shard .*cut\.tar.* after member \d"):
+        list(ShardLoader(split, batch_size=3, train=False, workers=0))
+    loader = ShardLoader(split, batch_size=3, train=False, workers=0, skip_bad=True)
+    read = sum(len(b) for b in loader)
+    assert read < 3 and len(loader.skipped) == 3 - read
+
+
 def test_shards_command_in_process(tmp_path, capsys) -> None:
     from cropmix.cli import shards as command
 

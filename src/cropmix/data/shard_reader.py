@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -201,9 +202,9 @@ class ShardStream(IterableDataset):
         while seen < skip + take:
             try:
                 sample = next(stream, None)
-            except (OSError, ValueError, RuntimeError) as error:
+            except (OSError, ValueError, RuntimeError, tarfile.TarError) as error:
                 if not self.skip_bad:
-                    raise ValueError(f"cannot read shard {url!r} after member {seen}: {error}") from error
+                    raise ValueError(f"cannot read shard {url!r} after member {seen}: {error.args[0]}") from error
                 log.warning("cannot read the rest of shard %s: %s", url, error)
                 sample = None
             if sample is None:
