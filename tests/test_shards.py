@@ -26,10 +26,13 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def encoded(mode: str = "RGB", fmt: str = "JPEG", size=(20, 24), seed: int = 0, **save) -> bytes:
+    """A smooth image (gradients, a little noise: JPEG decoders agree closely on it) encoded as `fmt`."""
     rng = np.random.default_rng(seed)
-    image = PIL.Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).convert(mode)
+    y, x = np.mgrid[: size[0], : size[1]]
+    base = np.stack([x * 255 / size[1], y * 255 / size[0], (x + y) * 127 / sum(size)], axis=-1)
+    pixels = np.clip(base + rng.uniform(0, 60, 3) + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
     out = io.BytesIO()
-    image.save(out, format=fmt, **save)
+    PIL.Image.fromarray(pixels).convert(mode).save(out, format=fmt, **save)
     return out.getvalue()
 
 
@@ -203,8 +206,8 @@ def test_device_decode_matches_pil_for_jpeg_png_grey_and_cmyk(shards, device) ->
         assert image.device.type == device and image.dtype == torch.uint8 and image.shape[0] == 3
         reference = decode_reference(data)
         assert image.shape == reference.shape
-        # JPEG decoders may round differently (IDCT, chroma upsampling); CMYK conversions differ most.
-        assert (image.cpu().float() - reference.float()).abs().mean() < 6
+        # JPEG decoders may round differently (IDCT, chroma upsampling, nvJPEG on a GPU).
+        assert (image.cpu().float() - reference.float()).abs().mean() < 3
 
 
 @pytest.mark.parametrize("device", DEVICES)
