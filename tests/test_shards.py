@@ -126,6 +126,13 @@ def test_an_index_may_name_brace_patterns_elsewhere(shards, tmp_path) -> None:
         read_index(tmp_path).split("val")
     with pytest.raises(FileNotFoundError, match="missing"):
         read_index(tmp_path / "missing")
+    # URLs are handed to webdataset as they are: here a command's output.
+    meta["splits"]["train"] = {"shards": [f"pipe:cat {shards}/train-{{000000..000003}}.tar"], "counts": [3, 3, 3, 2]}
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    piped = ShardLoader(read_index(tmp_path).split("train"), batch_size=11, train=False, workers=0)
+    assert sorted(k.split("#")[1] for b in piped for k in b.keys) == sorted(
+        k.split("#")[1] for k in all_keys(read_index(shards).split("train"))
+    )
 
 
 @pytest.mark.parametrize("world,workers", [(1, 1), (2, 2), (3, 2), (4, 3)])
