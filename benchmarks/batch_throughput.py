@@ -1,16 +1,18 @@
-"""Throughput of BatchCropMix against CropMix in a per-image loop and kornia's RandomResizedCrop.
+"""Throughput of BatchCropMix against CropMix in a per-image loop, kornia's RandomResizedCrop and a plain resize.
 
-Two settings, each on one batch of uint8 images already in memory:
-  - 32x32, B = 512 CIFAR-10 training images (--cifar, default: the subset shipped in
+Three settings, each on one batch of uint8 images already in memory (on --device):
+  - 32x32, B = 1024 CIFAR-10 training images (--cifar, default: the subset shipped in
     examples/cifar10_subset), preset "cifar";
-  - 224x224, B = 64 photos (--photos, default: examples/photos, cycled), preset "imagenet", both as a uniform
-    batch (every photo resized to 375x500, ImageNet's most common size) and as a list of the
-    photos at their own sizes (kornia needs one size, so it is left out there).
+  - 224x224, B = 256 photos (--photos, default: examples/photos, cycled) resized to 375x500
+    (ImageNet's most common size), preset "imagenet";
+  - 224x224, B = 64 photos at their own sizes (a list; kornia and the plain resize need one size).
 Methods are timed in interleaved rounds (one batch each per round); the median of the rounds is
 reported. The per-image CropMix loop always runs on the CPU (it is the DataLoader-worker
-baseline); BatchCropMix and kornia run on --device. kornia gets float input (its requirement):
-its time includes the uint8 -> float conversion. It also prints the PSNR of BatchCropMix's
-resampling against torchvision's antialiased resized_crop on the photos (one crop per image).
+baseline); BatchCropMix, kornia and the resize run on --device. kornia gets float input (its
+requirement): its time includes the uint8 -> float conversion. "resize" is one antialiased
+torchvision resize of the whole batch to the output size: the floor no crop-and-mix can beat.
+On CUDA the peak memory of one BatchCropMix call is printed too. Last, the PSNR of one-crop
+BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic).
 
     python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
 
@@ -36,8 +38,9 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from bench_data import PHOTOS, cifar_folder, photo_files, spread, subset_jpeg_bytes
 from torchvision.io import decode_jpeg, read_file
+from torchvision.transforms.v2 import InterpolationMode
 
-from cropmix.transforms import BatchCropMix, preset, render_batch
+from cropmix.transforms import BatchCropMix, preset
 
 
 def load_cifar(n: int, folder: str | None) -> torch.Tensor:
@@ -82,22 +85,23 @@ def kornia_rrc(size: int, scale: tuple[float, float]) -> Callable[[torch.Tensor]
     return lambda x: aug(x.float().div_(255))
 
 
-def psnr_vs_torchvision(photos: list[torch.Tensor], size: int, repeats: int = 6) -> tuple[float, float, float]:
-    """Mean and minimum PSNR (dB) of one-crop BatchCropMix against torchvision's antialiased resized_crop."""
-    images = [p.float() for p in photos]
-    aug = BatchCropMix(size, scale=(0.01, 1.0), num_crops=1, generator=torch.Generator().manual_seed(0))
-    scores, shrunk = [], []
+def psnr_vs_torchvision(
+    photos: list[torch.Tensor], size: int, interpolation: InterpolationMode, repeats: int = 6
+) -> tuple[float, float]:
+    """Mean and minimum PSNR (dB) of one-crop BatchCropMix against torchvision's antialiased resized_crop (uint8)."""
+    aug = BatchCropMix(
+        size, scale=(0.01, 1.0), num_crops=1, interpolation=interpolation, generator=torch.Generator().manual_seed(0)
+    )
+    scores = []
     for _ in range(repeats):
-        params = aug.make_params(images)
-        out = render_batch(images, params, (size, size))
-        for i, img in enumerate(images):
+        params = aug.make_params(photos)
+        out = aug.render(photos, params)
+        for i, img in enumerate(photos):
             top, left, h, w = (int(v) for v in params.crops[i, 0])
-            ref = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+            ref = TF.resized_crop(img, top, left, h, w, [size, size], interpolation=interpolation, antialias=True)
             mse = ((out[i].double() - ref.double()) ** 2).mean().item()
             scores.append(10 * math.log10(255.0**2 / max(mse, 1e-12)))
-            shrunk.append(max(h, w) > size)
-    shrunk_scores = [s for s, k in zip(scores, shrunk, strict=True) if k]
-    return statistics.mean(shrunk_scores), min(shrunk_scores), statistics.mean(scores)
+    return statistics.mean(scores), min(scores)
 
 
 def machine() -> str:
@@ -119,7 +123,7 @@ def load() -> str:
 def images_per_second(
     images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device
 ) -> dict[str, float]:
-    """Images per second of each method on one batch (kornia only for a uniform batch)."""
+    """Images per second of each method on one batch (kornia and the resize only for a uniform batch)."""
     batch_aug = BatchCropMix.from_preset(name, size=size)
     loop_aug = preset(name, size=size)
     cpu_images = list(images) if isinstance(images, torch.Tensor) else images
@@ -128,11 +132,39 @@ def images_per_second(
         "BatchCropMix": lambda a=batch_aug, x=dev_images: a(x),
         "CropMix loop": lambda a=loop_aug, xs=cpu_images: torch.stack([a(x) for x in xs]),
     }
-    rrc = kornia_rrc(size, batch_aug.config.scale)
-    if rrc is not None and isinstance(images, torch.Tensor):
-        methods["kornia RandomResizedCrop"] = lambda f=rrc, x=dev_images: f(x)
+    if isinstance(images, torch.Tensor):
+        rrc = kornia_rrc(size, batch_aug.config.scale)
+        if rrc is not None:
+            methods["kornia RandomResizedCrop"] = lambda f=rrc, x=dev_images: f(x)
+        methods["resize"] = lambda x=dev_images: TF.resize(x, [size, size], antialias=True)
     seconds = measure(methods, rounds, device)
-    return {k: len(images) / v for k, v in seconds.items()}
+    result = {k: len(images) / v for k, v in seconds.items()}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        batch_aug(dev_images)
+        result["peak GB"] = (torch.cuda.max_memory_allocated(device) - base) / 1e9
+    return result
+
+
+def print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
+    def cell(ips: dict[str, float], key: str, fmt: str = "{:.0f}") -> str:
+        return fmt.format(ips[key]) if key in ips else "-"
+
+    def ratio(ips: dict[str, float], key: str) -> str:
+        return f"{ips['BatchCropMix'] / ips[key]:.2f}x" if key in ips else "-"
+
+    print(
+        "| setting | BatchCropMix img/s | CropMix loop img/s | kornia RRC img/s | resize img/s | "
+        "Batch / loop | Batch / kornia | Batch peak GB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for title, ips in rows:
+        print(
+            f"| {title} | {ips['BatchCropMix']:.0f} | {ips['CropMix loop']:.0f} | "
+            f"{cell(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'resize')} | {ratio(ips, 'CropMix loop')} | "
+            f"{ratio(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'peak GB', '{:.2f}')} |"
+        )
 
 
 def main() -> None:
@@ -148,18 +180,22 @@ def main() -> None:
     load_before = load()
     torch.manual_seed(0)
 
-    cifar = load_cifar(512, args.cifar)
+    cifar = load_cifar(1024, args.cifar)
     photos = load_photos(args.photos)
-    uniform = torch.stack([TF.resize(photos[i % len(photos)], [375, 500], antialias=True) for i in range(64)])
+    uniform = torch.stack([TF.resize(photos[i % len(photos)], [375, 500], antialias=True) for i in range(256)])
     native = [photos[i % len(photos)] for i in range(64)]
 
     settings = [
-        ("32x32, B=512 CIFAR-10 (uniform batch)", cifar, "cifar", 32),
-        ("224x224, B=64 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224),
+        ("32x32, B=1024 CIFAR-10 (uniform batch)", cifar, "cifar", 32),
+        ("224x224, B=256 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224),
         ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224),
     ]
     rows = [(title, images_per_second(batch, name, size, args.rounds, device)) for title, batch, name, size in settings]
-    psnr_shrunk, psnr_min, psnr_all = psnr_vs_torchvision(photos, 224)
+    dev_photos = [p.to(device) for p in photos]
+    psnr = {
+        mode: psnr_vs_torchvision(dev_photos, 224, mode)
+        for mode in (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
+    }
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
@@ -167,22 +203,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print()
-    print("| setting | BatchCropMix img/s | CropMix loop img/s | kornia RRC img/s | Batch / loop | Batch / kornia |")
-    print("|---|---|---|---|---|---|")
-    for title, ips in rows:
-        kor = ips.get("kornia RandomResizedCrop")
-        kor_s = f"{kor:.0f}" if kor else "-"
-        ratio_k = f"{ips['BatchCropMix'] / kor:.2f}x" if kor else "-"
-        print(
-            f"| {title} | {ips['BatchCropMix']:.0f} | {ips['CropMix loop']:.0f} | {kor_s} | "
-            f"{ips['BatchCropMix'] / ips['CropMix loop']:.2f}x | {ratio_k} |"
-        )
+    print_table(rows)
     print()
-    print(
-        f"PSNR of BatchCropMix (one crop, scale 0.01-1, 224x224) against torchvision's antialiased "
-        f"resized_crop on the {len(photos)} photos: shrunk crops mean {psnr_shrunk:.1f} dB, min {psnr_min:.1f} dB; "
-        f"all crops mean {psnr_all:.1f} dB"
-    )
+    for mode, (mean, worst) in psnr.items():
+        print(
+            f"PSNR of BatchCropMix (one crop, scale 0.01-1, 224x224, {mode.value}, uint8) against torchvision's "
+            f"antialiased resized_crop on the {len(photos)} photos: mean {mean:.1f} dB, min {worst:.1f} dB"
+        )
 
 
 if __name__ == "__main__":

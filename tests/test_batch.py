@@ -120,6 +120,21 @@ def test_list_input_of_different_sizes():
     assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
 
 
+def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
+    """Lists are sorted by size and padded per chunk: neither may leak into any output."""
+    import cropmix.transforms.functional.batch as kernel
+
+    sizes = [(20, 30), (64, 48), (33, 33), (100, 7), (20, 30), (5, 90)]
+    images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
+    aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
+    params = aug.make_params(images)
+    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
+    out = aug.render(images, params)
+    for i, image in enumerate(images):
+        alone = aug.render(image[None], params.subset([i]))
+        assert (out[i] - alone[0]).abs().max() < 1e-3, i
+
+
 def test_channels_last_in_channels_last_out():
     x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
     cl = x.contiguous(memory_format=torch.channels_last)

@@ -231,6 +231,7 @@ def test_train_transform_decides_where_augmentation_runs(tmp_path):
     assert batched()  # small in-memory images: BatchCropMix over whole batches
     assert not batched(size=224) and not batched(in_memory=False) and not batched(base="rrc")
     assert not batched(cropmix_overrides={"interpolation": v2.InterpolationMode.NEAREST})
+    assert batched(preset_name="mae-mixup")  # bicubic: the batched kernel has torchvision's bicubic weights
     assert train_transform("none", 32, in_memory=True) == (None, False)
     transform, is_batched = train_transform("cropmix", 16, in_memory=True)
     out = transform(torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8))

@@ -93,12 +93,14 @@ def train_transform(
     """The training transform for `base` and whether it takes whole batches (where augmentation runs).
 
     CropMix runs batched (`BatchCropMix` in the loader workers) where that is faster than per image:
-    small in-memory images (about 6x at 32x32 on a CPU, but slower than the per-image path at 224x224:
-    benchmarks/RESULTS.md), bilinear only. In-memory "none" needs no transform at all (None).
+    small in-memory images (about 5x at 32x32 on a CPU, but slower than the per-image path at 224x224:
+    benchmarks/RESULTS.md). In-memory "none" needs no transform at all (None).
     """
+    from cropmix.transforms import BATCH_MODES
+
     kwargs = cropmix_kwargs(preset_name, size, cropmix_overrides)
     interpolation = kwargs.get("interpolation", v2.InterpolationMode.BILINEAR)
-    if base == "cropmix" and in_memory and size <= BATCHED_MAX_SIZE and interpolation == v2.InterpolationMode.BILINEAR:
+    if base == "cropmix" and in_memory and size <= BATCHED_MAX_SIZE and interpolation in BATCH_MODES:
         return batch_cropmix(kwargs), True
     if in_memory and base == "none":
         return None, False

@@ -11,11 +11,12 @@ batch.py       BatchCropMix and CropMixCollate
 from .batch import BatchCropMix, CropMixCollate
 from .config import PRESETS, CropMixConfig, make_config, preset_kwargs
 from .cropmix import CropMix, preset
-from .functional import render, render_batch, resized_crop
+from .functional import BATCH_MODES, render, render_batch, resized_crop
 from .params import BatchParams, Crop, CropMixParams, MixStep
 from .sampling import sample_batch, sample_one
 
 __all__ = [
+    "BATCH_MODES",
     "PRESETS",
     "BatchCropMix",
     "BatchParams",

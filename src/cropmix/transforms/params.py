@@ -9,6 +9,7 @@ Python numbers, with None where a field does not apply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,11 @@ class BatchParams:
 
     def __len__(self) -> int:
         return int(self.n.shape[0])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> BatchParams:
+        """The parameters of the images at `indices`, as a batch of their own."""
+        rows = np.asarray(indices, dtype=np.int64)
+        return BatchParams(**{k: None if v is None else v[rows] for k, v in vars(self).items()})
 
     def image(self, i: int, image_size: tuple[int, int], output_size: tuple[int, int]) -> CropMixParams:
         """The parameters of image i as a `CropMixParams`."""

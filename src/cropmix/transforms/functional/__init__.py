@@ -26,7 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, CropMixParams
-from .batch import batch_mode, check_images, render_batch
+from .batch import BATCH_MODES, batch_mode, check_images, render_batch
 from .mixing import mix_step, mixup_matrix, mixup_uint8_arrays, mixup_weights
 from .pil import MAX_SOURCE_PIXELS, PIL_RESAMPLE, SMALL_MODES, pil_info, pil_to_tensor, render_pil_small, tensor_to_pil
 from .tensor import (
@@ -45,6 +45,7 @@ from .tensor import (
 SMALL_OUTPUT_PIXELS = 64 * 64
 
 __all__ = [
+    "BATCH_MODES",
     "batch_mode",
     "cast_like",
     "check_images",

@@ -106,19 +106,25 @@ def batch_mode(interpolation: InterpolationMode) -> str:
     return BATCH_MODES[interpolation]
 
 
-def _chunk_size(heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int]) -> int:
-    """Images per chunk so that no intermediate of a chunk exceeds CHUNK_ELEMENTS."""
-    H, W = int(heights.max()), int(widths.max())
+def _chunks(heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int]) -> list[slice]:
+    """Consecutive images grouped so that no intermediate of a group exceeds CHUNK_ELEMENTS (sizes only)."""
     h, w = size
-    per_image = channels * max(H * W, crops * min(h * W, w * H), 2 * crops * h * w)
-    return max(1, CHUNK_ELEMENTS // per_image)
+    chunks, start, top, side = [], 0, 0, 0
+    for i, (H, W) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
+        top, side = max(top, H), max(side, W)
+        per_image = channels * max(top * side, crops * min(h * side, w * top), 2 * crops * h * w)
+        if i > start and (i + 1 - start) * per_image > CHUNK_ELEMENTS:
+            chunks.append(slice(start, i))
+            start, top, side = i, H, W
+    chunks.append(slice(start, len(heights)))
+    return chunks
 
 
 def _canvas(images: Any, kind: str, rows: slice, dtype: torch.dtype) -> torch.Tensor:
     """The images of `rows` as one (b, C, H, W) tensor; a list is zero-padded to its largest image."""
     if kind == "batch":
         return images[rows]
-    part = list(images[rows])
+    part = images[rows]
     if part[0].device.type in ("cpu", "cuda"):  # nested tensors pad the whole list in one call
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "nested tensors are a prototype"
@@ -150,27 +156,39 @@ def render_batch(
     first = images[0]
     B, C, dtype, M = len(heights), first.shape[0], first.dtype, params.order.shape[1]
     work = batch_work_dtype(dtype, first.device)
-    S = max(M - 1, 1)
-    used = np.arange(M)[None, :] < params.n[:, None]
-    boxes = np.where(used[..., None], params.crops, np.array([0, 0, 1, 1]))  # unused slots: a 1-pixel crop
-    perm = params.channel_perm if params.channel_perm is not None else np.broadcast_to(np.arange(C), (B, S, C))
-    active = np.arange(S)[None, :] < (params.n - 1)[:, None]
-    cut = params.cutmix[:, 0]
-    host = [boxes, mixup_matrix(params, C), params.order, params.box, active, params.pasted_new, perm, cut]
-    boxes_d, A, order, box, active_d, pasted_new, perm_d, cut_d = _to_device(host, first.device)
-    mixing = [A.to(work), order.long(), box.long(), active_d.bool(), pasted_new.bool(), perm_d.long(), cut_d.bool()]
-    extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
-    chunk = _chunk_size(heights, widths, C, M, size)
+    # A list is rendered in order of size, so that each chunk pads its images to similar sizes.
+    ranked = np.lexsort((widths, heights)) if kind == "list" else np.arange(B)
+    images = [images[i] for i in ranked] if kind == "list" else images
+    host = [a[ranked] for a in _host_params(params, C)] + [np.argsort(ranked)]
+    on_device = _to_device(host, first.device)
+    boxes_d, unrank = on_device[0].long(), on_device[-1].long()
+    A, order, box, active, pasted_new, perm, cut_d = on_device[1:-1]
+    mixing = [A.to(work), order.long(), box.long(), active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
+    extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
     outs = []
-    for start in range(0, B, chunk):
-        rows = slice(start, start + chunk)
+    for rows in _chunks(heights[ranked], widths[ranked], C, M, size):
         canvas = _canvas(images, kind, rows, work)
-        views = resample_crops(canvas, boxes_d[rows].long(), size, mode, antialias, work, max_extent=extent)
-        outs.append(_mix(views, [t[rows] for t in mixing], cut[rows]))
+        views = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
+        outs.append(_mix(views, [t[rows] for t in mixing], host[-2][rows]))
     out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    out = out[unrank] if kind == "list" else out
     # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
     out = out.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(out, dtype)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
+    """Per-image arrays the kernel needs: crop boxes, Mixup matrix, order, cut boxes and sides, perms, CutMix flag."""
+    B, M = params.order.shape
+    S = max(M - 1, 1)
+    used = np.arange(M)[None, :] < params.n[:, None]
+    boxes = np.where(used[..., None], params.crops, np.array([0, 0, 1, 1]))  # unused slots: a 1-pixel crop
+    perm = params.channel_perm
+    if perm is None:
+        perm = np.broadcast_to(np.arange(channels), (B, S, channels))
+    active = np.arange(S)[None, :] < (params.n - 1)[:, None]
+    matrix = mixup_matrix(params, channels)
+    return [boxes, matrix, params.order, params.box, active, params.pasted_new, perm, params.cutmix[:, 0]]
 
 
 def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray) -> torch.Tensor:

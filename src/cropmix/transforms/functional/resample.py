@@ -36,20 +36,14 @@ def _filter(x: torch.Tensor, mode: str, cubic_a: float) -> torch.Tensor:
     return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-def axis_taps(
-    start: torch.Tensor, length: torch.Tensor, out_size: int, mode: str, antialias: bool, max_length: int
+def _length_taps(
+    length: torch.Tensor, out_size: int, mode: str, antialias: bool, max_length: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source indices and weights of resizing [start, start + length) to out_size, for K crops at once.
-
-    start, length: (K,) integer tensors; max_length: the largest length (known on the host, so
-    that no value is read back from the device). Returns idx (K, out_size, T) long and weight
-    (K, out_size, T) float64 (float32 on devices without float64), each row summing to 1;
-    idx stays inside the crop (padding taps have weight 0).
-    """
-    dtype = torch.float64 if start.device.type == "cpu" else torch.float32
+    """Taps (positions inside the crop, weights) of resizing crops of `length` (L,) to out_size."""
+    dtype = torch.float64 if length.device.type == "cpu" else torch.float32
     length_f = length.to(dtype)
     scale = length_f / out_size
-    i = torch.arange(out_size, dtype=dtype, device=start.device)
+    i = torch.arange(out_size, dtype=dtype, device=length.device)
     if antialias:
         # torch's antialiased kernels: the filter stretched by the shrink factor, clipped to the crop.
         stretch = scale.clamp(min=1.0)
@@ -58,7 +52,7 @@ def axis_taps(
         centre = scale[:, None] * (i + 0.5)
         lo = torch.floor(centre - support[:, None] + 0.5).clamp_(min=0.0)
         hi = torch.minimum(torch.floor(centre + support[:, None] + 0.5), length_f[:, None])
-        pos = lo[..., None] + torch.arange(taps, dtype=dtype, device=start.device)
+        pos = lo[..., None] + torch.arange(taps, dtype=dtype, device=length.device)
         weight = _filter((pos - centre[..., None] + 0.5) / stretch[:, None, None], mode, CUBIC_A_ANTIALIAS)
         weight = torch.where(pos < hi[..., None], weight, torch.zeros_like(weight))
     else:
@@ -67,12 +61,30 @@ def axis_taps(
         if mode == "bilinear":
             src = src.clamp(min=0.0)
         first = torch.floor(src) - (0.0 if mode == "bilinear" else 1.0)
-        pos = first[..., None] + torch.arange(int(SUPPORT[mode]), dtype=dtype, device=start.device)
+        pos = first[..., None] + torch.arange(int(SUPPORT[mode]), dtype=dtype, device=length.device)
         weight = _filter(pos - src[..., None], mode, CUBIC_A)
     weight = weight / weight.sum(-1, keepdim=True)
-    last = (length - 1)[:, None, None]
-    idx = torch.minimum(pos.long().clamp_(min=0), last) + start[:, None, None]
-    return idx, weight
+    return torch.minimum(pos.long().clamp_(min=0), (length - 1)[:, None, None]), weight
+
+
+def axis_taps(
+    start: torch.Tensor, length: torch.Tensor, out_size: int, mode: str, antialias: bool, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights of resizing [start, start + length) to out_size, for K crops at once.
+
+    start, length: (K,) integer tensors; max_length: the largest length (known on the host, so
+    that no value is read back from the device). Returns idx (K, out_size, T) long and weight
+    (K, out_size, T) float64 (float32 on devices without float64), each row summing to 1;
+    idx stays inside the crop (padding taps have weight 0). The weights depend on the length
+    only: with fewer possible lengths than crops (small images) each is computed once.
+    """
+    if max_length < len(length):
+        every = torch.arange(1, max_length + 1, device=length.device)
+        pos, weight = _length_taps(every, out_size, mode, antialias, max_length)
+        pos, weight = pos[length - 1], weight[length - 1]
+    else:
+        pos, weight = _length_taps(length, out_size, mode, antialias, max_length)
+    return pos + start[:, None, None], weight
 
 
 def contract(data: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor, method: str) -> torch.Tensor:
