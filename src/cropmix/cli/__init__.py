@@ -9,7 +9,7 @@ import logging
 import sys
 
 # Subcommand modules, in the order `cropmix --help` lists them.
-SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain")
+SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain", "shards")
 
 
 def build_parser() -> argparse.ArgumentParser:
