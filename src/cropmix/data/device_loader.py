@@ -8,7 +8,7 @@ int64 labels), both on `device`, so a training loop written for DataLoaders uses
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -44,7 +44,15 @@ class DeviceBatches:
             yield self.pipeline(batch)
 
 
-def device_augment(base: str, size: int, *, train: bool, preset: str, overrides: dict[str, Any] | None, rrc_scale):
+def device_augment(
+    base: str,
+    size: int,
+    *,
+    train: bool,
+    preset: str,
+    overrides: dict[str, Any] | None,
+    rrc_scale: Sequence[float] | None,
+) -> Callable:
     """The batch augmentation for `base` (cropmix.data.augment.BASE_AUGS); evaluation resizes and centre-crops."""
     if base not in BASE_AUGS:
         raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {base!r}")

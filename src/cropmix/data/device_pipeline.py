@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -72,7 +73,7 @@ class CenterResize:
         return torch.stack(out)
 
 
-def make_augment(name: str, size: int, *, preset: str = "imagenet", **overrides) -> Callable:
+def make_augment(name: str, size: int, *, preset: str = "imagenet", **overrides: Any) -> Callable:
     """The batch augmentation `name` at `size`: list of (3, Hi, Wi) uint8 -> (B, 3, size, size) uint8.
 
     cropmix: BatchCropMix.from_preset(preset, size, **overrides). rrc: a random resized crop, the

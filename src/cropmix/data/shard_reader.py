@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -50,7 +50,10 @@ class ByteBatch:
     skipped: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_bytes(cls, files: list[bytes], labels: list[int], keys: list[str], jpeg: list[bool], skipped=()):
+    def from_bytes(
+        cls, files: list[bytes], labels: list[int], keys: list[str], jpeg: list[bool], skipped: Sequence[str] = ()
+    ) -> ByteBatch:
+        """A batch of encoded files, stored end to end."""
         sizes = torch.tensor([0] + [len(f) for f in files], dtype=torch.int64)
         data = (
             torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
