@@ -335,10 +335,6 @@ def test_shards_command_in_process(tmp_path, capsys) -> None:
         parser.parse_args(["shards", "a", "b", "--shard-size", "0"])
 
 
-@pytest.mark.skipif(
-    "shards" not in __import__("cropmix.cli", fromlist=["SUBCOMMANDS"]).SUBCOMMANDS,
-    reason="`shards` is not yet registered in cropmix.cli.SUBCOMMANDS",
-)
 def test_shards_command(tmp_path) -> None:
     make_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
     run = [sys.executable, "-m", "cropmix", "shards"]
