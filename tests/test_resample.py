@@ -19,7 +19,15 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
-from cropmix.transforms.functional.resample import axis_taps, resample_crops
+from cropmix.transforms.functional.resample import axis_taps
+from cropmix.transforms.functional.resample import resample_crops as resample_views
+
+
+def resample_crops(*args, **kwargs) -> torch.Tensor:
+    """The views in (B, C, M, h, w) order whichever order the passes left them in."""
+    views, transposed = resample_views(*args, **kwargs)
+    return views.transpose(-1, -2) if transposed else views
+
 
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "examples" / "photos").glob("*.jpg"))
 MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -104,4 +112,4 @@ def test_the_pass_order_does_not_change_the_result():
 
 def test_bad_method_is_named():
     with pytest.raises(ValueError, match="method must be 'dense' or 'gather'"):
-        resample_crops(torch.zeros(1, 3, 8, 8), torch.tensor([[[0, 0, 8, 8]]]), (4, 4), method="sparse")
+        resample_views(torch.zeros(1, 3, 8, 8), torch.tensor([[[0, 0, 8, 8]]]), (4, 4), method="sparse")

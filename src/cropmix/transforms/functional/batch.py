@@ -168,13 +168,14 @@ def render_batch(
     outs = []
     for rows in _chunks(heights[ranked], widths[ranked], C, M, size):
         canvas = _canvas(images, kind, rows, work)
-        views = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
-        outs.append(_mix(views, [t[rows] for t in mixing], host[-2][rows]))
+        views, transposed = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
+        mixed = _mix(views, [t[rows] for t in mixing], host[-2][rows], transposed)
+        outs.append(mixed.transpose(-1, -2) if transposed else mixed)
     out = outs[0] if len(outs) == 1 else torch.cat(outs)
     out = out[unrank] if kind == "list" else out
     # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
     out = out.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(out, dtype)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
@@ -191,14 +192,18 @@ def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
     return [boxes, matrix, params.order, params.box, active, params.pasted_new, perm, params.cutmix[:, 0]]
 
 
-def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray) -> torch.Tensor:
-    """Mix views (b, C, M, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections."""
+def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, transposed: bool) -> torch.Tensor:
+    """Mix views (b, C, M, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections.
+
+    With `transposed` the views are (b, C, M, w, h) and so is the result: the cut boxes are transposed.
+    """
     A, order, box, active, pasted_new, perm, cut_d = mixing
     b, C, M, h, w = views.shape
     out = None
     if not cut.all():
-        out = torch.bmm(A, views.reshape(b, C * M, h * w)).view(b, C, h, w)
+        out = torch.bmm(A, views.view(b, C * M, h * w)).view(b, C, h, w)
     if cut.any():
+        box = box[..., [1, 0, 3, 2]] if transposed else box
         cut_out = _cutmix(views, order, box, active, pasted_new, perm)
         out = cut_out if out is None else torch.where(cut_d[:, None, None, None], cut_out, out)
     return out

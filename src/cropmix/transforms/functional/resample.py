@@ -118,13 +118,16 @@ def resample_crops(
     work_dtype: torch.dtype = torch.float32,
     method: str | None = None,
     max_extent: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> (B, C, M, h, w).
+) -> tuple[torch.Tensor, bool]:
+    """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> views (B, C, M, ., .).
 
     boxes are (top, left, height, width) in source pixels, each inside its image (a padded
-    canvas is fine: the weights never reach outside a box). The result is a strided view in
-    `work_dtype`. Passes run in the order that keeps the intermediate smaller. max_extent: the
-    largest box (height, width), when known on the host; otherwise read from `boxes`.
+    canvas is fine: the weights never reach outside a box). Passes run in the order that keeps
+    the intermediate smaller, and the views come back contiguous in `work_dtype` in the order
+    the second pass leaves them: (B, C, M, h, w), or (B, C, M, w, h) when the returned flag
+    `transposed` is set (per-pixel mixing does not care; the caller transposes the result).
+    max_extent: the largest box (height, width), when known on the host; otherwise read from
+    `boxes`.
     """
     B, C, H, W = images.shape
     M = boxes.shape[1]
@@ -139,11 +142,11 @@ def resample_crops(
     flat = boxes.reshape(B * M, 4)
     row_idx, row_w = axis_taps(flat[:, 0], flat[:, 2], h, mode, antialias, max_extent[0])
     col_idx, col_w = axis_taps(flat[:, 1], flat[:, 3], w, mode, antialias, max_extent[1])
-    rows = torch.empty((B, H, W, C), dtype=work_dtype, device=images.device)
-    rows.copy_(images.permute(0, 2, 3, 1))
+    # Rows of (C, W) values: the row pass only needs each image row as one vector.
+    rows = torch.empty((B, H, C, W), dtype=work_dtype, device=images.device)
+    rows.copy_(images.permute(0, 2, 1, 3))
     T = row_idx.shape[-1]
-    mid = contract(rows.view(B, H, W * C), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
-    cols = mid.view(B * M, h, W, C).transpose(1, 2).reshape(B * M, W, h * C)
-    out = contract(cols, col_idx, col_w, method).view(B, M, w, h, C)
-    # (B, M, w, h, C) -> (B, C, M, h, w), undoing the swap
-    return out.permute(0, 4, 1, 2, 3) if swap else out.permute(0, 4, 1, 3, 2)
+    mid = contract(rows.view(B, H, C * W), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
+    cols = mid.view(B * M, h, C, W).permute(0, 3, 2, 1).reshape(B * M, W, C * h)
+    out = contract(cols, col_idx, col_w, method).view(B, M, w, C, h)
+    return out.permute(0, 3, 1, 2, 4).contiguous(), not swap
