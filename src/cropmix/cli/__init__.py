@@ -9,7 +9,7 @@ import logging
 import sys
 
 # Subcommand modules, in the order `cropmix --help` lists them.
-SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain", "shards")
+SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain", "shards", "recipes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # The library logs (per-epoch metrics, skipped files, what --init loaded); the command shows them,
     # for this call only (main may run several times in one process, e.g. in tests).
     handler = logging.StreamHandler(sys.stderr)
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     level = package_log.level
     package_log.setLevel(logging.INFO)
     try:
+        if getattr(args, "recipe", None):  # train/pretrain --recipe: read again with the recipe as defaults
+            from .recipes import apply_recipe
+
+            args = apply_recipe(parser, args, argv)
         return int(args.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"cropmix {args.command}: error: {error}", file=sys.stderr)

@@ -4,12 +4,15 @@ followed by kNN and linear-probe evaluation; `--eval-only CHECKPOINT` evaluates 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from .recipes import add_recipe_options
+
     p = subparsers.add_parser("pretrain", help="pre-train with MoCo v2 or MAE, standard or CropMix inputs")
-    p.add_argument("--method", choices=("moco", "mae"), required=True)
+    p.add_argument("--method", choices=("moco", "mae"), help="required, unless --recipe gives it")
     p.add_argument(
         "--aug",
         default="standard",
@@ -40,52 +43,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (under torchrun: GPU LOCAL_RANK)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--eval-train", type=int, default=None, help="labelled training images for kNN / probe")
     p.add_argument("--eval-test", type=int, default=None, help="test images for kNN / probe")
     p.add_argument("--knn-k", type=int, default=200)
     p.add_argument("--probe-epochs", type=int, default=30)
     p.add_argument("--eval-only", metavar="CHECKPOINT", default=None, help="only evaluate this checkpoint")
+    add_recipe_options(p)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from cropmix.ssl.pretrain import PretrainConfig, evaluate_checkpoint, pretrain
+def config_from_args(args: argparse.Namespace):
+    """The PretrainConfig the arguments describe (every option named like its field)."""
+    from cropmix.ssl.pretrain import PretrainConfig
 
-    config = PretrainConfig(
-        method=args.method,
-        aug=args.aug,
-        dataset=args.dataset,
-        data=args.data,
-        out=args.out,
-        subset=args.subset,
-        image_size=args.image_size,
-        backbone=args.backbone,
-        backbone_kwargs=args.backbone_kwargs,
-        mae_kwargs=args.mae_kwargs,
-        queue_size=args.queue_size,
-        moco_momentum=args.moco_momentum,
-        bn_splits=args.bn_splits,
-        temperature=args.temperature,
-        epochs=args.epochs,
-        steps=args.steps,
-        max_seconds=args.max_seconds,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
-        threads=args.threads,
-        workers=args.workers,
-        device=args.device,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        progress=not args.no_progress,
-        eval_train=args.eval_train,
-        eval_test=args.eval_test,
-        knn_k=args.knn_k,
-        probe_epochs=args.probe_epochs,
+    if args.method is None:
+        raise ValueError("method (--method) is required: moco or mae (or a --recipe that sets it)")
+    return PretrainConfig(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig) if hasattr(args, f.name)}
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cropmix.ssl.pretrain import evaluate_checkpoint, pretrain
+
+    config = config_from_args(args)
+    if args.print_config:  # out/config.json less what only a run knows (world_size, train_images)
+        print(json.dumps(dataclasses.asdict(config), indent=2))
+        return 0
     result = evaluate_checkpoint(args.eval_only, config) if args.eval_only else pretrain(config)
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2, default=str))
     return 0

@@ -12,6 +12,8 @@ BOOL_FIELDS = ("nesterov", "amp", "channels_last", "download")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from cropmix.train.config import TrainConfig
 
+    from .recipes import add_recipe_options
+
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
@@ -25,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _augmentation(p, d)
     _optimisation(p, d)
     _running(p, d)
+    add_recipe_options(p)
     p.set_defaults(run=run)
 
 
@@ -116,6 +119,7 @@ def _running(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--name", help="label in comparisons (default: the augmentation)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--log", choices=("tensorboard",), help="also write TensorBoard events to OUT/tensorboard")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -132,7 +136,14 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cropmix.train import train
 
-    out = train(config_from_args(args), resume=args.resume)
+    config = config_from_args(args)
+    if args.print_config:  # what out/config.json would hold, checked as a run would check it
+        import torch
+
+        config.validate(torch.cuda.is_available())
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    out = train(config, resume=args.resume)
     final = out / "final.json"
     if final.is_file():
         print(json.dumps({"run": str(out), **json.loads(final.read_text())}))
