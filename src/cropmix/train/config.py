@@ -44,7 +44,8 @@ class TrainConfig:
     the preset's scale range. init: a `cropmix pretrain` checkpoint (MoCo or MAE) whose backbone the
     model starts from (the classifier stays as initialised; not re-applied on resume). epochs count
     passes over the training split; warmup_epochs ramp the learning rate linearly from 0. milestones
-    (epochs) apply to the step schedule, default 50% / 75%.
+    (epochs) apply to the step schedule, default 50% / 75%. log: None or "tensorboard" (event files
+    in out/tensorboard as well, see cropmix.integrations.tensorboard).
     """
 
     dataset: str = "cifar10"
@@ -91,6 +92,7 @@ class TrainConfig:
     max_test_images: int | None = None
     name: str | None = None
     progress: bool = True
+    log: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -193,12 +195,14 @@ def check_field_types(config: TrainConfig) -> None:
 
 def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     from cropmix.data import DATASETS
+    from cropmix.integrations.tensorboard import check_log
     from cropmix.models import MODEL_NAMES
 
     _need(config, config.dataset in DATASETS, "dataset", f"one of {DATASETS}")
     _need(config, config.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
     _need(config, config.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
     check_device_name(config.device)
+    check_log(config.log)  # --log tensorboard without the package fails here, before any work
     _need(config, config.normalisation in (None, *NORMALISATIONS), "normalisation", f"None or one of {NORMALISATIONS}")
     accepted = f"one of {MODEL_NAMES} or 'timm:<name>'"
     _need(config, config.model in MODEL_NAMES or config.model.startswith("timm:"), "model", accepted)

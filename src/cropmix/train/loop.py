@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from .schedule import build_optimizer, build_scheduler
 log = logging.getLogger("cropmix.train")
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size"}
+RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size", "log"}
 
 __all__ = ["build_model_for", "evaluate", "prepare_data", "save_state", "subset", "train", "train_one_epoch"]
 
@@ -156,6 +156,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     info = init_distributed(uses_cuda(config.device))
     try:
         run = build_run(config, out, checkpoint, info)
+        open_tensorboard(run)
         for epoch in range(run.start_epoch, config.epochs):
             row = train_one_epoch(run, epoch)
             if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
@@ -163,10 +164,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             run.rows.append(row)
             if info.main:
                 save_state(run, epoch + 1)
+                log_tensorboard(run, row, epoch)
                 log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
             barrier(info)
         if info.main:
             finish_run(run.model, run.full_test, run.device, out, run.rows, run.amp, progress=config.progress)
+        if run.tensorboard is not None:
+            run.tensorboard.close()
         barrier(info)
         return out
     finally:
@@ -194,6 +198,8 @@ class Run:
     num_classes: int
     start_epoch: int
     rows: list[dict[str, Any]]
+    tensorboard: Any = None  # a cropmix.integrations.tensorboard.TensorBoardLog on rank 0 with --log tensorboard
+    step_lrs: list[float] = field(default_factory=list)  # the learning rate of each step of the last epoch
 
 
 def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistInfo) -> Run:
@@ -254,15 +260,14 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     """One pass over the training split; the epoch's row of metrics (summed over all ranks). "lr" is the
     mean learning rate the epoch's steps used; "skipped_files" counts unreadable files it skipped."""
     config, info = run.config, run.info
-    # Seeding per epoch and rank makes a resumed run draw what an uninterrupted one would.
-    torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + info.rank)
-    set_epoch(run.train_loader, epoch)
+    seed_epoch(run, epoch)
     run.net.train()
     _, batch_mix = parse_aug(config.aug)
     soft = batch_mix is not None or config.label_smoothing > 0
     steps = len(run.train_loader)
     skipped_before = skipped_files(run.train_loader)
-    loss_sum = correct = count = lr_sum = 0.0
+    loss_sum = correct = count = 0.0
+    run.step_lrs = []
     bar = _progress(config, info, steps, epoch)
     start = time.perf_counter()
     for step, (images, targets) in enumerate(run.train_loader):
@@ -278,7 +283,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             else:
                 logits = run.net(inputs)
                 loss = F.cross_entropy(logits.float(), targets)
-        lr_sum += run.optimizer.param_groups[0]["lr"]  # the rate this step uses, before the schedule moves on
+        run.step_lrs.append(run.optimizer.param_groups[0]["lr"])  # this step's rate, before the schedule moves
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
@@ -299,7 +304,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     loss_sum, correct, count, skipped = all_reduce_sum([loss_sum, correct, count, skipped], info, run.device)
     row: dict[str, Any] = {
         "epoch": epoch + 1,
-        "lr": lr_sum / max(steps, 1),
+        "lr": sum(run.step_lrs) / max(steps, 1),
         "train_loss": loss_sum / count,
         "train_top1": 100.0 * correct / count,
         "epoch_seconds": seconds,
@@ -310,6 +315,39 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         if info.main:
             log.warning("epoch %d: skipped %d unreadable training files", epoch + 1, int(skipped))
     return row
+
+
+def seed_epoch(run: Run, epoch: int) -> None:
+    """Seed the RNG and reshuffle for `epoch` (per epoch and rank: a resumed run draws as an uninterrupted one)."""
+    torch.manual_seed(run.config.seed * 1_000_003 + epoch * 1009 + run.info.rank)
+    set_epoch(run.train_loader, epoch)
+
+
+def open_tensorboard(run: Run) -> None:
+    """--log tensorboard, rank 0: event files in out/tensorboard, indexed by optimiser step; a resumed run
+    drops what the stopped one wrote past its checkpoint. A new run first logs a grid of its first batch
+    (drawn as epoch 1 draws it, the RNG restored afterwards)."""
+    if run.config.log != "tensorboard" or not run.info.main:
+        return
+    from cropmix.integrations.tensorboard import TensorBoardLog
+
+    done = run.start_epoch * len(run.train_loader)
+    run.tensorboard = TensorBoardLog(run.out, purge_step=done + 1 if done else None)
+    if run.start_epoch == 0:
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+            seed_epoch(run, 0)
+            images, _ = next(iter(run.train_loader))
+        run.tensorboard.images(images, 0)
+
+
+def log_tensorboard(run: Run, row: dict[str, Any], epoch: int) -> None:
+    """The epoch's row at the step that ended it, and the learning rate of each of its steps."""
+    if run.tensorboard is None:
+        return
+    steps = len(run.train_loader)
+    run.tensorboard.learning_rates(run.step_lrs, epoch * steps + 1)
+    run.tensorboard.scalars(row, (epoch + 1) * steps)
+    run.tensorboard.flush()
 
 
 def save_state(run: Run, epochs_done: int) -> None:
