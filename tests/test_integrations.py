@@ -177,3 +177,32 @@ def test_log_tensorboard_without_the_package_fails_before_any_work(tmp_path, mon
     assert main([*argv, "--model", "fastnet", "--epochs", "1", "--workers", "0"]) == 2
     assert "pip install cropmix[tensorboard]" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_pretrain_log_tensorboard_and_resume(tmp_path):
+    pytest.importorskip("tensorboard")
+    from test_ssl import Crash, _config, synthetic_images, tiny_moco
+
+    from cropmix.data import ArraySplit, save_npz
+    from cropmix.ssl.pretrain import pretrain
+
+    x, y = synthetic_images(32)
+    npz = save_npz(
+        tmp_path / "tiny.npz", {"train": ArraySplit(x, y, list("abcd")), "test": ArraySplit(x, y, list("abcd"))}
+    )
+
+    def run(crash_at, resume):
+        torch.manual_seed(0)
+        config = _config(tmp_path, npz, "moco", "cropmix", steps=6, checkpoint_every=3, log="tensorboard")
+        config.resume, config.eval_train, config.eval_test = resume, 16, 8
+        return pretrain(config, model=Crash(tiny_moco(), crash_at))
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(5, False)  # steps 1-4 logged, checkpoint at step 3
+    run(None, True)
+    events = _events(tmp_path / "moco-cropmix")
+    assert [e.step for e in events.Scalars("lr_per_step")] == list(range(1, 7))
+    assert [e.step for e in events.Scalars("loss")] == list(range(1, 7))
+    assert [e.step for e in events.Scalars("knn_acc")] == [6]
+    (image,) = events.Images("train_inputs")
+    assert image.step == 0

@@ -49,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--knn-k", type=int, default=200)
     p.add_argument("--probe-epochs", type=int, default=30)
     p.add_argument("--eval-only", metavar="CHECKPOINT", default=None, help="only evaluate this checkpoint")
+    p.add_argument("--log", choices=("tensorboard",), help="also write TensorBoard events to OUT/tensorboard")
     add_recipe_options(p)
     p.set_defaults(run=run)
 

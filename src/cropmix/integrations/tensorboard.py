@@ -33,6 +33,17 @@ def check_log(log: str | None) -> None:
     require("tensorboard", "tensorboard", "--log tensorboard")
 
 
+def open_run_log(
+    log: str | None, run_dir: str | os.PathLike, steps_done: int, main: bool = True
+) -> TensorBoardLog | None:
+    """The run's TensorBoardLog when `log` is "tensorboard" and this is the main process (else None); a run
+    resumed after `steps_done` optimiser steps drops what the stopped one wrote past them."""
+    check_log(log)
+    if log is None or not main:
+        return None
+    return TensorBoardLog(run_dir, purge_step=steps_done + 1 if steps_done else None)
+
+
 class TensorBoardLog:
     """A SummaryWriter on `run_dir`/tensorboard. `purge_step`: the first step a resumed run writes again
     (events at or after it from the stopped run are dropped when read)."""

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cropmix.integrations.tensorboard import TensorBoardLog, check_log, open_run_log
 from cropmix.models.weights import load_checkpoint
 from cropmix.train.checkpoint import CHECKPOINT, save_atomic
 from cropmix.train.distributed import (
@@ -60,6 +61,8 @@ class PretrainConfig:
     eval_train: how many training images (a fixed random subset of the whole split) form the kNN
     bank and the probe's training set (None = all); eval_test likewise for the test split.
     max_seconds: stop training early (recorded as "stopped_early") once this much time has passed.
+    log: None or "tensorboard" (event files in out/tensorboard as well: the metrics rows, each step's
+    learning rate, a grid of the first batch's inputs, the query view for MoCo).
     """
 
     method: str = "moco"
@@ -97,6 +100,7 @@ class PretrainConfig:
     knn_k: int = 200
     knn_temperature: float = 0.1
     probe_epochs: int = 30
+    log: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -113,6 +117,7 @@ class PretrainConfig:
                 f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
             )
         check_device_name(self.device)
+        check_log(self.log)  # --log tensorboard without the package fails here, before any work
 
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
@@ -221,6 +226,7 @@ class _Run:
     out: Path
     total: int
     log: MetricsLog | None
+    tensorboard: TensorBoardLog | None = None
 
 
 def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device) -> dict:
@@ -260,9 +266,13 @@ def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, d
     log = MetricsLog(out, after_step=step) if info.main else None
     net = wrap_ddp(model, info, device)
     run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log)
+    run.tensorboard = open_run_log(config.log, out, step, info.main)
     result = _train_steps(run, step)
     if info.main:
         result.update(evaluate_split(model, source, config, device))
+        if run.tensorboard is not None:  # the kNN and probe accuracies at the last step
+            run.tensorboard.scalars(result, result["steps"])
+            run.tensorboard.close()
         write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
     barrier(info)
     return result
@@ -318,6 +328,8 @@ def _one_step(run: _Run, images: torch.Tensor, step: int) -> tuple[float, dict[s
     t0 = time.time()
     inputs = run.view(images)
     seconds = time.time() - t0
+    if step == 0 and run.tensorboard is not None:
+        run.tensorboard.images(inputs[0] if run.config.method == "moco" else inputs, 0)
     if run.config.method == "moco":
         loss, info = run.net(inputs[0].to(run.device), inputs[1].to(run.device))
     else:
@@ -335,6 +347,10 @@ def _record(run: _Run, step: int, loss: float, info: dict[str, float], elapsed: 
     if run.log is not None and (step % config.log_every == 0 or step == run.total):
         row = {"step": step, "epoch": step / len(run.loader), "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
         run.log.append({**row, **info, "time": elapsed})
+        if run.tensorboard is not None:
+            run.tensorboard.scalars({**row, **info}, step)
+    if run.tensorboard is not None:
+        run.tensorboard.learning_rates([run.optimizer.param_groups[0]["lr"]], step)
     if run.info.main and (step % config.checkpoint_every == 0 or last):
         state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
         save_atomic({**state, "config": dataclasses.asdict(config)}, run.out / CHECKPOINT)

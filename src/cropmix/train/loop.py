@@ -327,13 +327,10 @@ def open_tensorboard(run: Run) -> None:
     """--log tensorboard, rank 0: event files in out/tensorboard, indexed by optimiser step; a resumed run
     drops what the stopped one wrote past its checkpoint. A new run first logs a grid of its first batch
     (drawn as epoch 1 draws it, the RNG restored afterwards)."""
-    if run.config.log != "tensorboard" or not run.info.main:
-        return
-    from cropmix.integrations.tensorboard import TensorBoardLog
+    from cropmix.integrations.tensorboard import open_run_log
 
-    done = run.start_epoch * len(run.train_loader)
-    run.tensorboard = TensorBoardLog(run.out, purge_step=done + 1 if done else None)
-    if run.start_epoch == 0:
+    run.tensorboard = open_run_log(run.config.log, run.out, run.start_epoch * len(run.train_loader), run.info.main)
+    if run.tensorboard is not None and run.start_epoch == 0:
         with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
             seed_epoch(run, 0)
             images, _ = next(iter(run.train_loader))
