@@ -32,12 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _data_and_model(p: argparse.ArgumentParser, d) -> None:
-    p.add_argument("--dataset", default=d.dataset, help="cifar10 | cifar100 | npz | imagefolder (default: %(default)s)")
+    p.add_argument(
+        "--dataset", default=d.dataset, help="cifar10 | cifar100 | npz | imagefolder | hf (default: %(default)s)"
+    )
     p.add_argument(
         "--data",
         required=True,
-        help="dataset folder (CIFAR: torchvision format; ImageFolder: train/ and val/ or test/) or .npz file",
+        help="dataset folder (CIFAR: torchvision format; ImageFolder: train/ and val/ or test/) or .npz file; "
+        "hf: a Hugging Face dataset name (in the local cache) or folder",
     )
+    p.add_argument("--hf-image-key", help="hf: the image column (default: image)")
+    p.add_argument("--hf-label-key", help="hf: the label column (default: label)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument(
         "--model", default=d.model, help="resnet18 | preact_resnet18 | wrn28_10 | fastnet | vit_tiny | timm:<name>"

@@ -1,7 +1,8 @@
 """Datasets by name and DataLoaders that keep the model busy (workers, pinned memory, persistent workers).
 
 Datasets: "cifar10", "cifar100" (torchvision format, downloaded when missing), "npz" (an .npz file,
-see cropmix.data.arrays), "imagefolder" (train/ and val/ or test/ under the root). CIFAR and npz
+see cropmix.data.arrays), "imagefolder" (train/ and val/ or test/ under the root), "hf" (a Hugging Face
+dataset, see cropmix.integrations.hf; extra cropmix[hf]). CIFAR and npz
 are held in memory as uint8 and batched by index lists (one call per batch); ImageFolder is read
 from files per image, or decoded once into memory with `in_memory`.
 """
@@ -12,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
@@ -19,15 +21,19 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from .arrays import ArraySplit, load_cifar, load_npz
 from .folder import FolderDataset, FolderIndex, collate_skip, decode_folder, index_folder, split_dir
 
-DATASETS = ("cifar10", "cifar100", "npz", "imagefolder")
+if TYPE_CHECKING:
+    from cropmix.integrations.hf import HFSplit
+
+DATASETS = ("cifar10", "cifar100", "npz", "imagefolder", "hf")
 
 
 @dataclass
 class DataSource:
-    """Both splits of a dataset: in memory (ArraySplit) or as file lists (FolderIndex)."""
+    """Both splits of a dataset: in memory (ArraySplit), as file lists (FolderIndex) or a Hugging Face
+    dataset (cropmix.integrations.hf.HFSplit, decoded per item like files)."""
 
-    train: ArraySplit | FolderIndex
-    test: ArraySplit | FolderIndex
+    train: ArraySplit | FolderIndex | HFSplit
+    test: ArraySplit | FolderIndex | HFSplit
     classes: list[str]
 
     @property
@@ -41,7 +47,12 @@ class DataSource:
 
 def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = True) -> None:
     """Check, before any work, that `data` is what `dataset` reads: an .npz file for "npz", a folder
-    (train/ and val/ or test/) for "imagefolder", a folder (or nothing yet, if `download`) for CIFAR."""
+    (train/ and val/ or test/) for "imagefolder", a folder (or nothing yet, if `download`) for CIFAR;
+    for "hf" a folder or a dataset name, with the `datasets` package installed."""
+    if dataset == "hf":
+        from cropmix.integrations.hf import check_hf_data
+
+        return check_hf_data(data)
     path = Path(data)
     wants_file = dataset == "npz"
     what = "an .npz file" if wants_file else "a folder"
@@ -60,9 +71,16 @@ def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = T
 
 
 def load_source(
-    dataset: str, data: str | os.PathLike, *, download: bool = True, skip_bad: bool = False, in_memory: bool = False
+    dataset: str,
+    data: str | os.PathLike,
+    *,
+    download: bool = True,
+    skip_bad: bool = False,
+    in_memory: bool = False,
+    hf_keys: tuple[str, str] = ("image", "label"),
 ) -> DataSource:
-    """Open `dataset` at `data`; errors name the missing path, the empty class folder or the bad file."""
+    """Open `dataset` at `data`; errors name the missing path, the empty class folder or the bad file.
+    hf_keys: the image and label columns of an "hf" dataset."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if dataset in ("cifar10", "cifar100"):
@@ -72,6 +90,8 @@ def load_source(
     if dataset == "npz":
         train, test = load_npz(data, "train"), load_npz(data, "test")
         return DataSource(train, test, train.classes)
+    if dataset == "hf":
+        return _load_hf(data, hf_keys, in_memory)
     train_index = index_folder(split_dir(data, "train"))
     test_index = index_folder(split_dir(data, "val"), classes=train_index.classes)
     if not in_memory:
@@ -81,6 +101,16 @@ def load_source(
         images, targets = decode_folder(index, skip_bad=skip_bad)
         splits.append(ArraySplit(images, targets, index.classes))
     return DataSource(splits[0], splits[1], train_index.classes)
+
+
+def _load_hf(data: str | os.PathLike, keys: tuple[str, str], in_memory: bool) -> DataSource:
+    from cropmix.integrations.hf import decode_split, load_hf
+
+    train, test = load_hf(data, *keys)
+    if not in_memory:
+        return DataSource(train, test, train.classes)
+    splits = [ArraySplit(*decode_split(split), split.classes) for split in (train, test)]
+    return DataSource(splits[0], splits[1], train.classes)
 
 
 class ArrayBatches(Dataset):
@@ -115,7 +145,7 @@ class ShardSampler(torch.utils.data.Sampler):
 
 
 def make_loader(
-    split: ArraySplit | FolderIndex,
+    split: ArraySplit | FolderIndex | HFSplit,
     transform: Callable | None,
     *,
     batch_size: int,
@@ -152,7 +182,10 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, drop_last=train)
         loader = DataLoader(ArrayBatches(split, transform), sampler=batches, batch_size=None, **common)
     else:
-        dataset = FolderDataset(split, transform, skip_bad=skip_bad, slots=workers + 1)
+        if isinstance(split, FolderIndex):
+            dataset = FolderDataset(split, transform, skip_bad=skip_bad, slots=workers + 1)
+        else:  # a split that serves its own (image, target) items: cropmix.integrations.hf.HFSplit
+            dataset = split.torch_dataset(transform)
         loader = DataLoader(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate_skip, **common
         )

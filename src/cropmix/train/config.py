@@ -19,7 +19,14 @@ NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 # What a None field means. These fields only apply with some other setting, so None (not given) keeps an
 # explicit value in a conflicting setting detectable (see TrainConfig.validate).
-DEFAULTS = {"momentum": 0.9, "nesterov": True, "gamma": 0.1, "mix_alpha": 1.0}
+DEFAULTS = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "gamma": 0.1,
+    "mix_alpha": 1.0,
+    "hf_image_key": "image",
+    "hf_label_key": "label",
+}
 # Command-line spellings of the fields whose option is not simply --field-name.
 OPTION_NAMES = {
     "cropmix_scale": "--scale",
@@ -50,6 +57,8 @@ class TrainConfig:
 
     dataset: str = "cifar10"
     data: str = "data"
+    hf_image_key: str | None = None
+    hf_label_key: str | None = None
     out: str = "runs/run"
     model: str = "resnet18"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +119,10 @@ class TrainConfig:
         if value is not None:
             return value
         return DEFAULT_LR[self.optimizer] if name == "lr" else DEFAULTS.get(name)
+
+    def hf_keys(self) -> tuple[str, str]:
+        """The image and label columns of a Hugging Face dataset (dataset "hf")."""
+        return self.setting("hf_image_key"), self.setting("hf_label_key")
 
     def label(self) -> str:
         """A short name for tables: `name`, else the augmentation."""
@@ -259,6 +272,7 @@ def _check_conflicts(config: TrainConfig) -> None:
     needs["mix_alpha"] = ("aug", batch_mix is not None, "with +mixup or +cutmix")
     needs["momentum"] = needs["nesterov"] = ("optimizer", config.optimizer == "sgd", "'sgd'")
     needs["milestones"] = needs["gamma"] = ("schedule", config.schedule == "step", "'step'")
+    needs["hf_image_key"] = needs["hf_label_key"] = ("dataset", config.dataset == "hf", "'hf'")
     for name, (other, applies, which) in needs.items():
         if getattr(config, name) is not None and not applies:
             raise ValueError(

@@ -44,7 +44,8 @@ __all__ = ["build_model_for", "evaluate", "prepare_data", "save_state", "subset"
 
 
 def default_normalisation(config: TrainConfig) -> str:
-    return config.normalisation or {"cifar100": "cifar100", "imagefolder": "imagenet"}.get(config.dataset, "cifar10")
+    by_dataset = {"cifar100": "cifar100", "imagefolder": "imagenet", "hf": "imagenet"}
+    return config.normalisation or by_dataset.get(config.dataset, "cifar10")
 
 
 def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> torch.nn.Module:
@@ -61,7 +62,12 @@ def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> t
 def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, Any, Any, int, int]:
     """(train loader, test loader, full test loader for rank 0, num_classes, image size)."""
     source = load_source(
-        config.dataset, config.data, download=config.download, skip_bad=config.skip_bad, in_memory=config.in_memory
+        config.dataset,
+        config.data,
+        download=config.download,
+        skip_bad=config.skip_bad,
+        in_memory=config.in_memory,
+        hf_keys=config.hf_keys(),
     )
     train_split = subset(source.train, config.max_train_images)
     test_split = subset(source.test, config.max_test_images)

@@ -35,7 +35,9 @@ def load_run_model(
     state = load_checkpoint(run_dir / CHECKPOINT)
     if state["epoch"] < config.epochs:
         raise ValueError(f"run {str(run_dir)!r} stopped after {state['epoch']}/{config.epochs} epochs; resume it first")
-    source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
+    source = load_source(
+        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
+    )
     size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
     model = build_model_for(config, source.num_classes, size)
     model.load_state_dict(state["model"])
@@ -82,7 +84,9 @@ def evaluate_run(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev)
-    source = load_source(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
+    source = load_source(
+        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
+    )
     size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
     test = subset(source.test, max_images or config.max_test_images)
     transform = None if source.in_memory else eval_transform(size, False)

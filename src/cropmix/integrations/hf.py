@@ -1,0 +1,168 @@
+"""Hugging Face `datasets` as a training source (extra: cropmix[hf]): `--dataset hf --data NAME_OR_PATH`.
+
+`data` is a folder written by `DatasetDict.save_to_disk` (read with `load_from_disk`), or anything
+`datasets.load_dataset` opens offline: a local folder (imagefolder, parquet, ...) or a dataset
+already in the cache. The training split is "train", the test split the first of TEST_SPLITS that
+has labels. Images are decoded per item as PIL images and go through the transform by
+`Dataset.with_transform`, so training sees them as it sees ImageFolder files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+
+from . import require
+
+TEST_SPLITS = ("test", "validation", "valid", "val")
+
+
+@dataclass
+class HFSplit:
+    """One split of a Hugging Face dataset: the dataset itself, which column holds the images, int targets
+    (read once from the label column) and class names."""
+
+    dataset: Any  # datasets.Dataset
+    image_key: str
+    targets: list[int]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def torch_dataset(self, transform: Callable | None) -> torch.utils.data.Dataset:
+        """(transform(RGB PIL image), target) per index; the transform runs through `with_transform`."""
+        images = self.dataset.with_transform(_ImageColumn(self.image_key, transform), columns=[self.image_key])
+        return _Items(images, self.targets)
+
+
+class _ImageColumn:
+    """The `with_transform` function: the image column of a batch as RGB PIL images, each transformed."""
+
+    def __init__(self, image_key: str, transform: Callable | None) -> None:
+        self.image_key, self.transform = image_key, transform
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        images = [to_rgb(value) for value in batch[self.image_key]]
+        return {"image": [self.transform(im) for im in images] if self.transform is not None else images}
+
+
+class _Items(torch.utils.data.Dataset):
+    """(image, target) pairs, as the training loop's collate expects, from a dataset of {"image": ...} rows."""
+
+    def __init__(self, dataset: Any, targets: list[int]) -> None:
+        self.dataset, self.targets = dataset, targets
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.dataset[index]["image"], self.targets[index]
+
+
+def to_rgb(value: Any) -> PIL.Image.Image:
+    """A dataset's image value (a PIL image, or an (H, W[, C]) uint8 array) as an RGB PIL image."""
+    if isinstance(value, PIL.Image.Image):
+        return value.convert("RGB")
+    array = np.asarray(value)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise ValueError(
+            f"image values must be PIL images or uint8 (H, W[, C]) arrays, got {array.dtype} {array.shape}"
+        )
+    return PIL.Image.fromarray(array).convert("RGB")
+
+
+def check_hf_data(data: str | os.PathLike) -> None:
+    """Before any work: the `datasets` package is there (else pip install cropmix[hf]) and `data` is a
+    folder or a dataset name, not a file."""
+    require("datasets", "hf", "--dataset hf")
+    if Path(data).is_file():
+        raise ValueError(
+            f"data (--data) {str(data)!r} is a file, but dataset (--dataset) 'hf' reads a dataset folder "
+            "(save_to_disk, imagefolder, parquet files, ...) or a dataset name in the local cache"
+        )
+
+
+def open_hf(data: str | os.PathLike) -> Any:
+    """The DatasetDict at `data`: `load_from_disk` for a save_to_disk folder, else `load_dataset(data)`."""
+    check_hf_data(data)
+    import datasets
+
+    path = Path(data)
+    if path.is_dir() and (path / "state.json").is_file():
+        raise ValueError(
+            f"data (--data) {str(path)!r} holds one saved Dataset; --dataset hf needs a DatasetDict with a "
+            f"'train' split and one of {TEST_SPLITS} (DatasetDict({{'train': ..., 'test': ...}}).save_to_disk)"
+        )
+    if path.is_dir() and (path / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(path))
+    return datasets.load_dataset(str(data))
+
+
+def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = "label") -> tuple[HFSplit, HFSplit]:
+    """(train, test) splits of the dataset at `data`; errors name the missing split or column and what there is."""
+    splits = open_hf(data)
+    names = list(splits.keys())
+    if "train" not in names:
+        raise ValueError(f"Hugging Face dataset {str(data)!r} has no 'train' split; its splits: {names}")
+    for name in names:
+        columns = splits[name].column_names
+        for option, key in (("--hf-image-key", image_key), ("--hf-label-key", label_key)):
+            if key not in columns:
+                raise ValueError(
+                    f"split {name!r} of {str(data)!r} has no column {key!r} ({option}); columns: {columns}"
+                )
+    train_labels = list(splits["train"][label_key])
+    classes, to_int = _label_coding(splits["train"].features[label_key], train_labels)
+    train = HFSplit(splits["train"], image_key, [to_int(v) for v in train_labels], classes)
+    for name in (n for n in TEST_SPLITS if n in names):
+        labels = list(splits[name][label_key])
+        if all(v is not None and v != -1 for v in labels):  # unlabelled test splits mark labels -1
+            return train, HFSplit(splits[name], image_key, [to_int(v) for v in labels], classes)
+    raise ValueError(
+        f"Hugging Face dataset {str(data)!r} has no labelled test split (one of {TEST_SPLITS}); splits: {names}"
+    )
+
+
+def _label_coding(feature: Any, labels: Sequence[Any]) -> tuple[list[str], Callable[[Any], int]]:
+    """Class names and a value -> int target map: a ClassLabel's names, ints 0..max, or sorted label strings."""
+    names = getattr(feature, "names", None)
+    if names:
+        classes = [str(n) for n in names]
+    elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        classes = [str(i) for i in range(int(max(labels)) + 1)]
+    else:
+        classes = sorted({str(v) for v in labels})
+    index = {name: i for i, name in enumerate(classes)}
+
+    def to_int(value: Any) -> int:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(classes):
+            return int(value)
+        if str(value) in index and not isinstance(value, (int, np.integer)):
+            return index[str(value)]
+        raise ValueError(f"label {value!r} is not one of the training split's classes {classes}")
+
+    return classes, to_int
+
+
+def decode_split(split: HFSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of `split` as one uint8 (N, 3, H, W) tensor (all of one size), and int64 targets."""
+    arrays, shape = [], None
+    for i, value in enumerate(split.dataset[split.image_key]):
+        array = np.asarray(to_rgb(value))
+        if shape is not None and array.shape != shape:
+            raise ValueError(
+                f"image {i} is {array.shape[1]}x{array.shape[0]} but earlier ones are {shape[1]}x{shape[0]}: "
+                "decoding into memory needs one size; leave --in-memory off"
+            )
+        shape = array.shape
+        arrays.append(array)
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(split.targets, dtype=torch.int64)
