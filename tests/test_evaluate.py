@@ -199,22 +199,50 @@ def test_corruption_shape_range_determinism_and_severity(name: str) -> None:
         assert torch.equal(out, again)
         changes.append(float((out - x).abs().mean()))
     assert changes[0] > 1e-3, "severity 1 must change the images"
-    assert all(b >= a * 0.98 for a, b in zip(changes, changes[1:], strict=False)), changes
-    assert changes[-1] > changes[0]
+    # the reference's elastic transform (large affine jitter at severity 1) and frost (the image weight falls
+    # as the frost weight rises) are not monotone in the mean change; all others are stronger at severity 5
+    if name not in ("elastic_transform", "frost"):
+        assert changes[-1] > changes[0], changes
     with pytest.raises(ValueError, match="severity"):
         fn(x, 6, None)
 
 
-def test_expected_corruption_families_exist() -> None:
-    expected = {"gaussian_noise", "shot_noise", "impulse_noise", "motion_blur", "fog", "brightness", "contrast"}
-    expected |= {"pixelate", "jpeg_compression", "snow"}
-    assert expected <= set(CORRUPTIONS)
-    assert {"gaussian_blur", "defocus_blur"} & set(CORRUPTIONS)
+def test_the_fifteen_standard_corruptions_in_reference_order() -> None:
+    assert list(CORRUPTIONS) == [
+        "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+        "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    ]  # fmt: skip
+
+
+def test_constants_follow_the_image_size() -> None:
+    from cropmix.evaluate.corruptions import severity_constants
+
+    small, large = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 224, 224)
+    assert severity_constants("gaussian_noise", small, 5) == 0.10  # CIFAR-10-C
+    assert severity_constants("gaussian_noise", large, 5) == 0.38  # ImageNet-C
+    assert severity_constants("gaussian_noise", small, 5, table="imagenet") == 0.38
+    # np.arange as the reference calls it: float rounding makes arange(1, 1.06, 0.01) 7 long, not 6
+    assert len(severity_constants("zoom_blur", small, 1)) == 7 and len(severity_constants("zoom_blur", large, 5)) == 11
+    with pytest.raises(ValueError, match="table"):
+        severity_constants("contrast", small, 1, table="tiny")
+    # the constants reach the output: contrast at 32 px (0.75) keeps more than at 224 px with the ImageNet table
+    x = _test_images()
+    cifar = CORRUPTIONS["contrast"](x, 1)
+    imagenet = CORRUPTIONS["contrast"](x, 1, table="imagenet")
+    assert float((cifar - x).abs().mean()) < float((imagenet - x).abs().mean())
+
+
+def test_corruptions_work_on_one_channel_and_tiny_images() -> None:
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    for name, fn in CORRUPTIONS.items():
+        out = fn(x, 5, torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and bool(torch.isfinite(out).all()), name
 
 
 def test_random_corruptions_depend_on_the_seed() -> None:
     x = _test_images()
-    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "motion_blur", "fog", "snow"):
+    random_ones = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost")
+    for name in random_ones + ("fog", "elastic_transform"):
         a = CORRUPTIONS[name](x, 3, torch.Generator().manual_seed(0))
         b = CORRUPTIONS[name](x, 3, torch.Generator().manual_seed(1))
         assert not torch.equal(a, b), name
