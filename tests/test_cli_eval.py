@@ -1,7 +1,9 @@
-"""`cropmix eval`: options checked before any work, corruption subsets spread over all classes, --no-progress."""
+"""`cropmix eval`: options checked before any work, corruption subsets spread over all classes, --no-progress,
+CIFAR-C files (--cifar-c) and other labelled folders (--data)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import cropmix.evaluate.classifier as classifier
 from cropmix.train import TrainConfig, evaluate_run, train
@@ -121,3 +124,88 @@ def test_corruption_bar_advances_per_corruption_and_severity(monkeypatch) -> Non
     robustness.corruption_accuracy(model, loader, "cpu", ["contrast", "brightness"], (1, 3, 5), max_images=11)
     (bar,) = bars
     assert bar.total == 11 * 6 and bar.n == bar.total
+
+
+def _image_folder(root, classes_and_colours: dict[str, tuple[int, int, int]], per_class: int = 3):
+    rng = np.random.default_rng(0)
+    for name, colour in classes_and_colours.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour)[None, None] + rng.integers(-20, 20, (8, 8, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_cli_eval_data_scores_another_folder(sorted_run, tmp_path) -> None:
+    from cropmix.train.report import evaluate_ood
+
+    other = _image_folder(tmp_path / "other", {"c7": (200, 40, 40), "c2": (40, 200, 40)})
+    result = cli("eval", str(sorted_run), "--data", str(other), "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["images"] == 6 and printed["classes"] == 10 and 0 <= printed["top1"] <= 100
+    assert json.loads((sorted_run / "ood_other.json").read_text()) == printed
+    # the same through the API; an unknown class is named; options that score the test split are refused
+    assert evaluate_ood(sorted_run, other, device="cpu", progress=False)["top1"] == printed["top1"]
+    bad = _image_folder(tmp_path / "bad", {"c1": (0, 0, 0), "zebra": (9, 9, 9)})
+    with pytest.raises(ValueError, match="zebra"):
+        evaluate_ood(sorted_run, bad, device="cpu", progress=False)
+    refused = cli("eval", str(sorted_run), "--data", str(other), "--fgsm")
+    assert refused.returncode != 0 and "--fgsm" in refused.stderr
+    no_data = cli("eval", str(sorted_run), "--class-subset", "imagenet-r")
+    assert no_data.returncode != 0 and "--data" in no_data.stderr
+
+
+def _write_cifar_c(folder: Path, run: Path, per_severity: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-C folder of the published layout from the run's own test images (32x32, upscaled from 8x8):
+    contrast.npy, severity s = the clean images for s < 5, black for s = 5; brightness.npy all clean."""
+    config = json.loads((run / "config.json").read_text())
+    data = np.load(config["data"])
+    keep = np.random.default_rng(1).choice(len(data["y_test"]), per_severity, replace=False)
+    clean = data["x_test"][keep].repeat(4, axis=1).repeat(4, axis=2)  # (N, 32, 32, 3)
+    labels = data["y_test"][keep]
+    folder.mkdir()
+    np.save(folder / "contrast.npy", np.concatenate([clean] * 4 + [np.zeros_like(clean)]))
+    np.save(folder / "brightness.npy", np.concatenate([clean] * 5))
+    np.save(folder / "labels.npy", np.tile(labels, 5).astype(np.uint8))
+    return clean, labels
+
+
+def test_cifar_c_folder_scores_every_corruption_and_severity(sorted_run, tmp_path) -> None:
+    from cropmix.evaluate import predict
+    from cropmix.train.report import load_run_model
+
+    clean, labels = _write_cifar_c(tmp_path / "CIFAR-10-C", sorted_run)
+    result = cli("eval", str(sorted_run), "--cifar-c", str(tmp_path / "CIFAR-10-C"), "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["cifar_c"]
+    assert list(summary["per_severity"]) == ["brightness", "contrast"]  # the reference's order
+    assert summary["images"] == 20 and all(len(v) == 5 for v in summary["per_severity"].values())
+    # severities 1-4 of contrast and all of brightness are the clean images: the model's accuracy on them
+    model, _ = load_run_model(sorted_run)
+    images = torch.nn.functional.interpolate(torch.from_numpy(clean).permute(0, 3, 1, 2).float() / 255, size=8,
+                                             mode="bilinear", antialias=True)  # fmt: skip
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.from_numpy(labels)), 8)
+    logits, targets = predict(model, loader, "cpu", progress=False)
+    expected = 100.0 * float((logits.argmax(1) == targets).float().mean())
+    assert summary["per_severity"]["brightness"] == pytest.approx([expected] * 5)
+    assert summary["per_severity"]["contrast"][:4] == pytest.approx([expected] * 4)
+    assert json.loads(result.stdout)["cifar_c_mean"] == pytest.approx(summary["mean"])
+
+
+def test_cifar_c_folder_errors_are_named(sorted_run, tmp_path) -> None:
+    from cropmix.evaluate import cifar_c_files
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate_run(sorted_run, cifar_c=tmp_path / "missing", device="cpu", progress=False)
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    np.save(folder / "fog.npy", np.zeros((12, 32, 32, 3), np.uint8))
+    np.save(folder / "labels.npy", np.zeros(12, np.uint8))
+    with pytest.raises(ValueError, match="5 severities"):
+        cifar_c_files(folder)
+    np.save(folder / "fog.npy", np.zeros((10, 32, 32, 3), np.uint8))
+    np.save(folder / "labels.npy", np.full(10, 99, np.uint8))
+    assert cifar_c_files(folder)[0] == ["fog"]
+    with pytest.raises(ValueError, match="labels up to 99"):
+        evaluate_run(sorted_run, cifar_c=folder, device="cpu", progress=False)

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from cropmix.data import eval_transform, load_source, make_loader, subset
+from cropmix.data import eval_transform, fixed_subset, index_folder, load_source, make_loader, subset
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
 
 # Columns of the comparison table, in order (those present in some run).
-TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "seconds_per_epoch")
+TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "cifar_c_mean", "seconds_per_epoch")
 # Config fields that do not make two runs different arms of a comparison.
 NOT_ARM_FIELDS = {"out", "seed", "progress", "workers", "threads", "device", "eval_batch_size"}
 
@@ -68,19 +68,24 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = 512,
     progress: bool = True,
+    cifar_c: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
-    FGSM top-1 and corruption accuracy. Written to run_dir/eval.json and merged into final.json.
+    FGSM top-1, accuracy under the 15 standard corruptions generated on the fly ("corruption_mean",
+    "corruption"), and accuracy on published CIFAR-10-C / CIFAR-100-C files in the folder `cifar_c`
+    ("cifar_c_mean", "cifar_c"). Written to run_dir/eval.json and merged into final.json.
 
     max_images and max_corruption_images pick fixed random subsets (the same for every run, spread over
     all classes even when the split is sorted by class): the first for every metric, the second, taken
-    from the first, for the corruption pass only. All options are checked before any work starts.
+    from the first, for the corruption pass only; with cifar_c, max_corruption_images picks a fixed random
+    subset of the files' test images. All options are checked before any work starts.
     """
-    from cropmix.evaluate import evaluate_classifier
+    from cropmix.evaluate import cifar_c_files, evaluate_classifier
 
     from .distributed import resolve_device
 
     _check_eval_options(fgsm_eps, max_corruption_images, max_images, batch_size)
+    cifar_c_labels = None if cifar_c is None else cifar_c_files(cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev)
@@ -95,22 +100,78 @@ def evaluate_run(
         return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
 
     results = evaluate_classifier(
-        model,
-        loader_of(test),
-        dev,
-        fgsm=fgsm,
-        corruptions=corruptions,
-        reliability_png=run_dir / rf.RELIABILITY,
-        fgsm_eps=fgsm_eps,
+        model, loader_of(test), dev, fgsm=fgsm, corruptions=corruptions, reliability_png=run_dir / rf.RELIABILITY,
+        fgsm_eps=fgsm_eps, progress=progress,
         corruption_loader=loader_of(subset(test, max_corruption_images)) if corruptions else None,
-        progress=progress,
-    )
+    )  # fmt: skip
+    if cifar_c is not None:
+        limits = (max_corruption_images, batch_size, progress)
+        results.update(_cifar_c_pass(model, cifar_c, cifar_c_labels, dev, size, source.num_classes, *limits))
     rf.write_json(run_dir / "eval.json", results)
     if max_images is None:  # metrics on a subset stay in eval.json only
         final_path = run_dir / rf.FINAL
         final = rf.read_json(final_path) if final_path.is_file() else {}
         final.update(results)
         rf.write_json(final_path, final)
+    return results
+
+
+def _cifar_c_pass(model, folder, labels, device, size, num_classes, limit, batch_size, progress) -> dict[str, Any]:
+    """evaluate_run's CIFAR-C part: the files' labels checked against the run's classes, a fixed subset."""
+    from cropmix.evaluate import cifar_c_accuracy
+
+    if int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"cifar_c {str(folder)!r} has labels up to {int(labels.max())}; the run has {num_classes} classes"
+        )
+    keep = None if limit is None else fixed_subset(len(labels), limit)
+    summary = cifar_c_accuracy(model, folder, device, indices=keep, image_size=size, batch_size=batch_size,
+                               progress=progress)  # fmt: skip
+    return {"cifar_c_mean": summary["mean"], "cifar_c": summary}
+
+
+def evaluate_ood(
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    dataset: str = "imagefolder",
+    class_subset: str | None = None,
+    max_images: int | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Top-1, ECE and RMS of a run's model on another labelled folder `data` (<class>/<images>), e.g.
+    ImageNet-R or ImageNet-A (class_subset "imagenet-r" / "imagenet-a": the logits restricted to their 200
+    ImageNet classes) or ImageNet-Sketch (all classes). Folder classes are matched to the model's by name
+    (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json.
+    """
+    from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
+
+    from .distributed import resolve_device
+
+    _check_eval_options(0.0, None, max_images, batch_size)
+    if dataset != "imagefolder":
+        raise ValueError(f"dataset must be 'imagefolder' (a folder of <class>/<images>), got {dataset!r}")
+    if class_subset is not None and class_subset not in CLASS_SUBSETS:
+        raise ValueError(f"class_subset must be None or one of {CLASS_SUBSETS}, got {class_subset!r}")
+    index = index_folder(data)
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    model, config = load_run_model(run_dir, dev)
+    source = load_source(
+        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
+    )
+    model_classes = list(source.classes)
+    if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
+        model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
+    logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
+    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    loader = make_loader(subset(index, max_images), eval_transform(size, False), batch_size=batch_size,
+                         train=False, workers=2)  # fmt: skip
+    results = {"data": str(data), "class_subset": class_subset}
+    results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=progress))
+    rf.write_json(run_dir / f"ood_{Path(data).resolve().name}.json", results)
     return results
 
 

@@ -1,0 +1,116 @@
+"""Accuracy on the published CIFAR-10-C / CIFAR-100-C files (Hendrycks & Dietterich 2019).
+
+The folder holds one `<corruption>.npy` per corruption, uint8 (5 * N, 32, 32, 3): severity s is rows
+(s - 1) * N .. s * N - 1, the N test images in the same order each time, and `labels.npy` (5 * N,) (or (N,)).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .corruptions import CORRUPTIONS
+
+SEVERITIES = 5
+
+
+def cifar_c_files(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """The corruption names in `folder` (the 15 standard ones first, in the reference's order, then any
+    others such as speckle_noise alphabetically) and the labels of the N test images (N,)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} does not exist")
+    if not (folder / "labels.npy").is_file():
+        raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} has no labels.npy")
+    found = sorted(p.stem for p in folder.glob("*.npy") if p.stem != "labels")
+    if not found:
+        raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} has no <corruption>.npy files")
+    names = [n for n in CORRUPTIONS if n in found] + [n for n in found if n not in CORRUPTIONS]
+    rows = np.load(folder / f"{names[0]}.npy", mmap_mode="r").shape[0]
+    if rows % SEVERITIES:
+        raise ValueError(f"{names[0]}.npy has {rows} images, not {SEVERITIES} severities x N test images")
+    n = rows // SEVERITIES
+    raw = np.asarray(np.load(folder / "labels.npy")).astype(np.int64)
+    if raw.shape not in ((n,), (SEVERITIES * n,)):
+        raise ValueError(f"labels.npy must have shape ({n},) or ({SEVERITIES * n},), got {raw.shape}")
+    labels = raw[:n]
+    if len(raw) != n and not (raw.reshape(SEVERITIES, n) == labels).all():
+        raise ValueError("labels.npy: the five severity blocks must list the same labels")
+    return names, labels
+
+
+def _severity_images(folder: Path, name: str, n: int, severity: int, indices: np.ndarray) -> np.ndarray:
+    array = np.load(folder / f"{name}.npy", mmap_mode="r")
+    if array.ndim != 4 or array.shape[0] != SEVERITIES * n or array.shape[-1] not in (1, 3):
+        raise ValueError(f"{name}.npy must be uint8 ({SEVERITIES} * {n}, H, W, C), got shape {array.shape}")
+    return np.asarray(array[(severity - 1) * n + indices])
+
+
+@torch.no_grad()
+def cifar_c_accuracy(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    device: torch.device | str,
+    *,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    indices: Sequence[int] | torch.Tensor | None = None,
+    image_size: int | None = None,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> dict:
+    """Top-1 (percent) of `model` on every corruption x severity of a CIFAR-10-C / CIFAR-100-C folder.
+
+    Returns the same form as `corruption_accuracy`: {"mean", "per_corruption", "per_severity"}, plus
+    "images" (test images per severity). `indices`: which of the N test images to score (default all);
+    `image_size`: resize (bilinear, antialiased) when the model was trained at another size.
+    """
+    folder = Path(folder)
+    available, labels = cifar_c_files(folder)
+    names = available if corruptions is None else list(corruptions)
+    missing = [n for n in names if n not in available]
+    if missing or not names:
+        raise ValueError(f"corruptions {missing or names!r} are not in {str(folder)!r}; it has {available}")
+    if not severities or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in severities):
+        raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {list(severities)!r}")
+    n = len(labels)
+    keep = np.arange(n) if indices is None else np.asarray(torch.as_tensor(indices).tolist(), dtype=np.int64)
+    device = torch.device(device)
+    was_training = model.training
+    model.to(device).eval()
+    per_severity: dict[str, list[float]] = {}
+    bar = tqdm(total=len(names) * len(severities) * len(keep), desc="cifar-c", unit="img", file=sys.stderr,
+               disable=not progress, leave=False)  # fmt: skip
+    try:
+        for name in names:
+            per_severity[name] = []
+            for severity in severities:
+                correct = 0
+                for start in range(0, len(keep), batch_size):
+                    chunk = keep[start : start + batch_size]
+                    images = torch.from_numpy(_severity_images(folder, name, n, severity, chunk))
+                    images = images.to(device).permute(0, 3, 1, 2).float().div_(255)
+                    if image_size is not None and images.shape[-1] != image_size:
+                        images = F.interpolate(images, size=image_size, mode="bilinear", antialias=True)
+                    targets = torch.from_numpy(labels[chunk]).to(device)
+                    correct += int((model(images).argmax(dim=1) == targets).sum())
+                    bar.update(len(chunk))
+                per_severity[name].append(100.0 * correct / len(keep))
+    finally:
+        model.train(was_training)
+        bar.close()
+    per_corruption = {k: sum(v) / len(v) for k, v in per_severity.items()}
+    return {
+        "mean": sum(per_corruption.values()) / len(per_corruption),
+        "per_corruption": per_corruption,
+        "per_severity": per_severity,
+        "images": len(keep),
+    }
