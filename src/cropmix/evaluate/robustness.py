@@ -1,4 +1,5 @@
-"""Accuracy under the corruptions of `corruptions.py`, CIFAR-10-C style, from one pass over the loader."""
+"""Accuracy under the 15 standard corruptions of `corruptions.py` (CIFAR-10-C / ImageNet-C, generated on the
+fly with the reference formulas), from one pass over the loader."""
 
 from __future__ import annotations
 
