@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -309,3 +311,23 @@ def test_cli_train_on_a_hf_dataset(tmp_path, capsys):
     argv = ["train", "--dataset", "npz", "--data", str(path), "--out", str(tmp_path / "x"), "--hf-image-key", "img"]
     assert main(argv) == 2
     assert "hf_image_key (--hf-image-key) only applies with dataset (--dataset) 'hf'" in capsys.readouterr().err
+
+
+# --- the timm example ------------------------------------------------------------------------------------
+
+
+def test_timm_example_trains_a_few_steps(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "timm_train.py"
+    args = ["--max-steps", "2", "--batch-size", "8", "--eval-images", "16", "--workers", "0", "--threads", "1"]
+    args += ["--auto-augment", "rand-m9-mstd0.5", "--re-prob", "0.25"]
+    command = [sys.executable, str(script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["model"] == "resnet18" and result["steps"] == 2
+    assert math.isfinite(result["final_loss"]) and 0 <= result["test_top1"] <= 100
