@@ -6,7 +6,7 @@ range is the CropMix preset's [0.5, 1]), then `cropmix eval --fgsm --corruptions
 Regimes (--regime; default gpu where CUDA is available, else scarce):
   gpu     both arms at once, one process each on the one GPU, each with half the CPU cores as loader workers;
           CIFAR ResNet-18 on all of CIFAR-10 with the recipe scaled to about 10 minutes on an H100/H200:
-          --epochs (default 30) with x0.1 at 1/3 and 2/3 of them (the recipe: 300, at 100 and 200), batch 400
+          --epochs (default 24) with x0.1 at 1/3 and 2/3 of them (the recipe: 300, at 100 and 200), batch 400
           with lr 0.4 (the recipe: 100 with 0.1, scaled together), AMP and channels-last.
   scarce  the data-scarce regime on the CPU: a fixed class-balanced 10% of the training split (500 images per
           class, the whole test split), fastnet, the recipe's own batch 100 / lr 0.1 / wd 1e-4 and schedule
@@ -44,7 +44,7 @@ ARMS = {
 # Per regime: defaults of the options, and what every training command of it adds to the recipe.
 REGIMES = {
     "gpu": dict(
-        epochs=30, seeds=[0], arms=["baseline", "cropmix"], batch=400, lr=0.4, corruption_images=2000, device="cuda"
+        epochs=24, seeds=[0], arms=["baseline", "cropmix"], batch=400, lr=0.4, corruption_images=2000, device="cuda"
     ),
     "scarce": dict(
         epochs=100,
@@ -202,7 +202,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--regime", choices=tuple(REGIMES), help="default: gpu with CUDA, else scarce")
     parser.add_argument("--src", help=f"CIFAR-10 JPEG ImageFolder root (needed until {CACHE} exists)")
     parser.add_argument("--out", help="folder of the runs (default: runs/paper_cifar_<regime>)")
-    parser.add_argument("--epochs", type=int, help="default: gpu 30, scarce 100")
+    parser.add_argument("--epochs", type=int, help="default: gpu 24, scarce 100")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: gpu 0, scarce 0 1 2")
     parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), help="default: gpu baseline cropmix, scarce all")
     parser.add_argument("--batch", type=int, help="batch size (default: gpu 400, scarce 100)")
