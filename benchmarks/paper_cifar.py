@@ -12,6 +12,10 @@ Regimes (--regime; default gpu where CUDA is available, else scarce):
           class, the whole test split), fastnet, the recipe's own batch 100 / lr 0.1 / wd 1e-4 and schedule
           shape over --epochs (default 100), seeds 0 1 2 and arms baseline, cropmix, rrc one after another.
 
+Cost, estimated: scarce on a quiet 2-core CPU about 11 min per run (fastnet ~5 s per epoch of 5,000 images, as
+benchmarks/RESULTS.md's ~42 s per 50,000-image epoch implies, plus evaluation), 9 runs ~1.7 h; the 2-epoch smoke
+run took 40-70 s per epoch with the cores shared by other jobs (load 5). gpu: not yet measured.
+
     python benchmarks/paper_cifar.py --src CIFAR10_JPEG_ROOT --regime gpu --results benchmarks/RESULTS.md
     nohup python benchmarks/paper_cifar.py --src CIFAR10_JPEG_ROOT --regime scarce > runs/paper_scarce.log 2>&1 &
 
