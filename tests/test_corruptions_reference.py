@@ -5,11 +5,13 @@ constants only) is optional: `pip install imagecorruptions`. Version 1.1.2 needs
 libraries (pkg_resources, np.float_, scikit-image's removed `multichannel`), applied here for the test only.
 
 Checked, same numbers up to 8-bit rounding: brightness, contrast, jpeg_compression, defocus_blur,
-motion_blur (numpy draws fed in: same angle), fog (numpy draws fed in: same plasma map).
+motion_blur (numpy draws fed in: same angle), fog (numpy draws fed in: same plasma map), glass_blur (numpy
+draws fed in: the same pixel moves; the reference's numpy "swap" copies, and so does ours).
 Checked against SciPy / Pillow directly (the reference's own calls): zoom_blur (imagecorruptions drops the
 reference's centre trim), pixelate (imagecorruptions upsamples with NEAREST, the reference with BOX).
 Checked statistically (mean and spread of the change, torch's draws differ from numpy's): gaussian_noise,
-shot_noise, impulse_noise, glass_blur, snow (imagecorruptions' snow also drops the centre trim).
+shot_noise, impulse_noise, glass_blur, snow (imagecorruptions' snow drops the reference's centre trim and
+8-bit step, so it is not an exact reference for snow).
 elastic_transform: imagecorruptions implements a different elastic transform (no random affine), so it is
 checked against the reference's steps written out with OpenCV, scikit-image and SciPy (numpy draws fed in).
 Not checkable: frost (the reference blends frost photographs; ours is a procedural texture: only the
@@ -80,6 +82,8 @@ def _numpy_draws(monkeypatch):
             return torch.from_numpy(np.random.random_sample(shape))
         if kind == "randn":
             return torch.from_numpy(np.random.standard_normal(shape))
+        if kind == "randint":
+            return torch.from_numpy(np.random.randint(kw["low"], kw["high"], size=shape))
         raise AssertionError(kind)
 
     monkeypatch.setattr(C, "_draw", draw)
@@ -110,6 +114,19 @@ def test_random_corruptions_with_numpy_draws_match_imagecorruptions(ic, monkeypa
     np.random.seed(123)
     ours = _ours(name, image, severity)[0]
     diff = ours - theirs  # theirs truncated to uint8
+    assert diff.min() >= -1e-6 and diff.max() <= 1 + 1e-6, (diff.min(), diff.max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_glass_blur_with_numpy_draws_matches_imagecorruptions(ic, monkeypatch, severity) -> None:
+    image = _natural(64, n=1)  # ImageNet constants on a small image: the same sequential swaps, fewer of them
+    np.random.seed(11)
+    theirs = ic.corrupt(image[0], severity=severity, corruption_name="glass_blur").astype(np.float64)
+    _numpy_draws(monkeypatch)
+    np.random.seed(11)
+    ours = _ours("glass_blur", image, severity, table="imagenet")[0]
+    diff = ours - theirs
     assert diff.min() >= -1e-6 and diff.max() <= 1 + 1e-6, (diff.min(), diff.max())
 
 

@@ -227,24 +227,24 @@ def bilinear_sample(images: Tensor, ys: Tensor, xs: Tensor, mode: str) -> Tensor
 
 
 def local_shuffle(images: Tensor, delta: int, iterations: int, offsets: Tensor) -> Tensor:
-    """The reference glass blur's pixel swaps, in its order: for each iteration, for h from H-delta down to
-    delta+1, for w likewise, swap pixel (h, w) with (h + dy, w + dx); offsets (iterations, positions, B, 2)
-    hold (dx, dy) in [-delta, delta). Runs on the CPU over all images at once."""
+    """The reference glass blur's pixel moves, in its order: for each iteration, for h from H-delta down to
+    delta+1, for w likewise, pixel (h, w) takes the current value of (h + dy, w + dx); offsets
+    (iterations, positions, B, 2) hold (dx, dy) in [-delta, delta). The reference writes this as a swap,
+    `x[h, w], x[h', w'] = x[h', w'], x[h, w]`, but on an (H, W, 3) array the right side holds views, so the
+    second assignment writes (h', w')'s own value back: a copy, not a swap. Reproduced as it ran.
+    Runs on the CPU over all images at once."""
     b, c, h, w = images.shape
     positions = [(y, x) for y in range(h - delta, delta, -1) for x in range(w - delta, delta, -1)]
     if offsets.shape != (iterations, len(positions), b, 2):
         raise ValueError(f"offsets must have shape {(iterations, len(positions), b, 2)}, got {tuple(offsets.shape)}")
     anchors = torch.tensor([y * w + x for y, x in positions], dtype=torch.long)
     partners = anchors.view(1, -1, 1) + offsets[..., 1].cpu() * w + offsets[..., 0].cpu()
-    perm = torch.arange(h * w).repeat(b, 1)
+    source = torch.arange(h * w).repeat(b, 1)  # source[b, p]: the original pixel now at p
     rows = torch.arange(b)
     for it in range(iterations):
         for k, anchor in enumerate(anchors.tolist()):
-            partner = partners[it, k]
-            kept = perm[:, anchor].clone()
-            perm[:, anchor] = perm[rows, partner]
-            perm[rows, partner] = kept
-    index = perm.to(images.device).view(b, 1, -1).expand(b, c, -1)
+            source[:, anchor] = source[rows, partners[it, k]]
+    index = source.to(images.device).view(b, 1, -1).expand(b, c, -1)
     return images.reshape(b, c, h * w).gather(2, index).view_as(images)
 
 

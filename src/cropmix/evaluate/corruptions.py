@@ -100,7 +100,8 @@ def defocus_blur(images: Tensor, severity: int, generator: torch.Generator | Non
 
 
 def glass_blur(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
-    """Gaussian blur, 8-bit truncation, the reference's sequential local pixel swaps, Gaussian blur again.
+    """Gaussian blur, 8-bit truncation, the reference's sequential local pixel moves (copies, as its numpy
+    "swap" actually ran: see `corruption_ops.local_shuffle`), Gaussian blur again.
     The swaps run in a Python loop on the CPU (all images at once): ~1 s a batch at 224 pixels."""
     sigma, delta, iterations = severity_constants("glass_blur", images, severity, table)
     b, _, h, w = images.shape
