@@ -83,6 +83,34 @@ def test_timm_factory_interpolation_scale_and_instances():
     assert not any(isinstance(t, CropMix) for t in evaluation.transforms)
 
 
+def test_train_with_timm_aug(tmp_path, monkeypatch):
+    from torchvision.transforms import v2
+
+    import cropmix.train.loop as loop
+    from cropmix.integrations.timm import train_transform
+    from cropmix.train import train
+    from cropmix.train.run_files import read_metrics
+
+    tf = train_transform(16, CropMix(16, num_crops=2), True, auto_augment="rand-m9-mstd0.5", hflip=0.0)
+    assert isinstance(tf.transforms[0], v2.ToPILImage) and isinstance(tf.transforms[1].transforms[0], CropMix)
+    out = tf(torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8))
+    assert out.shape == (3, 16, 16) and out.dtype == torch.uint8
+    built = []
+    real = loop.timm_transform
+    monkeypatch.setattr(loop, "timm_transform", lambda *a: built.append(real(*a)) or built[-1])
+    timm_aug = {"auto_augment": "rand-m9-mstd0.5", "color_jitter": None}
+    run = train(_tiny_train_config(tmp_path, aug="cropmix", epochs=1, timm_aug=timm_aug))
+    assert len(read_metrics(run)) == 1 and len(built) == 1
+    steps = [type(t).__name__ for t in built[0].transforms[1].transforms]
+    assert steps == ["CropMix", "RandomHorizontalFlip", "RandAugment", "MaybePILToTensor"]
+    with pytest.raises(ValueError, match=r"timm_aug \(--timm-aug\) only applies with aug"):
+        _tiny_train_config(tmp_path, aug="baseline", timm_aug={}).validate(False)
+    with pytest.raises(ValueError, match="must not set"):
+        _tiny_train_config(tmp_path, aug="cropmix", timm_aug={"re_prob": 0.25}).validate(False)
+    with pytest.raises(TypeError, match="bogus"):
+        _tiny_train_config(tmp_path, aug="cropmix", timm_aug={"bogus": 1}).validate(False)
+
+
 # --- TensorBoard -----------------------------------------------------------------------------------------
 
 

@@ -88,6 +88,13 @@ def _augmentation(p: argparse.ArgumentParser, d) -> None:
     p.add_argument(
         "--rrc-scale", type=float, nargs=2, metavar=("LOW", "HIGH"), help="rrc scale (default: the preset's range)"
     )
+    p.add_argument(
+        "--timm-aug",
+        type=json.loads,
+        metavar="JSON",
+        help="timm's training transform with CropMix as its crop (--aug cropmix only); JSON of "
+        'timm.data.create_transform arguments, e.g. \'{"auto_augment": "rand-m9-mstd0.5"}\' (cropmix[timm])',
+    )
     p.add_argument("--mix-alpha", type=float, help="batch Mixup/CutMix Beta alpha (+mixup/+cutmix only; default: 1)")
 
 

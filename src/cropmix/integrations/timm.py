@@ -81,3 +81,25 @@ def cropmix_step(cropmix: str | CropMix, size: tuple[int, int], timm_kwargs: dic
         if timm_kwargs.get(name) is not None:
             overrides[name] = tuple(timm_kwargs[name])
     return preset(cropmix, size, **overrides)
+
+
+# Arguments that cropmix train sets itself: uint8 output (the model normalises inside), one transform.
+TRAIN_FIXED = ("input_size", "is_training", "use_prefetcher", "separate", "normalize", "mean", "std", "re_prob")
+
+
+def train_transform(size: int, cropmix: CropMix, in_memory: bool, **timm_kwargs: Any) -> Any:
+    """For `cropmix train --timm-aug`: timm's training transform around `cropmix`, ending in a uint8 (C, H, W)
+    tensor as the loop expects (timm's prefetcher form, no normalisation: the model normalises inside).
+    In-memory uint8 images become PIL images first, for timm's PIL augmentations."""
+    fixed = sorted(set(timm_kwargs) & set(TRAIN_FIXED))
+    if fixed:
+        raise ValueError(
+            f"timm_aug (--timm-aug) must not set {fixed}: cropmix train fixes {list(TRAIN_FIXED)} "
+            "(uint8 output normalised by the model; random erasing would need timm's prefetcher)"
+        )
+    transform = create_transform(size, cropmix=cropmix, use_prefetcher=True, **timm_kwargs)
+    if not in_memory:
+        return transform
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToPILImage(), transform])

@@ -51,8 +51,10 @@ class TrainConfig:
     the preset's scale range. init: a `cropmix pretrain` checkpoint (MoCo or MAE) whose backbone the
     model starts from (the classifier stays as initialised; not re-applied on resume). epochs count
     passes over the training split; warmup_epochs ramp the learning rate linearly from 0. milestones
-    (epochs) apply to the step schedule, default 50% / 75%. log: None or "tensorboard" (event files
-    in out/tensorboard as well, see cropmix.integrations.tensorboard).
+    (epochs) apply to the step schedule, default 50% / 75%. timm_aug: keyword arguments of timm's
+    create_transform (auto_augment, color_jitter, hflip, ...) with aug "cropmix": the training transform
+    is then timm's, CropMix as its crop (cropmix.integrations.timm.train_transform). log: None or
+    "tensorboard" (event files in out/tensorboard as well, see cropmix.integrations.tensorboard).
     """
 
     dataset: str = "cifar10"
@@ -71,6 +73,7 @@ class TrainConfig:
     cropmix_alpha: float | None = None
     cropmix_channel_permute: bool | None = None
     rrc_scale: tuple[float, float] | None = None
+    timm_aug: dict[str, Any] | None = None
     mix_alpha: float | None = None
     image_size: int | None = None
     normalisation: str | None = None
@@ -260,6 +263,13 @@ def _check_augmentation(config: TrainConfig) -> None:
         kwargs = cropmix_kwargs(config.preset, config.image_size or 32, config.cropmix_overrides())
         kwargs.pop("interpolation", None)
         make_config(**kwargs)  # raises naming the bad CropMix argument
+        if config.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work
+            from cropmix.integrations.timm import train_transform as timm_transform
+            from cropmix.transforms import CropMix
+
+            timm_transform(
+                kwargs["size"], CropMix(**cropmix_kwargs(config.preset, kwargs["size"], None)), False, **config.timm_aug
+            )
 
 
 def _check_conflicts(config: TrainConfig) -> None:
@@ -269,6 +279,7 @@ def _check_conflicts(config: TrainConfig) -> None:
     base, batch_mix = parse_aug(config.aug)
     needs = {name: ("aug", base == "cropmix", "'cropmix'") for name in config.cropmix_overrides_fields()}
     needs["rrc_scale"] = ("aug", base == "rrc", "'rrc'")
+    needs["timm_aug"] = ("aug", base == "cropmix", "'cropmix'")
     needs["mix_alpha"] = ("aug", batch_mix is not None, "with +mixup or +cutmix")
     needs["momentum"] = needs["nesterov"] = ("optimizer", config.optimizer == "sgd", "'sgd'")
     needs["milestones"] = needs["gamma"] = ("schedule", config.schedule == "step", "'step'")
