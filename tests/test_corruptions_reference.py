@@ -9,9 +9,11 @@ motion_blur (numpy draws fed in: same angle), fog (numpy draws fed in: same plas
 draws fed in: the same pixel moves; the reference's numpy "swap" copies, and so does ours).
 Checked against SciPy / Pillow directly (the reference's own calls): zoom_blur (imagecorruptions drops the
 reference's centre trim), pixelate (imagecorruptions upsamples with NEAREST, the reference with BOX).
+snow: checked against the reference's steps written out (SciPy zoom with the centre trim, the 8-bit layer)
+with imagecorruptions' numpy port of ImageMagick's motion blur and numpy draws fed in, both tables (its own
+snow drops the centre trim and the 8-bit step).
 Checked statistically (mean and spread of the change, torch's draws differ from numpy's): gaussian_noise,
-shot_noise, impulse_noise, glass_blur, snow (imagecorruptions' snow drops the reference's centre trim and
-8-bit step, so it is not an exact reference for snow).
+shot_noise, impulse_noise, glass_blur, snow.
 elastic_transform: imagecorruptions implements a different elastic transform (no random affine), so it is
 checked against the reference's steps written out with OpenCV, scikit-image and SciPy (numpy draws fed in).
 Not checkable: frost (the reference blends frost photographs; ours is a procedural texture: only the
@@ -214,4 +216,44 @@ def test_elastic_transform_follows_the_reference_formula(monkeypatch, size, seve
     np.random.seed(5)
     ours = _ours("elastic_transform", image, severity)[0]
     diff = np.abs(ours - expected)  # measured: under 0.005 levels everywhere (a wrong draw: 12-40 on average)
+    assert diff.max() < 0.5, (diff.mean(), diff.max())
+
+
+def _reference_snow(image: np.ndarray, constants: tuple, motion_blur) -> np.ndarray:
+    """make_cifar_c.py / make_imagenet_c.py's snow steps written out from their formula, with `motion_blur`
+    (imagecorruptions' numpy port) standing in for ImageMagick's; numpy's global RNG in the reference's order."""
+    cv2 = pytest.importorskip("cv2")
+    from scipy.ndimage import zoom as scizoom
+
+    mean, std, zoom, threshold, radius, sigma, keep = constants
+    x = image.astype(np.float32) / 255
+    h = x.shape[0]
+    layer = np.random.normal(size=x.shape[:2], loc=mean, scale=std)[..., None]
+    crop = int(np.ceil(h / zoom))
+    top = (h - crop) // 2
+    layer = scizoom(layer[top : top + crop, top : top + crop], (zoom, zoom, 1), order=1)
+    trim = (layer.shape[0] - h) // 2
+    layer = layer[trim : trim + h, trim : trim + h]
+    layer[layer < threshold] = 0
+    layer = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8)  # the reference's 8-bit PNG
+    blurred = motion_blur(layer, radius=radius, sigma=sigma, angle=np.random.uniform(-135, -45))
+    layer = np.round(np.clip(blurred, 0, 255))[..., None] / 255
+    gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None]
+    x = keep * x + (1 - keep) * np.maximum(x, gray * 1.5 + 0.5)
+    return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "severity"), [(32, 1), (32, 4), (224, 2), (224, 5)])
+def test_snow_follows_the_reference_formula(ic, monkeypatch, size, severity) -> None:
+    from imagecorruptions.corruptions import _motion_blur
+
+    image = _natural(size, n=1)
+    constants = C.severity_constants("snow", torch.zeros(1, 3, size, size), severity)
+    np.random.seed(8)
+    expected = _reference_snow(image[0], constants, _motion_blur)
+    _numpy_draws(monkeypatch)
+    np.random.seed(8)
+    ours = _ours("snow", image, severity)[0]
+    diff = np.abs(ours - expected)
     assert diff.max() < 0.5, (diff.mean(), diff.max())
