@@ -18,7 +18,9 @@ elastic_transform: imagecorruptions implements a different elastic transform (no
 checked against the reference's steps written out with OpenCV, scikit-image and SciPy (numpy draws fed in).
 Not checkable: frost (the reference blends frost photographs; ours is a procedural texture: only the
 size of the change is compared, loosely).
-The CIFAR table has no running reference; its formulas are the same functions with other constants.
+The CIFAR table has no running reference; its formulas are the same functions with other constants, checked
+with CIFAR constants for snow, elastic_transform, pixelate, zoom (clipped_zoom), defocus_blur and brightness
+(the reference's steps written out).
 """
 
 from __future__ import annotations
@@ -257,3 +259,23 @@ def test_snow_follows_the_reference_formula(ic, monkeypatch, size, severity) -> 
     ours = _ours("snow", image, severity)[0]
     diff = np.abs(ours - expected)
     assert diff.max() < 0.5, (diff.mean(), diff.max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_cifar_table_defocus_and_brightness_follow_the_reference_steps(ic, severity) -> None:
+    """make_cifar_c.py's steps with its CIFAR constants: its disk kernel and cv2.filter2D; skimage's HSV."""
+    cv2 = pytest.importorskip("cv2")
+    from imagecorruptions.corruptions import disk
+    from skimage.color import hsv2rgb, rgb2hsv
+
+    image = _natural(32, n=1)
+    x = image[0] / 255.0
+    radius, alias_blur = C.severity_constants("defocus_blur", torch.zeros(1, 3, 32, 32), severity)
+    kernel = disk(radius=radius, alias_blur=alias_blur)
+    expected = np.clip(np.stack([cv2.filter2D(x[..., d], -1, kernel) for d in range(3)], -1), 0, 1) * 255
+    assert np.abs(_ours("defocus_blur", image, severity)[0] - expected).max() < 1e-3
+    hsv = rgb2hsv(x)
+    hsv[..., 2] = np.clip(hsv[..., 2] + C.severity_constants("brightness", torch.zeros(1, 3, 32, 32), severity), 0, 1)
+    expected = np.clip(hsv2rgb(hsv), 0, 1) * 255
+    assert np.abs(_ours("brightness", image, severity)[0] - expected).max() < 1e-3
