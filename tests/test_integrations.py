@@ -86,22 +86,24 @@ def test_timm_factory_interpolation_scale_and_instances():
 def test_train_with_timm_aug(tmp_path, monkeypatch):
     from torchvision.transforms import v2
 
-    import cropmix.train.loop as loop
+    import cropmix.integrations.timm as timm_integration
     from cropmix.integrations.timm import train_transform
     from cropmix.train import train
     from cropmix.train.run_files import read_metrics
 
-    tf = train_transform(16, CropMix(16, num_crops=2), True, auto_augment="rand-m9-mstd0.5", hflip=0.0)
+    tf = train_transform(16, True, "imagenet", {"num_crops": 2, "mix": None}, auto_augment="rand-m9-mstd0.5", hflip=0.0)
     assert isinstance(tf.transforms[0], v2.ToPILImage) and isinstance(tf.transforms[1].transforms[0], CropMix)
+    assert tf.transforms[1].transforms[0].num_crops == (2,) and tf.transforms[1].transforms[0].scale == (0.01, 1.0)
     out = tf(torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8))
     assert out.shape == (3, 16, 16) and out.dtype == torch.uint8
     built = []
-    real = loop.timm_transform
-    monkeypatch.setattr(loop, "timm_transform", lambda *a: built.append(real(*a)) or built[-1])
+    monkeypatch.setattr(
+        timm_integration, "train_transform", lambda *a, **k: built.append(train_transform(*a, **k)) or built[-1]
+    )
     timm_aug = {"auto_augment": "rand-m9-mstd0.5", "color_jitter": None}
     run = train(_tiny_train_config(tmp_path, aug="cropmix", epochs=1, timm_aug=timm_aug))
-    assert len(read_metrics(run)) == 1 and len(built) == 1
-    steps = [type(t).__name__ for t in built[0].transforms[1].transforms]
+    assert len(read_metrics(run)) == 1 and len(built) == 2  # checked before the run, then used
+    steps = [type(t).__name__ for t in built[-1].transforms[1].transforms]  # after ToPILImage (in-memory data)
     assert steps == ["CropMix", "RandomHorizontalFlip", "RandAugment", "MaybePILToTensor"]
     with pytest.raises(ValueError, match=r"timm_aug \(--timm-aug\) only applies with aug"):
         _tiny_train_config(tmp_path, aug="baseline", timm_aug={}).validate(False)

@@ -87,17 +87,27 @@ def cropmix_step(cropmix: str | CropMix, size: tuple[int, int], timm_kwargs: dic
 TRAIN_FIXED = ("input_size", "is_training", "use_prefetcher", "separate", "normalize", "mean", "std", "re_prob")
 
 
-def train_transform(size: int, cropmix: CropMix, in_memory: bool, **timm_kwargs: Any) -> Any:
-    """For `cropmix train --timm-aug`: timm's training transform around `cropmix`, ending in a uint8 (C, H, W)
-    tensor as the loop expects (timm's prefetcher form, no normalisation: the model normalises inside).
-    In-memory uint8 images become PIL images first, for timm's PIL augmentations."""
+def train_transform(
+    size: int,
+    in_memory: bool,
+    preset_name: str = "cifar",
+    cropmix_overrides: dict[str, Any] | None = None,
+    **timm_kwargs: Any,
+) -> Any:
+    """For `cropmix train --timm-aug`: timm's training transform around CropMix (`preset_name` at `size` with the
+    non-None `cropmix_overrides`), ending in a uint8 (C, H, W) tensor as the loop expects (timm's prefetcher
+    form, no normalisation: the model normalises inside). In-memory uint8 images become PIL images first,
+    for timm's PIL augmentations."""
     fixed = sorted(set(timm_kwargs) & set(TRAIN_FIXED))
     if fixed:
         raise ValueError(
             f"timm_aug (--timm-aug) must not set {fixed}: cropmix train fixes {list(TRAIN_FIXED)} "
             "(uint8 output normalised by the model; random erasing would need timm's prefetcher)"
         )
-    transform = create_transform(size, cropmix=cropmix, use_prefetcher=True, **timm_kwargs)
+    overrides = {k: v for k, v in (cropmix_overrides or {}).items() if v is not None}
+    transform = create_transform(
+        size, cropmix=preset(preset_name, size, **overrides), use_prefetcher=True, **timm_kwargs
+    )
     if not in_memory:
         return transform
     from torchvision.transforms import v2

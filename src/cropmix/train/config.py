@@ -265,11 +265,8 @@ def _check_augmentation(config: TrainConfig) -> None:
         make_config(**kwargs)  # raises naming the bad CropMix argument
         if config.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work
             from cropmix.integrations.timm import train_transform as timm_transform
-            from cropmix.transforms import CropMix
 
-            timm_transform(
-                kwargs["size"], CropMix(**cropmix_kwargs(config.preset, kwargs["size"], None)), False, **config.timm_aug
-            )
+            timm_transform(kwargs["size"], False, config.preset, config.cropmix_overrides(), **config.timm_aug)
 
 
 def _check_conflicts(config: TrainConfig) -> None:

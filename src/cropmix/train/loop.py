@@ -83,7 +83,10 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
         rrc_scale=config.rrc_scale,
     )
     if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
-        transform, batched = timm_transform(config, size, in_memory), False
+        from cropmix.integrations.timm import train_transform as timm_transform
+
+        cropmix = (config.preset, config.cropmix_overrides())
+        transform, batched = timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
     common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
     train_loader = make_loader(
         train_split,
@@ -101,16 +104,6 @@ def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, A
     test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
     full_test = make_loader(test_split, test_tf, train=False, **eval_common)
     return train_loader, test_loader, full_test, source.num_classes, size
-
-
-def timm_transform(config: TrainConfig, size: int, in_memory: bool) -> Any:
-    """--timm-aug: timm's training transform with this run's CropMix (preset and overrides) as its crop."""
-    from cropmix.data.augment import cropmix_kwargs
-    from cropmix.integrations.timm import train_transform as timm_train_transform
-    from cropmix.transforms import CropMix
-
-    cropmix = CropMix(**cropmix_kwargs(config.preset, size, config.cropmix_overrides()))
-    return timm_train_transform(size, cropmix, in_memory, **config.timm_aug)
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
