@@ -6,7 +6,8 @@ from .knn import extract_features, knn_accuracy, knn_predict
 from .linear_probe import linear_probe
 from .mae import MAE, random_masking
 from .moco import MoCo
-from .pretrain import PretrainConfig, build_ssl_model, evaluate_checkpoint, evaluate_representation, pretrain
+from .pretrain import PretrainConfig, build_ssl_model, evaluate_checkpoint, pretrain
+from .representation import evaluate_representation
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
 
 __all__ = [

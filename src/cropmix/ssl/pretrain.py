@@ -38,14 +38,12 @@ from cropmix.train.distributed import (
 from cropmix.train.run_files import MetricsLog, write_json
 from cropmix.train.schedule import decay_groups, warmup_cosine
 
-from .knn import extract_features, knn_accuracy
-from .linear_probe import linear_probe
 from .mae import MAE
 from .moco import MoCo
+from .representation import SUBSET_SEED, evaluate_split
 from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
 
 METHODS = ("moco", "mae")
-SUBSET_SEED = 12345  # the pre-training subset and the evaluation images: the same for every run and seed
 
 
 @dataclass
@@ -167,33 +165,6 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Modul
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-
-
-def evaluate_representation(
-    model: nn.Module,
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
-    num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    probe_epochs: int = 30,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """kNN accuracy and linear-probe accuracy of `model.features` on frozen features (eval mode)."""
-    was_training = model.training
-    model.eval()
-
-    def feats(x: torch.Tensor) -> torch.Tensor:
-        return model.features(x.to(device))
-
-    train_f = extract_features(feats, train_images)
-    test_f = extract_features(feats, test_images)
-    model.train(was_training)
-    knn = knn_accuracy(train_f, train_labels, test_f, test_labels, num_classes, k, temperature)
-    probe = linear_probe(train_f, train_labels, test_f, test_labels, num_classes, epochs=probe_epochs)
-    return {"knn_acc": knn, "probe_acc": probe["test_acc"], "probe_train_acc": probe["train_acc"]}
 
 
 def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str, Any]:
@@ -362,30 +333,6 @@ def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
-
-
-def evaluate_split(model: nn.Module, source: Any, config: PretrainConfig, device: torch.device) -> dict[str, float]:
-    """kNN and probe accuracies on `source` (the bank: `config.eval_train` fixed random training images)."""
-    from cropmix.data import fixed_subset
-
-    train = source.train
-    test = source.test
-    idx = fixed_subset(len(train), config.eval_train, SUBSET_SEED) if config.eval_train else torch.arange(len(train))
-    tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
-    t0 = time.time()
-    result = evaluate_representation(
-        model,
-        train.images[idx],
-        train.targets[idx],
-        test.images[tidx],
-        test.targets[tidx],
-        source.num_classes,
-        config.knn_k,
-        config.knn_temperature,
-        config.probe_epochs,
-        device,
-    )
-    return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}
 
 
 def evaluate_checkpoint(

@@ -1,0 +1,68 @@
+"""Representation quality of a pre-trained backbone: kNN and linear-probe accuracies on frozen features."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .knn import extract_features, knn_accuracy
+from .linear_probe import linear_probe
+
+SUBSET_SEED = 12345  # the pre-training subset and the evaluation images: the same for every run and seed
+
+
+def evaluate_representation(
+    model: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    probe_epochs: int = 30,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """kNN accuracy and linear-probe accuracy of `model.features` on frozen features (eval mode)."""
+    was_training = model.training
+    model.eval()
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        return model.features(x.to(device))
+
+    train_f = extract_features(feats, train_images)
+    test_f = extract_features(feats, test_images)
+    model.train(was_training)
+    knn = knn_accuracy(train_f, train_labels, test_f, test_labels, num_classes, k, temperature)
+    probe = linear_probe(train_f, train_labels, test_f, test_labels, num_classes, epochs=probe_epochs)
+    return {"knn_acc": knn, "probe_acc": probe["test_acc"], "probe_train_acc": probe["train_acc"]}
+
+
+def evaluate_split(model: nn.Module, source: Any, config: Any, device: torch.device) -> dict[str, float]:
+    """kNN and probe accuracies on `source` (the bank: `config.eval_train` fixed random training images).
+
+    config: a cropmix.ssl.pretrain.PretrainConfig (eval_train, eval_test, knn_k, knn_temperature, probe_epochs).
+    """
+    from cropmix.data import fixed_subset
+
+    train = source.train
+    test = source.test
+    idx = fixed_subset(len(train), config.eval_train, SUBSET_SEED) if config.eval_train else torch.arange(len(train))
+    tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
+    t0 = time.time()
+    result = evaluate_representation(
+        model,
+        train.images[idx],
+        train.targets[idx],
+        test.images[tidx],
+        test.targets[tidx],
+        source.num_classes,
+        config.knn_k,
+        config.knn_temperature,
+        config.probe_epochs,
+        device,
+    )
+    return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}
