@@ -33,13 +33,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _data_and_model(p: argparse.ArgumentParser, d) -> None:
     p.add_argument(
-        "--dataset", default=d.dataset, help="cifar10 | cifar100 | npz | imagefolder | hf (default: %(default)s)"
+        "--dataset",
+        default=d.dataset,
+        help="cifar10 | cifar100 | npz | imagefolder | hf | webdataset (default: %(default)s)",
     )
     p.add_argument(
         "--data",
         required=True,
         help="dataset folder (CIFAR: torchvision format; ImageFolder: train/ and val/ or test/) or .npz file; "
-        "hf: a Hugging Face dataset name (in the local cache) or folder",
+        "hf: a Hugging Face dataset name (in the local cache) or folder; webdataset: the folder `cropmix shards` "
+        "wrote, its index.json, or a URL",
     )
     p.add_argument("--hf-image-key", help="hf: the image column (default: image)")
     p.add_argument("--hf-label-key", help="hf: the label column (default: label)")
@@ -56,7 +59,7 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
     p.add_argument(
         "--init", metavar="PATH", help="start from the backbone of a cropmix pretrain checkpoint (MoCo or MAE)"
     )
-    p.add_argument("--image-size", type=int, help="training image side (default: the data's, or 224 for ImageFolder)")
+    p.add_argument("--image-size", type=int, help="training image side (default: the data's; 224 for files, shards)")
     p.add_argument(
         "--normalisation", choices=("cifar10", "cifar100", "imagenet"), help="mean/std (default: by dataset)"
     )
@@ -64,6 +67,16 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--max-test-images", type=int)
     p.add_argument("--skip-bad", action="store_true", help="count, log and skip unreadable image files")
     p.add_argument("--in-memory", action="store_true", help="ImageFolder: decode all images into memory once")
+    p.add_argument(
+        "--aug-device",
+        choices=("auto", "workers", "device"),
+        default=d.aug_device,
+        help="where augmentation runs: DataLoader workers, or the training device (webdataset only); "
+        "auto: the device for webdataset, workers otherwise (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shuffle-buffer", type=int, help="webdataset: samples each shard reader shuffles among (default: 1000)"
+    )
 
 
 def _augmentation(p: argparse.ArgumentParser, d) -> None:

@@ -87,12 +87,14 @@ def webdataset_loader(
     std: Sequence[float] | None = None,
     channels_last: bool = False,
     shuffle_buffer: int = 1000,
+    pin_memory: bool = False,
 ) -> DeviceBatches:
     """Batches of `split` for training (`train`: shuffled, equal batch counts on every rank, `base`
     augmentation + flip) or evaluation (in order, every image once over all ranks, resize + centre crop).
 
     Images come out as floats in [0, 1] (cropmix's models normalise inside), or normalised with
-    `mean`/`std` when given. Call `set_epoch(epoch)` before each training epoch.
+    `mean`/`std` when given. Call `set_epoch(epoch)` before each training epoch. pin_memory: the
+    readers' batches in pinned memory, for asynchronous copies to a GPU.
     """
     loader = ShardLoader(
         split,
@@ -105,6 +107,7 @@ def webdataset_loader(
         seed=seed,
         shuffle_buffer=shuffle_buffer,
         skip_bad=skip_bad,
+        pin_memory=pin_memory,
     )
     augment = device_augment(base, size, train=train, preset=preset, overrides=cropmix_overrides, rrc_scale=rrc_scale)
     pipeline = DevicePipeline(

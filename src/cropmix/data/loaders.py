@@ -2,7 +2,9 @@
 
 Datasets: "cifar10", "cifar100" (torchvision format, downloaded when missing), "npz" (an .npz file,
 see cropmix.data.arrays), "imagefolder" (train/ and val/ or test/ under the root), "hf" (a Hugging Face
-dataset, see cropmix.integrations.hf; extra cropmix[hf]). CIFAR and npz
+dataset, see cropmix.integrations.hf; extra cropmix[hf]), "webdataset" (tar shards with an index.json
+written by `cropmix shards`, see cropmix.data.shards; read and augmented by
+cropmix.data.device_loader, not by make_loader). CIFAR and npz
 are held in memory as uint8 and batched by index lists (one call per batch); ImageFolder is read
 from files per image, or decoded once into memory with `in_memory`.
 """
@@ -10,6 +12,7 @@ from files per image, or decoded once into memory with `in_memory`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +22,24 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from .arrays import ArraySplit, load_cifar, load_npz
+from .device_loader import DeviceBatches
 from .folder import FolderDataset, FolderIndex, collate_skip, decode_folder, index_folder, split_dir
+from .shards import INDEX_NAME, ShardSplit, read_index
 
 if TYPE_CHECKING:
     from cropmix.integrations.hf import HFSplit
 
-DATASETS = ("cifar10", "cifar100", "npz", "imagefolder", "hf")
+DATASETS = ("cifar10", "cifar100", "npz", "imagefolder", "hf", "webdataset")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:")  # http://, pipe:, ... (not a Windows drive letter)
 
 
 @dataclass
 class DataSource:
-    """Both splits of a dataset: in memory (ArraySplit), as file lists (FolderIndex) or a Hugging Face
-    dataset (cropmix.integrations.hf.HFSplit, decoded per item like files)."""
+    """Both splits of a dataset: in memory (ArraySplit), as file lists (FolderIndex), a Hugging Face
+    dataset (cropmix.integrations.hf.HFSplit, decoded per item like files) or tar shards (ShardSplit)."""
 
-    train: ArraySplit | FolderIndex | HFSplit
-    test: ArraySplit | FolderIndex | HFSplit
+    train: ArraySplit | FolderIndex | HFSplit | ShardSplit
+    test: ArraySplit | FolderIndex | HFSplit | ShardSplit
     classes: list[str]
 
     @property
@@ -48,11 +54,14 @@ class DataSource:
 def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = True) -> None:
     """Check, before any work, that `data` is what `dataset` reads: an .npz file for "npz", a folder
     (train/ and val/ or test/) for "imagefolder", a folder (or nothing yet, if `download`) for CIFAR;
-    for "hf" a folder or a dataset name, with the `datasets` package installed."""
+    for "hf" a folder or a dataset name, with the `datasets` package installed; for "webdataset" a folder
+    holding index.json, the index's .json file, or a URL (not checked until it is read)."""
     if dataset == "hf":
         from cropmix.integrations.hf import check_hf_data
 
         return check_hf_data(data)
+    if dataset == "webdataset":
+        return _check_index_path(data)
     path = Path(data)
     wants_file = dataset == "npz"
     what = "an .npz file" if wants_file else "a folder"
@@ -68,6 +77,21 @@ def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = T
         raise ValueError(
             f"data (--data) {str(path)!r} is {kind}, but dataset (--dataset) {dataset!r} reads {what}{hint}"
         )
+
+
+def _check_index_path(data: str | os.PathLike) -> None:
+    text = os.fspath(data)
+    if _URL.match(text) and not os.path.exists(text):
+        return
+    path = Path(text)
+    what = f"dataset (--dataset) 'webdataset' reads a folder holding {INDEX_NAME} (written by `cropmix shards`), "
+    what += "that .json file, or a URL"
+    if path.is_dir() and not (path / INDEX_NAME).is_file():
+        raise FileNotFoundError(f"data (--data) {text!r} is a folder without {INDEX_NAME}; {what}")
+    if not path.exists():
+        raise FileNotFoundError(f"data (--data) {text!r} does not exist; {what}")
+    if path.is_file() and path.suffix != ".json":
+        raise ValueError(f"data (--data) {text!r} is not a .json file; {what}")
 
 
 def load_source(
@@ -92,6 +116,11 @@ def load_source(
         return DataSource(train, test, train.classes)
     if dataset == "hf":
         return _load_hf(data, hf_keys, in_memory)
+    if dataset == "webdataset":
+        if in_memory:
+            raise ValueError("in_memory (--in-memory) does not apply to dataset (--dataset) 'webdataset': drop one")
+        index = read_index(data)
+        return DataSource(index.split("train"), index.split("val"), index.classes)
     train_index = index_folder(split_dir(data, "train"))
     test_index = index_folder(split_dir(data, "val"), classes=train_index.classes)
     if not in_memory:
@@ -193,15 +222,21 @@ def make_loader(
     return loader
 
 
-def skipped_files(loader: DataLoader) -> int:
-    """How many unreadable files a `make_loader(..., skip_bad=True)` loader has skipped so far (all
-    epochs, all workers of this process). Files of an in-memory split were skipped when decoding."""
+def skipped_files(loader: DataLoader | DeviceBatches) -> int:
+    """How many unreadable files a `make_loader(..., skip_bad=True)` loader (or bad shard members a
+    `webdataset_loader(..., skip_bad=True)` one) has skipped so far (all epochs, all workers of this
+    process). Files of an in-memory split were skipped when decoding."""
+    if isinstance(loader, DeviceBatches):
+        return len(loader.skipped)
     dataset = loader.dataset
     return dataset.skipped_total() if isinstance(dataset, FolderDataset) else 0
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
+def set_epoch(loader: DataLoader | DeviceBatches, epoch: int) -> None:
     """Reshuffle a training loader for `epoch` (the same order on every rank and after a resume)."""
+    if isinstance(loader, DeviceBatches):
+        loader.set_epoch(epoch)
+        return
     sampler = getattr(loader, "epoch_sampler", None)
     if isinstance(sampler, DistributedSampler):
         sampler.set_epoch(epoch)

@@ -26,7 +26,9 @@ DEFAULTS = {
     "mix_alpha": 1.0,
     "hf_image_key": "image",
     "hf_label_key": "label",
+    "shuffle_buffer": 1000,
 }
+AUG_DEVICES = ("auto", "workers", "device")
 # Command-line spellings of the fields whose option is not simply --field-name.
 OPTION_NAMES = {
     "cropmix_scale": "--scale",
@@ -55,6 +57,12 @@ class TrainConfig:
     create_transform (auto_augment, color_jitter, hflip, ...) with aug "cropmix": the training transform
     is then timm's, CropMix as its crop (cropmix.integrations.timm.train_transform). log: None or
     "tensorboard" (event files in out/tensorboard as well, see cropmix.integrations.tensorboard).
+    dataset "webdataset": `data` is a shard folder from `cropmix shards` (or its index.json, or a URL);
+    max_train_images/max_test_images then keep the first images in shard order (a fixed random subset:
+    the shards were written shuffled). aug_device: where the augmentation runs, "workers" (DataLoader
+    workers, per image or per in-memory batch) or "device" (on the training device, after decoding
+    there: WebDataset shards only); "auto" picks "device" for shards and "workers" otherwise.
+    shuffle_buffer: samples each shard reader shuffles among (webdataset only; None = 1000).
     """
 
     dataset: str = "cifar10"
@@ -99,6 +107,8 @@ class TrainConfig:
     download: bool = True
     skip_bad: bool = False
     in_memory: bool = False
+    aug_device: str = "auto"
+    shuffle_buffer: int | None = None
     eval_every: int = 1
     max_train_images: int | None = None
     max_test_images: int | None = None
@@ -126,6 +136,10 @@ class TrainConfig:
     def hf_keys(self) -> tuple[str, str]:
         """The image and label columns of a Hugging Face dataset (dataset "hf")."""
         return self.setting("hf_image_key"), self.setting("hf_label_key")
+
+    def augments_on_device(self) -> bool:
+        """Whether augmentation runs on the training device ("device", or "auto" with WebDataset shards)."""
+        return self.aug_device == "device" or (self.aug_device == "auto" and self.dataset == "webdataset")
 
     def label(self) -> str:
         """A short name for tables: `name`, else the augmentation."""
@@ -217,6 +231,7 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     _need(config, config.dataset in DATASETS, "dataset", f"one of {DATASETS}")
     _need(config, config.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
     _need(config, config.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
+    _need(config, config.aug_device in AUG_DEVICES, "aug_device", f"one of {AUG_DEVICES}")
     check_device_name(config.device)
     check_log(config.log)  # --log tensorboard without the package fails here, before any work
     _need(config, config.normalisation in (None, *NORMALISATIONS), "normalisation", f"None or one of {NORMALISATIONS}")
@@ -246,6 +261,7 @@ def _check_numbers(config: TrainConfig) -> None:
         _need(config, ok, "milestones", f"increasing epochs in (0, epochs={config.epochs})")
     _need(config, config.image_size is None or config.image_size >= 8, "image_size", "None or an int >= 8")
     _need(config, config.threads is None or config.threads >= 1, "threads", "None or an int >= 1")
+    _need(config, config.shuffle_buffer is None or config.shuffle_buffer >= 0, "shuffle_buffer", "None or an int >= 0")
     for name in ("max_train_images", "max_test_images"):
         _need(config, getattr(config, name) is None or getattr(config, name) > 0, name, "None or an int > 0")
 
@@ -281,12 +297,39 @@ def _check_conflicts(config: TrainConfig) -> None:
     needs["momentum"] = needs["nesterov"] = ("optimizer", config.optimizer == "sgd", "'sgd'")
     needs["milestones"] = needs["gamma"] = ("schedule", config.schedule == "step", "'step'")
     needs["hf_image_key"] = needs["hf_label_key"] = ("dataset", config.dataset == "hf", "'hf'")
+    needs["shuffle_buffer"] = ("dataset", config.dataset == "webdataset", "'webdataset'")
     for name, (other, applies, which) in needs.items():
         if getattr(config, name) is not None and not applies:
             raise ValueError(
                 f"{option(name)} only applies with {option(other)} {which}, got {other}={getattr(config, other)!r}: "
                 f"drop the one or change the other"
             )
+    _check_data_pipeline(config)
+
+
+def _check_data_pipeline(config: TrainConfig) -> None:
+    """Where augmentation runs against the data: shards are augmented on the device, everything else in workers."""
+    shards = config.dataset == "webdataset"
+    if shards and config.aug_device == "workers":
+        raise ValueError(
+            f"{option('aug_device')} 'workers' does not apply to {option('dataset')} 'webdataset' (shards are "
+            f"decoded and augmented on the training device): use aug_device 'auto' or 'device'"
+        )
+    if not shards and config.aug_device == "device":
+        raise ValueError(
+            f"{option('aug_device')} 'device' needs {option('dataset')} 'webdataset', got dataset={config.dataset!r}: "
+            f"use aug_device 'auto' or 'workers', or write shards with `cropmix shards`"
+        )
+    if shards and config.in_memory:
+        raise ValueError(
+            f"{option('in_memory')} does not apply to {option('dataset')} 'webdataset' (shards are streamed): "
+            f"drop the one or change the other"
+        )
+    if config.augments_on_device() and config.timm_aug is not None:
+        raise ValueError(
+            f"{option('timm_aug')} (a per-image CPU transform) does not apply with {option('dataset')} 'webdataset' "
+            f"(augmentation on the device): drop the one or change the other"
+        )
 
 
 def _check_paths(config: TrainConfig) -> None:

@@ -16,21 +16,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cropmix.data import (
-    eval_transform,
-    load_source,
-    make_loader,
-    parse_aug,
-    set_epoch,
-    skipped_files,
-    subset,
-    train_transform,
-)
+from cropmix.data import parse_aug, set_epoch, skipped_files, subset
 from cropmix.models import weights
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, rng_states, save_atomic, set_rng_states
 from .config import TrainConfig
+from .data_setup import prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
 from .mixing import BATCH_MIX_FUNCTIONS, soft_cross_entropy, soft_targets
 from .schedule import build_optimizer, build_scheduler
@@ -44,7 +36,7 @@ __all__ = ["build_model_for", "evaluate", "prepare_data", "save_state", "subset"
 
 
 def default_normalisation(config: TrainConfig) -> str:
-    by_dataset = {"cifar100": "cifar100", "imagefolder": "imagenet", "hf": "imagenet"}
+    by_dataset = {"cifar100": "cifar100", "imagefolder": "imagenet", "hf": "imagenet", "webdataset": "imagenet"}
     return config.normalisation or by_dataset.get(config.dataset, "cifar10")
 
 
@@ -57,53 +49,6 @@ def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> t
     return models.build_model(
         config.model, num_classes, image_size=image_size, mean=mean, std=std, **config.model_kwargs
     )
-
-
-def prepare_data(config: TrainConfig, info: DistInfo, pin: bool) -> tuple[Any, Any, Any, int, int]:
-    """(train loader, test loader, full test loader for rank 0, num_classes, image size)."""
-    source = load_source(
-        config.dataset,
-        config.data,
-        download=config.download,
-        skip_bad=config.skip_bad,
-        in_memory=config.in_memory,
-        hf_keys=config.hf_keys(),
-    )
-    train_split = subset(source.train, config.max_train_images)
-    test_split = subset(source.test, config.max_test_images)
-    in_memory = source.in_memory
-    size = config.image_size or (int(train_split.images.shape[-1]) if in_memory else 224)
-    base, _ = parse_aug(config.aug)
-    transform, batched = train_transform(
-        base,
-        size,
-        in_memory=in_memory,
-        preset_name=config.preset,
-        cropmix_overrides=config.cropmix_overrides(),
-        rrc_scale=config.rrc_scale,
-    )
-    if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
-        from cropmix.integrations.timm import train_transform as timm_transform
-
-        cropmix = (config.preset, config.cropmix_overrides())
-        transform, batched = timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
-    common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
-    train_loader = make_loader(
-        train_split,
-        transform,
-        batch_size=config.batch_size,
-        train=True,
-        seed=config.seed,
-        rank=info.rank,
-        world=info.world,
-        batched_transform=batched,
-        **common,
-    )
-    test_tf = None if in_memory else eval_transform(size, False)
-    eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
-    test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
-    full_test = make_loader(test_split, test_tf, train=False, **eval_common)
-    return train_loader, test_loader, full_test, source.num_classes, size
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -221,7 +166,7 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
     # channels_last is 2-3x faster for small conv nets on CPU too (oneDNN), so it is on by default.
     channels_last = True if config.channels_last is None else config.channels_last
     torch.manual_seed(config.seed)
-    train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda)
+    train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda, device=device)
     model = build_model_for(config, num_classes, size)
     if config.init is not None and checkpoint is None:  # a resumed run's checkpoint already holds these weights
         left = weights.load_pretrained(model, config.init)
@@ -269,7 +214,8 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     """One pass over the training split; the epoch's row of metrics (summed over all ranks). "lr" is the
-    mean learning rate the epoch's steps used; "skipped_files" counts unreadable files it skipped."""
+    mean learning rate the epoch's steps used; "train_images" the images trained on (all ranks);
+    "skipped_files" counts unreadable files it skipped."""
     config, info = run.config, run.info
     seed_epoch(run, epoch)
     run.net.train()
@@ -318,6 +264,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         "lr": sum(run.step_lrs) / max(steps, 1),
         "train_loss": loss_sum / count,
         "train_top1": 100.0 * correct / count,
+        "train_images": int(count),
         "epoch_seconds": seconds,
         "images_per_second": count / seconds,
     }

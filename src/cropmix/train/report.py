@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from cropmix.data import eval_transform, fixed_subset, index_folder, load_source, make_loader, subset
+from cropmix.data import eval_transform, fixed_subset, index_folder, make_loader, subset
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig
+from .data_setup import eval_loader, image_size_of, source_of
 
 # Columns of the comparison table, in order (those present in some run).
 TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "cifar_c_mean", "seconds_per_epoch")
@@ -35,10 +36,8 @@ def load_run_model(
     state = load_checkpoint(run_dir / CHECKPOINT)
     if state["epoch"] < config.epochs:
         raise ValueError(f"run {str(run_dir)!r} stopped after {state['epoch']}/{config.epochs} epochs; resume it first")
-    source = load_source(
-        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
-    )
-    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    source = source_of(config)
+    size = image_size_of(config, source)
     model = build_model_for(config, source.num_classes, size)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
@@ -89,15 +88,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev)
-    source = load_source(
-        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
-    )
-    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    source = source_of(config)
+    size = image_size_of(config, source)
     test = subset(source.test, max_images or config.max_test_images)
-    transform = None if source.in_memory else eval_transform(size, False)
 
     def loader_of(split: Any) -> Any:
-        return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
+        return eval_loader(config, source, split, batch_size, dev)
 
     results = evaluate_classifier(
         model, loader_of(test), dev, fgsm=fgsm, corruptions=corruptions, reliability_png=run_dir / rf.RELIABILITY,
@@ -159,14 +155,12 @@ def evaluate_ood(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev)
-    source = load_source(
-        config.dataset, config.data, download=config.download, in_memory=config.in_memory, hf_keys=config.hf_keys()
-    )
+    source = source_of(config)
     model_classes = list(source.classes)
     if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
         model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
-    size = config.image_size or (int(source.train.images.shape[-1]) if source.in_memory else 224)
+    size = image_size_of(config, source)
     loader = make_loader(subset(index, max_images), eval_transform(size, False), batch_size=batch_size,
                          train=False, workers=2)  # fmt: skip
     results = {"data": str(data), "class_subset": class_subset}

@@ -1,0 +1,146 @@
+"""The data of a training run: its source (by config), its image size and its loaders.
+
+Where the augmentation runs follows the data (TrainConfig.aug_device): image files and in-memory
+arrays go through DataLoader workers (`cropmix.data.make_loader`); WebDataset shards are read as
+bytes by the workers and decoded and augmented on the training device
+(`cropmix.data.device_loader.webdataset_loader`). Either way the loaders yield (images, targets)
+with images as uint8 or as floats in [0, 1]: the models normalise inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cropmix.data import DataSource, eval_transform, load_source, make_loader, parse_aug, subset, train_transform
+from cropmix.data.shards import ShardSplit
+
+from .config import TrainConfig
+from .distributed import DistInfo
+
+DEFAULT_FILE_SIZE = 224  # the training side of images read from files or shards, unless image_size says
+
+
+def source_of(config: TrainConfig, *, skip_bad: bool = False) -> DataSource:
+    """The dataset `config` names, opened as its run reads it."""
+    return load_source(
+        config.dataset,
+        config.data,
+        download=config.download,
+        skip_bad=skip_bad,
+        in_memory=config.in_memory,
+        hf_keys=config.hf_keys(),
+    )
+
+
+def image_size_of(config: TrainConfig, source: DataSource) -> int:
+    """The run's image side: image_size, else the side of in-memory images, else 224."""
+    if config.image_size:
+        return config.image_size
+    return int(source.train.images.shape[-1]) if source.in_memory else DEFAULT_FILE_SIZE
+
+
+def prepare_data(
+    config: TrainConfig, info: DistInfo, pin: bool = False, device: torch.device | str | None = None
+) -> tuple[Any, Any, Any, int, int]:
+    """(train loader, test loader, full test loader for rank 0, num_classes, image size).
+
+    device: where shards are decoded and augmented (dataset "webdataset"; default the CPU); pin: pinned
+    host memory for the batches, for asynchronous copies to a GPU.
+    """
+    source = source_of(config, skip_bad=config.skip_bad)
+    train_split = subset(source.train, config.max_train_images)
+    test_split = subset(source.test, config.max_test_images)
+    size = image_size_of(config, source)
+    if isinstance(train_split, ShardSplit):
+        device = torch.device("cpu" if device is None else device)
+        loaders = shard_loaders(config, train_split, test_split, source.num_classes, size, info, device)
+        return (*loaders, source.num_classes, size)
+    in_memory = source.in_memory
+    base, _ = parse_aug(config.aug)
+    transform, batched = train_transform(
+        base,
+        size,
+        in_memory=in_memory,
+        preset_name=config.preset,
+        cropmix_overrides=config.cropmix_overrides(),
+        rrc_scale=config.rrc_scale,
+    )
+    if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
+        from cropmix.integrations.timm import train_transform as timm_transform
+
+        cropmix = (config.preset, config.cropmix_overrides())
+        transform, batched = timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
+    common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
+    train_loader = make_loader(
+        train_split,
+        transform,
+        batch_size=config.batch_size,
+        train=True,
+        seed=config.seed,
+        rank=info.rank,
+        world=info.world,
+        batched_transform=batched,
+        **common,
+    )
+    test_tf = None if in_memory else eval_transform(size, False)
+    eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
+    test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
+    full_test = make_loader(test_split, test_tf, train=False, **eval_common)
+    return train_loader, test_loader, full_test, source.num_classes, size
+
+
+def shard_loaders(
+    config: TrainConfig,
+    train: ShardSplit,
+    test: ShardSplit,
+    num_classes: int,
+    size: int,
+    info: DistInfo,
+    device: torch.device,
+) -> tuple[Any, Any, Any]:
+    """Training, test (this rank's share) and full test batches of tar shards, decoded and augmented on
+    `device`: each training image once per epoch over all ranks (the same number of batches on each)."""
+    from cropmix.data.device_loader import webdataset_loader
+
+    base, _ = parse_aug(config.aug)
+    common = dict(
+        device=device,
+        num_classes=num_classes,
+        preset=config.preset,
+        workers=config.workers,
+        seed=config.seed,
+        skip_bad=config.skip_bad,
+        pin_memory=device.type == "cuda",
+    )
+    train_loader = webdataset_loader(
+        train,
+        base,
+        size,
+        train=True,
+        batch_size=config.batch_size,
+        cropmix_overrides=config.cropmix_overrides(),
+        rrc_scale=config.rrc_scale,
+        rank=info.rank,
+        world=info.world,
+        shuffle_buffer=config.setting("shuffle_buffer"),
+        **common,
+    )
+    evaluation = dict(common, train=False, batch_size=config.eval_batch_size)
+    test_loader = webdataset_loader(test, base, size, rank=info.rank, world=info.world, **evaluation)
+    full_test = webdataset_loader(test, base, size, **evaluation)
+    return train_loader, test_loader, full_test
+
+
+def eval_loader(config: TrainConfig, source: DataSource, split: Any, batch_size: int, device: torch.device) -> Any:
+    """Batches of `split` (all of it, in order) for evaluating a run of `config`, the way its test loader
+    reads them: uint8 in-memory batches, files resized and centre-cropped in workers, or shards on `device`."""
+    size = image_size_of(config, source)
+    if isinstance(split, ShardSplit):
+        from cropmix.data.device_loader import webdataset_loader
+
+        return webdataset_loader(split, "none", size, device=device, train=False, batch_size=batch_size,
+                                 num_classes=source.num_classes, pin_memory=device.type == "cuda")  # fmt: skip
+    transform = None if source.in_memory else eval_transform(size, False)
+    return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
