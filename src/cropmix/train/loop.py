@@ -213,9 +213,8 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
 
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
-    """One pass over the training split; the epoch's row of metrics (summed over all ranks). "lr" is the
-    mean learning rate the epoch's steps used; "train_images" the images trained on (all ranks);
-    "skipped_files" counts unreadable files it skipped."""
+    """One pass over the training split; the epoch's row of metrics (summed over all ranks): "lr" the mean
+    rate of its steps, "train_images" the images trained on, "skipped_files" the unreadable files skipped."""
     config, info = run.config, run.info
     seed_epoch(run, epoch)
     run.net.train()
