@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 
 BOOL_FIELDS = ("nesterov", "amp", "channels_last", "download")
 
@@ -170,6 +171,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = train(config, resume=args.resume)
     final = out / "final.json"
-    if final.is_file():
+    if final.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: printed once, by rank 0
         print(json.dumps({"run": str(out), **json.loads(final.read_text())}))
     return 0

@@ -1,4 +1,5 @@
-"""Datasets (CIFAR, .npz, ImageFolder), augmentations by name and where they run, loaders, fixed subsets."""
+"""Datasets (CIFAR, .npz, ImageFolder, Hugging Face, WebDataset shards), augmentations by name and where they
+run, loaders, fixed subsets."""
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
 from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug, train_transform
