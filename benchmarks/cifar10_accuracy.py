@@ -98,8 +98,9 @@ def interleaved_timing(args: argparse.Namespace, rounds: int = 6, steps: int = 1
     alternating rounds in one process, so that load from other jobs on a shared machine hits all arms alike."""
 
     from cropmix.train import TrainConfig
+    from cropmix.train.data_setup import prepare_data
     from cropmix.train.distributed import DistInfo
-    from cropmix.train.loop import build_model_for, prepare_data, to_input
+    from cropmix.train.loop import build_model_for, to_input
 
     arms = {}
     for aug in args.arms:

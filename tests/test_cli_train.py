@@ -14,7 +14,7 @@ import torch
 from test_data import make_npz
 
 from cropmix.cli import main
-from cropmix.train.checkpoint import load_checkpoint
+from cropmix.models.weights import load_checkpoint
 
 # The interpreter running the tests, not whichever `cropmix` script is installed.
 CROPMIX = [sys.executable, "-m", "cropmix"]

@@ -14,7 +14,7 @@ from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
 from cropmix.models.classifier import Classifier
 from cropmix.models.fastnet import FastNet
-from cropmix.models.weights import backbone_state_dict, load_pretrained
+from cropmix.models.weights import backbone_state_dict, load_checkpoint, load_pretrained
 from cropmix.ssl.knn import knn_accuracy, knn_predict
 from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
@@ -28,7 +28,6 @@ from cropmix.ssl.views import (
     cropmix_query_config,
     paste_boxes,
 )
-from cropmix.train.checkpoint import load_checkpoint
 from cropmix.transforms import sample_batch
 
 torch.set_num_threads(1)

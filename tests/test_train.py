@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from test_data import make_npz
 
+from cropmix.models.weights import load_checkpoint
 from cropmix.train import TrainConfig, compare_runs, evaluate_run, train
-from cropmix.train.checkpoint import load_checkpoint
 from cropmix.train.mixing import cutmix_batch, mixup_batch, soft_cross_entropy, soft_targets
 from cropmix.train.schedule import lr_factor
 

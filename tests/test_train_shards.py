@@ -21,8 +21,8 @@ import torch
 from cropmix.cli import main
 from cropmix.data import subset
 from cropmix.data.shards import ShardSplit
+from cropmix.models.weights import load_checkpoint
 from cropmix.train import TrainConfig
-from cropmix.train.checkpoint import load_checkpoint
 
 TINY_NET = ["--model", "fastnet", "--model-kwargs", '{"widths": [8, 8, 16, 16]}']
 

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cropmix.models.weights import load_checkpoint  # noqa: F401 - the one reader, re-exported
-
 CHECKPOINT = "checkpoint.pt"
 
 

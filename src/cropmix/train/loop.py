@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cropmix.data import parse_aug, set_epoch, skipped_files, subset
+from cropmix.data import parse_aug, set_epoch, skipped_files
 from cropmix.models import weights
 
 from . import run_files as rf
@@ -32,7 +32,7 @@ log = logging.getLogger("cropmix.train")
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size", "log"}
 
-__all__ = ["build_model_for", "evaluate", "prepare_data", "save_state", "subset", "train", "train_one_epoch"]
+__all__ = ["build_model_for", "evaluate", "save_state", "train", "train_one_epoch"]
 
 
 def default_normalisation(config: TrainConfig) -> str:

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from cropmix.data import eval_transform, fixed_subset, index_folder, make_loader, subset
+from cropmix.models.weights import load_checkpoint
 
 from . import run_files as rf
-from .checkpoint import CHECKPOINT, load_checkpoint
+from .checkpoint import CHECKPOINT
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
 
