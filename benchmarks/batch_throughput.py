@@ -8,11 +8,16 @@ Three settings, each on one batch of uint8 images already in memory (on --device
   - 224x224, B = 64 photos at their own sizes (a list; kornia and the plain resize need one size).
 Methods are timed in interleaved rounds (one batch each per round); the median of the rounds is
 reported. The per-image CropMix loop always runs on the CPU (it is the DataLoader-worker
-baseline); BatchCropMix, kornia and the resize run on --device. kornia gets float input (its
+baseline), with --threads and with one thread as in a DataLoader worker; "--threads x 1-thread
+loop" is that loop ideally spread over as many workers, the strongest CPU baseline (per-image
+torch ops lose more to thread start-up than they gain). BatchCropMix, kornia and the resize run
+on --device. kornia gets float input (its
 requirement): its time includes the uint8 -> float conversion. "resize" is one antialiased
 torchvision resize of the whole batch to the output size: the floor no crop-and-mix can beat.
 On CUDA the peak memory of one BatchCropMix call is printed too. Last, the PSNR of one-crop
-BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic).
+BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic); on the
+CPU, where crops of 44x44 outputs and up are resized by torch's own kernel, also that of the
+separable passes a GPU runs.
 
     python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
 
@@ -40,6 +45,7 @@ from bench_data import PHOTOS, cifar_folder, photo_files, spread, subset_jpeg_by
 from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import InterpolationMode
 
+import cropmix.transforms.functional.batch as kernel
 from cropmix.transforms import BatchCropMix, preset
 
 
@@ -74,6 +80,16 @@ def measure(methods: dict[str, Callable[[], object]], rounds: int, device: torch
             sync(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def one_thread(fn: Callable[[], object]) -> object:
+    """Run fn with one torch thread, as in a DataLoader worker (torch sets one thread per worker)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def kornia_rrc(size: int, scale: tuple[float, float]) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -131,6 +147,7 @@ def images_per_second(
     methods: dict[str, Callable[[], object]] = {
         "BatchCropMix": lambda a=batch_aug, x=dev_images: a(x),
         "CropMix loop": lambda a=loop_aug, xs=cpu_images: torch.stack([a(x) for x in xs]),
+        "CropMix loop, 1 thread": lambda a=loop_aug, xs=cpu_images: one_thread(lambda: torch.stack([a(x) for x in xs])),
     }
     if isinstance(images, torch.Tensor):
         rrc = kornia_rrc(size, batch_aug.config.scale)
@@ -151,18 +168,20 @@ def print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
     def cell(ips: dict[str, float], key: str, fmt: str = "{:.0f}") -> str:
         return fmt.format(ips[key]) if key in ips else "-"
 
-    def ratio(ips: dict[str, float], key: str) -> str:
-        return f"{ips['BatchCropMix'] / ips[key]:.2f}x" if key in ips else "-"
+    def ratio(ips: dict[str, float], key: str, times: int = 1) -> str:
+        return f"{ips['BatchCropMix'] / (times * ips[key]):.2f}x" if key in ips else "-"
 
+    threads = torch.get_num_threads()
     print(
-        "| setting | BatchCropMix img/s | CropMix loop img/s | kornia RRC img/s | resize img/s | "
-        "Batch / loop | Batch / kornia | Batch peak GB |"
+        "| setting | BatchCropMix img/s | CropMix loop img/s | loop, 1 thread img/s | kornia RRC img/s | "
+        f"resize img/s | Batch / loop | Batch / ({threads} x 1-thread loop) | Batch / kornia | Batch peak GB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for title, ips in rows:
         print(
             f"| {title} | {ips['BatchCropMix']:.0f} | {ips['CropMix loop']:.0f} | "
-            f"{cell(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'resize')} | {ratio(ips, 'CropMix loop')} | "
+            f"{ips['CropMix loop, 1 thread']:.0f} | {cell(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'resize')} | "
+            f"{ratio(ips, 'CropMix loop')} | {ratio(ips, 'CropMix loop, 1 thread', threads)} | "
             f"{ratio(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'peak GB', '{:.2f}')} |"
         )
 
@@ -192,10 +211,12 @@ def main() -> None:
     ]
     rows = [(title, images_per_second(batch, name, size, args.rounds, device)) for title, batch, name, size in settings]
     dev_photos = [p.to(device) for p in photos]
-    psnr = {
-        mode: psnr_vs_torchvision(dev_photos, 224, mode)
-        for mode in (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
-    }
+    modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
+    psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
+    if device.type == "cpu":  # the CPU resizes large crops with torch's own kernel: check the GPU's passes too
+        kernel.PER_CROP_MIN_AREA, area = 1 << 62, kernel.PER_CROP_MIN_AREA
+        psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
+        kernel.PER_CROP_MIN_AREA = area
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
@@ -205,10 +226,10 @@ def main() -> None:
     print()
     print_table(rows)
     print()
-    for mode, (mean, worst) in psnr.items():
+    for (mode, kind), (mean, worst) in psnr.items():
         print(
-            f"PSNR of BatchCropMix (one crop, scale 0.01-1, 224x224, {mode.value}, uint8) against torchvision's "
-            f"antialiased resized_crop on the {len(photos)} photos: mean {mean:.1f} dB, min {worst:.1f} dB"
+            f"PSNR of BatchCropMix ({kind}; one crop, scale 0.01-1, 224x224, {mode.value}, uint8) against "
+            f"torchvision's antialiased resized_crop on {len(photos)} photos: mean {mean:.1f} dB, min {worst:.1f} dB"
         )
 
 

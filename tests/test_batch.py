@@ -42,6 +42,16 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.fixture(params=["separable", "per_crop"])
+def cpu_kernel(request, monkeypatch):
+    """Run a test under both CPU kernels: the batched separable passes, and torch's own kernel per crop."""
+    import cropmix.transforms.functional.batch as kernel
+
+    monkeypatch.setattr(kernel, "PER_CROP_MIN_AREA", 0 if request.param == "per_crop" else 1 << 62)
+    return request.param
+
+
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize(
     "dtype", [torch.uint8, torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int16]
 )
@@ -53,6 +63,7 @@ def test_shape_dtype_device(dtype):
         assert 0 <= out.float().min() and out.float().max() <= 1.0 + 1e-2
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
 def test_same_params_as_cropmix_when_enlarging_uint8(mix):
     # CIFAR setting: every crop is enlarged, where bilinear grid sampling is torchvision's resize.
@@ -65,6 +76,7 @@ def test_same_params_as_cropmix_when_enlarging_uint8(mix):
     assert diff.max() <= 1 and diff.float().mean() < 0.35  # rounding: torchvision's uint8 resize rounds per pass
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_same_params_as_cropmix_when_shrinking(mix):
     images = [texture(150 + 20 * i, 210 - 15 * i, i) for i in range(6)]  # a list of different sizes
@@ -75,6 +87,7 @@ def test_same_params_as_cropmix_when_shrinking(mix):
     assert min(scores) >= 45, scores  # issue 9: batched and per-image CropMix agree to >= 45 dB
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("interpolation", [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC])
 def test_psnr_vs_torchvision_antialiased_resized_crop(interpolation):
     images = torch.stack([texture(180, 240, i) for i in range(12)]).round().to(torch.uint8)
@@ -107,6 +120,7 @@ def test_antialias_off_aliases_more():
     assert scores[True] > scores[False] + 5
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_list_input_same_size_matches_stacked_batch():
     images = [texture(30, 44, i).to(torch.uint8) for i in range(5)]
     aug = BatchCropMix(16, generator=gen(6))
@@ -114,12 +128,14 @@ def test_list_input_same_size_matches_stacked_batch():
     assert torch.equal(render_batch(images, params, (16, 16)), render_batch(torch.stack(images), params, (16, 16)))
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_list_input_of_different_sizes():
     images = [texture(h, w, i).to(torch.uint8) for i, (h, w) in enumerate([(20, 30), (64, 48), (33, 33), (100, 7)])]
     out = BatchCropMix(24, generator=gen(7))(images)
     assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
     """Lists are sorted by size and padded per chunk: neither may leak into any output."""
     import cropmix.transforms.functional.batch as kernel
@@ -128,13 +144,15 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
     aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
     params = aug.make_params(images)
-    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
+    monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
+    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)
     out = aug.render(images, params)
     for i, image in enumerate(images):
         alone = aug.render(image[None], params.subset([i]))
         assert (out[i] - alone[0]).abs().max() < 1e-3, i
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_channels_last_in_channels_last_out():
     x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
     cl = x.contiguous(memory_format=torch.channels_last)
@@ -145,6 +163,7 @@ def test_channels_last_in_channels_last_out():
     assert torch.equal(out, render_batch(x, params, (20, 20)))
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_no_grad_and_autograd():
     x = torch.rand(3, 3, 20, 20)
     with torch.no_grad():
@@ -162,6 +181,7 @@ def test_no_grad_and_autograd():
             assert torch.equal(out, aug.render(x, params))  # the grad path computes the same values
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_many_crops_do_not_overflow():
     x = torch.randint(0, 256, (32, 3, 48, 48), dtype=torch.uint8)
     with warnings.catch_warnings():
@@ -209,6 +229,7 @@ def test_generator_reproducibility():
     assert torch.equal(d, BatchCropMix(16)(x))
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_every_image_gets_its_own_parameters(mix):
     x = texture(32, 32, 0).to(torch.uint8)[None].repeat(64, 1, 1, 1)
@@ -277,6 +298,7 @@ def test_p_zero_is_one_random_resized_crop_per_image():
         assert psnr(out[i], ref) > 40
 
 
+@pytest.mark.usefixtures("cpu_kernel")
 def test_alpha_and_grayscale():
     rgba = torch.cat(
         [torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8), torch.full((6, 1, 20, 20), 200, dtype=torch.uint8)],

@@ -228,8 +228,8 @@ def test_train_transform_decides_where_augmentation_runs(tmp_path):
         options.update(kwargs)
         return train_transform(options.pop("base", "cropmix"), options.pop("size", 32), **options)[1]
 
-    assert batched()  # small in-memory images: BatchCropMix over whole batches
-    assert not batched(size=224) and not batched(in_memory=False) and not batched(base="rrc")
+    assert batched() and batched(size=224)  # in-memory images: BatchCropMix over whole batches, any size
+    assert not batched(in_memory=False) and not batched(base="rrc")
     assert not batched(cropmix_overrides={"interpolation": v2.InterpolationMode.NEAREST})
     assert batched(preset_name="mae-mixup")  # bicubic: the batched kernel has torchvision's bicubic weights
     assert train_transform("none", 32, in_memory=True) == (None, False)

@@ -16,7 +16,6 @@ from torchvision.transforms import v2
 
 BASE_AUGS = ("none", "baseline", "rrc", "cropmix")
 BATCH_MIXES = ("mixup", "cutmix")
-BATCHED_MAX_SIZE = 64  # largest training image side that uses BatchCropMix
 
 
 def parse_aug(aug: str) -> tuple[str, str | None]:
@@ -92,15 +91,15 @@ def train_transform(
 ) -> tuple[Callable | None, bool]:
     """The training transform for `base` and whether it takes whole batches (where augmentation runs).
 
-    CropMix runs batched (`BatchCropMix` in the loader workers) where that is faster than per image:
-    small in-memory images (about 5x at 32x32 on a CPU, but slower than the per-image path at 224x224:
-    benchmarks/RESULTS.md). In-memory "none" needs no transform at all (None).
+    CropMix on in-memory images runs batched (`BatchCropMix` in the loader workers), which on a CPU
+    is faster than per image at every size (several times at 32x32, about even at 224x224, where
+    it resizes crop by crop too: benchmarks/RESULTS.md). In-memory "none" needs no transform (None).
     """
     from cropmix.transforms import BATCH_MODES
 
     kwargs = cropmix_kwargs(preset_name, size, cropmix_overrides)
     interpolation = kwargs.get("interpolation", v2.InterpolationMode.BILINEAR)
-    if base == "cropmix" and in_memory and size <= BATCHED_MAX_SIZE and interpolation in BATCH_MODES:
+    if base == "cropmix" and in_memory and interpolation in BATCH_MODES:
         return batch_cropmix(kwargs), True
     if in_memory and base == "none":
         return None, False

@@ -1,12 +1,14 @@
 """The batched CropMix kernel: a batch of tensors in a few batched ops, on any device.
 
-Rendering never loops over images (only over chunks of them, to bound memory):
+Rendering never loops over images on a GPU (only over chunks of them, to bound memory):
 
 1. Every crop of every image is resized with torchvision's own separable weights (bilinear or
    bicubic, antialiased or not) in two batched passes, rows then columns (`resample.py`):
    single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
    A list of different-sized images is padded into one canvas first (the weights never reach
-   outside a crop, so the padding is never read).
+   outside a crop, so the padding is never read). On the CPU, outputs of PER_CROP_MIN_AREA
+   pixels and more instead resize crop by crop with torch's own kernel, exactly torchvision's
+   (`_native_views`): there no composition of batched float ops is as fast (RESULTS.md).
 2. Mixup is linear: all steps, lambdas and channel permutations fold into one (C, C * M)
    matrix per image (`mixing.mixup_matrix`), applied with one `bmm`. CutMix runs its (at most
    M - 1) steps as masked selections over the whole batch.
@@ -28,16 +30,21 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 
-from ..params import BatchParams
+from ..params import BatchParams, Crop
 from .mixing import mixup_matrix
 from .resample import resample_crops
-from .tensor import cast_like, working_dtype
+from .tensor import cast_like, resized_crop, working_dtype
 
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
-# Images are rendered in chunks whose largest intermediate holds at most this many elements
-# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU.
+# Images are rendered in chunks whose largest intermediate holds at most this many elements:
+# on a GPU a memory bound (128 MiB in float16: B=256 photos at 224 fit in about 1 GB), on the CPU
+# a cache bound (4 MiB of float32 chunks ran 32x32 batches 2x faster than 256 MiB ones).
 CHUNK_ELEMENTS = 1 << 26
+CPU_CHUNK_ELEMENTS = 1 << 20
+# On the CPU, outputs of at least this many pixels resize each crop with torch's own kernel
+# (`_native_views`); smaller ones are cheaper batched (measured crossover: benchmarks/RESULTS.md).
+PER_CROP_MIN_AREA = 44 * 44
 
 
 def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
@@ -106,14 +113,22 @@ def batch_mode(interpolation: InterpolationMode) -> str:
     return BATCH_MODES[interpolation]
 
 
-def _chunks(heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int]) -> list[slice]:
-    """Consecutive images grouped so that no intermediate of a group exceeds CHUNK_ELEMENTS (sizes only)."""
+def _chunks(
+    heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int], limit: int | None
+) -> list[slice]:
+    """Consecutive images grouped so that no intermediate of a group exceeds `limit` elements (sizes only).
+
+    limit None: one image at a time (per-crop rendering, `_native_views`: its buffers then stay in
+    the CPU's caches, which measured faster than any larger chunk).
+    """
+    if limit is None:
+        return [slice(i, i + 1) for i in range(len(heights))]
     h, w = size
     chunks, start, top, side = [], 0, 0, 0
     for i, (H, W) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
         top, side = max(top, H), max(side, W)
         per_image = channels * max(top * side, crops * min(h * side, w * top), 2 * crops * h * w)
-        if i > start and (i + 1 - start) * per_image > CHUNK_ELEMENTS:
+        if i > start and (i + 1 - start) * per_image > limit:
             chunks.append(slice(start, i))
             start, top, side = i, H, W
     chunks.append(slice(start, len(heights)))
@@ -159,23 +174,62 @@ def render_batch(
     # A list is rendered in order of size, so that each chunk pads its images to similar sizes.
     ranked = np.lexsort((widths, heights)) if kind == "list" else np.arange(B)
     images = [images[i] for i in ranked] if kind == "list" else images
-    host = [a[ranked] for a in _host_params(params, C)] + [np.argsort(ranked)]
+    host = [a[ranked] for a in _host_params(params, C)] + [ranked]
     on_device = _to_device(host, first.device)
-    boxes_d, unrank = on_device[0].long(), on_device[-1].long()
+    boxes_d, rank_d = on_device[0].long(), on_device[-1].long()
     A, order, box, active, pasted_new, perm, cut_d = on_device[1:-1]
     mixing = [A.to(work), order.long(), box.long(), active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
     extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
-    outs = []
-    for rows in _chunks(heights[ranked], widths[ranked], C, M, size):
-        canvas = _canvas(images, kind, rows, work)
-        views, transposed = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
+    counts = params.n[ranked]
+    per_crop = first.device.type == "cpu" and size[0] * size[1] >= PER_CROP_MIN_AREA
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
+    limit = None if per_crop else CPU_CHUNK_ELEMENTS if first.device.type == "cpu" else CHUNK_ELEMENTS
+    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, limit):
+        if per_crop:
+            views, transposed = _native_views(
+                images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
+            )
+        else:
+            canvas = _canvas(images, kind, rows, work)
+            views, transposed = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
         mixed = _mix(views, [t[rows] for t in mixing], host[-2][rows], transposed)
-        outs.append(mixed.transpose(-1, -2) if transposed else mixed)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
-    out = out[unrank] if kind == "list" else out
-    # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
-    out = out.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(out, dtype)
-    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        mixed = mixed.transpose(-1, -2) if transposed else mixed
+        # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
+        mixed = mixed.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(mixed, dtype)
+        if kind == "list":
+            out.index_copy_(0, rank_d[rows], mixed)
+        else:
+            out[rows] = mixed
+    return out
+
+
+def _native_views(
+    images: Any,
+    rows: slice,
+    boxes: np.ndarray,
+    counts: np.ndarray,
+    size: tuple[int, int],
+    interpolation: InterpolationMode,
+    antialias: bool,
+    work: torch.dtype,
+) -> tuple[torch.Tensor, bool]:
+    """Views (b, C, M, h, w) of the images of `rows`, each crop by torch's own CPU kernel (one call per crop).
+
+    On the CPU, torch's uint8 resampling of one crop (vectorised integer arithmetic over the crop
+    only) beats every composition of batched float ops at ImageNet sizes: the transposes between
+    two batched passes alone cost more than the whole per-image CropMix (benchmarks/RESULTS.md).
+    Each image is made channels-last once (the layout that kernel reads) rather than once per crop.
+    Slots past an image's crop count are zeroed (the mixing weighs them 0).
+    """
+    part = images[rows]
+    views = torch.empty((len(part), part[0].shape[0], boxes.shape[1], *size), dtype=work)
+    for k, (image, image_boxes, count) in enumerate(zip(part, boxes.tolist(), counts.tolist(), strict=True)):
+        image = image[None].contiguous(memory_format=torch.channels_last)[0]
+        for m, (top, left, height, width) in enumerate(image_boxes[:count]):
+            views[k, :, m] = resized_crop(image, Crop(top, left, height, width), size, interpolation, antialias)
+        views[k, :, count:] = 0
+    return views, False
 
 
 def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
