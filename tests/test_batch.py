@@ -144,8 +144,7 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
     aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
     params = aug.make_params(images)
-    monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
-    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)
+    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
     out = aug.render(images, params)
     for i, image in enumerate(images):
         alone = aug.render(image[None], params.subset([i]))

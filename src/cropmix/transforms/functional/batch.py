@@ -37,11 +37,9 @@ from .tensor import cast_like, resized_crop, working_dtype
 
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
-# Images are rendered in chunks whose largest intermediate holds at most this many elements:
-# on a GPU a memory bound (128 MiB in float16: B=256 photos at 224 fit in about 1 GB), on the CPU
-# a cache bound (4 MiB of float32 chunks ran 32x32 batches 2x faster than 256 MiB ones).
+# Images are rendered in chunks whose largest intermediate holds at most this many elements
+# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU.
 CHUNK_ELEMENTS = 1 << 26
-CPU_CHUNK_ELEMENTS = 1 << 20
 # On the CPU, outputs of at least this many pixels resize each crop with torch's own kernel
 # (`_native_views`); smaller ones are cheaper batched (measured crossover: benchmarks/RESULTS.md).
 PER_CROP_MIN_AREA = 44 * 44
@@ -184,8 +182,7 @@ def render_batch(
     per_crop = first.device.type == "cpu" and size[0] * size[1] >= PER_CROP_MIN_AREA
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
-    limit = None if per_crop else CPU_CHUNK_ELEMENTS if first.device.type == "cpu" else CHUNK_ELEMENTS
-    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, limit):
+    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, None if per_crop else CHUNK_ELEMENTS):
         if per_crop:
             views, transposed = _native_views(
                 images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
@@ -219,14 +216,17 @@ def _native_views(
     On the CPU, torch's uint8 resampling of one crop (vectorised integer arithmetic over the crop
     only) beats every composition of batched float ops at ImageNet sizes: the transposes between
     two batched passes alone cost more than the whole per-image CropMix (benchmarks/RESULTS.md).
-    Each image is made channels-last once (the layout that kernel reads) rather than once per crop.
+    An image is made channels-last (the layout that kernel reads) once, rather than each crop,
+    when its crops cover more pixels than it has.
     Slots past an image's crop count are zeroed (the mixing weighs them 0).
     """
     part = images[rows]
     views = torch.empty((len(part), part[0].shape[0], boxes.shape[1], *size), dtype=work)
     for k, (image, image_boxes, count) in enumerate(zip(part, boxes.tolist(), counts.tolist(), strict=True)):
-        image = image[None].contiguous(memory_format=torch.channels_last)[0]
-        for m, (top, left, height, width) in enumerate(image_boxes[:count]):
+        image_boxes = image_boxes[:count]
+        if sum(h * w for _, _, h, w in image_boxes) >= image.shape[-2] * image.shape[-1]:
+            image = image[None].contiguous(memory_format=torch.channels_last)[0]
+        for m, (top, left, height, width) in enumerate(image_boxes):
             views[k, :, m] = resized_crop(image, Crop(top, left, height, width), size, interpolation, antialias)
         views[k, :, count:] = 0
     return views, False
