@@ -180,6 +180,8 @@ def main() -> None:
         f"torch {torch.__version__}, threads {args.threads}, batch {args.batch_size}, "
         f"up to {args.max_images} images or {args.seconds:.0f} s x {args.rounds} rounds per pipeline"
     )
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         work = Path(work)
         start = time.perf_counter()

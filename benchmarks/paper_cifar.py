@@ -96,8 +96,10 @@ def train_command(args: argparse.Namespace, arm: str, seed: int, data: Path, out
     cmd += ["--batch-size", str(args.batch), "--lr", str(args.lr), "--device", args.device, "--no-progress"]
     cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
     cmd += ["--eval-every", str(max(1, args.epochs // 10))]
+    if args.max_train_images:
+        cmd += ["--max-train-images", str(args.max_train_images)]
     if args.regime == "gpu":
-        cmd += ["--amp", "--channels-last"]
+        cmd += ["--amp", "--channels-last"] if args.device.startswith("cuda") else []
     else:
         cmd += ["--model", "fastnet"]
     if (out / "checkpoint.pt").is_file() and not (out / "final.json").is_file():
@@ -205,6 +207,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regime", choices=tuple(REGIMES), help="default: gpu with CUDA, else scarce")
     parser.add_argument("--src", help=f"CIFAR-10 JPEG ImageFolder root (needed until {CACHE} exists)")
+    parser.add_argument(
+        "--npz", help="train on this CIFAR-10 .npz instead (decoded or JPEG bytes, as make_subset.py --all writes)"
+    )
     parser.add_argument("--out", help="folder of the runs (default: runs/paper_cifar_<regime>)")
     parser.add_argument("--epochs", type=int, help="default: gpu 24, scarce 100")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: gpu 0, scarce 0 1 2")
@@ -214,6 +219,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--corruption-images", type=int, help="default: gpu 2000, scarce 500")
     parser.add_argument("--workers", type=int, help="loader workers per run (default: gpu half the cores, scarce 1)")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: gpu 2, scarce 2)")
+    parser.add_argument("--device", help="default: gpu cuda, scarce cpu")
+    parser.add_argument("--max-train-images", type=int, help="train on a fixed subset of this many (default: all)")
     parser.add_argument("--results", help="append the table (markdown) to this file (default: print only)")
     args = parser.parse_args()
     args.regime = args.regime or ("gpu" if torch.cuda.is_available() else "scarce")
@@ -232,7 +239,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     start = time.time()
-    data = ensure_cache(args.src)
+    data = Path(args.npz) if args.npz else ensure_cache(args.src)
+    if not data.is_file():
+        raise SystemExit(f"--npz {str(data)!r}: no such file")
     if args.regime == "scarce":
         data = scarce_npz(data, SCARCE_PER_CLASS)
     runs = run_arms(args, data)
