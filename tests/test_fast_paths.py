@@ -19,7 +19,7 @@ from test_cropmix import mix_views, textured_image
 
 from cropmix import CropMix
 from cropmix.transforms import make_config, sample_batch, sample_one
-from cropmix.transforms.functional import mixup_matrix, mixup_weights, render_pil_small, select_kernel
+from cropmix.transforms.functional import mixup_slots, mixup_weights, render_pil_small, select_kernel
 from cropmix.transforms.sampling import logistic, logistic_array
 
 
@@ -144,19 +144,17 @@ def test_large_pil_images_take_the_tensor_path():
 
 
 @pytest.mark.parametrize("channels, colour", [(3, 3), (4, 3), (1, 1)])
-def test_batch_mixup_matrix_is_the_per_image_closed_form(channels, colour):
+def test_batch_mixup_slots_are_the_per_image_closed_form(channels, colour):
     config = make_config(16, num_crops=(1, 2, 3, 4), p=0.9)
     batch = sample_batch(config, [40] * 200, [50] * 200, colour, channels, torch.Generator().manual_seed(0))
-    matrix = mixup_matrix(batch, channels)
-    M = batch.order.shape[1]
+    slot_weight, slot_source = mixup_slots(batch, channels)
     for i in range(len(batch)):
         params = batch.image(i, (40, 50), config.size)
         weight, source = mixup_weights(params, channels)
-        expected = np.zeros((channels, channels * M))
+        unused = [m for m in range(batch.order.shape[1]) if m not in params.order]
         for k, slot in enumerate(params.order):
-            for d in range(channels):
-                expected[d, source[k][d] * M + slot] = weight[k]
-        assert np.array_equal(matrix[i], expected), i
+            assert slot_weight[i, slot] == weight[k] and list(slot_source[i, slot]) == source[k], i
+        assert all(slot_weight[i, m] == 0 for m in unused), i
 
 
 def test_scalar_and_array_logistic_agree_and_never_overflow():

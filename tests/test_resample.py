@@ -19,7 +19,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
-from cropmix.transforms.functional.resample import axis_taps
+from cropmix.transforms.functional.resample import axis_taps, resample_mixup
 from cropmix.transforms.functional.resample import resample_crops as resample_views
 
 
@@ -89,6 +89,27 @@ def test_dense_and_gather_agree_and_half_precision_holds(mode):
     half = resample_crops(images, boxes, (56, 56), mode, work_dtype=torch.float16, method="dense")
     assert half.dtype == torch.float16
     assert psnr(half.float().round().clamp(0, 255), gather.round().clamp(0, 255)) >= 50
+
+
+@pytest.mark.parametrize("size", [(40, 24), (24, 40)])  # one size per pass order
+@pytest.mark.parametrize("method", ["gather", "dense"])
+def test_mixup_folded_into_the_column_pass_is_the_mix_of_the_views(method, size):
+    images = torch.stack([photo(p)[:, :120, :150] for p in PHOTOS])
+    B, C, M = len(PHOTOS), 3, 3
+    boxes = torch.stack([boxes_for(120, 150, seed, count=M) for seed in range(B)])
+    g = torch.Generator().manual_seed(0)
+    weight = torch.rand(B, M, generator=g)
+    weight /= weight.sum(1, keepdim=True)
+    source = torch.stack([torch.randperm(C, generator=g) for _ in range(B * M)]).view(B, M, C)
+    folded, transposed = resample_mixup(images, boxes, weight, source, size, "bicubic", method=method)
+    folded = folded.transpose(-1, -2) if transposed else folded
+    views = resample_crops(images, boxes, size, "bicubic", method="gather")  # (B, C, M, h, w)
+    expected = torch.zeros(B, C, *size)
+    for b in range(B):
+        for m in range(M):
+            expected[b] += weight[b, m] * views[b, source[b, m], m]
+    assert folded.shape == (B, C, *size)
+    assert (folded - expected).abs().max() < 1e-2
 
 
 def test_taps_sum_to_one_and_stay_inside_the_crop():

@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, CropMixParams
 from .batch import BATCH_MODES, batch_mode, check_images, render_batch
-from .mixing import mix_step, mixup_matrix, mixup_uint8_arrays, mixup_weights
+from .mixing import mix_step, mixup_slots, mixup_uint8_arrays, mixup_weights
 from .pil import MAX_SOURCE_PIXELS, PIL_RESAMPLE, SMALL_MODES, pil_info, pil_to_tensor, render_pil_small, tensor_to_pil
 from .tensor import (
     cast_like,
@@ -52,7 +52,7 @@ __all__ = [
     "colour_channels",
     "image_info",
     "mix_step",
-    "mixup_matrix",
+    "mixup_slots",
     "mixup_uint8_arrays",
     "mixup_weights",
     "render",

@@ -9,9 +9,11 @@ Rendering never loops over images on a GPU (only over chunks of them, to bound m
    outside a crop, so the padding is never read). On the CPU, outputs of PER_CROP_MIN_AREA
    pixels and more instead resize crop by crop with torch's own kernel, exactly torchvision's
    (`_native_views`): there no composition of batched float ops is as fast (RESULTS.md).
-2. Mixup is linear: all steps, lambdas and channel permutations fold into one (C, C * M)
-   matrix per image (`mixing.mixup_matrix`), applied with one `bmm`. CutMix runs its (at most
-   M - 1) steps as masked selections over the whole batch.
+2. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
+   source channel per crop slot (`mixing.mixup_slots`), and those fold into the column pass
+   (`resample.resample_mixup`): a Mixup-only chunk never writes its M views. CutMix needs the
+   views: it runs its (at most M - 1) steps as masked selections over the whole batch, and the
+   Mixup images of a mixed chunk take one `bmm` over their routed views.
 
 On CUDA the work is done in float16 (bfloat16 for bfloat16 inputs, the input's dtype for
 float32/64) with float32 accumulation; on the CPU in float32 (float64 for 64-bit inputs).
@@ -31,8 +33,8 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, Crop
-from .mixing import mixup_matrix
-from .resample import resample_crops
+from .mixing import mixup_slots
+from .resample import resample_crops, resample_mixup
 from .tensor import cast_like, resized_crop, working_dtype
 
 # The batched kernel's filters by torchvision's interpolation mode.
@@ -175,22 +177,30 @@ def render_batch(
     host = [a[ranked] for a in _host_params(params, C)] + [ranked]
     on_device = _to_device(host, first.device)
     boxes_d, rank_d = on_device[0].long(), on_device[-1].long()
-    A, order, box, active, pasted_new, perm, cut_d = on_device[1:-1]
-    mixing = [A.to(work), order.long(), box.long(), active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
+    weight, source, order, box, active, pasted_new, perm, cut_d = on_device[1:-1]
+    mixing = [weight.to(work), source.long(), order.long(), box.long()]
+    mixing += [active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
     extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
-    counts = params.n[ranked]
     per_crop = first.device.type == "cpu" and size[0] * size[1] >= PER_CROP_MIN_AREA
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
     for rows in _chunks(heights[ranked], widths[ranked], C, M, size, None if per_crop else CHUNK_ELEMENTS):
+        cut, chunk_mixing = host[-2][rows], [t[rows] for t in mixing]
         if per_crop:
             views, transposed = _native_views(
-                images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
+                images, rows, host[0][rows], params.n[ranked][rows], size, interpolation, antialias, work
             )
+            mixed = _mix(views, chunk_mixing, cut, transposed)
         else:
-            canvas = _canvas(images, kind, rows, work)
-            views, transposed = resample_crops(canvas, boxes_d[rows], size, mode, antialias, work, max_extent=extent)
-        mixed = _mix(views, [t[rows] for t in mixing], host[-2][rows], transposed)
+            canvas, boxes = _canvas(images, kind, rows, work), boxes_d[rows]
+            if cut.any():
+                views, transposed = resample_crops(canvas, boxes, size, mode, antialias, work, max_extent=extent)
+                mixed = _mix(views, chunk_mixing, cut, transposed)
+            else:  # Mixup only: folded into the column pass, no views
+                weights, sources = chunk_mixing[:2]
+                mixed, transposed = resample_mixup(
+                    canvas, boxes, weights, sources, size, mode, antialias, work, max_extent=extent
+                )
         mixed = mixed.transpose(-1, -2) if transposed else mixed
         # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
         mixed = mixed.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(mixed, dtype)
@@ -233,7 +243,8 @@ def _native_views(
 
 
 def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
-    """Per-image arrays the kernel needs: crop boxes, Mixup matrix, order, cut boxes and sides, perms, CutMix flag."""
+    """Per-image arrays the kernel needs: crop boxes, Mixup weights and sources, order, cut boxes and sides,
+    perms, CutMix flag."""
     B, M = params.order.shape
     S = max(M - 1, 1)
     used = np.arange(M)[None, :] < params.n[:, None]
@@ -242,8 +253,8 @@ def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
     if perm is None:
         perm = np.broadcast_to(np.arange(channels), (B, S, channels))
     active = np.arange(S)[None, :] < (params.n - 1)[:, None]
-    matrix = mixup_matrix(params, channels)
-    return [boxes, matrix, params.order, params.box, active, params.pasted_new, perm, params.cutmix[:, 0]]
+    weight, source = mixup_slots(params, channels)
+    return [boxes, weight, source, params.order, params.box, active, params.pasted_new, perm, params.cutmix[:, 0]]
 
 
 def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, transposed: bool) -> torch.Tensor:
@@ -251,11 +262,13 @@ def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, trans
 
     With `transposed` the views are (b, C, M, w, h) and so is the result: the cut boxes are transposed.
     """
-    A, order, box, active, pasted_new, perm, cut_d = mixing
+    weight, source, order, box, active, pasted_new, perm, cut_d = mixing
     b, C, M, h, w = views.shape
     out = None
     if not cut.all():
-        out = torch.bmm(A, views.view(b, C * M, h * w)).view(b, C, h, w)
+        routed = torch.take_along_dim(views, source.transpose(1, 2)[..., None, None], dim=1)  # out channel d's views
+        weights = weight[:, None, None, :].expand(b, C, 1, M).reshape(b * C, 1, M)
+        out = torch.bmm(weights, routed.view(b * C, M, h * w)).view(b, C, h, w)
     if cut.any():
         box = box[..., [1, 0, 3, 2]] if transposed else box
         cut_out = _cutmix(views, order, box, active, pasted_new, perm)

@@ -9,7 +9,7 @@
 
 `mix_step` is one step as written. A chain of Mixup steps is linear, so it is also one
 weighted sum of channel-mapped views: `mixup_weights` for one image (plain Python: a handful
-of numbers) and `mixup_matrix` for a batch (numpy) compute that closed form side by side, the
+of numbers) and `mixup_slots` for a batch (numpy) compute that closed form side by side, the
 same products in the same order (tests/test_fast_paths.py checks they agree).
 """
 
@@ -41,11 +41,11 @@ def mixup_weights(params: CropMixParams, num_channels: int) -> tuple[list[float]
     return weight, source
 
 
-def mixup_matrix(params: BatchParams, num_channels: int) -> np.ndarray:
-    """`mixup_weights` for a whole batch, as a matrix A of shape (B, C, C * M).
+def mixup_slots(params: BatchParams, num_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """`mixup_weights` for a whole batch, per crop slot: weight (B, M) and source (B, M, C).
 
-    out[b, d] = sum over (c, m) of A[b, d, c * M + m] * view[b, m][c]; m indexes crop slots
-    (band order), so A absorbs the mixing order as well.
+    out[b, d] = sum over m of weight[b, m] * view[b, m][source[b, m, d]]; m indexes crop slots
+    (band order), so the mixing order is absorbed; unused slots weigh 0.
     """
     B, M = params.order.shape
     C = num_channels
@@ -64,10 +64,11 @@ def mixup_matrix(params: BatchParams, num_channels: int) -> np.ndarray:
         lam = params.lam[:, k - 1]
         weight[:, :k] *= np.where(act, lam, 1.0)[:, None]
         weight[:, k] = np.where(act, 1.0 - lam, 0.0)
-    A = np.zeros((B, C, C, M))
-    b, p, d = np.meshgrid(np.arange(B), np.arange(M), np.arange(C), indexing="ij")
-    A[b, d, source[b, p, d], params.order[b, p]] = weight[b, p]
-    return A.reshape(B, C, C * M)
+    rows = np.arange(B)[:, None]
+    slot_weight, slot_source = np.zeros_like(weight), np.zeros_like(source)
+    slot_weight[rows, params.order] = weight
+    slot_source[rows, params.order] = source
+    return slot_weight, slot_source
 
 
 def mixup_uint8_arrays(views: list[np.ndarray], params: CropMixParams) -> np.ndarray:

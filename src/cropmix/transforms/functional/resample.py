@@ -109,6 +109,48 @@ def contract(data: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor, method
     return out.view(G, R, F)
 
 
+def _row_pass(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    size: tuple[int, int],
+    mode: str,
+    antialias: bool,
+    work_dtype: torch.dtype,
+    method: str,
+    max_extent: tuple[int, int] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """The first pass of every crop: (mid (B, M, h, C, W), column taps idx and weight (B, M, w, T), swap).
+
+    Passes run in the order that keeps `mid` smaller: with `swap` set, the problem was transposed
+    (rows and columns, boxes and size swapped) and every shape here is of the transposed problem.
+    """
+    B, C, H, W = images.shape
+    M = boxes.shape[1]
+    h, w = size
+    if max_extent is None:
+        max_extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
+    swap = h * W > w * H
+    if swap:
+        images, boxes, (h, w), (H, W) = images.transpose(2, 3), boxes[..., [1, 0, 3, 2]], (w, h), (W, H)
+        max_extent = max_extent[::-1]
+    flat = boxes.reshape(B * M, 4)
+    row_idx, row_w = axis_taps(flat[:, 0], flat[:, 2], h, mode, antialias, max_extent[0])
+    col_idx, col_w = axis_taps(flat[:, 1], flat[:, 3], w, mode, antialias, max_extent[1])
+    # Rows of (C, W) values: the row pass only needs each image row as one vector.
+    rows = torch.empty((B, H, C, W), dtype=work_dtype, device=images.device)
+    rows.copy_(images.permute(0, 2, 1, 3))
+    T = row_idx.shape[-1]
+    mid = contract(rows.view(B, H, C * W), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
+    return mid.view(B, M, h, C, W), col_idx.view(B, M, w, -1), col_w.view(B, M, w, -1), swap
+
+
+def _method(images: torch.Tensor, method: str | None) -> str:
+    method = method or ("gather" if images.device.type == "cpu" else "dense")
+    if method not in ("dense", "gather"):
+        raise ValueError(f"method must be 'dense' or 'gather', got {method!r}")
+    return method
+
+
 def resample_crops(
     images: torch.Tensor,
     boxes: torch.Tensor,
@@ -122,31 +164,57 @@ def resample_crops(
     """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> views (B, C, M, ., .).
 
     boxes are (top, left, height, width) in source pixels, each inside its image (a padded
-    canvas is fine: the weights never reach outside a box). Passes run in the order that keeps
-    the intermediate smaller, and the views come back contiguous in `work_dtype` in the order
-    the second pass leaves them: (B, C, M, h, w), or (B, C, M, w, h) when the returned flag
-    `transposed` is set (per-pixel mixing does not care; the caller transposes the result).
-    max_extent: the largest box (height, width), when known on the host; otherwise read from
-    `boxes`.
+    canvas is fine: the weights never reach outside a box). The views come back contiguous in
+    `work_dtype` in the order the second pass leaves them: (B, C, M, h, w), or (B, C, M, w, h)
+    when the returned flag `transposed` is set (per-pixel mixing does not care; the caller
+    transposes the result). max_extent: the largest box (height, width), when known on the
+    host; otherwise read from `boxes`. CutMix needs these views; Mixup does not (`resample_mixup`).
     """
-    B, C, H, W = images.shape
-    M = boxes.shape[1]
-    h, w = size
-    method = method or ("gather" if images.device.type == "cpu" else "dense")
-    if max_extent is None:
-        max_extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
-    swap = h * W > w * H  # columns first is cheaper: solve the transposed problem
-    if swap:
-        images, boxes, (h, w), (H, W) = images.transpose(2, 3), boxes[..., [1, 0, 3, 2]], (w, h), (W, H)
-        max_extent = max_extent[::-1]
-    flat = boxes.reshape(B * M, 4)
-    row_idx, row_w = axis_taps(flat[:, 0], flat[:, 2], h, mode, antialias, max_extent[0])
-    col_idx, col_w = axis_taps(flat[:, 1], flat[:, 3], w, mode, antialias, max_extent[1])
-    # Rows of (C, W) values: the row pass only needs each image row as one vector.
-    rows = torch.empty((B, H, C, W), dtype=work_dtype, device=images.device)
-    rows.copy_(images.permute(0, 2, 1, 3))
-    T = row_idx.shape[-1]
-    mid = contract(rows.view(B, H, C * W), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
-    cols = mid.view(B * M, h, C, W).permute(0, 3, 2, 1).reshape(B * M, W, C * h)
-    out = contract(cols, col_idx, col_w, method).view(B, M, w, C, h)
+    method = _method(images, method)
+    mid, col_idx, col_w, swap = _row_pass(images, boxes, size, mode, antialias, work_dtype, method, max_extent)
+    B, M, h, C, W = mid.shape
+    w, T = col_idx.shape[2:]
+    cols = mid.permute(0, 1, 4, 3, 2).reshape(B * M, W, C * h)
+    out = contract(cols, col_idx.view(B * M, w, T), col_w.view(B * M, w, T), method).view(B, M, w, C, h)
     return out.permute(0, 3, 1, 2, 4).contiguous(), not swap
+
+
+def resample_mixup(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    weight: torch.Tensor,
+    source: torch.Tensor,
+    size: tuple[int, int],
+    mode: str = "bilinear",
+    antialias: bool = True,
+    work_dtype: torch.dtype = torch.float32,
+    method: str | None = None,
+    max_extent: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """The Mixup of M resized crops per image, folded into the column pass: -> (B, C, ., .), transposed.
+
+    out[b, d] = sum_m weight[b, m] * resized crop m of image b, channel source[b, m, d]
+    (`mixing.mixup_slots`). The M views are never written: the second pass sums over crops and
+    their taps at once, each output channel reading its source channel. The result may be a
+    strided view; with the returned flag set it is (B, C, w, h).
+    """
+    method = _method(images, method)
+    mid, col_idx, col_w, swap = _row_pass(images, boxes, size, mode, antialias, work_dtype, method, max_extent)
+    B, M, h, C, W = mid.shape
+    w, T = col_idx.shape[2:]
+    col_w = col_w * weight[:, :, None, None].to(col_w.dtype)
+    if method == "dense":
+        # One matmul per image over (crop, column): K[b, m * W + x, j] holds crop m's taps of output column j.
+        routed = torch.take_along_dim(mid.permute(0, 3, 2, 1, 4), source.transpose(1, 2)[:, :, None, :, None], dim=1)
+        taps = torch.zeros((B, M, W, w), dtype=work_dtype, device=images.device)
+        taps.scatter_add_(2, col_idx.transpose(2, 3), col_w.transpose(2, 3).to(work_dtype))
+        out = torch.bmm(routed.reshape(B, C * h, M * W), taps.view(B, M * W, w)).view(B, C, h, w)
+        return out, swap
+    # Rows (b, m, x, c) of h values; output row (j, d) gathers the taps of every crop in its source channel.
+    cols = mid.permute(0, 1, 4, 3, 2).reshape(B, M * W * C, h)
+    slot = torch.arange(M, device=images.device)[None, :, None, None] * W
+    rows = ((col_idx + slot) * C)[:, :, :, None, :] + source[:, :, None, :, None]  # (B, M, w, C, T)
+    rows = rows.permute(0, 2, 3, 1, 4).reshape(B, w * C, M * T)
+    taps = col_w[:, :, :, None, :].expand(B, M, w, C, T).permute(0, 2, 3, 1, 4).reshape(B, w * C, M * T)
+    out = contract(cols, rows, taps, "gather").view(B, w, C, h)
+    return out.permute(0, 2, 3, 1), swap
