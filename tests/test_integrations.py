@@ -243,12 +243,14 @@ def test_pretrain_log_tensorboard_and_resume(tmp_path):
 # --- Hugging Face datasets -------------------------------------------------------------------------------
 
 
-def _hf_dict(n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True):
+def _hf_dict(
+    n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True, square=False
+):
     datasets = pytest.importorskip("datasets")
     names = ["cat", "dog", "eel"]
 
     def split(n, seed):
-        images = [_image(size, size + 4, seed * 1000 + i) for i in range(n)]
+        images = [_image(size, size if square else size + 4, seed * 1000 + i) for i in range(n)]
         labels = [i % len(names) for i in range(n)]
         if not class_label:
             labels = [names[v] for v in labels]
@@ -361,3 +363,25 @@ def test_timm_example_trains_a_few_steps(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["model"] == "resnet18" and result["steps"] == 2
     assert math.isfinite(result["final_loss"]) and 0 <= result["test_top1"] <= 100
+
+
+def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
+    import json
+
+    from cropmix.cli import main
+    from cropmix.ssl.pretrain import PretrainConfig
+
+    path = tmp_path / "hf"
+    _hf_dict(n_train=16, n_test=6, size=16, image_key="img", label_key="name", square=True).save_to_disk(str(path))
+    out = tmp_path / "mae"
+    mae = '{"patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "decoder_dim": 16, "decoder_depth": 1}'
+    args = ["pretrain", "--method", "mae", "--dataset", "hf", "--data", str(path), "--out", str(out)]
+    args += ["--hf-image-key", "img", "--hf-label-key", "name", "--image-size", "16", "--mae-kwargs", mae]
+    args += ["--steps", "2", "--batch-size", "8", "--no-progress", "--knn-k", "3", "--probe-epochs", "1"]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["hf_image_key"] == "img"
+    capsys.readouterr()
+    assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0  # the saved keys reopen the data
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+    with pytest.raises(ValueError, match=r"hf_image_key \(--hf-image-key\) applies to dataset \(--dataset\) 'hf'"):
+        PretrainConfig(dataset="npz", hf_image_key="img")

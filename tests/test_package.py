@@ -43,3 +43,11 @@ def test_documented_train_is_callable_in_a_fresh_interpreter():
 
 def test_documented_train_is_callable_after_importing_the_subpackage():
     assert "reached: epochs (--epochs) must be" in _run("import cropmix.train.loop\n")
+
+
+def test_every_public_name_resolves():
+    import cropmix
+
+    assert "evaluate_ood" in cropmix.__all__
+    for name in cropmix.__all__:
+        assert getattr(cropmix, name) is not None, name

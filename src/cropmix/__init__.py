@@ -18,6 +18,7 @@ _LAZY = {
     "TrainConfig": "cropmix.train",
     "train": "cropmix.train",
     "evaluate_run": "cropmix.train",
+    "evaluate_ood": "cropmix.train",
     "compare_runs": "cropmix.train",
     "PretrainConfig": "cropmix.ssl",
     "pretrain": "cropmix.ssl",

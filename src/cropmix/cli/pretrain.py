@@ -18,8 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="standard",
         help="moco: standard | cropmix (the query view); mae: standard | mae-mixup | mae-cutmix (cropmix = mae-cutmix)",
     )
-    p.add_argument("--dataset", default="npz", help="cifar10 | cifar100 | npz | imagefolder (default: npz)")
+    p.add_argument("--dataset", default="npz", help="cifar10 | cifar100 | npz | imagefolder | hf (default: npz)")
     p.add_argument("--data", default="examples/cifar10_subset/cifar10_subset.npz", help="dataset path")
+    p.add_argument("--hf-image-key", help="hf: the image column (default: image)")
+    p.add_argument("--hf-label-key", help="hf: the label column (default: label)")
     p.add_argument("--out", default="runs/pretrain", help="run folder (default: runs/pretrain)")
     p.add_argument("--subset", type=float, default=1.0, help="fraction of the training split to pre-train on")
     p.add_argument("--backbone", default="resnet18", help="MoCo backbone, a cropmix.models name (default: resnet18)")

@@ -67,6 +67,8 @@ class PretrainConfig:
     aug: str = "standard"
     dataset: str = "npz"
     data: str = "examples/cifar10_subset/cifar10_subset.npz"
+    hf_image_key: str | None = None
+    hf_label_key: str | None = None
     out: str = "runs/pretrain"
     subset: float = 1.0
     image_size: int = 32
@@ -114,8 +116,22 @@ class PretrainConfig:
             raise ValueError(
                 f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
             )
+        keys = {"hf_image_key": self.hf_image_key, "hf_label_key": self.hf_label_key}
+        for name, value in keys.items():
+            if value is not None and self.dataset != "hf":
+                raise ValueError(
+                    f"{name} (--{name.replace('_', '-')}) applies to dataset (--dataset) 'hf' only, "
+                    f"got dataset {self.dataset!r}"
+                )
         check_device_name(self.device)
         check_log(self.log)  # --log tensorboard without the package fails here, before any work
+
+    def source(self) -> Any:
+        """The dataset of this configuration, in memory (a `cropmix.data.DataSource`)."""
+        from cropmix.data import load_source
+
+        keys = (self.hf_image_key or "image", self.hf_label_key or "label")
+        return load_source(self.dataset, self.data, in_memory=True, hf_keys=keys)
 
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
@@ -201,11 +217,11 @@ class _Run:
 
 
 def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device) -> dict:
-    from cropmix.data import load_source, make_loader, subset
+    from cropmix.data import make_loader, subset
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    source = load_source(config.dataset, config.data, in_memory=True)
+    source = config.source()
     train = subset(source.train, config.subset if config.subset < 1.0 else None, SUBSET_SEED)
     torch.manual_seed(config.seed)
     model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
@@ -343,15 +359,12 @@ def evaluate_checkpoint(
     The model is rebuilt from the checkpoint's own config (or `model` is loaded); the data and the
     evaluation settings come from `config` when given, else from the checkpoint's config.
     """
-    from cropmix.data import load_source
-
     state = load_checkpoint(checkpoint)
     saved = PretrainConfig(**state["config"])
     config = config or saved
     if model is None:
-        source_classes = load_source(saved.dataset, saved.data, in_memory=True).num_classes
-        model = build_ssl_model(saved, source_classes)
+        model = build_ssl_model(saved, saved.source().num_classes)
     model.load_state_dict(state["model"])
-    source = load_source(config.dataset, config.data, in_memory=True)
+    source = config.source()
     device = resolve_device(config.device)
     return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}

@@ -1,4 +1,4 @@
-"""Training and run management: TrainConfig, train(), evaluate_run(), compare_runs().
+"""Training and run management: TrainConfig, train(), evaluate_run(), evaluate_ood(), compare_runs().
 
 This package is itself callable as `train(config, resume=False)`. `from cropmix import train` is
 documented to give the training function, but once any `cropmix.train.*` module has been imported,
@@ -12,9 +12,18 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .loop import train
-from .report import compare_runs, evaluate_run, format_table, load_run_model, summarise_runs
+from .report import compare_runs, evaluate_ood, evaluate_run, format_table, load_run_model, summarise_runs
 
-__all__ = ["TrainConfig", "compare_runs", "evaluate_run", "format_table", "load_run_model", "summarise_runs", "train"]
+__all__ = [
+    "TrainConfig",
+    "compare_runs",
+    "evaluate_ood",
+    "evaluate_run",
+    "format_table",
+    "load_run_model",
+    "summarise_runs",
+    "train",
+]
 
 
 class _CallablePackage(types.ModuleType):
