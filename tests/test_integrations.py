@@ -244,8 +244,9 @@ def test_pretrain_log_tensorboard_and_resume(tmp_path):
 
 
 def _hf_dict(
-    n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True, square=False
-):
+    n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True,
+    square=False,
+):  # fmt: skip
     datasets = pytest.importorskip("datasets")
     names = ["cat", "dog", "eel"]
 
