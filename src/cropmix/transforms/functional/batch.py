@@ -266,9 +266,10 @@ def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, trans
     b, C, M, h, w = views.shape
     out = None
     if not cut.all():
-        routed = torch.take_along_dim(views, source.transpose(1, 2)[..., None, None], dim=1)  # out channel d's views
-        weights = weight[:, None, None, :].expand(b, C, 1, M).reshape(b * C, 1, M)
-        out = torch.bmm(weights, routed.view(b * C, M, h * w)).view(b, C, h, w)
+        # A[b, d, c * M + m] = weight[b, m] if crop m feeds output channel d from channel c: one small bmm.
+        routing = torch.nn.functional.one_hot(source, C).to(views.dtype) * weight[:, :, None, None]  # (b, M, d, c)
+        matrix = routing.permute(0, 2, 3, 1).reshape(b, C, C * M)
+        out = torch.bmm(matrix, views.view(b, C * M, h * w)).view(b, C, h, w)
     if cut.any():
         box = box[..., [1, 0, 3, 2]] if transposed else box
         cut_out = _cutmix(views, order, box, active, pasted_new, perm)
