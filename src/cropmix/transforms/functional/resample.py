@@ -210,11 +210,12 @@ def resample_mixup(
         taps.scatter_add_(2, col_idx.transpose(2, 3), col_w.transpose(2, 3).to(work_dtype))
         out = torch.bmm(routed.reshape(B, C * h, M * W), taps.view(B, M * W, w)).view(B, C, h, w)
         return out, swap
-    # Rows (b, m, x, c) of h values; output row (j, d) gathers the taps of every crop in its source channel.
-    cols = mid.permute(0, 1, 4, 3, 2).reshape(B, M * W * C, h)
-    slot = torch.arange(M, device=images.device)[None, :, None, None] * W
-    rows = ((col_idx + slot) * C)[:, :, :, None, :] + source[:, :, None, :, None]  # (B, M, w, C, T)
-    rows = rows.permute(0, 2, 3, 1, 4).reshape(B, w * C, M * T)
-    taps = col_w[:, :, :, None, :].expand(B, M, w, C, T).permute(0, 2, 3, 1, 4).reshape(B, w * C, M * T)
+    # Rows (b, m, c, x) of h values (the cheapest transpose of mid); output row (j, d) gathers the taps
+    # of every crop in its source channel.
+    cols = mid.permute(0, 1, 3, 4, 2).reshape(B, M * C * W, h)
+    plane = (torch.arange(M, device=images.device)[:, None] * C + source) * W  # (B, M, C): row of (m, c, x=0)
+    by_column = col_idx.permute(0, 2, 1, 3)[:, :, None]  # (B, w, 1, M, T)
+    rows = (plane.transpose(1, 2)[:, None, :, :, None] + by_column).reshape(B, w * C, M * T)
+    taps = col_w.permute(0, 2, 1, 3)[:, :, None].expand(B, w, C, M, T).reshape(B, w * C, M * T)
     out = contract(cols, rows, taps, "gather").view(B, w, C, h)
     return out.permute(0, 2, 3, 1), swap
