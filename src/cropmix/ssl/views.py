@@ -2,8 +2,9 @@
 
 All views take a batch of uint8 images, (B, C, H, W) or a list of (C, H, W) tensors of any sizes,
 and return float images in [0, 1], (B, C, size, size). Crop boxes and CutMix boxes come from
-`cropmix.transforms` (`make_config` + `sample_batch`), crops are resized by its `resized_crop`
-kernel, so the crops here are exactly the crops of `CropMix`. The colour augmentation is computed
+`cropmix.transforms` (`make_config` + `sample_batch`); MoCo's crops are resized by its
+`resized_crop` kernel, exactly the crops of `CropMix`, and MAE's inputs are `BatchCropMix` outputs
+(the batched kernel: within rounding of CropMix). The colour augmentation is computed
 on the whole batch at once, with per-image random parameters, because at 32x32 per-image
 torchvision calls cost more than the network.
 
@@ -21,9 +22,9 @@ import torch
 import torch.nn.functional as nnf
 
 from cropmix.transforms import (
+    BatchCropMix,
     BatchParams,
     Crop,
-    CropMix,
     CropMixConfig,
     make_config,
     preset_kwargs,
@@ -231,8 +232,9 @@ class MAEView:
             self._cropmix["interpolation"] = preset_kwargs("mae-mixup")["interpolation"]
 
     def __call__(self, images: Images, generator: torch.Generator | None = None) -> torch.Tensor:
-        transform = CropMix(**self._cropmix, generator=generator)
-        out = torch.stack([transform(images[i]) for i in range(len(images))])
+        # The whole batch at once (per-image parameters, the same sampler as CropMix): 3x the
+        # per-image loop at 32x32 on a CPU (benchmarks/RESULTS.md).
+        out = BatchCropMix(**self._cropmix, generator=generator)(images)
         out = out.float().div_(255.0) if out.dtype == torch.uint8 else out.float()
         flip = torch.rand(out.shape[0], generator=generator).view(-1, 1, 1, 1) < 0.5
         return torch.where(flip, out.flip(-1), out)
