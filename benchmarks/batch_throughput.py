@@ -46,6 +46,7 @@ from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import InterpolationMode
 
 import cropmix.transforms.functional.batch as kernel
+import cropmix.transforms.functional.resample as resample
 from cropmix.transforms import BatchCropMix, preset
 
 
@@ -193,7 +194,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of *.jpg photos (default: %(default)s)")
     parser.add_argument("--cifar", help="CIFAR-10 JPEG ImageFolder root (default: the shipped subset's JPEGs)")
+    parser.add_argument(
+        "--device-method",
+        choices=("dense", "gather"),
+        default=resample.DEVICE_METHOD,
+        help="the separable passes off the CPU: batched matmuls or embedding_bag gathers (default: %(default)s)",
+    )
     args = parser.parse_args()
+    resample.DEVICE_METHOD = args.device_method
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = load()
@@ -220,7 +228,8 @@ def main() -> None:
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
-    print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}")
+    method = f" (separable passes: {resample.DEVICE_METHOD})" if device.type != "cpu" else ""
+    print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}{method}")
     print(f"torch {torch.__version__}, python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print()

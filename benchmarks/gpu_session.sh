@@ -9,7 +9,8 @@
 #   on the GPU:   the device tool with command "bash benchmarks/gpu_session.sh run",
 #                 carry ["runs/carry"], timeout_s 590; figures come back under $OUT
 #
-# Steps, most wanted first: the batched kernel's throughput and memory (issue 9), the tests on
+# Steps, most wanted first: the batched kernel's throughput and memory (issue 9; its separable
+# passes as batched matmuls, then as gathers, to choose resample.DEVICE_METHOD), the tests on
 # CUDA, the input pipeline (issue 10), the paper's CIFAR recipe, baseline vs CropMix (issue 12).
 # Each step has its own time limit and log ($OUT/<step>.log), so one that fails or runs long does
 # not cost the others their figures.
@@ -69,12 +70,14 @@ for m in numpy scipy PIL pytest kornia webdataset timm; do \
 $PY -c \"import \$m; print('\$m', getattr(\$m, '__version__', ''))\" 2>/dev/null || echo \"\$m: missing\"; done; nproc; free -g"
 step batch_throughput 100 "$PY" benchmarks/batch_throughput.py --device "$DEVICE" --rounds "$rounds" \
     --threads 4 --photos "$CARRY/photos"
+step batch_throughput_gather 60 "$PY" benchmarks/batch_throughput.py --device "$DEVICE" --rounds 5 \
+    --threads 4 --photos "$CARRY/photos" --device-method gather
 # shellcheck disable=SC2086  # $tests is a list of files
-step tests 120 "$PY" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning $tests
-step input_pipeline 110 "$PY" -W ignore benchmarks/input_pipeline.py --device "$DEVICE" --photos "$CARRY/photos" \
+step tests 110 "$PY" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning $tests
+step input_pipeline 90 "$PY" -W ignore benchmarks/input_pipeline.py --device "$DEVICE" --photos "$CARRY/photos" \
     --images "$images" --rounds 3 --seconds "$seconds" --work "$OUT/pipeline_work"
 rm -rf "$OUT/pipeline_work"
-step paper_cifar 220 "$PY" benchmarks/paper_cifar.py --regime gpu --device "$DEVICE" "${cifar[@]}" \
+step paper_cifar 200 "$PY" benchmarks/paper_cifar.py --regime gpu --device "$DEVICE" "${cifar[@]}" \
     --epochs "$epochs" --corruption-images "$corruption" --out "$OUT/paper_cifar" --results "$OUT/paper_cifar.md"
 # Keep the figures, not the checkpoints: the device tool returns what is under $OUT.
 find "$OUT/paper_cifar" -name "*.pt" -delete 2>/dev/null

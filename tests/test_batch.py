@@ -191,7 +191,11 @@ def test_many_crops_do_not_overflow():
 
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
-def test_output_stays_on_the_input_device(mix):
+@pytest.mark.parametrize("method", ["dense", "gather"])  # the separable passes off the CPU
+def test_output_stays_on_the_input_device(mix, method, monkeypatch):
+    import cropmix.transforms.functional.resample as resample
+
+    monkeypatch.setattr(resample, "DEVICE_METHOD", method)
     for images in (
         torch.empty(3, 4, 40, 50, device="meta"),
         [torch.empty(4, 30 + i, 40, device="meta") for i in range(3)],
@@ -377,11 +381,16 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @cuda
+@pytest.mark.parametrize("method", ["dense", "gather"])
+@pytest.mark.parametrize("mix", [("mixup", "cutmix"), "mixup"])  # views and mixing, or Mixup folded in
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu_without_syncs(dtype):
+def test_cuda_matches_cpu_without_syncs(dtype, mix, method, monkeypatch):
+    import cropmix.transforms.functional.resample as resample
+
+    monkeypatch.setattr(resample, "DEVICE_METHOD", method)
     images = [texture(100 + 9 * i, 140 - 7 * i, i) for i in range(6)]
     images = [(img if dtype == torch.uint8 else img / 255).to(dtype) for img in images]
-    aug = BatchCropMix(32, mix=("mixup", "cutmix"), generator=gen(22))
+    aug = BatchCropMix(32, mix=mix, generator=gen(22))
     params = aug.make_params(images)
     cpu = render_batch(images, params, (32, 32)).float()
     gpu_images = [img.cuda() for img in images]

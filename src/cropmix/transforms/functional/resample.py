@@ -144,8 +144,14 @@ def _row_pass(
     return mid.view(B, M, h, C, W), col_idx.view(B, M, w, -1), col_w.view(B, M, w, -1), swap
 
 
+# The contraction off the CPU: "dense" (batched matmuls: tensor cores, but ~99% of each weight
+# matrix is zeros at ImageNet sizes) or "gather" (embedding_bag, as on the CPU). Which is faster on
+# a GPU is not measured yet: benchmarks/batch_throughput.py --device-method compares them.
+DEVICE_METHOD = "dense"
+
+
 def _method(images: torch.Tensor, method: str | None) -> str:
-    method = method or ("gather" if images.device.type == "cpu" else "dense")
+    method = method or ("gather" if images.device.type == "cpu" else DEVICE_METHOD)
     if method not in ("dense", "gather"):
         raise ValueError(f"method must be 'dense' or 'gather', got {method!r}")
     return method
