@@ -130,6 +130,12 @@ def test_learns_and_evaluates_and_compares(tmp_path):
     table = (out / "comparison.md").read_text()
     assert "| baseline | 2 |" in table and "| cropmix | 1 |" in table and "±" in table
     assert (out / "curves.png").is_file() and (out / "bars.png").is_file()
+    # A run written before a config field existed groups with runs that leave it at its default.
+    config = json.loads((runs[1] / "config.json").read_text())
+    del config["shuffle_buffer"], config["aug_device"]
+    (runs[1] / "config.json").write_text(json.dumps(config))
+    table = (compare_runs(runs, tmp_path / "cmp_old") / "comparison.md").read_text()
+    assert "| baseline | 2 |" in table
 
 
 def test_conflicting_options_are_rejected_naming_both(tmp_path):

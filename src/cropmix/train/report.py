@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -171,7 +172,11 @@ def evaluate_ood(
 
 
 def _arm_key(config: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in sorted(config.items()) if k not in NOT_ARM_FIELDS}, sort_keys=True)
+    """The settings that make an arm. Fields missing from an older config.json take today's defaults,
+    so runs from before a field was added group with new runs that leave it at its default."""
+    default = TrainConfig()
+    settings = {**{f.name: getattr(default, f.name) for f in dataclasses.fields(TrainConfig)}, **config}
+    return json.dumps({k: v for k, v in sorted(settings.items()) if k not in NOT_ARM_FIELDS}, sort_keys=True)
 
 
 def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
