@@ -48,8 +48,16 @@ def save_comparison_curves(runs: dict[str, list[dict[str, Any]]], path: str | os
     return path
 
 
+# Which way is better, for the bar titles (calibration errors: lower; accuracies: higher).
+LOWER_IS_BETTER = ("ece", "rms", "loss")
+
+
 def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: str | os.PathLike) -> Path:
-    """Bars of final metrics per group (mean, with standard deviation as error bars when there are seeds)."""
+    """Bars of final metrics per group (mean, with standard deviation as error bars when there are seeds).
+
+    The y axes are zoomed to the values (they do not start at 0), which the titles say, with the
+    direction that is better.
+    """
     plt = _pyplot()
     metrics = [m for m in metrics if any(row.get(f"{m}_mean") is not None for row in table)]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.2 * max(1, len(metrics)), 3.4), squeeze=False)
@@ -59,11 +67,13 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
         stds = [row.get(f"{metric}_std") or 0.0 for row in table]
         ax.bar(range(len(labels)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(labels))])
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-        ax.set_title(metric)
+        better = "lower" if any(key in metric for key in LOWER_IS_BETTER) else "higher"
+        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
         low = min(m - s for m, s in zip(means, stds, strict=True))
         high = max(m + s for m, s in zip(means, stds, strict=True))
         if high > low:
             ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
+    fig.suptitle("mean and sd over seeds; y axes zoomed, not from 0", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
