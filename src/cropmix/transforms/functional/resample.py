@@ -9,9 +9,12 @@ bicubic) and applies them as two contractions:
     rows:    R[b, m*h + i, :]  = sum_y  Wrow[b, m, i, y] * X[b, y, :]     (X rows are W*C wide)
     columns: V[b*M + m, j, :] = sum_x  Wcol[b, m, j, x] * R^T[b, m, x, :]
 
-On CUDA each contraction is one batched dense matmul (tensor cores make the zeros cheap); on the
-CPU it is one weighted gather (`embedding_bag`), which reads only the few taps of each output pixel. Both
-read the same tap tables, and the tests check one against the other and against torchvision.
+On CUDA each contraction is one batched dense matmul by default (`DEVICE_METHOD`: tensor cores
+make the zeros cheap, it is hoped; not measured yet); on the CPU it is one weighted gather
+(`embedding_bag`), which reads only the few taps of each output pixel. Both read the same tap
+tables, and the tests check one against the other and against torchvision. For Mixup the column
+pass also sums over the crops (`resample_mixup`): out[b, d] = sum over m and taps, each output
+channel d reading its source channel, so the M resized views are never written.
 """
 
 from __future__ import annotations
