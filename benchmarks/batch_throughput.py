@@ -222,9 +222,10 @@ def main() -> None:
     modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
     psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
     if device.type == "cpu":  # the CPU resizes large crops with torch's own kernel: check the GPU's passes too
-        kernel.PER_CROP_MIN_AREA, area = 1 << 62, kernel.PER_CROP_MIN_AREA
+        areas = kernel.PER_CROP_MIN_AREA, kernel.PER_CROP_MIN_SOURCE_AREA
+        kernel.PER_CROP_MIN_AREA = kernel.PER_CROP_MIN_SOURCE_AREA = 1 << 62
         psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
-        kernel.PER_CROP_MIN_AREA = area
+        kernel.PER_CROP_MIN_AREA, kernel.PER_CROP_MIN_SOURCE_AREA = areas
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))

@@ -48,6 +48,7 @@ def cpu_kernel(request, monkeypatch):
     import cropmix.transforms.functional.batch as kernel
 
     monkeypatch.setattr(kernel, "PER_CROP_MIN_AREA", 0 if request.param == "per_crop" else 1 << 62)
+    monkeypatch.setattr(kernel, "PER_CROP_MIN_SOURCE_AREA", 0 if request.param == "per_crop" else 1 << 62)
     return request.param
 
 

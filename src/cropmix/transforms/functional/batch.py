@@ -6,9 +6,10 @@ Rendering never loops over images on a GPU (only over chunks of them, to bound m
    bicubic, antialiased or not) in two batched passes, rows then columns (`resample.py`):
    single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
    A list of different-sized images is padded into one canvas first (the weights never reach
-   outside a crop, so the padding is never read). On the CPU, outputs of PER_CROP_MIN_AREA
-   pixels and more instead resize crop by crop with torch's own kernel, exactly torchvision's
-   (`_native_views`): there no composition of batched float ops is as fast (RESULTS.md).
+   outside a crop, so the padding is never read). On the CPU, large outputs or sources
+   (PER_CROP_MIN_AREA, PER_CROP_MIN_SOURCE_AREA) instead resize crop by crop with torch's own
+   kernel, exactly torchvision's (`_native_views`): there no composition of batched float ops is
+   as fast (RESULTS.md).
 2. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
    source channel per crop slot (`mixing.mixup_slots`), and those fold into the column pass
    (`resample.resample_mixup`): a Mixup-only chunk never writes its M views. CutMix needs the
@@ -42,9 +43,12 @@ BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC
 # Images are rendered in chunks whose largest intermediate holds at most this many elements
 # (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU.
 CHUNK_ELEMENTS = 1 << 26
-# On the CPU, outputs of at least this many pixels resize each crop with torch's own kernel
-# (`_native_views`); smaller ones are cheaper batched (measured crossover: benchmarks/RESULTS.md).
+# On the CPU, outputs of at least this many pixels, or sources of at least this many on average,
+# resize each crop with torch's own kernel (`_native_views`); smaller ones are cheaper batched
+# (measured crossovers, one thread: 40x40 vs 48x48 outputs, 96x96 vs 112x112 sources to 32x32:
+# benchmarks/RESULTS.md).
 PER_CROP_MIN_AREA = 44 * 44
+PER_CROP_MIN_SOURCE_AREA = 100 * 100
 
 
 def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
@@ -181,7 +185,9 @@ def render_batch(
     mixing = [weight.to(work), source.long(), order.long(), box.long()]
     mixing += [active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
     extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
-    per_crop = first.device.type == "cpu" and size[0] * size[1] >= PER_CROP_MIN_AREA
+    per_crop = first.device.type == "cpu" and (
+        size[0] * size[1] >= PER_CROP_MIN_AREA or float(np.mean(heights * widths)) >= PER_CROP_MIN_SOURCE_AREA
+    )
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
     for rows in _chunks(heights[ranked], widths[ranked], C, M, size, None if per_crop else CHUNK_ELEMENTS):
