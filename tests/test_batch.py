@@ -419,3 +419,17 @@ def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
     assert torch.equal(render(x, params, size=(12, 12)), aug.render(x, params))
     with pytest.raises(TypeError, match="size"):
         render(x, params)
+
+
+def test_cpu_dispatch_between_the_batched_passes_and_the_per_crop_kernel(monkeypatch):
+    """Small images take the batched passes; large outputs or large sources torch's kernel per crop."""
+    import cropmix.transforms.functional.batch as kernel
+
+    calls = []
+    native = kernel._native_views
+    monkeypatch.setattr(kernel, "_native_views", lambda *a, **k: calls.append(1) or native(*a, **k))
+    for (source, out), per_crop in [((32, 32), False), ((64, 48), True), ((128, 32), True), ((64, 16), False)]:
+        calls.clear()
+        x = torch.randint(0, 256, (3, 3, source, source), dtype=torch.uint8)
+        BatchCropMix(out, generator=gen(40))(x)
+        assert bool(calls) == per_crop, (source, out)
