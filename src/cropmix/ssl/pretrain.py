@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,9 @@ from .mae import MAE
 from .moco import MoCo
 from .representation import SUBSET_SEED, evaluate_split
 from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
+
+if TYPE_CHECKING:
+    from cropmix.data import DataSource
 
 METHODS = ("moco", "mae")
 
@@ -126,7 +129,7 @@ class PretrainConfig:
         check_device_name(self.device)
         check_log(self.log)  # --log tensorboard without the package fails here, before any work
 
-    def source(self) -> Any:
+    def source(self) -> DataSource:
         """The dataset of this configuration, in memory (a `cropmix.data.DataSource`)."""
         from cropmix.data import load_source
 

@@ -185,16 +185,15 @@ def render_batch(
     mixing = [weight.to(work), source.long(), order.long(), box.long()]
     mixing += [active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
     extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
-    per_crop = first.device.type == "cpu" and (
-        size[0] * size[1] >= PER_CROP_MIN_AREA or float(np.mean(heights * widths)) >= PER_CROP_MIN_SOURCE_AREA
-    )
+    counts = params.n[ranked]  # crops per image, in rendering order
+    per_crop = _renders_per_crop(first.device, size, heights, widths)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
     for rows in _chunks(heights[ranked], widths[ranked], C, M, size, None if per_crop else CHUNK_ELEMENTS):
         cut, chunk_mixing = host[-2][rows], [t[rows] for t in mixing]
         if per_crop:
             views, transposed = _native_views(
-                images, rows, host[0][rows], params.n[ranked][rows], size, interpolation, antialias, work
+                images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
             )
             mixed = _mix(views, chunk_mixing, cut, transposed)
         else:
@@ -215,6 +214,13 @@ def render_batch(
         else:
             out[rows] = mixed
     return out
+
+
+def _renders_per_crop(device: torch.device, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> bool:
+    """Whether the CPU resizes crop by crop (large outputs or sources), not in batched passes."""
+    large_output = size[0] * size[1] >= PER_CROP_MIN_AREA
+    large_source = float(np.mean(heights * widths)) >= PER_CROP_MIN_SOURCE_AREA
+    return device.type == "cpu" and (large_output or large_source)
 
 
 def _native_views(
