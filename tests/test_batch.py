@@ -145,11 +145,32 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
     aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
     params = aug.make_params(images)
-    monkeypatch.setattr(kernel, "CHUNK_ELEMENTS", 30_000)  # several chunks of mixed sizes
+    for name in ("CHUNK_ELEMENTS", "CPU_CHUNK_ELEMENTS"):
+        monkeypatch.setattr(kernel, name, 30_000)  # several chunks of mixed sizes
     out = aug.render(images, params)
     for i, image in enumerate(images):
         alone = aug.render(image[None], params.subset([i]))
         assert (out[i] - alone[0]).abs().max() < 1e-3, i
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_a_batch_in_chunks_renders_as_in_one(monkeypatch, mix):
+    import cropmix.transforms.functional.batch as kernel
+
+    x = torch.randint(0, 256, (10, 3, 32, 32), generator=gen(3), dtype=torch.uint8)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(4))
+    params = aug.make_params(x)
+    whole = aug.render(x, params)
+    monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 3 * 3 * 2 * 32 * 32 * 3)  # three images per chunk
+    original, seen = kernel._canvas, []
+
+    def spy(images, kind, rows, dtype):
+        seen.append(rows)
+        return original(images, kind, rows, dtype)
+
+    monkeypatch.setattr(kernel, "_canvas", spy)
+    assert torch.equal(aug.render(x, params), whole)
+    assert seen == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
 
 
 @pytest.mark.usefixtures("cpu_kernel")

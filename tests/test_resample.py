@@ -24,7 +24,7 @@ from cropmix.transforms.functional.resample import resample_crops as resample_vi
 
 
 def resample_crops(*args, **kwargs) -> torch.Tensor:
-    """The views in (B, C, M, h, w) order whichever order the passes left them in."""
+    """The views in (B, M, C, h, w) order whichever order the passes left them in."""
     views, transposed = resample_views(*args, **kwargs)
     return views.transpose(-1, -2) if transposed else views
 
@@ -67,14 +67,14 @@ def test_single_crops_match_torchvision(mode, antialias, size):
     for seed, path in enumerate(PHOTOS):
         image = photo(path)
         boxes = boxes_for(*image.shape[1:], seed)
-        out = resample_crops(image[None], boxes[None], size, mode, antialias)[0]  # (C, M, h, w) float32
+        out = resample_crops(image[None], boxes[None], size, mode, antialias)[0]  # (M, C, h, w) float32
         out_uint8 = out.round().clamp(0, 255).to(torch.uint8)
         for k, (top, left, h, w) in enumerate(boxes.tolist()):
             args = (top, left, h, w, list(size))
             ref = TF.resized_crop(image, *args, interpolation=MODES[mode], antialias=antialias)
             ref_float = TF.resized_crop(image.float(), *args, interpolation=MODES[mode], antialias=antialias)
-            worst_uint8 = min(worst_uint8, psnr(out_uint8[:, k], ref))
-            worst_float = max(worst_float, (out[:, k] - ref_float).abs().max().item())
+            worst_uint8 = min(worst_uint8, psnr(out_uint8[k], ref))
+            worst_float = max(worst_float, (out[k] - ref_float).abs().max().item())
     assert worst_float < 1e-2  # the same weights; torch computes source coordinates in float32
     assert worst_uint8 >= 50, worst_uint8
 
@@ -103,11 +103,11 @@ def test_mixup_folded_into_the_column_pass_is_the_mix_of_the_views(method, size)
     source = torch.stack([torch.randperm(C, generator=g) for _ in range(B * M)]).view(B, M, C)
     folded, transposed = resample_mixup(images, boxes, weight, source, size, "bicubic", method=method)
     folded = folded.transpose(-1, -2) if transposed else folded
-    views = resample_crops(images, boxes, size, "bicubic", method="gather")  # (B, C, M, h, w)
+    views = resample_crops(images, boxes, size, "bicubic", method="gather")  # (B, M, C, h, w)
     expected = torch.zeros(B, C, *size)
     for b in range(B):
         for m in range(M):
-            expected[b] += weight[b, m] * views[b, source[b, m], m]
+            expected[b] += weight[b, m] * views[b, m, source[b, m]]
     assert folded.shape == (B, C, *size)
     assert (folded - expected).abs().max() < 1e-2
 
@@ -126,7 +126,7 @@ def test_the_pass_order_does_not_change_the_result():
     boxes = torch.tensor([[[10, 5, 150, 100]]])
     # 30x60 from 200x120 resizes columns first, 60x30 rows first: each must still be torchvision's.
     for size in ((30, 60), (60, 30)):
-        out = resample_crops(image[None], boxes, size, "bilinear")[0, :, 0]
+        out = resample_crops(image[None], boxes, size, "bilinear")[0, 0]
         ref = TF.resized_crop(image.float(), 10, 5, 150, 100, list(size), antialias=True)
         assert (out - ref).abs().max() < 1e-3
 

@@ -41,8 +41,11 @@ from .tensor import cast_like, resized_crop, working_dtype
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
 # Images are rendered in chunks whose largest intermediate holds at most this many elements
-# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU.
+# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU. The CPU's batched passes
+# take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32: 2**23 gave
+# the fewest faults and the best time, 2**22 to 2**26 were 10-40% slower; benchmarks/RESULTS.md).
 CHUNK_ELEMENTS = 1 << 26
+CPU_CHUNK_ELEMENTS = 1 << 23
 # On the CPU, outputs of at least this many pixels, or sources of at least this many on average,
 # resize each crop with torch's own kernel (`_native_views`); smaller ones are cheaper batched
 # (measured crossovers, one thread: 40x40 vs 48x48 outputs, 96x96 vs 112x112 sources to 32x32:
@@ -117,6 +120,12 @@ def batch_mode(interpolation: InterpolationMode) -> str:
     return BATCH_MODES[interpolation]
 
 
+def _elements_per_image(channels: int, crops: int, size: tuple[int, int], height: int, width: int) -> int:
+    """The largest intermediate of the separable passes per image, for images padded to height x width."""
+    h, w = size
+    return channels * max(height * width, crops * min(h * width, w * height), 2 * crops * h * w)
+
+
 def _chunks(
     heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int], limit: int | None
 ) -> list[slice]:
@@ -127,12 +136,13 @@ def _chunks(
     """
     if limit is None:
         return [slice(i, i + 1) for i in range(len(heights))]
-    h, w = size
+    if (heights == heights[0]).all() and (widths == widths[0]).all():  # one size (a batch): equal chunks
+        step = max(1, limit // _elements_per_image(channels, crops, size, int(heights[0]), int(widths[0])))
+        return [slice(i, min(i + step, len(heights))) for i in range(0, len(heights), step)]
     chunks, start, top, side = [], 0, 0, 0
     for i, (H, W) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
         top, side = max(top, H), max(side, W)
-        per_image = channels * max(top * side, crops * min(h * side, w * top), 2 * crops * h * w)
-        if i > start and (i + 1 - start) * per_image > limit:
+        if i > start and (i + 1 - start) * _elements_per_image(channels, crops, size, top, side) > limit:
             chunks.append(slice(start, i))
             start, top, side = i, H, W
     chunks.append(slice(start, len(heights)))
@@ -189,7 +199,8 @@ def render_batch(
     per_crop = _renders_per_crop(first.device, size, heights, widths)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
-    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, None if per_crop else CHUNK_ELEMENTS):
+    limit = None if per_crop else CPU_CHUNK_ELEMENTS if first.device.type == "cpu" else CHUNK_ELEMENTS
+    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, limit):
         cut, chunk_mixing = host[-2][rows], [t[rows] for t in mixing]
         if per_crop:
             views, transposed = _native_views(
@@ -207,10 +218,11 @@ def render_batch(
                     canvas, boxes, weights, sources, size, mode, antialias, work, max_extent=extent
                 )
         mixed = mixed.transpose(-1, -2) if transposed else mixed
-        # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps.
-        mixed = mixed.add_(0.5).clamp_(0, 255).to(dtype) if dtype == torch.uint8 else cast_like(mixed, dtype)
+        # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps
+        # (the copy into `out` truncates, as .to(uint8) does).
+        mixed = mixed.add_(0.5).clamp_(0, 255) if dtype == torch.uint8 else cast_like(mixed, dtype)
         if kind == "list":
-            out.index_copy_(0, rank_d[rows], mixed)
+            out.index_copy_(0, rank_d[rows], mixed.to(dtype))
         else:
             out[rows] = mixed
     return out
@@ -233,7 +245,7 @@ def _native_views(
     antialias: bool,
     work: torch.dtype,
 ) -> tuple[torch.Tensor, bool]:
-    """Views (b, C, M, h, w) of the images of `rows`, each crop by torch's own CPU kernel (one call per crop).
+    """Views (b, M, C, h, w) of the images of `rows`, each crop by torch's own CPU kernel (one call per crop).
 
     On the CPU, torch's uint8 resampling of one crop (vectorised integer arithmetic over the crop
     only) beats every composition of batched float ops at ImageNet sizes: the transposes between
@@ -243,14 +255,14 @@ def _native_views(
     Slots past an image's crop count are zeroed (the mixing weighs them 0).
     """
     part = images[rows]
-    views = torch.empty((len(part), part[0].shape[0], boxes.shape[1], *size), dtype=work)
+    views = torch.empty((len(part), boxes.shape[1], part[0].shape[0], *size), dtype=work)
     for k, (image, image_boxes, count) in enumerate(zip(part, boxes.tolist(), counts.tolist(), strict=True)):
         image_boxes = image_boxes[:count]
         if sum(h * w for _, _, h, w in image_boxes) >= image.shape[-2] * image.shape[-1]:
             image = image[None].contiguous(memory_format=torch.channels_last)[0]
         for m, (top, left, height, width) in enumerate(image_boxes):
-            views[k, :, m] = resized_crop(image, Crop(top, left, height, width), size, interpolation, antialias)
-        views[k, :, count:] = 0
+            views[k, m] = resized_crop(image, Crop(top, left, height, width), size, interpolation, antialias)
+        views[k, count:] = 0
     return views, False
 
 
@@ -270,18 +282,18 @@ def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
 
 
 def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, transposed: bool) -> torch.Tensor:
-    """Mix views (b, C, M, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections.
+    """Mix views (b, M, C, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections.
 
-    With `transposed` the views are (b, C, M, w, h) and so is the result: the cut boxes are transposed.
+    With `transposed` the views are (b, M, C, w, h) and so is the result: the cut boxes are transposed.
     """
     weight, source, order, box, active, pasted_new, perm, cut_d = mixing
-    b, C, M, h, w = views.shape
+    b, M, C, h, w = views.shape
     out = None
     if not cut.all():
-        # A[b, d, c * M + m] = weight[b, m] if crop m feeds output channel d from channel c: one small bmm.
+        # A[b, d, m * C + c] = weight[b, m] if crop m feeds output channel d from channel c: one small bmm.
         routing = torch.nn.functional.one_hot(source, C).to(views.dtype) * weight[:, :, None, None]  # (b, M, d, c)
-        matrix = routing.permute(0, 2, 3, 1).reshape(b, C, C * M)
-        out = torch.bmm(matrix, views.view(b, C * M, h * w)).view(b, C, h, w)
+        matrix = routing.transpose(1, 2).reshape(b, C, M * C)
+        out = torch.bmm(matrix, views.view(b, M * C, h * w)).view(b, C, h, w)
     if cut.any():
         box = box[..., [1, 0, 3, 2]] if transposed else box
         cut_out = _cutmix(views, order, box, active, pasted_new, perm)
@@ -297,18 +309,20 @@ def _cutmix(
     pasted_new: torch.Tensor,
     perm: torch.Tensor,
 ) -> torch.Tensor:
-    """CutMix chains of the whole batch; views (B, C, M, h, w) in band order."""
-    B, C, M, h, w = views.shape
-    ordered = torch.take_along_dim(views, order[:, None, :, None, None], dim=2)
-    run = ordered[:, :, 0]
+    """CutMix chains of the whole batch; views (B, M, C, h, w) in band order."""
+    B, M, C, h, w = views.shape
+    # Advanced indexing copies whole (C, h, w) or (h, w) blocks; take_along_dim would broadcast the
+    # index to every pixel (measured ~5x slower on the CPU).
+    batch = torch.arange(B, device=views.device)
+    run = views[batch, order[:, 0]]
     ys = torch.arange(h, device=views.device)[None, :, None]
     xs = torch.arange(w, device=views.device)[None, None, :]
     for k in range(M - 1):
-        new = ordered[:, :, k + 1]
+        new = views[batch, order[:, k + 1]]
         top, left, bh, bw = (v[:, None, None] for v in box[:, k].unbind(-1))
         inside = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw) & active[:, k, None, None]
         new_pasted = pasted_new[:, k, None, None, None]
-        patch = torch.take_along_dim(torch.where(new_pasted, new, run), perm[:, k, :, None, None], dim=1)
+        patch = torch.where(new_pasted, new, run)[batch[:, None], perm[:, k]]
         base = torch.where(active[:, k, None, None, None] & ~new_pasted, new, run)
         run = torch.where(inside[:, None], patch, base)
     return run

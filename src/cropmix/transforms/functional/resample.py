@@ -4,17 +4,17 @@
 output row is a weighted sum of a few source rows, then every output column of a few source
 columns. This module computes those weights for every crop of a batch on the device (the same
 support, filter and normalisation as torch's `interpolate`, antialiased or not, bilinear or
-bicubic) and applies them as two contractions:
+bicubic) and applies them as two contractions, neither of which transposes an intermediate:
 
-    rows:    R[b, m*h + i, :]  = sum_y  Wrow[b, m, i, y] * X[b, y, :]     (X rows are W*C wide)
-    columns: V[b*M + m, j, :] = sum_x  Wcol[b, m, j, x] * R^T[b, m, x, :]
+    rows:    R[b, m, i, c, :] = sum_y Wrow[b, m, i, y] * X[b, c, y, :]
+    columns: V[b, m, c, i, j] = sum_x R[b, m, i, c, x] * Wcol[b, m, x, j]   (a matmul on the right)
 
-On CUDA each contraction is one batched dense matmul by default (`DEVICE_METHOD`: tensor cores
-make the zeros cheap, it is hoped; not measured yet); on the CPU it is one weighted gather
-(`embedding_bag`), which reads only the few taps of each output pixel. Both read the same tap
-tables, and the tests check one against the other and against torchvision. For Mixup the column
-pass also sums over the crops (`resample_mixup`): out[b, d] = sum over m and taps, each output
-channel d reading its source channel, so the M resized views are never written.
+The row pass reads only the few taps of each output row: on the CPU one weighted gather
+(`embedding_bag`) of single-channel rows; on CUDA by default one dense matmul per image
+(`DEVICE_METHOD`: tensor cores make the zeros cheap, it is hoped; not measured yet). The column
+pass is one batched matmul by a dense tap matrix on every device. For Mixup the column pass also
+sums over the crops (`resample_mixup`): out[b, d] = sum over m and taps, each output channel d
+reading its source channel, so the M resized views are never written.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def _length_taps(
         # torch's antialiased kernels: the filter stretched by the shrink factor, clipped to the crop.
         stretch = scale.clamp(min=1.0)
         support = SUPPORT[mode] / 2.0 * stretch
-        taps = int(math.ceil(SUPPORT[mode] / 2.0 * max(max_length / out_size, 1.0))) * 2 + 1
+        # At most ceil(2 * support) source pixels lie in the window [centre - support, centre + support)
+        # (torch reserves 2 * ceil(support) + 1): a tap past that bound only arises from rounding,
+        # where the filter is ~0.
+        taps = math.ceil(SUPPORT[mode] * max(max_length / out_size, 1.0))
         centre = scale[:, None] * (i + 0.5)
         lo = torch.floor(centre - support[:, None] + 0.5).clamp_(min=0.0)
         hi = torch.minimum(torch.floor(centre + support[:, None] + 0.5), length_f[:, None])
@@ -90,42 +93,25 @@ def axis_taps(
     return pos + start[:, None, None], weight
 
 
-def contract(data: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor, method: str) -> torch.Tensor:
-    """out[g, r, :] = sum_t weight[g, r, t] * data[g, idx[g, r, t], :] for G groups.
-
-    data (G, L, F); idx, weight (G, R, T) -> (G, R, F) in data's dtype. "dense" scatters the taps
-    into (G, R, L) matrices and calls bmm (tensor cores on a GPU); "gather" is one weighted
-    `embedding_bag` over the rows of data, which reads only the T taps of each output row.
-    """
-    G, L, F = data.shape
-    R, T = idx.shape[1], idx.shape[2]
-    weight = weight.to(data.dtype)
-    if method == "dense":
-        matrix = torch.zeros((G, R, L), dtype=data.dtype, device=data.device)
-        return torch.bmm(matrix.scatter_add_(2, idx, weight), data)
-    if method != "gather":
-        raise ValueError(f"method must be 'dense' or 'gather', got {method!r}")
-    rows = idx + torch.arange(G, device=data.device)[:, None, None] * L
-    out = torch.nn.functional.embedding_bag(
-        rows.view(G * R, T), data.reshape(G * L, F), per_sample_weights=weight.view(G * R, T), mode="sum"
-    )
-    return out.view(G, R, F)
+def tap_matrix(idx: torch.Tensor, weight: torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """The taps (G, R, T) as dense (G, length, R) matrices: column r holds output r's weights."""
+    G, R, _ = idx.shape
+    matrix = torch.zeros((G, length, R), dtype=dtype, device=idx.device)
+    return matrix.scatter_add_(1, idx.transpose(1, 2), weight.transpose(1, 2).to(dtype))
 
 
-def _row_pass(
+def _oriented_taps(
     images: torch.Tensor,
     boxes: torch.Tensor,
     size: tuple[int, int],
     mode: str,
     antialias: bool,
-    work_dtype: torch.dtype,
-    method: str,
     max_extent: tuple[int, int] | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """The first pass of every crop: (mid (B, M, h, C, W), column taps idx and weight (B, M, w, T), swap).
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], bool]:
+    """The problem in the pass order that keeps the first pass's output smaller, and every crop's taps.
 
-    Passes run in the order that keeps `mid` smaller: with `swap` set, the problem was transposed
-    (rows and columns, boxes and size swapped) and every shape here is of the transposed problem.
+    Returns the images (transposed when `swap`), the row taps (idx, weight) (B, M, h, T), the
+    column taps (B, M, w, T), and swap; with swap set, rows are the source's columns.
     """
     B, C, H, W = images.shape
     M = boxes.shape[1]
@@ -134,22 +120,53 @@ def _row_pass(
         max_extent = (int(boxes[..., 2].max()), int(boxes[..., 3].max()))
     swap = h * W > w * H
     if swap:
-        images, boxes, (h, w), (H, W) = images.transpose(2, 3), boxes[..., [1, 0, 3, 2]], (w, h), (W, H)
-        max_extent = max_extent[::-1]
+        images, boxes, (h, w), max_extent = images.transpose(2, 3), boxes[..., [1, 0, 3, 2]], (w, h), max_extent[::-1]
     flat = boxes.reshape(B * M, 4)
     row_idx, row_w = axis_taps(flat[:, 0], flat[:, 2], h, mode, antialias, max_extent[0])
     col_idx, col_w = axis_taps(flat[:, 1], flat[:, 3], w, mode, antialias, max_extent[1])
-    # Rows of (C, W) values: the row pass only needs each image row as one vector.
+    taps = (row_idx.view(B, M, h, -1), row_w.view(B, M, h, -1), col_idx.view(B, M, w, -1), col_w.view(B, M, w, -1))
+    return images, taps, swap
+
+
+def _dense_rows(images: torch.Tensor, row_idx: torch.Tensor, row_w: torch.Tensor, work_dtype: torch.dtype):
+    """The row pass as one bmm per image: (B, C, H, W) -> (B, M, h, C, W)."""
+    B, C, H, W = images.shape
+    _, M, h, T = row_idx.shape
+    # Rows of (C, W) values: the matmul contracts each image's rows as whole vectors.
     rows = torch.empty((B, H, C, W), dtype=work_dtype, device=images.device)
     rows.copy_(images.permute(0, 2, 1, 3))
-    T = row_idx.shape[-1]
-    mid = contract(rows.view(B, H, C * W), row_idx.view(B, M * h, T), row_w.view(B, M * h, T), method)
-    return mid.view(B, M, h, C, W), col_idx.view(B, M, w, -1), col_w.view(B, M, w, -1), swap
+    matrix = tap_matrix(row_idx.reshape(B, M * h, T), row_w.reshape(B, M * h, T), H, work_dtype)
+    return torch.bmm(matrix.transpose(1, 2), rows.view(B, H, C * W)).view(B, M, h, C, W)
 
 
-# The contraction off the CPU: "dense" (batched matmuls: tensor cores, but ~99% of each weight
-# matrix is zeros at ImageNet sizes) or "gather" (embedding_bag, as on the CPU). Which is faster on
-# a GPU is not measured yet: benchmarks/batch_throughput.py --device-method compares them.
+def _gather_rows(
+    images: torch.Tensor, row_idx: torch.Tensor, row_w: torch.Tensor, source: torch.Tensor, work_dtype: torch.dtype
+) -> torch.Tensor:
+    """The row pass as one weighted gather of single-channel rows: -> (B, M, C, h, W).
+
+    Output row (b, m, d, i) sums the T taps of crop m's output row i in channel source[b, m, d]
+    of image b: it reads only those taps, and the rows stay in the source's own layout, so no
+    transpose is needed before the column matmul.
+    """
+    B, C, H, W = images.shape
+    _, M, h, T = row_idx.shape
+    table = images
+    if images.dtype != work_dtype or not images.is_contiguous():  # one copy, whatever the layout
+        table = torch.empty(images.shape, dtype=work_dtype, device=images.device).copy_(images)
+    first_row = (torch.arange(B, device=images.device)[:, None, None] * C + source) * H  # (B, M, C)
+    # (i, t) innermost: the broadcast sums run over 64-element rows (an order with (m, t) innermost
+    # measured ~8x slower).
+    idx = first_row[..., None, None] + row_idx[:, :, None]
+    weight = row_w.to(work_dtype)[:, :, None].expand(B, M, C, h, T)
+    rows = torch.nn.functional.embedding_bag(
+        idx.view(-1, T), table.view(B * C * H, W), per_sample_weights=weight.reshape(-1, T), mode="sum"
+    )
+    return rows.view(B, M, C, h, W)
+
+
+# The row pass off the CPU: "dense" (one batched matmul per image: tensor cores, but ~99% of each
+# weight matrix is zeros at ImageNet sizes) or "gather" (embedding_bag, as on the CPU). Which is
+# faster on a GPU is not measured yet: benchmarks/batch_throughput.py --device-method compares them.
 DEVICE_METHOD = "dense"
 
 
@@ -170,22 +187,27 @@ def resample_crops(
     method: str | None = None,
     max_extent: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, bool]:
-    """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> views (B, C, M, ., .).
+    """Resize M crops of each of B images: (B, C, H, W) and boxes (B, M, 4) -> views (B, M, C, ., .).
 
     boxes are (top, left, height, width) in source pixels, each inside its image (a padded
     canvas is fine: the weights never reach outside a box). The views come back contiguous in
-    `work_dtype` in the order the second pass leaves them: (B, C, M, h, w), or (B, C, M, w, h)
-    when the returned flag `transposed` is set (per-pixel mixing does not care; the caller
-    transposes the result). max_extent: the largest box (height, width), when known on the
-    host; otherwise read from `boxes`. CutMix needs these views; Mixup does not (`resample_mixup`).
+    `work_dtype`, (B, M, C, h, w), or (B, M, C, w, h) when the returned flag `transposed` is set
+    (per-pixel mixing does not care; the caller transposes the result). max_extent: the largest
+    box (height, width), when known on the host; otherwise read from `boxes`. CutMix needs these
+    views; Mixup does not (`resample_mixup`).
     """
     method = _method(images, method)
-    mid, col_idx, col_w, swap = _row_pass(images, boxes, size, mode, antialias, work_dtype, method, max_extent)
-    B, M, h, C, W = mid.shape
+    images, (row_idx, row_w, col_idx, col_w), swap = _oriented_taps(images, boxes, size, mode, antialias, max_extent)
+    B, C, _, W = images.shape
+    _, M, h, _ = row_idx.shape
     w, T = col_idx.shape[2:]
-    cols = mid.permute(0, 1, 4, 3, 2).reshape(B * M, W, C * h)
-    out = contract(cols, col_idx.view(B * M, w, T), col_w.view(B * M, w, T), method).view(B, M, w, C, h)
-    return out.permute(0, 3, 1, 2, 4).contiguous(), not swap
+    columns = tap_matrix(col_idx.view(B * M, w, T), col_w.view(B * M, w, T), W, work_dtype)  # (B*M, W, w)
+    if method == "gather":
+        rows = _gather_rows(images, row_idx, row_w, torch.arange(C, device=images.device).expand(B, M, C), work_dtype)
+        return torch.bmm(rows.view(B * M, C * h, W), columns).view(B, M, C, h, w), swap
+    rows = _dense_rows(images, row_idx, row_w, work_dtype)  # (B, M, h, C, W)
+    views = torch.bmm(rows.view(B * M, h * C, W), columns).view(B, M, h, C, w)
+    return views.transpose(2, 3).contiguous(), swap
 
 
 def resample_mixup(
@@ -203,28 +225,26 @@ def resample_mixup(
     """The Mixup of M resized crops per image, folded into the column pass: -> (B, C, ., .), transposed.
 
     out[b, d] = sum_m weight[b, m] * resized crop m of image b, channel source[b, m, d]
-    (`mixing.mixup_slots`). The M views are never written: the second pass sums over crops and
-    their taps at once, each output channel reading its source channel. The result may be a
-    strided view; with the returned flag set it is (B, C, w, h).
+    (`mixing.mixup_slots`). The M views are never written: one matmul per image contracts every
+    crop's columns at once, each output channel's rows routed from its source channel. With the
+    returned flag set the result is (B, C, w, h).
     """
     method = _method(images, method)
-    mid, col_idx, col_w, swap = _row_pass(images, boxes, size, mode, antialias, work_dtype, method, max_extent)
-    B, M, h, C, W = mid.shape
+    images, (row_idx, row_w, col_idx, col_w), swap = _oriented_taps(images, boxes, size, mode, antialias, max_extent)
+    B, C, _, W = images.shape
+    _, M, h, _ = row_idx.shape
     w, T = col_idx.shape[2:]
     col_w = col_w * weight[:, :, None, None].to(col_w.dtype)
-    if method == "dense":
-        # One matmul per image over (crop, column): K[b, m * W + x, j] holds crop m's taps of output column j.
-        routed = torch.take_along_dim(mid.permute(0, 3, 2, 1, 4), source.transpose(1, 2)[:, :, None, :, None], dim=1)
-        taps = torch.zeros((B, M, W, w), dtype=work_dtype, device=images.device)
-        taps.scatter_add_(2, col_idx.transpose(2, 3), col_w.transpose(2, 3).to(work_dtype))
-        out = torch.bmm(routed.reshape(B, C * h, M * W), taps.view(B, M * W, w)).view(B, C, h, w)
-        return out, swap
-    # Rows (b, m, c, x) of h values (the cheapest transpose of mid); output row (j, d) gathers the taps
-    # of every crop in its source channel.
-    cols = mid.permute(0, 1, 3, 4, 2).reshape(B, M * C * W, h)
-    plane = (torch.arange(M, device=images.device)[:, None] * C + source) * W  # (B, M, C): row of (m, c, x=0)
-    by_column = col_idx.permute(0, 2, 1, 3)[:, :, None]  # (B, w, 1, M, T)
-    rows = (plane.transpose(1, 2)[:, None, :, :, None] + by_column).reshape(B, w * C, M * T)
-    taps = col_w.permute(0, 2, 1, 3)[:, :, None].expand(B, w, C, M, T).reshape(B, w * C, M * T)
-    out = contract(cols, rows, taps, "gather").view(B, w, C, h)
-    return out.permute(0, 2, 3, 1), swap
+    columns = tap_matrix(col_idx.view(B * M, w, T), col_w.view(B * M, w, T), W, work_dtype).view(B, M, W, w)
+    if method == "gather":
+        # Rows already routed (output channel d of crop m read from its source channel): one matmul
+        # per crop, accumulated.
+        rows = _gather_rows(images, row_idx, row_w, source, work_dtype)  # (B, M, C, h, W)
+        out = torch.bmm(rows[:, 0].reshape(B, C * h, W), columns[:, 0])
+        for m in range(1, M):
+            out.baddbmm_(rows[:, m].reshape(B, C * h, W), columns[:, m])
+        return out.view(B, C, h, w), swap
+    # K[b, m * W + x, j]: crop m's weighted taps of output column j; one matmul over (crop, column).
+    mid = _dense_rows(images, row_idx, row_w, work_dtype).permute(0, 3, 2, 1, 4)  # (B, C, h, M, W)
+    rows = torch.take_along_dim(mid, source.transpose(1, 2)[:, :, None, :, None], dim=1)
+    return torch.bmm(rows.reshape(B, C * h, M * W), columns.view(B, M * W, w)).view(B, C, h, w), swap
