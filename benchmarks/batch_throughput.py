@@ -16,7 +16,7 @@ requirement): its time includes the uint8 -> float conversion. "resize" is one a
 torchvision resize of the whole batch to the output size: the floor no crop-and-mix can beat.
 On CUDA the peak memory of one BatchCropMix call is printed too. Last, the PSNR of one-crop
 BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic); on the
-CPU, where crops of 44x44 outputs and up are resized by torch's own kernel, also that of the
+CPU, where large crops are resized by torch's own kernel, also that of the
 separable passes a GPU runs.
 
     python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
@@ -222,10 +222,9 @@ def main() -> None:
     modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
     psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
     if device.type == "cpu":  # the CPU resizes large crops with torch's own kernel: check the GPU's passes too
-        areas = kernel.PER_CROP_MIN_AREA, kernel.PER_CROP_MIN_SOURCE_AREA
-        kernel.PER_CROP_MIN_AREA = kernel.PER_CROP_MIN_SOURCE_AREA = 1 << 62
+        product, kernel.PER_CROP_MIN_AREA_PRODUCT = kernel.PER_CROP_MIN_AREA_PRODUCT, 1 << 62
         psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
-        kernel.PER_CROP_MIN_AREA, kernel.PER_CROP_MIN_SOURCE_AREA = areas
+        kernel.PER_CROP_MIN_AREA_PRODUCT = product
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))

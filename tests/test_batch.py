@@ -47,8 +47,7 @@ def cpu_kernel(request, monkeypatch):
     """Run a test under both CPU kernels: the batched separable passes, and torch's own kernel per crop."""
     import cropmix.transforms.functional.batch as kernel
 
-    monkeypatch.setattr(kernel, "PER_CROP_MIN_AREA", 0 if request.param == "per_crop" else 1 << 62)
-    monkeypatch.setattr(kernel, "PER_CROP_MIN_SOURCE_AREA", 0 if request.param == "per_crop" else 1 << 62)
+    monkeypatch.setattr(kernel, "PER_CROP_MIN_AREA_PRODUCT", 0 if request.param == "per_crop" else 1 << 62)
     return request.param
 
 
@@ -443,13 +442,14 @@ def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
 
 
 def test_cpu_dispatch_between_the_batched_passes_and_the_per_crop_kernel(monkeypatch):
-    """Small images take the batched passes; large outputs or large sources torch's kernel per crop."""
+    """Small images take the batched passes; large outputs from large sources torch's kernel per crop."""
     import cropmix.transforms.functional.batch as kernel
 
     calls = []
     native = kernel._native_views
     monkeypatch.setattr(kernel, "_native_views", lambda *a, **k: calls.append(1) or native(*a, **k))
-    for (source, out), per_crop in [((32, 32), False), ((64, 48), True), ((128, 32), True), ((64, 16), False)]:
+    cases = [((32, 32), False), ((64, 48), False), ((128, 32), False), ((128, 112), True), ((256, 64), True)]
+    for (source, out), per_crop in cases:
         calls.clear()
         x = torch.randint(0, 256, (3, 3, source, source), dtype=torch.uint8)
         BatchCropMix(out, generator=gen(40))(x)

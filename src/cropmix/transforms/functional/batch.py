@@ -7,7 +7,7 @@ Rendering never loops over images on a GPU (only over chunks of them, to bound m
    single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
    A list of different-sized images is padded into one canvas first (the weights never reach
    outside a crop, so the padding is never read). On the CPU, large outputs or sources
-   (PER_CROP_MIN_AREA, PER_CROP_MIN_SOURCE_AREA) instead resize crop by crop with torch's own
+   (PER_CROP_MIN_AREA_PRODUCT) instead resize crop by crop with torch's own
    kernel, exactly torchvision's (`_native_views`): there no composition of batched float ops is
    as fast (RESULTS.md).
 2. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
@@ -46,12 +46,12 @@ BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC
 # the fewest faults and the best time, 2**22 to 2**26 were 10-40% slower; benchmarks/RESULTS.md).
 CHUNK_ELEMENTS = 1 << 26
 CPU_CHUNK_ELEMENTS = 1 << 23
-# On the CPU, outputs of at least this many pixels, or sources of at least this many on average,
-# resize each crop with torch's own kernel (`_native_views`); smaller ones are cheaper batched
-# (measured crossovers, one thread: 40x40 vs 48x48 outputs, 96x96 vs 112x112 sources to 32x32:
-# benchmarks/RESULTS.md).
-PER_CROP_MIN_AREA = 44 * 44
-PER_CROP_MIN_SOURCE_AREA = 100 * 100
+# On the CPU, batches whose output area times mean source area reaches this resize each crop with
+# torch's own kernel (`_native_views`); smaller ones are cheaper in the batched passes, whose column
+# matmul grows with output area x source width (benchmarks/cpu_dispatch.py, one thread: batched
+# 1.5-3x faster up to 64x64 from 64x64 and 32x32 from 128x128; even at 96x96 from 96x96 and 32x32
+# from 375x375; per crop 1.1-2.7x faster from 112x112 from 128x128 and 64x64 from 256x256 up).
+PER_CROP_MIN_AREA_PRODUCT = 100**4
 
 
 def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
@@ -196,13 +196,12 @@ def render_batch(
     mixing += [active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
     extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
     counts = params.n[ranked]  # crops per image, in rendering order
-    per_crop = _renders_per_crop(first.device, size, heights, widths)
+    limit = _chunk_limit(first.device, size, heights, widths)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
-    limit = None if per_crop else CPU_CHUNK_ELEMENTS if first.device.type == "cpu" else CHUNK_ELEMENTS
     for rows in _chunks(heights[ranked], widths[ranked], C, M, size, limit):
         cut, chunk_mixing = host[-2][rows], [t[rows] for t in mixing]
-        if per_crop:
+        if limit is None:
             views, transposed = _native_views(
                 images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
             )
@@ -228,11 +227,13 @@ def render_batch(
     return out
 
 
-def _renders_per_crop(device: torch.device, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> bool:
-    """Whether the CPU resizes crop by crop (large outputs or sources), not in batched passes."""
-    large_output = size[0] * size[1] >= PER_CROP_MIN_AREA
-    large_source = float(np.mean(heights * widths)) >= PER_CROP_MIN_SOURCE_AREA
-    return device.type == "cpu" and (large_output or large_source)
+def _chunk_limit(device: torch.device, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> int | None:
+    """The elements a chunk of the batched passes may hold; None where the CPU resizes crop by crop
+    (large outputs or sources)."""
+    if device.type != "cpu":
+        return CHUNK_ELEMENTS
+    large = size[0] * size[1] * float(np.mean(heights * widths)) >= PER_CROP_MIN_AREA_PRODUCT
+    return None if large else CPU_CHUNK_ELEMENTS
 
 
 def _native_views(
