@@ -22,7 +22,9 @@ separable passes a GPU runs.
     python benchmarks/batch_throughput.py --threads 2 --device cpu --rounds 7
 
 On a shared, oversubscribed CPU, OpenMP's spinning threads stall torch's 2-thread ops; run with
-OMP_WAIT_POLICY=PASSIVE there (the header line shows it), or compare at --threads 1.
+OMP_WAIT_POLICY=PASSIVE there (the header line shows it), or compare at --threads 1. glibc returns
+large freed blocks to the system, so each batch faults its big buffers in again (costly in a VM);
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 keeps them (the header shows it).
 """
 
 from __future__ import annotations
@@ -132,6 +134,12 @@ def machine() -> str:
     return model
 
 
+def environment() -> str:
+    """The environment variables set that change these timings (OpenMP threads, glibc's allocator), as a prefix."""
+    names = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    return "".join(f"{k}={os.environ[k]} " for k in names if k in os.environ)
+
+
 def load() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -226,8 +234,7 @@ def main() -> None:
         psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
         kernel.PER_CROP_MIN_AREA_PRODUCT = product
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
-    print(f"command: {env + ' ' if env else ''}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
+    print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
     method = f" (separable passes: {resample.DEVICE_METHOD})" if device.type != "cpu" else ""
     print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}{method}")
     print(f"torch {torch.__version__}, python {platform.python_version()}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as TF
-from batch_throughput import load, load_photos, machine, measure
+from batch_throughput import environment, load, load_photos, machine, measure
 from bench_data import PHOTOS
 
 import cropmix.transforms.functional.batch as kernel
@@ -88,7 +88,7 @@ def main() -> None:
         picked = "per crop" if kernel._chunk_limit(torch.device("cpu"), (out, out), sizes, sizes) is None else "batched"
         rows.append((f"{source}->{out} [{name}]", {k: args.batch / v for k, v in seconds.items()}, picked))
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"command: python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
+    print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
     print(f"machine: {machine()}, 1 torch thread; torch {torch.__version__}, python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print(f"rule: per crop from output area x mean source area >= {kernel.PER_CROP_MIN_AREA_PRODUCT:.3g}")
