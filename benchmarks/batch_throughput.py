@@ -1,8 +1,8 @@
 """Throughput of BatchCropMix against CropMix in a per-image loop, kornia's RandomResizedCrop and a plain resize.
 
-Three settings, each on one batch of uint8 images already in memory (on --device):
+Four settings, each on one batch of uint8 images already in memory (on --device):
   - 32x32, B = 1024 CIFAR-10 training images (--cifar, default: the subset shipped in
-    examples/cifar10_subset), preset "cifar";
+    examples/cifar10_subset), preset "cifar" (Mixup), and the same with mix="cutmix";
   - 224x224, B = 256 photos (--photos, default: examples/photos, cycled) resized to 375x500
     (ImageNet's most common size), preset "imagenet";
   - 224x224, B = 64 photos at their own sizes (a list; kornia and the plain resize need one size).
@@ -146,11 +146,11 @@ def load() -> str:
 
 
 def images_per_second(
-    images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device
+    images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device, **overrides
 ) -> dict[str, float]:
     """Images per second of each method on one batch (kornia and the resize only for a uniform batch)."""
-    batch_aug = BatchCropMix.from_preset(name, size=size)
-    loop_aug = preset(name, size=size)
+    batch_aug = BatchCropMix.from_preset(name, size=size, **overrides)
+    loop_aug = preset(name, size=size, **overrides)
     cpu_images = list(images) if isinstance(images, torch.Tensor) else images
     dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
     methods: dict[str, Callable[[], object]] = {
@@ -221,11 +221,15 @@ def main() -> None:
     native = [photos[i % len(photos)] for i in range(64)]
 
     settings = [
-        ("32x32, B=1024 CIFAR-10 (uniform batch)", cifar, "cifar", 32),
-        ("224x224, B=256 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224),
-        ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224),
+        ("32x32, B=1024 CIFAR-10 (uniform batch)", cifar, "cifar", 32, {}),
+        ("32x32, B=1024 CIFAR-10, CutMix", cifar, "cifar", 32, {"mix": "cutmix"}),
+        ("224x224, B=256 photos resized to 375x500 (uniform batch)", uniform, "imagenet", 224, {}),
+        ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224, {}),
     ]
-    rows = [(title, images_per_second(batch, name, size, args.rounds, device)) for title, batch, name, size in settings]
+    rows = [
+        (title, images_per_second(batch, name, size, args.rounds, device, **overrides))
+        for title, batch, name, size, overrides in settings
+    ]
     dev_photos = [p.to(device) for p in photos]
     modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
     psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}

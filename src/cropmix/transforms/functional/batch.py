@@ -6,12 +6,12 @@ Rendering never loops over images on a GPU (only over chunks of them, to bound m
    bicubic, antialiased or not) in two batched passes, rows then columns (`resample.py`):
    single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
    A list of different-sized images is padded into one canvas first (the weights never reach
-   outside a crop, so the padding is never read). On the CPU, large outputs or sources
-   (PER_CROP_MIN_AREA_PRODUCT) instead resize crop by crop with torch's own
-   kernel, exactly torchvision's (`_native_views`): there no composition of batched float ops is
-   as fast (RESULTS.md).
+   outside a crop, so the padding is never read). On the CPU, large outputs from large sources
+   (PER_CROP_MIN_AREA_PRODUCT) instead resize crop by crop with torch's own kernel, exactly
+   torchvision's (`_native_views`): there the batched column matmul over whole source rows costs
+   more than torch's fixed-point kernel over the crop alone (benchmarks/cpu_dispatch.py).
 2. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
-   source channel per crop slot (`mixing.mixup_slots`), and those fold into the column pass
+   source channel per crop slot (`mixing.mixup_slots`), and those fold into the passes
    (`resample.resample_mixup`): a Mixup-only chunk never writes its M views. CutMix needs the
    views: it runs its (at most M - 1) steps as masked selections over the whole batch, and the
    Mixup images of a mixed chunk take one `bmm` over their routed views.
