@@ -310,20 +310,25 @@ def _cutmix(
     pasted_new: torch.Tensor,
     perm: torch.Tensor,
 ) -> torch.Tensor:
-    """CutMix chains of the whole batch; views (B, M, C, h, w) in band order."""
+    """CutMix chains of the whole batch; views (B, M, C, h, w) in band order.
+
+    Every output pixel is one pixel of one view, so the chain runs on a map of (view, channel)
+    indices and the views are read once, by one gather (a chain over the pixels themselves wrote
+    five full-size temporaries per step).
+    """
     B, M, C, h, w = views.shape
-    # Advanced indexing copies whole (C, h, w) or (h, w) blocks; take_along_dim would broadcast the
-    # index to every pixel (measured ~5x slower on the CPU).
-    batch = torch.arange(B, device=views.device)
-    run = views[batch, order[:, 0]]
+    channel = torch.arange(C, device=views.device)[None, :, None]
+    source = order[:, :1, None] * C + channel  # (B, C, 1): view order[0], each channel its own
     ys = torch.arange(h, device=views.device)[None, :, None]
     xs = torch.arange(w, device=views.device)[None, None, :]
     for k in range(M - 1):
-        new = views[batch, order[:, k + 1]]
+        new = order[:, k + 1, None, None] * C + channel
         top, left, bh, bw = (v[:, None, None] for v in box[:, k].unbind(-1))
         inside = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw) & active[:, k, None, None]
-        new_pasted = pasted_new[:, k, None, None, None]
-        patch = torch.where(new_pasted, new, run)[batch[:, None], perm[:, k]]
-        base = torch.where(active[:, k, None, None, None] & ~new_pasted, new, run)
-        run = torch.where(inside[:, None], patch, base)
-    return run
+        new_pasted = pasted_new[:, k, None, None]
+        pasted = torch.where(new_pasted, new, source)
+        pasted = torch.gather(pasted, 1, perm[:, k, :, None].expand(B, C, pasted.shape[2]))  # channel permutation
+        base = torch.where(active[:, k, None, None] & ~new_pasted, new, source)
+        source = torch.where(inside.view(B, 1, h * w), pasted, base)
+    out = torch.gather(views.view(B, M * C, h * w), 1, source.expand(B, C, h * w))
+    return out.view(B, C, h, w)
