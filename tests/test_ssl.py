@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from scipy import stats
 
 from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
@@ -28,7 +29,7 @@ from cropmix.ssl.views import (
     cropmix_query_config,
     paste_boxes,
 )
-from cropmix.transforms import sample_batch
+from cropmix.transforms import render_batch, sample_batch
 
 torch.set_num_threads(1)
 
@@ -118,6 +119,38 @@ def test_hue_shift_matches_torchvision():
 def test_colour_jitter_without_strength_is_identity():
     x = torch.rand(5, 3, 8, 8)
     torch.testing.assert_close(colour_jitter(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-5, rtol=0)
+
+
+def test_colour_jitter_is_torchvisions_per_image_in_its_drawn_order():
+    n = 12
+    x = torch.rand(n, 3, 8, 8)
+    out = colour_jitter(x, generator=torch.Generator().manual_seed(4))
+    # The same draws, in colour_jitter's order: four factor vectors, then the order of the jitters.
+    g = torch.Generator().manual_seed(4)
+    bounds = [(0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1)]
+    factors = [torch.rand(n, generator=g) * (high - low) + low for low, high in bounds]
+    order = torch.argsort(torch.rand(n, 4, generator=g), dim=1)
+    jitters = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+    for i in range(n):
+        expected = x[i]
+        for k in order[i].tolist():
+            expected = jitters[k](expected, float(factors[k][i])).clamp(0, 1)
+        torch.testing.assert_close(out[i], expected, atol=1e-4, rtol=0)
+    assert not torch.equal(out, x)
+
+
+def test_moco_crops_are_the_drawn_crops_resized_as_torchvision_does():
+    x, _ = synthetic_images(6)
+    config = cropmix_query_config(32)
+    params = sample_batch(config, [x.shape[2]] * 6, [x.shape[3]] * 6, 3, 3, torch.Generator().manual_seed(2))
+    for j in range(2):
+        out = render_batch(x, params.crop(j), (32, 32))
+        for i in range(6):
+            top, left, h, w = (int(v) for v in params.crops[i, j])
+            ref = TF.resized_crop(x[i], top, left, h, w, [32, 32], antialias=True)
+            assert (out[i].int() - ref.int()).abs().max() <= 1
+    with pytest.raises(ValueError, match="j must be a crop slot in \\[0, 2\\), got 2"):
+        params.crop(2)
 
 
 @pytest.mark.parametrize("aug", ["standard", "mae-mixup", "mae-cutmix"])
@@ -286,7 +319,7 @@ def test_loss_falls(tmp_path, npz_path, method, aug):
         if method == "moco"
         else tiny_mae(False)
     )
-    steps = 100 if method == "moco" else 60
+    steps = 150 if method == "moco" else 60
     config = _config(tmp_path, npz_path, method, aug, steps=steps)
     result = pretrain(config, model=model)
     rows = [json.loads(line) for line in (tmp_path / f"{method}-{aug}" / "metrics.jsonl").read_text().splitlines()]
@@ -294,8 +327,11 @@ def test_loss_falls(tmp_path, npz_path, method, aug):
     assert len(losses) == steps
     if method == "moco":
         # InfoNCE starts low while the queue still holds random vectors, rises as it fills with real keys
-        # (the queue holds 2 batches), then falls as the encoder learns.
-        assert np.mean(losses[-10:]) < np.mean(losses[10:20]) - 0.08, losses
+        # (the queue holds 2 batches), then falls as the encoder learns: a significant downward trend
+        # from step 10 on. (A fixed drop between two windows failed for 2 of 6 seeds of a working
+        # model; this held for all 6 at 150 steps, p <= 0.03.)
+        trend = stats.spearmanr(np.arange(steps - 10), losses[10:])
+        assert trend.statistic < 0 and trend.pvalue < 0.05, (trend, losses)
     else:
         assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), losses
     final = json.loads((tmp_path / f"{method}-{aug}" / "final.json").read_text())

@@ -93,6 +93,23 @@ class BatchParams:
         rows = np.asarray(indices, dtype=np.int64)
         return BatchParams(**{k: None if v is None else v[rows] for k, v in vars(self).items()})
 
+    def crop(self, j: int) -> BatchParams:
+        """Crop j of every image alone: a batch of one-crop images (RandomResizedCrops, nothing to mix)."""
+        if not 0 <= j < self.crops.shape[1]:
+            raise ValueError(f"j must be a crop slot in [0, {self.crops.shape[1]}), got {j}")
+        B = len(self)
+        return BatchParams(
+            n=np.ones(B, dtype=np.int64),
+            crops=self.crops[:, j : j + 1].copy(),
+            order=np.zeros((B, 1), dtype=np.int64),
+            cutmix=np.zeros((B, 1), dtype=bool),
+            lam=np.ones((B, 1)),
+            box=np.zeros((B, 1, 4), dtype=np.int64),
+            pasted_new=np.zeros((B, 1), dtype=bool),
+            permuted_new=np.zeros((B, 1), dtype=bool),
+            channel_perm=None,
+        )
+
     def image(self, i: int, image_size: tuple[int, int], output_size: tuple[int, int]) -> CropMixParams:
         """The parameters of image i as a `CropMixParams`."""
         n = int(self.n[i])
