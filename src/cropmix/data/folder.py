@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,17 @@ def open_image(path: str | os.PathLike) -> PIL.Image.Image:
         raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
 
 
+def first_file_size(index: FolderIndex) -> tuple[int, int] | None:
+    """(height, width) of the first file of `index`, from its header: the training transform batches
+    CropMix for small files. None (and a warning) when it cannot be read; the loader reports it later."""
+    try:
+        with PIL.Image.open(index.paths[0]) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError) as error:
+        log.warning("cannot read %s to size the training transform (%s): CropMix runs per image", index.paths[0], error)
+        return None
+
+
 def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every image of `index` into one uint8 (N, 3, H, W) tensor and int64 targets.
 
@@ -160,10 +172,16 @@ class FolderDataset(torch.utils.data.Dataset):
         return image, self.index.targets[i]
 
 
-def collate_skip(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (image, target) pairs, dropping the None entries of unreadable files."""
+def collate_skip(
+    batch: list, images_of: Callable[[list], torch.Tensor] = torch.stack
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, targets) of (image, target) pairs, dropping the None entries of unreadable files.
+
+    images_of makes the batch from the list of images: stacking, or a batched transform such as
+    BatchCropMix (which takes images of different sizes).
+    """
     kept = [item for item in batch if item is not None]
     if not kept:
         raise ValueError("every image of a batch was unreadable")
-    images = torch.stack([item[0] for item in kept])
+    images = images_of([item[0] for item in kept])
     return images, torch.tensor([item[1] for item in kept], dtype=torch.int64)

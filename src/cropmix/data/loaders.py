@@ -11,6 +11,7 @@ from files per image, or decoded once into memory with `in_memory`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+from torchvision.transforms import v2
 
 from .arrays import ArraySplit, load_cifar, load_npz
 from .device_loader import DeviceBatches
@@ -190,7 +192,8 @@ def make_loader(
     """A DataLoader over `split`. Training shuffles with a seeded DistributedSampler (reshuffle with
     `set_epoch(loader, epoch)`) and drops the last partial batch; evaluation shards in order without padding.
 
-    In-memory splits: `transform` is per batch if `batched_transform`, else per image.
+    `transform` is per batch if `batched_transform`, else per image. Files are then decoded to uint8
+    tensors per image and `transform` takes each batch as a list (sizes may differ).
     """
     length = len(split.targets)
     if train:
@@ -211,12 +214,14 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, drop_last=train)
         loader = DataLoader(ArrayBatches(split, transform), sampler=batches, batch_size=None, **common)
     else:
+        collate = functools.partial(collate_skip, images_of=transform) if batched_transform else collate_skip
+        per_image = v2.PILToTensor() if batched_transform else transform
         if isinstance(split, FolderIndex):
-            dataset = FolderDataset(split, transform, skip_bad=skip_bad, slots=workers + 1)
+            dataset = FolderDataset(split, per_image, skip_bad=skip_bad, slots=workers + 1)
         else:  # a split that serves its own (image, target) items: cropmix.integrations.hf.HFSplit
-            dataset = split.torch_dataset(transform)
+            dataset = split.torch_dataset(per_image)
         loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate_skip, **common
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate, **common
         )
     loader.epoch_sampler = sampler  # type: ignore[attr-defined]
     return loader

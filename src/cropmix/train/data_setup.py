@@ -13,7 +13,17 @@ from typing import Any
 
 import torch
 
-from cropmix.data import DataSource, eval_transform, load_source, make_loader, parse_aug, subset, train_transform
+from cropmix.data import (
+    DataSource,
+    FolderIndex,
+    eval_transform,
+    first_file_size,
+    load_source,
+    make_loader,
+    parse_aug,
+    subset,
+    train_transform,
+)
 from cropmix.data.shards import ShardSplit
 
 from .config import TrainConfig
@@ -66,6 +76,7 @@ def prepare_data(
         preset_name=config.preset,
         cropmix_overrides=config.cropmix_overrides(),
         rrc_scale=config.rrc_scale,
+        file_size=first_file_size(train_split) if isinstance(train_split, FolderIndex) else None,
     )
     if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
         from cropmix.integrations.timm import train_transform as timm_transform

@@ -11,7 +11,7 @@ batch.py       BatchCropMix and CropMixCollate
 from .batch import BatchCropMix, CropMixCollate
 from .config import PRESETS, CropMixConfig, make_config, preset_kwargs
 from .cropmix import CropMix, preset
-from .functional import BATCH_MODES, render, render_batch, resized_crop
+from .functional import BATCH_MODES, cpu_batch_passes, render, render_batch, resized_crop
 from .params import BatchParams, Crop, CropMixParams, MixStep
 from .sampling import sample_batch, sample_one
 
@@ -26,6 +26,7 @@ __all__ = [
     "CropMixConfig",
     "CropMixParams",
     "MixStep",
+    "cpu_batch_passes",
     "make_config",
     "preset",
     "preset_kwargs",

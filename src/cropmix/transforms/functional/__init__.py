@@ -26,7 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, CropMixParams
-from .batch import BATCH_MODES, batch_mode, check_images, render_batch
+from .batch import BATCH_MODES, batch_mode, check_images, cpu_batch_passes, render_batch
 from .mixing import mix_step, mixup_slots, mixup_uint8_arrays, mixup_weights
 from .pil import MAX_SOURCE_PIXELS, PIL_RESAMPLE, SMALL_MODES, pil_info, pil_to_tensor, render_pil_small, tensor_to_pil
 from .tensor import (
@@ -50,6 +50,7 @@ __all__ = [
     "cast_like",
     "check_images",
     "colour_channels",
+    "cpu_batch_passes",
     "image_info",
     "mix_step",
     "mixup_slots",

@@ -227,6 +227,12 @@ def render_batch(
     return out
 
 
+def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
+    """Whether BatchCropMix on a CPU renders height x width sources to `size` in its batched passes
+    (several times the per-image loop at small sizes), not crop by crop (about even with it)."""
+    return _chunk_limit(torch.device("cpu"), size, np.array([height]), np.array([width])) is not None
+
+
 def _chunk_limit(device: torch.device, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> int | None:
     """The elements a chunk of the batched passes may hold; None where the CPU resizes crop by crop
     (large outputs or sources)."""
