@@ -2,7 +2,9 @@
 
   per-image: an ImageFolder read by a DataLoader with N workers (N = all cores by default), each
              image decoded with PIL and put through CropMix + flip in the worker (cropmix.data's
-             per-image file path), then moved to the device and normalised there;
+             per-image file path), then moved to the device and normalised there; for small files
+             (CIFAR) also what `cropmix train` now does with them: decode per image, BatchCropMix
+             on each batch in the worker ("files batched");
   shards:    WebDataset shards (cropmix.data.shards) read by `--shard-workers` workers that only
              read bytes; the main process decodes the batch on the device (nvJPEG on CUDA,
              libjpeg on a CPU), runs BatchCropMix + flip and normalises (cropmix.data.device_pipeline).
@@ -89,23 +91,32 @@ class PerImageToDevice:
 
 
 def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, device: torch.device) -> None:
+    from cropmix.data import first_file_size, train_transform
     from cropmix.data.augment import base_transform
 
     train = index_folder(split_dir(src, "train"))
     transform = base_transform("cropmix", size, in_memory=False, preset_name=preset)
-    per_image = make_loader(
-        train, transform, batch_size=args.batch_size, train=True, workers=args.workers, pin_memory=device.type == "cuda"
+    common = dict(batch_size=args.batch_size, train=True, workers=args.workers, pin_memory=device.type == "cuda")
+    per_image = make_loader(train, transform, **common)
+    # What `cropmix train` uses for these files: small ones decode per image and run BatchCropMix per batch.
+    batch_transform, batched = train_transform(
+        "cropmix", size, in_memory=False, preset_name=preset, file_size=first_file_size(train)
     )
+    files_batched = make_loader(train, batch_transform, batched_transform=True, **common) if batched else None
     split = read_index(shards).split("train")
     loader = ShardLoader(split, batch_size=args.batch_size, train=True, workers=args.shard_workers)
     pipeline = DevicePipeline(
         make_augment("cropmix", size, preset=preset), device=device, mean=IMAGENET_MEAN, std=IMAGENET_STD
     )
     to_device = PerImageToDevice(device)
-    rates: dict[str, list[float]] = {"per-image": [], "shards": []}
+    rates: dict[str, list[float]] = {"per-image": [], "shards": []} | ({"files batched": []} if batched else {})
     for round_ in range(args.rounds):
         per_image.epoch_sampler.set_epoch(round_)
         rates["per-image"].append(time_loader(per_image, to_device, device, args.max_images, args.warmup, args.seconds))
+        if files_batched is not None:
+            files_batched.epoch_sampler.set_epoch(round_)
+            rate = time_loader(files_batched, to_device, device, args.max_images, args.warmup, args.seconds)
+            rates["files batched"].append(rate)
         loader.set_epoch(round_)
         rates["shards"].append(time_loader(loader, pipeline, device, args.max_images, args.warmup, args.seconds))
         print(f"  {name} round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in rates.items()))
@@ -113,6 +124,9 @@ def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, de
     print(f"{name}: per-image DataLoader ({args.workers} workers, CropMix per image): {a:.0f} img/s")
     print(f"{name}: shards + decode/BatchCropMix on {device} ({args.shard_workers} reader workers): {b:.0f} img/s")
     print(f"{name}: ratio shards / per-image = {b / a:.2f}x")
+    if batched:
+        c = statistics.median(rates["files batched"])
+        print(f"{name}: files decoded per image, BatchCropMix per batch in the workers: {c:.0f} img/s ({c / a:.2f}x)")
     stages(name, loader, pipeline, device, min(args.max_images, 10 * args.batch_size))
 
 
