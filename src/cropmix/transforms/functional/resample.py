@@ -238,15 +238,22 @@ def resample_mixup(
     w, T = col_idx.shape[2:]
     col_w = col_w * weight[:, :, None, None].to(col_w.dtype)
     columns = tap_matrix(col_idx.view(B * M, w, T), col_w.view(B * M, w, T), W, work_dtype).view(B, M, W, w)
+    # Each crop's rows, routed (output channel d read from channel source[b, m, d]) as (B, C, h, W),
+    # times its weighted column taps, accumulated: one matmul per crop.
     if method == "gather":
-        # Rows already routed (output channel d of crop m read from its source channel): one matmul
-        # per crop, accumulated.
-        rows = _gather_rows(images, row_idx, row_w, source, work_dtype)  # (B, M, C, h, W)
-        out = torch.bmm(rows[:, 0].reshape(B, C * h, W), columns[:, 0])
-        for m in range(1, M):
-            out.baddbmm_(rows[:, m].reshape(B, C * h, W), columns[:, m])
-        return out.view(B, C, h, w), swap
-    # K[b, m * W + x, j]: crop m's weighted taps of output column j; one matmul over (crop, column).
-    mid = _dense_rows(images, row_idx, row_w, work_dtype).permute(0, 3, 2, 1, 4)  # (B, C, h, M, W)
-    rows = torch.take_along_dim(mid, source.transpose(1, 2)[:, :, None, :, None], dim=1)
-    return torch.bmm(rows.reshape(B, C * h, M * W), columns.view(B, M * W, w)).view(B, C, h, w), swap
+        routed = _gather_rows(images, row_idx, row_w, source, work_dtype)  # routed in the gather's indices
+
+        def crop_rows(m: int) -> torch.Tensor:
+            return routed[:, m]
+
+    else:
+        mid = _dense_rows(images, row_idx, row_w, work_dtype)  # (B, M, h, C, W), every channel
+        batch = torch.arange(B, device=images.device)[:, None]
+
+        def crop_rows(m: int) -> torch.Tensor:
+            return mid[batch, m, :, source[:, m]]  # advanced indices first: (B, C, h, W)
+
+    out = torch.bmm(crop_rows(0).reshape(B, C * h, W), columns[:, 0])
+    for m in range(1, M):
+        out.baddbmm_(crop_rows(m).reshape(B, C * h, W), columns[:, m])
+    return out.view(B, C, h, w), swap
