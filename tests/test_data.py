@@ -271,7 +271,7 @@ def test_data_path_must_fit_the_dataset(tmp_path):
 
 
 def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tmp_path, monkeypatch):
-    """CIFAR-sized files take BatchCropMix on each batch (1.5x faster loading); large ones keep the
+    """CIFAR-sized files take BatchCropMix on each batch (faster loading); large ones keep the
     per-image CropMix. --skip-bad still drops unreadable files from a batched batch."""
     from cropmix.data import first_file_size, train_transform
     from cropmix.transforms import BatchCropMix
