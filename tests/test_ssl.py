@@ -151,6 +151,9 @@ def test_moco_crops_are_the_drawn_crops_resized_as_torchvision_does():
             assert (out[i].int() - ref.int()).abs().max() <= 1
     with pytest.raises(ValueError, match="j must be a crop slot in \\[0, 2\\), got 2"):
         params.crop(2)
+    params.n[3] = 1
+    with pytest.raises(ValueError, match="crop slot j=1 is unused for 1 images .*the first: \\[3\\]"):
+        params.crop(1)
 
 
 @pytest.mark.parametrize("aug", ["standard", "mae-mixup", "mae-cutmix"])

@@ -97,6 +97,12 @@ class BatchParams:
         """Crop j of every image alone: a batch of one-crop images (RandomResizedCrops, nothing to mix)."""
         if not 0 <= j < self.crops.shape[1]:
             raise ValueError(f"j must be a crop slot in [0, {self.crops.shape[1]}), got {j}")
+        if (self.n <= j).any():
+            unused = np.flatnonzero(self.n <= j)
+            raise ValueError(
+                f"crop slot j={j} is unused for {len(unused)} images (they drew fewer crops), "
+                f"the first: {unused[:5].tolist()}"
+            )
         B = len(self)
         return BatchParams(
             n=np.ones(B, dtype=np.int64),
