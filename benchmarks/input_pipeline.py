@@ -91,7 +91,7 @@ class PerImageToDevice:
 
 
 def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, device: torch.device) -> None:
-    from cropmix.data import first_file_size, train_transform
+    from cropmix.data import largest_file_size, train_transform
     from cropmix.data.augment import base_transform
 
     train = index_folder(split_dir(src, "train"))
@@ -100,7 +100,7 @@ def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, de
     per_image = make_loader(train, transform, **common)
     # What `cropmix train` uses for these files: small ones decode per image and run BatchCropMix per batch.
     batch_transform, batched = train_transform(
-        "cropmix", size, in_memory=False, preset_name=preset, file_size=first_file_size(train)
+        "cropmix", size, in_memory=False, preset_name=preset, file_size=largest_file_size(train)
     )
     files_batched = make_loader(train, batch_transform, batched_transform=True, **common) if batched else None
     split = read_index(shards).split("train")

@@ -25,7 +25,7 @@ from cropmix.data import (
     save_npz,
     set_epoch,
 )
-from cropmix.data.folder import decode_folder, split_dir
+from cropmix.data.folder import FolderIndex, decode_folder, split_dir
 
 
 def make_images(n: int, size: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -273,17 +273,17 @@ def test_data_path_must_fit_the_dataset(tmp_path):
 def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tmp_path, monkeypatch):
     """CIFAR-sized files take BatchCropMix on each batch (faster loading); large ones keep the
     per-image CropMix. --skip-bad still drops unreadable files from a batched batch."""
-    from cropmix.data import first_file_size, train_transform
+    from cropmix.data import largest_file_size, train_transform
     from cropmix.transforms import BatchCropMix
 
     root = make_folder(tmp_path / "data", per_class=4, size=32)
     (root / "train" / "class0" / "broken.png").write_bytes(b"not an image")
     index = index_folder(split_dir(root, "train"))
-    assert first_file_size(index) == (32, 32)
+    assert largest_file_size(index) == (32, 32)
     calls = []
     forward = BatchCropMix.forward
     monkeypatch.setattr(BatchCropMix, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
-    transform, batched = train_transform("cropmix", 32, in_memory=False, file_size=first_file_size(index))
+    transform, batched = train_transform("cropmix", 32, in_memory=False, file_size=largest_file_size(index))
     assert batched
     loader = make_loader(index, transform, batch_size=9, train=True, workers=0, skip_bad=True, batched_transform=True)
     images, targets = next(iter(loader))
@@ -291,5 +291,7 @@ def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tm
     assert calls == [8] and len(targets) == 8  # one call for the batch of 9 files, the broken one dropped
     for file_size in ((375, 500), None):  # large files, or a size nobody could read: per image
         assert not train_transform("cropmix", 224, in_memory=False, file_size=file_size)[1]
-    index.paths.insert(0, root / "train" / "class0" / "broken.png")
-    assert first_file_size(index) is None
+    big = root / "train" / "class1" / "big.png"
+    Image.fromarray(np.zeros((300, 200, 3), dtype=np.uint8)).save(big)
+    assert largest_file_size(index_folder(split_dir(root, "train"))) == (300, 200)  # one large file decides
+    assert largest_file_size(FolderIndex(root, [root / "train" / "class0" / "broken.png"], [0], ["a"])) is None

@@ -3,7 +3,7 @@ run, loaders, fixed subsets."""
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
 from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug, train_transform
-from .folder import FolderIndex, decode_folder, first_file_size, index_folder, open_image, split_dir
+from .folder import FolderIndex, decode_folder, index_folder, largest_file_size, open_image, split_dir
 from .loaders import DATASETS, DataSource, check_data_path, load_source, make_loader, set_epoch, skipped_files
 from .subsets import fixed_subset, subset
 
@@ -18,7 +18,7 @@ __all__ = [
     "check_data_path",
     "decode_folder",
     "eval_transform",
-    "first_file_size",
+    "largest_file_size",
     "fixed_subset",
     "index_folder",
     "load_cifar",

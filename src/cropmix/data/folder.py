@@ -89,15 +89,19 @@ def open_image(path: str | os.PathLike) -> PIL.Image.Image:
         raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
 
 
-def first_file_size(index: FolderIndex) -> tuple[int, int] | None:
-    """(height, width) of the first file of `index`, from its header: the training transform batches
-    CropMix for small files. None (and a warning) when it cannot be read; the loader reports it later."""
-    try:
-        with PIL.Image.open(index.paths[0]) as image:
-            return image.height, image.width
-    except (OSError, SyntaxError, ValueError) as error:
-        log.warning("cannot read %s to size the training transform (%s): CropMix runs per image", index.paths[0], error)
-        return None
+def largest_file_size(index: FolderIndex, count: int = 8) -> tuple[int, int] | None:
+    """The largest (height, width) among `count` files spread evenly over `index`, from their headers:
+    the training transform batches CropMix when even these are small. Unreadable files are left out
+    (the loader reports them later); None, with a warning, when none of them can be read."""
+    sizes = []
+    spread = np.unique(np.linspace(0, len(index.paths) - 1, count).round().astype(int))  # first to last
+    for path in (index.paths[i] for i in spread):
+        try:
+            with PIL.Image.open(path) as image:
+                sizes.append((image.height, image.width))
+        except (OSError, SyntaxError, ValueError) as error:
+            log.warning("cannot read %s to size the training transform (%s)", path, error)
+    return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else None
 
 
 def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

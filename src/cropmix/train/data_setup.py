@@ -17,7 +17,7 @@ from cropmix.data import (
     DataSource,
     FolderIndex,
     eval_transform,
-    first_file_size,
+    largest_file_size,
     load_source,
     make_loader,
     parse_aug,
@@ -76,7 +76,7 @@ def prepare_data(
         preset_name=config.preset,
         cropmix_overrides=config.cropmix_overrides(),
         rrc_scale=config.rrc_scale,
-        file_size=first_file_size(train_split) if isinstance(train_split, FolderIndex) else None,
+        file_size=largest_file_size(train_split) if isinstance(train_split, FolderIndex) else None,
     )
     if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
         from cropmix.integrations.timm import train_transform as timm_transform
