@@ -24,7 +24,7 @@ from batch_throughput import environment, load, load_photos, machine, measure
 from bench_data import PHOTOS
 
 import cropmix.transforms.functional.batch as kernel
-from cropmix.transforms import BatchCropMix, preset
+from cropmix.transforms import BatchCropMix, cpu_batch_passes, preset
 
 # (source side, output side, preset): outputs around the area rule, small outputs from large sources.
 SETTINGS = [
@@ -84,8 +84,7 @@ def main() -> None:
             "per crop": forced("per crop", lambda a=batch_aug, x=images: a(x)),
         }
         seconds = measure(methods, args.rounds, torch.device("cpu"))
-        sizes = torch.full((args.batch,), source).numpy()
-        picked = "per crop" if kernel._chunk_limit(torch.device("cpu"), (out, out), sizes, sizes) is None else "batched"
+        picked = "batched" if cpu_batch_passes((out, out), source, source) else "per crop"
         rows.append((f"{source}->{out} [{name}]", {k: args.batch / v for k, v in seconds.items()}, picked))
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))

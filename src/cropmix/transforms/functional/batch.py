@@ -43,14 +43,14 @@ BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC
 # Images are rendered in chunks whose largest intermediate holds at most this many elements
 # (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU. The CPU's batched passes
 # take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32: 2**23 gave
-# the fewest faults and the best time, 2**22 to 2**26 were 10-40% slower; benchmarks/RESULTS.md).
+# the fewest faults and the best time, 2**20 to 2**26 were 5-80% slower; benchmarks/RESULTS.md).
 CHUNK_ELEMENTS = 1 << 26
 CPU_CHUNK_ELEMENTS = 1 << 23
 # On the CPU, batches whose output area times mean source area reaches this resize each crop with
 # torch's own kernel (`_native_views`); smaller ones are cheaper in the batched passes, whose column
 # matmul grows with output area x source width (benchmarks/cpu_dispatch.py, one thread: batched
-# 1.5-3x faster up to 64x64 from 64x64 and 32x32 from 128x128; even at 96x96 from 96x96 and 32x32
-# from 375x375; per crop 1.1-2.7x faster from 112x112 from 128x128 and 64x64 from 256x256 up).
+# 1.5-3.9x faster up to 64x64 from 64x64 and 32x32 from 128x128; even at 96x96 from 96x96 and 32x32
+# from 375x375; per crop 1.3-2.7x faster from 112x112 from 128x128 and 64x64 from 256x256 up).
 PER_CROP_MIN_AREA_PRODUCT = 100**4
 
 

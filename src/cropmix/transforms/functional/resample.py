@@ -227,9 +227,9 @@ def resample_mixup(
     """The Mixup of M resized crops per image, folded into the column pass: -> (B, C, ., .), transposed.
 
     out[b, d] = sum_m weight[b, m] * resized crop m of image b, channel source[b, m, d]
-    (`mixing.mixup_slots`). The M views are never written: one matmul per image contracts every
-    crop's columns at once, each output channel's rows routed from its source channel. With the
-    returned flag set the result is (B, C, w, h).
+    (`mixing.mixup_slots`). The M views are never written: each crop's rows, routed from their
+    source channels, meet its weighted column taps in one matmul per crop, accumulated into the
+    output. With the returned flag set the result is (B, C, w, h).
     """
     method = _method(images, method)
     images, (row_idx, row_w, col_idx, col_w), swap = _oriented_taps(images, boxes, size, mode, antialias, max_extent)
@@ -238,22 +238,17 @@ def resample_mixup(
     w, T = col_idx.shape[2:]
     col_w = col_w * weight[:, :, None, None].to(col_w.dtype)
     columns = tap_matrix(col_idx.view(B * M, w, T), col_w.view(B * M, w, T), W, work_dtype).view(B, M, W, w)
-    # Each crop's rows, routed (output channel d read from channel source[b, m, d]) as (B, C, h, W),
-    # times its weighted column taps, accumulated: one matmul per crop.
+    # Each crop's rows routed (output channel d read from channel source[b, m, d]) as (B, C, h, W),
+    # made one crop at a time on the dense path (its intermediate holds every channel).
     if method == "gather":
-        routed = _gather_rows(images, row_idx, row_w, source, work_dtype)  # routed in the gather's indices
-
-        def crop_rows(m: int) -> torch.Tensor:
-            return routed[:, m]
-
+        routed = _gather_rows(images, row_idx, row_w, source, work_dtype)  # routed by the gather's indices
+        crop_rows = (routed[:, m] for m in range(M))
     else:
-        mid = _dense_rows(images, row_idx, row_w, work_dtype)  # (B, M, h, C, W), every channel
+        mid = _dense_rows(images, row_idx, row_w, work_dtype)  # (B, M, h, C, W)
         batch = torch.arange(B, device=images.device)[:, None]
-
-        def crop_rows(m: int) -> torch.Tensor:
-            return mid[batch, m, :, source[:, m]]  # advanced indices first: (B, C, h, W)
-
-    out = torch.bmm(crop_rows(0).reshape(B, C * h, W), columns[:, 0])
-    for m in range(1, M):
-        out.baddbmm_(crop_rows(m).reshape(B, C * h, W), columns[:, m])
+        crop_rows = (mid[batch, m, :, source[:, m]] for m in range(M))  # advanced indices first
+    out = None
+    for rows, taps in zip(crop_rows, columns.unbind(1), strict=True):
+        rows = rows.reshape(B, C * h, W)
+        out = torch.bmm(rows, taps) if out is None else out.baddbmm_(rows, taps)
     return out.view(B, C, h, w), swap
