@@ -25,7 +25,8 @@ separable passes a GPU runs.
 On a shared, oversubscribed CPU, OpenMP's spinning threads stall torch's 2-thread ops; run with
 OMP_WAIT_POLICY=PASSIVE there (the header line shows it), or compare at --threads 1. glibc returns
 large freed blocks to the system, so each batch faults its big buffers in again (costly in a VM);
-MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 keeps them (the header shows it).
+--allocator retain (the default) keeps them, as the cropmix command does (`retain_freed_memory`, the same as
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456); the header shows which ran.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 import cropmix.transforms.functional.batch as kernel
 import cropmix.transforms.functional.resample as resample
-from cropmix.transforms import BatchCropMix, preset
+from cropmix.transforms import BatchCropMix, preset, retain_freed_memory
 
 
 def load_cifar(n: int, folder: str | None) -> torch.Tensor:
@@ -216,7 +217,18 @@ def main() -> None:
         default=resample.DEVICE_METHOD,
         help="the separable passes off the CPU: batched matmuls or embedding_bag gathers (default: %(default)s)",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("retain", "default"),
+        default="retain",
+        help="retain: glibc keeps freed memory (retain_freed_memory, as the cropmix command does); "
+        "default: glibc's own thresholds, under which each batched CPU call faults its buffers in again",
+    )
     args = parser.parse_args()
+    allocator = "glibc default"
+    if args.allocator == "retain":
+        retained = retain_freed_memory()
+        allocator = "retained (retain_freed_memory)" if retained else "not retained (not glibc, or MALLOC_* set)"
     resample.DEVICE_METHOD = args.device_method
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -249,7 +261,7 @@ def main() -> None:
     print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
     method = f" (separable passes: {resample.DEVICE_METHOD})" if device.type != "cpu" else ""
     print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}{method}")
-    print(f"torch {torch.__version__}, python {platform.python_version()}")
+    print(f"torch {torch.__version__}, python {platform.python_version()}, allocator: {allocator}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print()
     print_table(rows)

@@ -10,7 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .transforms import BatchCropMix, Crop, CropMix, CropMixCollate, CropMixParams, MixStep, preset, render_batch
+from .transforms import (
+    BatchCropMix,
+    Crop,
+    CropMix,
+    CropMixCollate,
+    CropMixParams,
+    MixStep,
+    preset,
+    render_batch,
+    retain_freed_memory,
+)
 
 __version__ = "0.1.0"
 
@@ -44,5 +54,6 @@ __all__ = [
     "__version__",
     "preset",
     "render_batch",
+    "retain_freed_memory",
     *_LAZY,
 ]

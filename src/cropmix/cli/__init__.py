@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from ..transforms import retain_freed_memory
+
 # Subcommand modules, in the order `cropmix --help` lists them.
 SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain", "shards", "recipes")
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     package_log.addHandler(handler)
     level = package_log.level
     package_log.setLevel(logging.INFO)
+    # Batched CPU augmentation reuses its freed buffers instead of faulting fresh pages in every batch.
+    retain_freed_memory()
     try:
         if getattr(args, "recipe", None):  # train/pretrain --recipe: read again with the recipe as defaults
             from .recipes import apply_recipe

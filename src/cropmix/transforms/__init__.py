@@ -6,12 +6,14 @@ sampling.py    the draw layout, declared once; sample_one (plain Python) and sam
 functional/    kernels per backend (tensor, PIL, batched) behind one dispatcher, render()
 cropmix.py     CropMix (a torchvision v2 Transform) and preset()
 batch.py       BatchCropMix and CropMixCollate
+memory.py      retain_freed_memory: glibc keeps freed memory (batched CPU calls stop faulting pages in)
 """
 
 from .batch import BatchCropMix, CropMixCollate
 from .config import PRESETS, CropMixConfig, make_config, preset_kwargs
 from .cropmix import CropMix, preset
 from .functional import BATCH_MODES, cpu_batch_passes, render, render_batch, resized_crop
+from .memory import retain_freed_memory
 from .params import BatchParams, Crop, CropMixParams, MixStep
 from .sampling import sample_batch, sample_one
 
@@ -33,6 +35,7 @@ __all__ = [
     "render",
     "render_batch",
     "resized_crop",
+    "retain_freed_memory",
     "sample_batch",
     "sample_one",
 ]

@@ -217,14 +217,22 @@ def render_batch(
                     canvas, boxes, weights, sources, size, mode, antialias, work, max_extent=extent
                 )
         mixed = mixed.transpose(-1, -2) if transposed else mixed
-        # Values are convex combinations of pixels (bicubic may overshoot): uint8 rounds half up and clamps
-        # (the copy into `out` truncates, as .to(uint8) does).
-        mixed = mixed.add_(0.5).clamp_(0, 255) if dtype == torch.uint8 else cast_like(mixed, dtype)
+        mixed = _round_half_up(mixed, mode) if dtype == torch.uint8 else cast_like(mixed, dtype)
         if kind == "list":
             out.index_copy_(0, rank_d[rows], mixed.to(dtype))
         else:
             out[rows] = mixed
     return out
+
+
+def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
+    """uint8 pixels: rounded half up by the truncating copy into the output (as .to(uint8) truncates).
+
+    Bilinear values are convex combinations of pixels, inside [0, 255] up to float rounding, so
+    they need no clamp; bicubic's negative lobes overshoot.
+    """
+    values = values.add_(0.5)
+    return values if mode == "bilinear" else values.clamp_(0, 255)
 
 
 def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
