@@ -6,16 +6,17 @@ Four settings, each on one batch of uint8 images already in memory (on --device)
   - 224x224, B = 256 photos (--photos, default: examples/photos, cycled) resized to 375x500
     (ImageNet's most common size), preset "imagenet";
   - 224x224, B = 64 photos at their own sizes (a list; kornia and the plain resize need one size).
-Methods are timed in interleaved rounds (one batch each per round); the median of the rounds is
-reported. The per-image CropMix loop always runs on the CPU (it is the DataLoader-worker
-baseline), with --threads and with one thread as in a DataLoader worker; "--threads x 1-thread
-loop" is that loop ideally spread over as many workers, the strongest CPU baseline (per-image
-torch ops lose more to thread start-up than they gain). BatchCropMix, kornia and the resize run
-on --device. kornia gets float input (its
-requirement): its time includes the uint8 -> float conversion. "resize" is one antialiased
+Methods are timed in interleaved rounds (in each, one method's calls back to back for at least
+0.2 s); the median of the rounds is reported. The per-image CropMix loop always runs on the CPU
+(it is the DataLoader-worker baseline), with --threads and with one thread as in a DataLoader
+worker; "--threads x 1-thread loop" is that loop ideally spread over as many workers, the
+strongest CPU baseline (per-image torch ops lose more to thread start-up than they gain).
+BatchCropMix, kornia and the resize run on --device. kornia gets float input (its requirement):
+its time includes the uint8 -> float conversion. "resize" is one antialiased
 torchvision resized_crop of the whole batch, the same central box (80% of each side) for every
 image: the floor no per-image crop-and-mix can beat (a plain resize is a no-op at 32 -> 32).
-On CUDA the peak memory of one BatchCropMix call is printed too. Last, the PSNR of one-crop
+The minor page faults of one more BatchCropMix call (this process's, from getrusage) are printed,
+and on CUDA its peak memory. Last, the PSNR of one-crop
 BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic); on the
 CPU, where large crops are resized by torch's own kernel, also that of the
 separable passes a GPU runs.
@@ -36,6 +37,7 @@ import datetime
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -72,18 +74,31 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(methods: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each method, timed in interleaved rounds after one warm-up call."""
-    for fn in methods.values():
+def measure(
+    methods: dict[str, Callable[[], object]], rounds: int, device: torch.device, block_seconds: float = 0.2
+) -> dict[str, float]:
+    """Median seconds per call of each method, timed in interleaved rounds after one warm-up call.
+
+    In each round a method runs back to back for at least block_seconds (as timeit's autorange):
+    sustained throughput, as a DataLoader worker producing batch after batch sees it. A single
+    short call right after other work runs on a cold CPU: on the 2-core VM a 14 ms BatchCropMix
+    call took up to 2x as long after 0.1 s idle (benchmarks/RESULTS.md), while the per-image loop,
+    one long call, hardly noticed.
+    """
+    calls = {}
+    for name, fn in methods.items():
+        start = time.perf_counter()
         fn()
-    sync(device)
+        sync(device)
+        calls[name] = max(1, math.ceil(block_seconds / (time.perf_counter() - start)))
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
         for name, fn in methods.items():
             start = time.perf_counter()
-            fn()
+            for _ in range(calls[name]):
+                fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -167,6 +182,9 @@ def images_per_second(
         methods["resize"] = lambda x=dev_images: central_resized_crop(x, size)
     seconds = measure(methods, rounds, device)
     result = {k: len(images) / v for k, v in seconds.items()}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    batch_aug(dev_images)
+    result["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -192,15 +210,16 @@ def print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
     threads = torch.get_num_threads()
     print(
         "| setting | BatchCropMix img/s | CropMix loop img/s | loop, 1 thread img/s | kornia RRC img/s | "
-        f"resize img/s | Batch / loop | Batch / ({threads} x 1-thread loop) | Batch / kornia | Batch peak GB |"
+        f"resize img/s | Batch / loop | Batch / ({threads} x 1-thread loop) | Batch / kornia | Batch peak GB | "
+        "Batch page faults |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for title, ips in rows:
         print(
             f"| {title} | {ips['BatchCropMix']:.0f} | {ips['CropMix loop']:.0f} | "
             f"{ips['CropMix loop, 1 thread']:.0f} | {cell(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'resize')} | "
             f"{ratio(ips, 'CropMix loop')} | {ratio(ips, 'CropMix loop, 1 thread', threads)} | "
-            f"{ratio(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'peak GB', '{:.2f}')} |"
+            f"{ratio(ips, 'kornia RandomResizedCrop')} | {cell(ips, 'peak GB', '{:.2f}')} | {ips['faults']:.0f} |"
         )
 
 

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
+from ..transforms import retain_freed_memory
 from .arrays import ArraySplit, load_cifar, load_npz
 from .device_loader import DeviceBatches
 from .folder import FolderDataset, FolderIndex, collate_skip, decode_folder, index_folder, split_dir
@@ -206,6 +207,8 @@ def make_loader(
     common = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent)
     if workers > 0:
         common["prefetch_factor"] = 4
+        if batched_transform:  # forked workers inherit it; spawned or forkserver ones do not
+            common["worker_init_fn"] = _retain_freed_memory
     if isinstance(split, ArraySplit):
         if transform is not None and not batched_transform:
             from .augment import PerImage
@@ -225,6 +228,10 @@ def make_loader(
         )
     loader.epoch_sampler = sampler  # type: ignore[attr-defined]
     return loader
+
+
+def _retain_freed_memory(worker_id: int) -> None:
+    retain_freed_memory()
 
 
 def skipped_files(loader: DataLoader | DeviceBatches) -> int:
