@@ -82,3 +82,34 @@ def test_the_environment_settings_win():
 def test_bad_thresholds_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         retain_freed_memory(**kwargs)
+
+
+# A fresh process builds a loader with one worker; the batched transform, in the worker, reports
+# how much of a 16 MiB block came from mmap (glibc's default) rather than the heap (retained); then
+# the same in the main process, which make_loader leaves alone.
+WORKER = """
+import ctypes, torch
+from cropmix.data.arrays import ArraySplit
+from cropmix.data.loaders import make_loader
+class MallInfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def mmapped(images):
+    before = libc.mallinfo2().hblkhd
+    block = torch.empty(1 << 22).fill_(1.0)
+    return torch.full((len(images),), float(libc.mallinfo2().hblkhd - before))
+split = ArraySplit(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8), ["a"])
+loader = make_loader(split, mmapped, batch_size=4, train=False, workers=1, batched_transform=True)
+print(int(next(iter(loader))[0][0]), int(mmapped(split.images)[0]))
+"""
+
+
+@pytest.mark.skipif(not GLIBC or GLIBC_VERSION < (2, 33), reason="mallopt and mallinfo2 are glibc's (2.33+)")
+def test_workers_of_a_batched_transform_retain_freed_memory():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", WORKER], capture_output=True, text=True, check=True, env=environment)
+    in_worker, in_main = (int(v) for v in done.stdout.strip().splitlines()[-1].split())
+    assert in_worker == 0
+    assert in_main >= 16 << 20
