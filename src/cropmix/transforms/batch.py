@@ -8,7 +8,7 @@ Example (runnable; tests/test_batch.py runs it)::
 
     import torch
     from torch.utils.data import DataLoader, TensorDataset
-    from cropmix.transforms import BatchCropMix, CropMixCollate
+    from cropmix.transforms import BatchCropMix, CropMixCollate, retain_freed_memory
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = TensorDataset(torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8), torch.arange(256) % 10)
@@ -20,6 +20,8 @@ Example (runnable; tests/test_batch.py runs it)::
 
     # 2. CropMix in the CPU workers, as the collate_fn (each worker draws from its own seeded RNG;
     #    do not give the BatchCropMix a generator here, or every worker repeats the same draws).
+    #    retain_freed_memory() before the workers fork keeps each batch's buffers for the next.
+    retain_freed_memory()
     for x, y in DataLoader(data, batch_size=128, num_workers=2, collate_fn=CropMixCollate(aug)):
         x = x.to(device).float().div_(255)
 """
@@ -56,7 +58,9 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
 
     Where it pays: on a GPU, and on a CPU for small images. For ImageNet-sized
     images on a CPU, `CropMix` in DataLoader workers is faster
-    (benchmarks/RESULTS.md, "Batched CropMix").
+    (benchmarks/RESULTS.md, "Batched CropMix"). On a CPU with glibc, call
+    `retain_freed_memory()` once: otherwise each call may fault its tens of MB
+    of buffers in afresh (about half of a 1024-image 32x32 call on a VM).
     """
 
     def __init__(
