@@ -5,7 +5,8 @@ output area times the mean source area reaches PER_CROP_MIN_AREA_PRODUCT, and ru
 passes otherwise. This times both, and the per-image CropMix loop, on
 B = 256 photos resized to each source size, one torch thread (as in a DataLoader worker), in
 interleaved rounds, and prints which one the current rule picks: the rule's thresholds come from
-this table (benchmarks/RESULTS.md).
+this table (benchmarks/RESULTS.md). glibc keeps freed memory (`retain_freed_memory`), as in the
+`cropmix` command.
 
     python benchmarks/cpu_dispatch.py --rounds 5
 """
@@ -24,7 +25,7 @@ from batch_throughput import environment, load, load_photos, machine, measure
 from bench_data import PHOTOS
 
 import cropmix.transforms.functional.batch as kernel
-from cropmix.transforms import BatchCropMix, cpu_batch_passes, preset
+from cropmix.transforms import BatchCropMix, cpu_batch_passes, preset, retain_freed_memory
 
 # (source side, output side, preset): outputs around the area rule, small outputs from large sources.
 SETTINGS = [
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of *.jpg photos (default: %(default)s)")
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the cropmix command runs it
     torch.set_num_threads(1)
     torch.manual_seed(0)
     load_before = load()
@@ -89,6 +91,7 @@ def main() -> None:
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
     print(f"machine: {machine()}, 1 torch thread; torch {torch.__version__}, python {platform.python_version()}")
+    print(f"allocator: {'retained (retain_freed_memory)' if retained else 'glibc default'}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print(f"rule: per crop from output area x mean source area >= {kernel.PER_CROP_MIN_AREA_PRODUCT:.3g}")
     print()
