@@ -173,6 +173,20 @@ def test_a_batch_in_chunks_renders_as_in_one(monkeypatch, mix):
 
 
 @pytest.mark.usefixtures("cpu_kernel")
+@pytest.mark.parametrize("interpolation", [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC])
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_uint8_extremes_stay_exact(interpolation, mix):
+    """Flat 0 and 255 images come out exactly 0 and 255: float rounding near 255 must not wrap past
+    uint8 (bilinear outputs are not clamped: their weights are convex), at enlarging and shrinking
+    sizes, with and without antialiasing."""
+    for size, antialias in ((48, True), (12, True), (12, False)):
+        aug = BatchCropMix(size, num_crops=(2, 3), mix=mix, interpolation=interpolation, antialias=antialias)
+        for value in (0, 255):
+            x = torch.full((6, 3, 30, 37), value, dtype=torch.uint8)
+            assert torch.equal(aug(x), torch.full((6, 3, size, size), value, dtype=torch.uint8)), (size, value)
+
+
+@pytest.mark.usefixtures("cpu_kernel")
 def test_channels_last_in_channels_last_out():
     x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
     cl = x.contiguous(memory_format=torch.channels_last)
