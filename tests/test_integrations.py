@@ -386,3 +386,33 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["step"] == 2
     with pytest.raises(ValueError, match=r"hf_image_key \(--hf-image-key\) applies to dataset \(--dataset\) 'hf'"):
         PretrainConfig(dataset="npz", hf_image_key="img")
+
+
+def test_the_tensorboard_grid_does_not_change_what_training_draws(tmp_path):
+    """The grid is the first training batch itself: with persistent loader workers (an ImageFolder), a
+    separate look at the loader advanced the workers' RNG, so runs with and without --log differed."""
+    pytest.importorskip("tensorboard")
+    from test_data import make_folder
+
+    from cropmix.train import train
+    from cropmix.train.run_files import read_metrics
+
+    root = make_folder(tmp_path / "folder", per_class=8, size=20)
+    losses = {}
+    for log in (None, "tensorboard"):
+        config = _tiny_train_config(
+            tmp_path,
+            dataset="imagefolder",
+            data=str(root),
+            out=str(tmp_path / f"run_{log}"),
+            workers=1,
+            aug="cropmix",
+            image_size=16,
+            epochs=1,
+            batch_size=4,
+            log=log,
+        )
+        losses[log] = [row["train_loss"] for row in read_metrics(train(config))]
+    assert losses["tensorboard"] == losses[None]
+    (image,) = _events(tmp_path / "run_tensorboard").Images("train_inputs")
+    assert image.step == 0

@@ -227,6 +227,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     bar = _progress(config, info, steps, epoch)
     start = time.perf_counter()
     for step, (images, targets) in enumerate(run.train_loader):
+        if run.tensorboard is not None and epoch == step == 0:
+            run.tensorboard.images(images, 0)
         inputs = to_input(images, run.device, run.channels_last)
         targets = targets.to(run.device, non_blocking=True)
         with torch.autocast("cuda", enabled=run.amp):
@@ -240,11 +242,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                 logits = run.net(inputs)
                 loss = F.cross_entropy(logits.float(), targets)
         run.step_lrs.append(run.optimizer.param_groups[0]["lr"])  # this step's rate, before the schedule moves
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.scheduler.step()
+        _optimise(run, loss)
         loss_sum += float(loss.detach()) * len(targets)
         correct += float((logits.detach().argmax(1) == targets).sum())
         count += len(targets)
@@ -274,6 +272,15 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     return row
 
 
+def _optimise(run: Run, loss: torch.Tensor) -> None:
+    """One optimiser step on `loss` (through the AMP scaler), then the per-step schedule."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+
+
 def seed_epoch(run: Run, epoch: int) -> None:
     """Seed the RNG and reshuffle for `epoch` (per epoch and rank: a resumed run draws as an uninterrupted one)."""
     torch.manual_seed(run.config.seed * 1_000_003 + epoch * 1009 + run.info.rank)
@@ -282,16 +289,11 @@ def seed_epoch(run: Run, epoch: int) -> None:
 
 def open_tensorboard(run: Run) -> None:
     """--log tensorboard, rank 0: event files in out/tensorboard, indexed by optimiser step; a resumed run
-    drops what the stopped one wrote past its checkpoint. A new run first logs a grid of its first batch
-    (drawn as epoch 1 draws it, the RNG restored afterwards)."""
+    drops what the stopped one wrote past its checkpoint. The first training batch is logged as a grid
+    (`train_one_epoch`): a separate look at the loader would advance persistent workers' RNG."""
     from cropmix.integrations.tensorboard import open_run_log
 
     run.tensorboard = open_run_log(run.config.log, run.out, run.start_epoch * len(run.train_loader), run.info.main)
-    if run.tensorboard is not None and run.start_epoch == 0:
-        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-            seed_epoch(run, 0)
-            images, _ = next(iter(run.train_loader))
-        run.tensorboard.images(images, 0)
 
 
 def log_tensorboard(run: Run, row: dict[str, Any], epoch: int) -> None:
