@@ -239,6 +239,38 @@ def test_corruptions_work_on_one_channel_and_tiny_images() -> None:
         assert out.shape == x.shape and bool(torch.isfinite(out).all()), name
 
 
+def _local_shuffle_one_move_at_a_time(images: torch.Tensor, delta: int, iterations: int, offsets) -> torch.Tensor:
+    """The reference glass blur's pixel moves written as it runs them: pixel by pixel, in order."""
+    out = images.clone()
+    b, _, h, w = images.shape
+    for it in range(iterations):
+        k = 0
+        for y in range(h - delta, delta, -1):
+            for x in range(w - delta, delta, -1):
+                for i in range(b):
+                    dx, dy = offsets[it, k, i].tolist()
+                    out[i, :, y, x] = out[i, :, y + dy, x + dx]
+                k += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    "shape, delta, iterations", [((2, 3, 12, 11), 1, 2), ((3, 1, 14, 16), 2, 3), ((1, 3, 4, 4), 2, 1)]
+)
+def test_local_shuffle_matches_the_moves_one_at_a_time(shape, delta, iterations) -> None:
+    """Resolving the sequential moves by chains of already-moved partners gives what moving pixel by
+    pixel gives (the last case has no position to move)."""
+    from cropmix.evaluate import corruption_ops as ops
+
+    b, _, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape) + delta)
+    images = torch.rand(shape, generator=g)
+    positions = max(0, h - 2 * delta) * max(0, w - 2 * delta)
+    offsets = torch.randint(-delta, delta, (iterations, positions, b, 2), generator=g)
+    expected = _local_shuffle_one_move_at_a_time(images, delta, iterations, offsets)
+    assert torch.equal(ops.local_shuffle(images, delta, iterations, offsets), expected)
+
+
 def test_random_corruptions_depend_on_the_seed() -> None:
     x = _test_images()
     random_ones = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost")

@@ -232,20 +232,43 @@ def local_shuffle(images: Tensor, delta: int, iterations: int, offsets: Tensor) 
     (iterations, positions, B, 2) hold (dx, dy) in [-delta, delta). The reference writes this as a swap,
     `x[h, w], x[h', w'] = x[h', w'], x[h, w]`, but on an (H, W, 3) array the right side holds views, so the
     second assignment writes (h', w')'s own value back: a copy, not a swap. Reproduced as it ran.
-    Runs on the CPU over all images at once."""
+
+    The moves are sequential (a move reads what earlier moves wrote) but resolve without a loop over
+    pixels: a pixel whose partner already moved in this iteration ends with that partner's final value,
+    so each follows its chain of already-moved partners to the first one that had not moved, and takes
+    that one's partner's value from before the iteration (`_chain_ends`). Runs on the CPU, all images at once.
+    """
     b, c, h, w = images.shape
-    positions = [(y, x) for y in range(h - delta, delta, -1) for x in range(w - delta, delta, -1)]
-    if offsets.shape != (iterations, len(positions), b, 2):
-        raise ValueError(f"offsets must have shape {(iterations, len(positions), b, 2)}, got {tuple(offsets.shape)}")
-    anchors = torch.tensor([y * w + x for y, x in positions], dtype=torch.long)
-    partners = anchors.view(1, -1, 1) + offsets[..., 1].cpu() * w + offsets[..., 0].cpu()
+    ys, xs = torch.arange(h - delta, delta, -1), torch.arange(w - delta, delta, -1)
+    anchors = (ys[:, None] * w + xs[None, :]).reshape(-1)  # the positions, in the order they move
+    positions = len(anchors)
+    if offsets.shape != (iterations, positions, b, 2):
+        raise ValueError(f"offsets must have shape {(iterations, positions, b, 2)}, got {tuple(offsets.shape)}")
+    turn = torch.full((h * w,), positions, dtype=torch.long)  # when each position moves; positions: never
+    turn[anchors] = torch.arange(positions)
+    partners = anchors.view(1, -1, 1) + offsets[..., 1].cpu() * w + offsets[..., 0].cpu()  # (iterations, P, B)
     source = torch.arange(h * w).repeat(b, 1)  # source[b, p]: the original pixel now at p
-    rows = torch.arange(b)
     for it in range(iterations):
-        for k, anchor in enumerate(anchors.tolist()):
-            source[:, anchor] = source[rows, partners[it, k]]
+        ends = _chain_ends(partners[it], turn)
+        source[:, anchors] = source.gather(1, ends.t())
     index = source.to(images.device).view(b, 1, -1).expand(b, c, -1)
     return images.reshape(b, c, h * w).gather(2, index).view_as(images)
+
+
+def _chain_ends(partners: Tensor, turn: Tensor) -> Tensor:
+    """For the k-th move of one iteration (partners (P, B) positions, turn[position] its move's index):
+    the position whose value before the iteration the k-th moved pixel ends with. Pointer doubling: at
+    most log2(P) passes."""
+    moves, b = partners.shape
+    own = torch.arange(moves)[:, None].expand(moves, b)
+    partner_turn = turn[partners]
+    link = torch.where(partner_turn < own, partner_turn, own)  # to the partner's move if it came earlier
+    columns = torch.arange(b)[None, :].expand(moves, b)
+    while True:
+        jumped = link[link, columns]
+        if torch.equal(jumped, link):
+            return partners[link, columns]
+        link = jumped
 
 
 def smooth_noise(shape: tuple[int, int, int, int], cells: int, normal: Callable[[tuple[int, ...]], Tensor]) -> Tensor:
