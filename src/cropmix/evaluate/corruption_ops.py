@@ -214,13 +214,13 @@ def bilinear_sample(images: Tensor, ys: Tensor, xs: Tensor, mode: str) -> Tensor
     b, c, h, w = images.shape
     y0, x0 = ys.floor(), xs.floor()
     wy, wx = (ys - y0).to(images.dtype), (xs - x0).to(images.dtype)
+    rows = [fold_index(y0.long() + dy, h, mode) * w for dy in (0, 1)]  # folded once per neighbour row
+    columns = [fold_index(x0.long() + dx, w, mode) for dx in (0, 1)]
     flat = images.reshape(b, c, h * w)
     out = torch.zeros(b, c, *ys.shape[1:], device=images.device, dtype=images.dtype)
     for dy in (0, 1):
         for dx in (0, 1):
-            iy = fold_index(y0.long() + dy, h, mode)
-            ix = fold_index(x0.long() + dx, w, mode)
-            index = (iy * w + ix).view(b, 1, -1).expand(b, c, -1)
+            index = (rows[dy] + columns[dx]).view(b, 1, -1).expand(b, c, -1)
             weight = (wy if dy else 1 - wy) * (wx if dx else 1 - wx)
             out += weight[:, None] * flat.gather(2, index).view_as(out)
     return out

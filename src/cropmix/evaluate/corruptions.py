@@ -218,7 +218,8 @@ def _random_affine(images: Tensor, jitter: float, generator: torch.Generator | N
     linear, shift = forward[:, :2].transpose(1, 2), forward[:, 2]
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     grid = torch.stack([xx, yy], -1).view(1, -1, 2) - shift[:, None]
-    source = torch.linalg.solve(linear[:, None], grid[..., None])[..., 0].view(b, h, w, 2)
+    # Each output pixel's source: linear^-1 (pixel - shift), one 2x2 inverse per image.
+    source = (grid @ torch.linalg.inv(linear).transpose(1, 2)).view(b, h, w, 2)
     source = source.to(images.device)
     return ops.bilinear_sample(images, source[..., 1], source[..., 0], "reflect101")
 
