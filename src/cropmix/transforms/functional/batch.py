@@ -228,11 +228,13 @@ def render_batch(
 def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
     """uint8 pixels: rounded half up by the truncating copy into the output (as .to(uint8) truncates).
 
-    Bilinear values are convex combinations of pixels, inside [0, 255] up to float rounding, so
-    they need no clamp; bicubic's negative lobes overshoot.
+    Bilinear values in float32 are convex combinations of pixels, inside [0, 255] up to ~1e-5, so
+    they need no clamp; bicubic's negative lobes overshoot, and float16 weights (CUDA) may sum to
+    1 + 2^-11 at each of the passes, which could carry a 255 past 255.5.
     """
     values = values.add_(0.5)
-    return values if mode == "bilinear" else values.clamp_(0, 255)
+    exact = mode == "bilinear" and values.dtype in (torch.float32, torch.float64)
+    return values if exact else values.clamp_(0, 255)
 
 
 def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
