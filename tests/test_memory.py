@@ -15,18 +15,33 @@ from cropmix import retain_freed_memory
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 GLIBC_VERSION = tuple(int(part) for part in platform.libc_ver()[1].split(".")[:2] if part.isdigit())
 
-# In a fresh process: where a 16 MiB block comes from (glibc's mallinfo2: bytes in mmapped blocks, heap
-# growth that outlives it), and the page faults of ten rounds of three 4 MiB buffers filled and freed. By default the
-# block is mmapped (the initial mmap threshold is 128 KiB); whether the rounds fault depends on the
-# heap's layout. Retained, the block comes from the heap, stays there when freed, and the rounds reuse it.
-ROUNDS = """
-import ctypes, json, resource, sys, torch
-from cropmix import retain_freed_memory
+# Scripts below start with this: `libc.mallinfo2()`, glibc's counters (hblkhd: bytes in mmapped
+# blocks; arena: bytes of heap).
+MALLINFO = """
+import ctypes
 class MallInfo2(ctypes.Structure):
     names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
     _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
+"""
+
+
+def fresh_python(script: str, *args: str, **env: str) -> str:
+    """The last line `script` prints in a fresh interpreter (no MALLOC_* settings but those in env)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
+    command = [sys.executable, "-c", MALLINFO + script, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    return done.stdout.strip().splitlines()[-1]
+
+
+# In a fresh process: where a 16 MiB block comes from (glibc's mallinfo2: bytes in mmapped blocks, heap
+# growth that outlives it), and the page faults of ten rounds of three 4 MiB buffers filled and freed. By default the
+# block is mmapped (the initial mmap threshold is 128 KiB); whether the rounds fault depends on the
+# heap's layout. Retained, the block comes from the heap, stays there when freed, and the rounds reuse it.
+ROUNDS = """
+import json, resource, sys, torch
+from cropmix import retain_freed_memory
 applied = retain_freed_memory() if sys.argv[1] == "retain" else None
 mmapped, heap = libc.mallinfo2().hblkhd, libc.mallinfo2().arena
 block = torch.empty(1 << 22).fill_(1.0)
@@ -47,11 +62,7 @@ print(json.dumps({"applied": applied, "mmapped": mmapped, "heap": heap, "faults"
 
 
 def run_rounds(mode: str, **env: str) -> dict:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
-    done = subprocess.run(
-        [sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, check=True, env=environment
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(fresh_python(ROUNDS, mode, **env))
 
 
 @pytest.mark.skipif(not GLIBC or GLIBC_VERSION < (2, 33), reason="mallopt and mallinfo2 are glibc's (2.33+)")
@@ -88,14 +99,9 @@ def test_bad_thresholds_are_named(kwargs, error, match):
 # how much of a 16 MiB block came from mmap (glibc's default) rather than the heap (retained); then
 # the same in the main process, which make_loader leaves alone.
 WORKER = """
-import ctypes, torch
+import torch
 from cropmix.data.arrays import ArraySplit
 from cropmix.data.loaders import make_loader
-class MallInfo2(ctypes.Structure):
-    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-    _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
 def mmapped(images):
     before = libc.mallinfo2().hblkhd
     block = torch.empty(1 << 22).fill_(1.0)
@@ -108,8 +114,6 @@ print(int(next(iter(loader))[0][0]), int(mmapped(split.images)[0]))
 
 @pytest.mark.skipif(not GLIBC or GLIBC_VERSION < (2, 33), reason="mallopt and mallinfo2 are glibc's (2.33+)")
 def test_workers_of_a_batched_transform_retain_freed_memory():
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", WORKER], capture_output=True, text=True, check=True, env=environment)
-    in_worker, in_main = (int(v) for v in done.stdout.strip().splitlines()[-1].split())
+    in_worker, in_main = (int(v) for v in fresh_python(WORKER).split())
     assert in_worker == 0
     assert in_main >= 16 << 20

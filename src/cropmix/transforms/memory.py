@@ -13,7 +13,6 @@ applied on import: the `cropmix` command applies it, a script calls it itself.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -40,7 +39,7 @@ def retain_freed_memory(trim_bytes: int = 1 << 28, mmap_bytes: int = MAX_MMAP_TH
             raise ValueError(f"{name} must be in [1, {high}], got {value}")
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in ENVIRONMENT):
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL(None)  # the process's own symbols, glibc's among them (find_library may run ldconfig)
     for option, value in ((M_MMAP_THRESHOLD, mmap_bytes), (M_TRIM_THRESHOLD, trim_bytes)):
         if libc.mallopt(ctypes.c_int(option), ctypes.c_int(value)) != 1:
             raise OSError(f"glibc's mallopt refused option {option} = {value}")
