@@ -1,0 +1,55 @@
+"""Writes never follow a planted link; reads refuse FIFOs and oversize files; failures leave nothing behind."""
+
+import os
+
+import pytest
+
+from cropmix.data.safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
+
+
+def test_write_replaces_a_planted_link_instead_of_following_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "out.json").symlink_to(victim)
+    write_text_atomic(tmp_path / "out.json", "new")
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out.json").is_symlink()
+    assert (tmp_path / "out.json").read_text() == "new"
+
+
+def test_a_planted_link_at_an_old_temporary_name_is_not_used(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "out.json.tmp").symlink_to(victim)
+    write_text_atomic(tmp_path / "out.json", "new")
+    assert victim.read_text() == "precious"
+
+
+def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "final.json"
+    target.write_text("old")
+    with pytest.raises(ZeroDivisionError), atomic_writer(target) as handle:
+        handle.write("half")
+        1 / 0
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json"]
+
+
+def test_read_refuses_a_fifo_without_hanging(tmp_path):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(FileError, match="not a regular file"):
+        read_regular_bytes(fifo)
+
+
+def test_read_refuses_a_device_behind_a_link(tmp_path):
+    (tmp_path / "image.jpg").symlink_to("/dev/zero")
+    with pytest.raises(FileError, match="not a regular file"):
+        read_regular_bytes(tmp_path / "image.jpg")
+
+
+def test_read_limit(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 100)
+    assert read_regular_bytes(tmp_path / "big", max_bytes=100) == b"x" * 100
+    with pytest.raises(FileError, match="more than the limit of 99"):
+        read_regular_bytes(tmp_path / "big", max_bytes=99)
