@@ -237,4 +237,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("cifar10_accuracy"):
+        main()

@@ -63,4 +63,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("corruption_speed"):
+        main()

@@ -158,4 +158,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("ssl_pretrain"):
+        main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,10 @@ SCRIPTS = sorted(p for folder in ("benchmarks", "examples") for p in (ROOT / fol
 
 
 def run_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    env = {**os.environ, "CROPMIX_RESULTS_DIR": str(cwd / "results")}  # never the repository's figures
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
 
 
 def test_no_script_shadows_a_standard_library_module() -> None:
@@ -59,6 +63,8 @@ def test_throughput_runs_on_the_shipped_data(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"photos from {ROOT / 'examples' / 'photos'}" in result.stdout
     assert "12 CIFAR-10 JPEGs" in result.stdout and "(c) CropMix" in result.stdout
+    written = (tmp_path / "results" / "per_image_throughput.md").read_text()
+    assert "- command: `python benchmarks/throughput.py --rounds 1" in written and "(c) CropMix" in written
 
 
 @pytest.mark.parametrize(
