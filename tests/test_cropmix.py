@@ -33,13 +33,13 @@ def textured_image(height: int = 120, width: int = 160, channels: int = 3, seed:
 
 
 def reference_mix(image: torch.Tensor, params, interpolation=v2.InterpolationMode.BILINEAR) -> torch.Tensor:
-    """SPEC.md's algorithm, step by step in float64, from the replayed crops."""
+    """docs/method.md's algorithm, step by step in float64, from the replayed crops."""
     views = [resized_crop(image, params.crops[i], params.output_size, interpolation).double() for i in params.order]
     return mix_views(views, params)
 
 
 def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
-    """SPEC.md's mixing steps on (C, h, w) float64 views in mixing order, one `mix_step` at a time."""
+    """docs/method.md's mixing steps on (C, h, w) float64 views in mixing order, one `mix_step` at a time."""
     mixed = views[0]
     for step, new in zip(params.steps, views[1:], strict=True):
         mixed = mix_step(mixed, new, step)

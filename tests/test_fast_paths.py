@@ -71,7 +71,7 @@ def pil_image(height: int, width: int, mode: str = "RGB", seed: int = 0) -> PIL.
 
 
 def pil_reference(image: PIL.Image.Image, params) -> np.ndarray:
-    """SPEC.md's algorithm in float64 on crops resized by PIL (as torchvision resizes PIL images), (h, w, C)."""
+    """docs/method.md's algorithm in float64 on crops resized by PIL (as torchvision resizes PIL images), (h, w, C)."""
     h, w = params.output_size
     views = []
     for i in params.order:

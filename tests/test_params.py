@@ -1,4 +1,4 @@
-"""Statistical tests of the CropMix parameter sampler: every distribution SPEC.md states.
+"""Statistical tests of the CropMix parameter sampler: every distribution docs/method.md states.
 
 Each test draws tens of thousands of seeded samples, so a wrong distribution
 fails by a wide margin while the right one passes with p-values far from the

@@ -190,7 +190,7 @@ def paste_boxes(small: torch.Tensor, large: torch.Tensor, params: BatchParams) -
 def cropmix_query_view(
     images: Images, size: int, generator: torch.Generator | None = None, blur: bool = True
 ) -> torch.Tensor:
-    """The CropMix MoCo query (SPEC.md): a small-band and a large-band crop, each with the full MoCo v2
+    """The CropMix MoCo query (docs/method.md): a small-band and a large-band crop, each with the full MoCo v2
     augmentation, the large one pasted into the small one by CutMix (lam ~ U(0, 1), box sides
     sqrt(1 - lam) of the output, centre uniform, clipped)."""
     heights, widths, channels = _sizes(images)

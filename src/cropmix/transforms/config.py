@@ -190,7 +190,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_kwargs(name: str, size: int | tuple[int, int] | None = None, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments of preset `name` (SPEC.md, "Paper settings"): `size` and `overrides` replace its values."""
+    """The keyword arguments of preset `name` (docs/method.md, "The paper's settings"); `size` and `overrides`
+    replace its values."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     kwargs = dict(PRESETS[name])

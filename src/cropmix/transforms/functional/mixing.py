@@ -1,4 +1,4 @@
-"""The mixing chain of SPEC.md, shared by every kernel.
+"""The mixing chain of docs/method.md, shared by every kernel.
 
     m = view[order[0]]
     for k, step in enumerate(steps):
