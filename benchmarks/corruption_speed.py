@@ -5,7 +5,7 @@ at five severities over the test split, so the slowest one sets the pace. Each c
 batch of float images in [0, 1] on the CPU (--threads), every severity once after a warm-up call;
 the mean over the severities is printed.
 
-    python benchmarks/corruption_speed.py --threads 2 --photos ../shared/data/photos
+    python benchmarks/corruption_speed.py --threads 2 --photos PHOTOS_FOLDER
 """
 
 from __future__ import annotations

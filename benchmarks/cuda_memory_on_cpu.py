@@ -1,6 +1,6 @@
 """The peak memory of BatchCropMix's CUDA code path, simulated on the CPU (no GPU needed).
 
-Issue 9 asks for <= 1 GB of GPU memory at B = 256 x 224 from 375x500 uint8. Without a GPU, this
+The target is <= 1 GB of GPU memory at B = 256 x 224 from 375x500 uint8. Without a GPU, this
 runs the exact code path a CUDA device takes (the separable passes with `--method`, chunks of
 CHUNK_ELEMENTS, float16 work) on the CPU and tracks the bytes of every live tensor storage
 created inside the call (a TorchDispatchMode: each op's outputs are counted until their last

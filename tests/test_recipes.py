@@ -1,4 +1,4 @@
-"""Recipes (issue 12): every shipped recipe resolves to a valid configuration, --print-config prints what a
+"""Recipes: every shipped recipe resolves to a valid configuration, --print-config prints what a
 run writes to config.json, explicit options override a recipe, and bad requests are errors naming the choices."""
 
 from __future__ import annotations
