@@ -8,27 +8,71 @@ plain data (dicts, lists, tuples, numbers, strings) but no other objects, so ope
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cropmix.data.safe_files import FileError, open_regular
+
+# Bounds checked on the zip directory before torch.load inflates anything.
+MAX_CHECKPOINT_BYTES = 8 * 1024**3  # all entries together, uncompressed
+MAX_ENTRY_BYTES = 4 * 1024**3  # one entry (one tensor storage), uncompressed
+MAX_COMPRESSION_RATIO = 20  # uncompressed / compressed size of a deflated entry (torch stores entries uncompressed)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or restored, with a one-line message naming the file and the key."""
+
+
+def check_archive(path: str | os.PathLike, handle: Any) -> None:
+    """Refuse a checkpoint whose zip entries would inflate past MAX_ENTRY_BYTES each, MAX_CHECKPOINT_BYTES in
+    all, or by more than MAX_COMPRESSION_RATIO, before anything is inflated. torch.save writes zip
+    archives (legacy non-zip files are refused too: they are not what cropmix writes)."""
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a torch zip archive ({error})") from error
+    total = 0
+    for entry in entries:
+        total += entry.file_size
+        ratio = entry.file_size / max(1, entry.compress_size)
+        bomb = entry.compress_type != zipfile.ZIP_STORED and ratio > MAX_COMPRESSION_RATIO
+        if entry.file_size > MAX_ENTRY_BYTES or bomb:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: entry {entry.filename!r} would inflate from {entry.compress_size} to "
+                f"{entry.file_size} bytes (limits: {MAX_ENTRY_BYTES} bytes, ratio {MAX_COMPRESSION_RATIO})"
+            )
+        if total > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} would inflate to more than {MAX_CHECKPOINT_BYTES} bytes "
+                "(MAX_CHECKPOINT_BYTES)"
+            )
+    handle.seek(0)
+
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint at `path` (tensors and plain data only), with errors naming the file."""
+    """The checkpoint at `path` (a regular file of tensors and plain data only, its zip entries bounded by
+    `check_archive`), with errors naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with open_regular(path) as handle:
+            check_archive(path, handle)
+            state = torch.load(handle, map_location=map_location, weights_only=True)
+    except (CheckpointError, FileError):
+        raise
     except Exception as error:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read safely (only tensors and plain data are accepted, "
-            f"as cropmix writes them): {error}"
+            f"as cropmix writes them): {' '.join(str(error).split())[:300]}"
         ) from error
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of states")
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a dict of states")
     return state
 
 

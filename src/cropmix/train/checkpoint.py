@@ -1,4 +1,5 @@
-"""Checkpoints written atomically (temporary file, fsync, os.replace): a crash never leaves a torn file.
+"""Checkpoints written atomically (exclusive temporary file, fsync, os.replace): a crash never leaves a torn
+file, and a link planted at the target is replaced, not written through.
 
 Everything saved is a tensor or plain data, so `cropmix.models.weights.load_checkpoint` reads it
 with `weights_only=True`.
@@ -13,6 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cropmix.data.safe_files import atomic_writer
+from cropmix.models.weights import CheckpointError
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -50,12 +54,31 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to path.tmp, flushed to disk, then renamed over `path`."""
+    """torch.save through `atomic_writer`: a fresh temporary file (never a planted link), fsynced, renamed
+    over `path`; removed on failure, and a full disk named as such."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_writer(path, "wb") as handle:
         torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
+
+
+def restore_states(checkpoint: dict[str, Any], targets: dict[str, Any], path: str | os.PathLike) -> None:
+    """Load `checkpoint[key]` into each `targets[key]` (anything with load_state_dict, e.g. model, optimizer,
+    scheduler, scaler), and the "rng" states when asked for; a missing key or a state of the wrong kind
+    or shape is a CheckpointError naming the file and the key, not a KeyError or size-mismatch traceback."""
+    for key, target in targets.items():
+        if key not in checkpoint:
+            raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry (keys: {sorted(checkpoint)[:10]})")
+        value = checkpoint[key]
+        if not isinstance(value, dict):
+            raise CheckpointError(f"checkpoint {str(path)!r}: {key!r} holds a {type(value).__name__}, not a dict")
+        try:
+            if key == "rng":
+                set_rng_states(value)
+            else:
+                target.load_state_dict(value)
+        except Exception as error:  # noqa: BLE001 - any malformed state becomes one line naming file and key
+            detail = " ".join(str(error).split())[:300]
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: {key!r} cannot be restored ({type(error).__name__}: {detail})"
+            ) from error

@@ -1,0 +1,109 @@
+"""Received checkpoints: no link written through, no inflation past the limits, one-line errors for bad states."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+import torch
+
+from cropmix.models import weights
+from cropmix.models.weights import CheckpointError, load_checkpoint
+from cropmix.train.checkpoint import restore_states, rng_states, save_atomic
+
+
+def test_save_atomic_replaces_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "checkpoint.pt.tmp").symlink_to(victim)
+    (tmp_path / "checkpoint.pt").symlink_to(victim)
+    save_atomic({"a": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    assert victim.read_text() == "keep"
+    assert not (tmp_path / "checkpoint.pt").is_symlink()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["a"].shape == (2,)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".checkpoint")] == []
+
+
+def test_load_refuses_a_fifo(tmp_path):
+    fifo = tmp_path / "checkpoint.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        load_checkpoint(fifo)
+
+
+def _deflated_copy(source, target):
+    """The torch archive at `source` rewritten with every entry deflated (torch itself stores them)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for entry in old.infolist():
+            new.writestr(entry.filename, old.read(entry.filename))
+
+
+def test_a_deflated_bomb_is_refused_before_inflating(tmp_path):
+    save_atomic({"big": torch.zeros(1024 * 1024)}, tmp_path / "plain.pt")
+    _deflated_copy(tmp_path / "plain.pt", tmp_path / "bomb.pt")
+    assert (tmp_path / "bomb.pt").stat().st_size < 100_000
+    with pytest.raises(CheckpointError, match="would inflate"):
+        load_checkpoint(tmp_path / "bomb.pt")
+
+
+def test_the_total_uncompressed_size_is_bounded(tmp_path, monkeypatch):
+    save_atomic({"t": torch.zeros(1000)}, tmp_path / "c.pt")
+    monkeypatch.setattr(weights, "MAX_CHECKPOINT_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="MAX_CHECKPOINT_BYTES"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_a_non_archive_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"not a zip at all")
+    with pytest.raises(CheckpointError, match="c.pt") as info:
+        load_checkpoint(tmp_path / "c.pt")
+    assert "\n" not in str(info.value)
+
+
+def _parts():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return model, optimizer, scheduler
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [
+        ("scheduler", {}),
+        ("scheduler", [1, 2]),
+        ("model", {"weight": torch.zeros(5, 5)}),
+        ("optimizer", {"state": {}, "param_groups": [{"params": [0, 1, 2]}]}),
+        ("rng", {"torch": "x"}),
+        ("missing", None),
+    ],
+)
+def test_malformed_states_give_one_line_naming_file_and_key(tmp_path, key, bad):
+    model, optimizer, scheduler = _parts()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_states(),
+    }
+    if key == "missing":
+        del state["scheduler"]
+        key = "scheduler"
+    else:
+        state[key] = bad
+    path = save_atomic(state, tmp_path / "checkpoint.pt")
+    loaded = load_checkpoint(path)
+    targets = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "rng": None}
+    with pytest.raises(CheckpointError, match=f"checkpoint.pt.*'{key}'") as info:
+        restore_states(loaded, targets, path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_good_checkpoint_restores(tmp_path):
+    model, optimizer, scheduler = _parts()
+    path = save_atomic(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        tmp_path / "checkpoint.pt",
+    )
+    restore_states(load_checkpoint(path), {"model": model, "optimizer": optimizer, "scheduler": scheduler}, path)
