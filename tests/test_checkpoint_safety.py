@@ -107,3 +107,21 @@ def test_a_good_checkpoint_restores(tmp_path):
         tmp_path / "checkpoint.pt",
     )
     restore_states(load_checkpoint(path), {"model": model, "optimizer": optimizer, "scheduler": scheduler}, path)
+
+
+def test_a_config_asking_for_a_huge_model_is_refused_before_allocating():
+    import resource
+
+    from cropmix.models import build_model
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="MAX_PARAMETERS"):
+        build_model("vit_tiny", 10, image_size=32, dim=16384, depth=64, num_heads=16)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: far below the 800 GB asked
+
+
+def test_models_of_normal_size_still_build():
+    from cropmix.models import build_model
+
+    model = build_model("vit_tiny", 10, image_size=32, depth=2)
+    assert all(p.device.type == "cpu" for p in model.parameters())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from .classifier import Classifier
@@ -27,6 +28,27 @@ _BACKBONES: dict[str, tuple[Callable[..., nn.Module], float]] = {
 
 MODEL_NAMES: tuple[str, ...] = (*_BACKBONES, TIMM_PREFIX + "<name>")
 
+# The most parameters a model named by a (possibly received) config may have.
+MAX_PARAMETERS = 2_000_000_000
+
+
+def checked_build(
+    build: Callable[[], nn.Module], what: str, extra: Callable[[nn.Module], int] = lambda m: 0
+) -> nn.Module:
+    """`build()` after building it once on the meta device (no memory) to count its parameters (plus
+    `extra(probe)`, e.g. a head added later): a config asking for more than MAX_PARAMETERS is refused
+    before anything is allocated. `what` names the model."""
+    with torch.device("meta"):
+        probe = build()
+    count = sum(p.numel() for p in probe.parameters()) + extra(probe)
+    del probe
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"{what} would have {count:,} parameters, more than the limit of {MAX_PARAMETERS:,} (MAX_PARAMETERS); "
+            "check its sizes (dim, depth, widths, ...)"
+        )
+    return build()
+
 
 def build_model(
     name: str,
@@ -46,11 +68,19 @@ def build_model(
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, one of {MODEL_NAMES}, got {name!r}")
     if name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX):
-        backbone: nn.Module = TimmBackbone(name[len(TIMM_PREFIX) :], image_size, in_channels, **kwargs)
+        factory: Callable[..., nn.Module] = (
+            lambda image_size, in_channels, **kw: TimmBackbone(  # noqa: E731
+                name[len(TIMM_PREFIX) :], image_size, in_channels, **kw
+            )
+        )
         scale = 1.0
     elif name in _BACKBONES:
         factory, scale = _BACKBONES[name]
-        backbone = factory(image_size, in_channels, **kwargs)
     else:
         raise ValueError(f"unknown model name {name!r}; accepted: {', '.join(MODEL_NAMES)}")
+
+    def head(backbone: nn.Module) -> int:
+        return (int(backbone.feature_dim) + 1) * int(num_classes)
+
+    backbone = checked_build(lambda: factory(image_size, in_channels, **kwargs), f"model {name!r} {kwargs}", head)
     return Classifier(backbone, num_classes, mean, std, in_channels=in_channels, logit_scale=scale)
