@@ -125,3 +125,30 @@ def test_models_of_normal_size_still_build():
 
     model = build_model("vit_tiny", 10, image_size=32, depth=2)
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"act_layer": "os.system"},
+        {"norm_layer": "torch.nn.LayerNorm"},
+        {"pretrained": True},
+        {"checkpoint_path": "/tmp/x.pt"},
+        {"pretrained_cfg_overlay": {"file": "x.pt"}},
+        {"weight_init": "mod:func"},
+        {"drop_rate": print},
+        {"block_args": {"block_fn": "a.b"}},
+    ],
+)
+def test_timm_kwargs_naming_code_or_files_are_refused(kwargs):
+    pytest.importorskip("timm")
+    from cropmix.models import build_model
+
+    with pytest.raises(ValueError, match="timm model kwarg"):
+        build_model("timm:resnet18", 10, image_size=32, **kwargs)
+
+
+def test_plain_timm_kwargs_still_work():
+    from cropmix.models.timm_bridge import check_timm_kwargs
+
+    check_timm_kwargs({"num_classes": 10, "drop_rate": 0.1, "img_size": 32, "global_pool": "avg", "depths": [1, 2]})
