@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .eval import positive_int
 
@@ -10,19 +11,32 @@ from .eval import positive_int
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("shards", help="write an ImageFolder as WebDataset tar shards (original bytes)")
     p.add_argument("src", help="ImageFolder root with train/ and val/ (or test/) class folders")
-    p.add_argument("out", help="folder for the shards and index.json")
+    p.add_argument("out", help="local folder for the shards and index.json (empty or new, unless --overwrite)")
     p.add_argument("--shard-size", type=positive_int, default=1000, help="images per shard (default: 1000)")
     p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the image order across shards (default: 0)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty OUT, removing its old index and shards first"
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from cropmix.data.safe_files import FileError
     from cropmix.data.shards import read_index, write_shards
 
-    path = write_shards(
-        args.src, args.out, shard_size=args.shard_size, shuffle_seed=args.shuffle_seed, progress=args.progress
-    )
+    try:
+        path = write_shards(
+            args.src,
+            args.out,
+            shard_size=args.shard_size,
+            shuffle_seed=args.shuffle_seed,
+            progress=args.progress,
+            overwrite=args.overwrite,
+        )
+    except FileError as error:  # a full disk, no permission, a FIFO among the images: one line naming the file
+        print(f"cropmix shards: error: {error.strerror}", file=sys.stderr)
+        return 2
     index = read_index(path)
     for name, split in sorted(index.splits.items()):
         print(f"{name}: {split.num_samples} images in {len(split.urls)} shards")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +26,13 @@ from ..transforms import retain_freed_memory
 from .arrays import ArraySplit, load_cifar, load_npz
 from .device_loader import DeviceBatches
 from .folder import FolderDataset, FolderIndex, collate_skip, decode_folder, index_folder, split_dir
+from .shard_urls import index_location
 from .shards import INDEX_NAME, ShardSplit, read_index
 
 if TYPE_CHECKING:
     from cropmix.integrations.hf import HFSplit
 
 DATASETS = ("cifar10", "cifar100", "npz", "imagefolder", "hf", "webdataset")
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+:")  # http://, pipe:, ... (not a Windows drive letter)
 
 
 @dataclass
@@ -58,7 +57,8 @@ def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = T
     """Check, before any work, that `data` is what `dataset` reads: an .npz file for "npz", a folder
     (train/ and val/ or test/) for "imagefolder", a folder (or nothing yet, if `download`) for CIFAR;
     for "hf" a folder or a dataset name, with the `datasets` package installed; for "webdataset" a folder
-    holding index.json, the index's .json file, or a URL (not checked until it is read)."""
+    holding index.json, the index's .json file, or an http(s) URL (not checked until it is read); a
+    `pipe:` command only if this process allowed it (cropmix.data.shard_urls.allow_pipe_url)."""
     if dataset == "hf":
         from cropmix.integrations.hf import check_hf_data
 
@@ -83,8 +83,8 @@ def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = T
 
 
 def _check_index_path(data: str | os.PathLike) -> None:
-    text = os.fspath(data)
-    if _URL.match(text) and not os.path.exists(text):
+    kind, text = index_location(os.fspath(data))  # a pipe: command not allowed, or another scheme, is refused
+    if kind != "file":  # an http(s) URL or an allowed command, read when loading
         return
     path = Path(text)
     what = f"dataset (--dataset) 'webdataset' reads a folder holding {INDEX_NAME} (written by `cropmix shards`), "

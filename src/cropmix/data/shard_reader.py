@@ -11,8 +11,11 @@ worker, samples pass a seeded shuffle buffer (seed, epoch, rank, worker), so run
 
 Workers only read: `ByteBatch` holds the encoded files as uint8 tensors, the labels and the member
 names; decoding and augmentation happen in the main process on the training device
-(cropmix.data.device_pipeline). Bad members (no image, a bad label) and the members a short shard
-lacks are an error naming the shard and the member, or with `skip_bad` logged, counted and left out.
+(cropmix.data.device_pipeline). Shards are read with tarfile (cropmix.data.shard_tar): member sizes and
+image headers are checked before anything is decoded. Bad members (no image, a bad label, a member over
+`max_member_bytes`, an image over the pixel limit) and the members a short shard lacks are an error
+naming the shard, the member and its source path, or with `skip_bad` logged, counted and left out. A
+split of which nothing could be read is an error, not an empty epoch.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .device_pipeline import batch_decodable
 from .folder import IMAGE_EXTENSIONS
+from .image_limits import BadImageError
+from .shard_tar import MAX_MEMBER_BYTES, check_member_image, iter_samples
 from .shards import ShardSplit
 
 log = logging.getLogger("cropmix.data")
 
 IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+_FIELDS = frozenset((*IMAGE_FIELDS, "cls", "path"))
 
 
 @dataclass
@@ -162,6 +168,7 @@ class ShardStream(IterableDataset):
         seed: int = 0,
         shuffle_buffer: int = 1000,
         skip_bad: bool = False,
+        max_member_bytes: int = MAX_MEMBER_BYTES,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in [0, world={world}), got {rank!r}")
@@ -169,45 +176,58 @@ class ShardStream(IterableDataset):
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.split, self.batch_size, self.num_classes = split, batch_size, num_classes
         self.rank, self.world, self.shuffle, self.seed = rank, world, shuffle, seed
-        self.shuffle_buffer, self.skip_bad = shuffle_buffer, skip_bad
+        self.shuffle_buffer, self.skip_bad, self.max_member_bytes = shuffle_buffer, skip_bad, max_member_bytes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _bad(self, skipped: list[str], name: str, reason: str) -> None:
+    def _bad(self, skipped: list[str], name: str, reason: str, where: str | None = None) -> None:
+        """Raise for the bad member `name` or, with skip_bad, log and record it; `where` adds its source path."""
         if not self.skip_bad:
-            raise ValueError(f"bad shard member {name}: {reason} (pass skip_bad=True to skip such members)")
-        log.warning("skipping shard member %s: %s", name, reason)
+            raise ValueError(f"bad shard member {where or name}: {reason} (pass skip_bad=True to skip such members)")
+        log.warning("skipping shard member %s: %s", where or name, reason)
         skipped.append(name)
 
     def _sample(self, url: str, sample: dict, skipped: list[str]):
         """(encoded bytes, label, name, jpeg) for a tar sample, or None (recorded in `skipped`) if it is bad."""
         name = f"{url}#{sample.get('__key__')}"
+        source = sample.get("path")
+        where = f"{name} (source {bytes(source).decode('utf-8', 'replace')!r})" if source else name
+        if sample["__oversize__"]:
+            return self._bad(skipped, name, "; ".join(sample["__oversize__"]), where)
         field_name = next((f for f in IMAGE_FIELDS if f in sample), None)
         if field_name is None or not sample[field_name]:
-            return self._bad(skipped, name, f"no (or an empty) image member; it has {sorted(sample)}")
+            fields = sorted(k for k in sample if not k.startswith("__"))
+            return self._bad(skipped, name, f"no (or an empty) image member; it has {fields}", where)
         try:
             label = int(bytes(sample.get("cls", b"")).decode("ascii"))
         except ValueError:
-            return self._bad(skipped, name, f"label (.cls) is not an integer: {sample.get('cls')!r}")
+            return self._bad(skipped, name, f"label (.cls) is not an integer: {sample.get('cls')!r}", where)
         if label < 0 or (self.num_classes is not None and label >= self.num_classes):
-            return self._bad(skipped, name, f"label {label} is outside [0, {self.num_classes})")
-        data = bytes(sample[field_name])
+            return self._bad(skipped, name, f"label {label} is outside [0, {self.num_classes})", where)
+        try:
+            data = check_member_image(bytes(sample[field_name]), where)
+        except BadImageError as error:
+            return self._bad(skipped, name, str(error), where)
         return data, label, name, batch_decodable(data)
 
     def _read_shard(self, shard: int, skip: int, take: int, skipped: list[str]) -> Iterator:
-        import webdataset as wds
-
         url = self.split.urls[shard]
-        stream = iter(wds.tarfile_samples([{"url": url}]))
+        stream = iter_samples(url, _FIELDS, self.max_member_bytes)
+        try:
+            yield from self._members(url, stream, skip, take, skipped)
+        finally:
+            stream.close()
+
+    def _members(self, url: str, stream: Iterator, skip: int, take: int, skipped: list[str]) -> Iterator:
         seen = 0
         while seen < skip + take:
             try:
                 sample = next(stream, None)
             except (OSError, ValueError, RuntimeError, tarfile.TarError) as error:
                 if not self.skip_bad:
-                    raise ValueError(f"cannot read shard {url!r} after member {seen}: {error.args[0]}") from error
+                    raise ValueError(f"cannot read shard {url!r} after member {seen}: {error}") from error
                 log.warning("cannot read the rest of shard %s: %s", url, error)
                 sample = None
             if sample is None:
@@ -348,3 +368,10 @@ class ShardLoader:
                 return
         if waiting and not self.drop_last:
             yield ByteBatch.cat(pending)
+        elif emitted == 0 and limit > 0:
+            urls = self.stream.split.urls
+            raise ValueError(
+                f"the {len(urls)} shards from {urls[0]!r} gave rank {self.stream.rank} {waiting} readable samples, "
+                f"fewer than one batch of {self.batch_size}: {len(self.skipped)} members were bad or missing "
+                "(see the warnings above)"
+            )

@@ -7,30 +7,39 @@ Layout written by `write_shards(src, out)` (ImageFolder: src/train/<class>/*, sr
     out/index.json                                    classes, and per split the shards and their counts
 
 Images are shuffled (seeded) before they are cut into shards, so every shard holds a mix of classes.
-The index's shard entries may be paths relative to the index, absolute paths, URLs (anything
-webdataset opens: http://, pipe:...) or brace patterns such as "train-{000000..000146}.tar";
+The index's shard entries may be paths relative to the index, absolute paths, http(s) URLs or brace
+patterns such as "train-{000000..000146}.tar"; never a command (cropmix.data.shard_urls).
 `counts` (samples per shard, after brace expansion) is what lets readers split an epoch exactly.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from braceexpand import braceexpand
 
 from .folder import FolderIndex, index_folder, split_dir
+from .safe_files import atomic_writer, read_regular_bytes, write_text_atomic
+from .shard_tar import MAX_MEMBER_BYTES
+from .shard_urls import expand_braces, index_location, read_location, resolve_entry
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cropmix-webdataset"
 SHARD_SPLITS = ("train", "val")
 # "test" is accepted as another name of the evaluation split, as for ImageFolder trees.
 SPLIT_ALIASES = {"test": "val"}
-_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+MAX_INDEX_BYTES = 64 * 2**20
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# What write_shards leaves in a folder: the shards and the temporary files of a run that was killed.
+_OWN_FILE = re.compile(
+    r"^\.?(train|val)-\d{6}\.tar(\.partial|\..+\.tmp)?$|^\.index\.json\..+\.tmp$|^index\.json\.partial$"
+)
 
 
 @dataclass
@@ -61,18 +70,11 @@ class ShardIndex:
         return self.splits[key]
 
 
-def _resolve(entry: str, base: str) -> str:
-    """A shard entry as a URL webdataset can open: relative paths are taken from the index's folder."""
-    if _URL_SCHEME.match(entry) and not re.match(r"^[a-zA-Z]:[\\/]", entry):
-        return entry
-    return entry if os.path.isabs(entry) else os.path.join(base, entry)
-
-
-def _split_from_json(name: str, entry: dict, base: str, where: str) -> ShardSplit:
-    patterns = entry.get("shards")
+def _split_from_json(name: str, entry: dict, base: str | None, where: str) -> ShardSplit:
+    patterns = entry.get("shards") if isinstance(entry, dict) else None
     if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
         raise ValueError(f"shard index {where!r}: splits.{name}.shards must be a non-empty list of strings")
-    urls = [_resolve(url, base) for pattern in patterns for url in braceexpand(pattern)]
+    urls = [resolve_entry(url, base, where) for pattern in patterns for url in expand_braces(pattern)]
     counts = entry.get("counts")
     if counts is None and "shard_size" in entry and "num_samples" in entry:
         # Every shard full but the last: the layout write_shards produces.
@@ -91,29 +93,32 @@ def _split_from_json(name: str, entry: dict, base: str, where: str) -> ShardSpli
 
 
 def read_index(path: str | os.PathLike) -> ShardIndex:
-    """Read a shard index: a folder holding index.json, or the JSON file itself (local or a URL)."""
+    """Read a shard index: a folder holding index.json, the JSON file itself, an http(s) URL, or a `pipe:`
+    command this process allowed (cropmix.data.shard_urls). Its shard entries are local paths or http(s) URLs."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, INDEX_NAME)
-    if _URL_SCHEME.match(path) and not os.path.exists(path):
-        import webdataset as wds
-
-        with wds.gopen(path, "rb") as stream:
-            data = json.loads(stream.read().decode("utf-8"))
-        base = path.rsplit("/", 1)[0]
+    kind, location = index_location(path)
+    if kind == "file" and not os.path.isfile(location):
+        raise FileNotFoundError(f"shard index {path!r} does not exist (write one with `cropmix shards SRC OUT`)")
+    try:
+        data = json.loads(read_location(kind, location, MAX_INDEX_BYTES).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"shard index {path!r} is not JSON: {error}") from error
+    if kind == "file":
+        base: str | None = os.path.dirname(os.path.abspath(location))
     else:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"shard index {path!r} does not exist (write one with `cropmix shards SRC OUT`)")
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        base = os.path.dirname(os.path.abspath(path))
+        base = location.rsplit("/", 1)[0] + "/" if kind == "http" else None
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
         raise ValueError(f'{path!r} is not a cropmix shard index (expected "format": {INDEX_FORMAT!r})')
     classes = data.get("classes")
-    if not isinstance(classes, list) or not classes:
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise ValueError(f"shard index {path!r}: classes must be a non-empty list of names")
-    splits = {name: _split_from_json(name, entry, base, path) for name, entry in data.get("splits", {}).items()}
-    return ShardIndex(path, list(classes), splits)
+    splits = data.get("splits", {})
+    if not isinstance(splits, dict):
+        raise ValueError(f"shard index {path!r}: splits must be an object of split names")
+    parsed = {name: _split_from_json(name, entry, base, path) for name, entry in splits.items()}
+    return ShardIndex(path, list(classes), parsed)
 
 
 def _shard_plan(index: FolderIndex, shard_size: int, shuffle_seed: int) -> list[list[int]]:
@@ -123,29 +128,32 @@ def _shard_plan(index: FolderIndex, shard_size: int, shuffle_seed: int) -> list[
     return [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
 
 
-def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, bar) -> dict:
-    import webdataset as wds
+def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    # A fixed integer mtime makes the shards a function of the images and the seed alone.
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    return info, io.BytesIO(data)
 
+
+def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, bar, written) -> dict:
     shards, counts = [], []
     class_counts = [0] * len(index.classes)
     for number, members in enumerate(_shard_plan(index, shard_size, shuffle_seed)):
         shard = f"{name}-{number:06d}.tar"
-        partial = out / (shard + ".partial")
-        # A fixed integer mtime makes the shards a function of the images and the seed alone (a float one,
-        # time.time() by default, costs every member an extra PAX header to write and to read).
-        with wds.TarWriter(str(partial), encoder=False, mtime=0) as sink:
+        with atomic_writer(out / shard, "wb") as handle, tarfile.open(fileobj=handle, mode="w|") as tar:
             for position in members:
                 path, target = index.paths[position], index.targets[position]
-                data = path.read_bytes()
+                data = read_regular_bytes(path, MAX_MEMBER_BYTES)
                 if not data:
                     raise ValueError(f"image file {str(path)!r} is empty")
                 extension = path.suffix.lower().lstrip(".")
                 relative = path.relative_to(index.root).as_posix().encode("utf-8")
                 key = f"{name}_{position:09d}"
-                sink.write({"__key__": key, extension: data, "cls": str(target).encode(), "path": relative})
+                for field, value in ((extension, data), ("cls", str(target).encode()), ("path", relative)):
+                    tar.addfile(*_member(f"{key}.{field}", value))
                 class_counts[target] += 1
                 bar.update(1)
-        os.replace(partial, out / shard)
+        written.append(out / shard)
         shards.append(shard)
         counts.append(len(members))
     return {
@@ -158,6 +166,41 @@ def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuf
     }
 
 
+def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    """The local folder `out`, made if missing; a non-empty one only with `overwrite`, its old index and shards
+    removed (the index first: a run killed from then on leaves shards without an index, never an old index
+    over a mix of old and new shards)."""
+    text = os.fspath(out)
+    if text.startswith("pipe:") or _URL.match(text):
+        raise ValueError(f"out {text!r} is a URL or a command; shards are written to a local folder only")
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"out {text!r} is a file; shards are written to a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in folder.iterdir())
+    if not names:
+        return folder
+    if not overwrite:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ValueError(
+            f"out {text!r} is not empty (it holds {shown}): pass overwrite=True (--overwrite) to replace its shards"
+        )
+    (folder / INDEX_NAME).unlink(missing_ok=True)
+    _sync_folder(folder)
+    for name in names:
+        if _OWN_FILE.match(name):
+            (folder / name).unlink()
+    return folder
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_shards(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -165,11 +208,14 @@ def write_shards(
     shard_size: int = 1000,
     shuffle_seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write the ImageFolder `src` (train/ and val/ or test/) as tar shards with an index; returns the index path.
 
     The files' bytes are stored as they are (no re-encoding); each shard gets `shard_size` images
-    (the last fewer) in a seeded random order.
+    (the last fewer) in a seeded random order. `out` is a local folder: a non-empty one needs `overwrite`,
+    which removes its old index and shards first. The index is written last; on any failure the shards
+    written so far are removed again and no temporary file is left.
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
@@ -179,16 +225,17 @@ def write_shards(
 
     train = index_folder(split_dir(src, "train"))
     val = index_folder(split_dir(src, "val"), classes=train.classes)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    splits = {}
+    folder = _prepare_out(out, overwrite)
+    splits, written = {}, []
     total = len(train.paths) + len(val.paths)
-    with tqdm(total=total, unit="img", desc="shards", disable=not progress) as bar:
-        for name, index in (("train", train), ("val", val)):
-            splits[name] = _write_split(index, name, out, shard_size, shuffle_seed, bar)
-    payload = {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits}
-    path = out / INDEX_NAME
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    try:
+        with tqdm(total=total, unit="img", desc="shards", disable=not progress) as bar:
+            for name, index in (("train", train), ("val", val)):
+                splits[name] = _write_split(index, name, folder, shard_size, shuffle_seed, bar, written)
+        payload = {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits}
+        write_text_atomic(folder / INDEX_NAME, json.dumps(payload, indent=1) + "\n")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return folder / INDEX_NAME

@@ -1,0 +1,165 @@
+"""Tar shards read with the standard library, bounded: member sizes, compression and pixel counts are checked first.
+
+`iter_samples` streams a shard (a local file or an http(s) URL, see cropmix.data.shard_urls) and groups
+its members into samples the way WebDataset does: members "<key>.<field>" with the same key in a row
+form one sample. Only the fields asked for are read, and only when their header declares at most
+`max_member_bytes` (MAX_MEMBER_BYTES by default); a larger one is recorded in the sample's
+"__oversize__" list unread. A compressed stream (gzip, bzip2, xz, zstd) is refused, whatever its name.
+
+`check_member_image` reads an image member's header only (JPEG and PNG here, other formats with
+PIL.Image.open, which does not decode) and refuses more than MAX_IMAGE_PIXELS pixels before any
+decoder sees it; 16-bit images are scaled to 8 bits (cropmix.data.image_limits) and handed on as
+8-bit PNG bytes, so every decoder downstream gets the same uint8 image.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import tarfile
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import PIL.Image
+
+from .image_limits import BadImageError, check_image_size, scale_16bit_to_8bit
+from .shard_urls import open_shard
+
+__all__ = ["MAX_MEMBER_BYTES", "check_member_image", "iter_samples"]
+
+MAX_MEMBER_BYTES = 64 * 2**20
+_MEMBER = re.compile(r"^((?:.*/)?[^./]+)\.([^/]+)$")
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already (to check them), read again from the start."""
+
+    def __init__(self, head: bytes, rest: io.IOBase) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _check_uncompressed(head: bytes, url: str) -> None:
+    for magic, name in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise ValueError(
+                f"shard {url!r} is a {name}-compressed stream; shards are read as plain (uncompressed) tar files "
+                "only, as `cropmix shards` writes them"
+            )
+
+
+def iter_samples(url: str, fields: frozenset[str], max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+    """The samples of the shard `url` in order: {"__key__", the `fields` present, "__oversize__": [reasons]}."""
+    with open_shard(url) as stream:
+        head = stream.read(512)
+        _check_uncompressed(head, url)
+        with tarfile.open(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="r|") as tar:
+            sample: dict | None = None
+            for member in tar:
+                match = _MEMBER.match(member.name)
+                if not member.isfile() or match is None:
+                    continue
+                key, field = match.groups()
+                if sample is not None and sample["__key__"] != key:
+                    yield sample
+                    sample = None
+                if sample is None:
+                    sample = {"__key__": key, "__oversize__": []}
+                if field.lower() not in fields:
+                    continue
+                if member.size > max_member_bytes:
+                    sample["__oversize__"].append(
+                        f"member {member.name!r} declares {member.size} bytes, more than the limit of "
+                        f"{max_member_bytes} (max_member_bytes)"
+                    )
+                    continue
+                sample[field.lower()] = tar.extractfile(member).read(max_member_bytes + 1)
+            if sample is not None:
+                yield sample
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None when there is none to read before the first scan."""
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2
+        elif marker in _SOF:
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        elif marker == 0xDA:
+            return None
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _pil_header(data: bytes, name: str) -> tuple[int, int, str] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                return image.size[0], image.size[1], image.mode
+    except PIL.Image.DecompressionBombError as error:
+        raise BadImageError(f"{name}: {error}") from error
+    except (OSError, SyntaxError, ValueError):
+        return None  # no header PIL knows: the decoders name the member when they fail on it too
+
+
+def _to_8bit_png(data: bytes, name: str) -> bytes:
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+        array = image.permute(1, 2, 0).numpy()
+    except RuntimeError:  # 16-bit TIFF, PGM, ...: PIL reads those as one 16-bit (or 32-bit int) channel
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            array = np.asarray(opened)
+    try:
+        scaled = scale_16bit_to_8bit(array.astype(np.int64) if array.dtype != np.uint8 else array)
+    except BadImageError as error:
+        raise BadImageError(f"{name}: {error}") from error
+    scaled = scaled[..., 0] if scaled.ndim == 3 and scaled.shape[2] == 1 else scaled
+    out = io.BytesIO()
+    PIL.Image.fromarray(np.ascontiguousarray(scaled)).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def check_member_image(data: bytes, name: str) -> bytes:
+    """`data` if its header allows it (16-bit images as 8-bit PNG bytes); BadImageError naming `name` otherwise."""
+    sixteen = False
+    if data[:2] == b"\xff\xd8":
+        size = _jpeg_size(data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 26:
+        size = struct.unpack(">II", data[16:24])
+        sixteen = data[24] == 16
+    else:
+        header = _pil_header(data, name)
+        size = None if header is None else header[:2]
+        sixteen = header is not None and header[2] in _SIXTEEN_BIT_MODES
+    if size is None:
+        return data
+    check_image_size(size[0], size[1], name)
+    return _to_8bit_png(data, name) if sixteen else data

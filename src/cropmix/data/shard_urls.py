@@ -1,0 +1,161 @@
+"""Where shards may come from: local paths and http(s) URLs, and a command only when the user's command line opts in.
+
+A shard index (index.json), a run's config.json and a recipe are files someone else may have written,
+so nothing they name is ever run: the shard entries of an index are local paths (relative ones taken
+from the index's folder, `file:///abs` accepted) or http(s) URLs; anything else is refused with an
+error naming the index and the entry. A `pipe:CMD` index location (the command prints index.json)
+is honoured only when the exact string was registered with `allow_pipe_url` in this process, which
+`cropmix train --allow-pipe-urls` does for the `--data` its own command line names; that switch is
+never stored in or read from a config.
+
+Reads are bounded in time: HTTP requests time out after URL_TIMEOUT_S seconds, a `pipe:` command
+after PIPE_TIMEOUT_S. Brace patterns ("train-{000000..000146}.tar", "{a,b}") are expanded here,
+without the braceexpand package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import urllib.parse
+import urllib.request
+from typing import IO
+
+from .safe_files import open_regular
+
+__all__ = [
+    "PIPE_FLAG",
+    "URL_TIMEOUT_S",
+    "allow_pipe_url",
+    "expand_braces",
+    "index_location",
+    "open_shard",
+    "read_location",
+    "resolve_entry",
+]
+
+PIPE_FLAG = "--allow-pipe-urls"
+URL_TIMEOUT_S = 60.0
+PIPE_TIMEOUT_S = 600.0
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")  # a Windows path, not a URL
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+_allowed_pipes: set[str] = set()
+
+
+def allow_pipe_url(url: str) -> None:
+    """Let this process run the `pipe:` command `url` (exactly this string): for a command line's own option only."""
+    if not url.startswith("pipe:"):
+        raise ValueError(f"allow_pipe_url takes a 'pipe:' URL, got {url!r}")
+    _allowed_pipes.add(url)
+
+
+def _scheme(text: str) -> str | None:
+    match = _SCHEME.match(text)
+    return None if match is None or _DRIVE.match(text) else match.group(1).lower()
+
+
+def _file_url_path(url: str, where: str) -> str:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/") or parsed.query or parsed.fragment:
+        raise ValueError(f"{where}: {url!r} is not a local file URL; accepted: file:///absolute/path")
+    return urllib.parse.unquote(parsed.path)
+
+
+def index_location(text: str) -> tuple[str, str]:
+    """("file" | "http" | "pipe", location) of a shard index named on a command line or in a config.
+
+    A local file or folder that exists wins over any URL reading of its name (a folder "exp:1" is a folder).
+    """
+    scheme = None if os.path.exists(text) else _scheme(text)
+    if scheme is None:
+        return "file", text
+    if scheme == "file":
+        return "file", _file_url_path(text, "shard index")
+    if scheme in ("http", "https"):
+        return "http", text
+    if scheme == "pipe":
+        if text not in _allowed_pipes:
+            raise ValueError(
+                f"shard index {text!r} is a command (pipe:): it runs only when named on the command line "
+                f"together with {PIPE_FLAG}"
+            )
+        return "pipe", text[len("pipe:") :]
+    raise ValueError(f"shard index {text!r}: scheme {scheme!r} is not read; accepted: a local path, http(s)://")
+
+
+def read_location(kind: str, location: str, max_bytes: int) -> bytes:
+    """The bytes of an index at an `index_location` (local: a regular file; http: with a timeout; pipe: the output)."""
+    if kind == "file":
+        with open_regular(location, max_bytes) as handle:
+            return handle.read(max_bytes + 1)
+    if kind == "http":
+        with urllib.request.urlopen(location, timeout=URL_TIMEOUT_S) as response:  # noqa: S310 (http(s) only)
+            data = response.read(max_bytes + 1)
+    else:
+        result = subprocess.run(location, shell=True, capture_output=True, timeout=PIPE_TIMEOUT_S, check=False)  # noqa: S602
+        if result.returncode != 0:
+            stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+            raise ValueError(f"command {location!r} failed with status {result.returncode}: {' '.join(stderr)}")
+        data = result.stdout
+    if len(data) > max_bytes:
+        raise ValueError(f"{location!r} holds more than the limit of {max_bytes} bytes for a shard index")
+    return data
+
+
+def resolve_entry(entry: str, base: str | None, where: str) -> str:
+    """A shard entry of the index `where` as a local path or an http(s) URL, relative ones taken from `base`.
+
+    base: the index's folder (a local path or an http(s) URL ending in "/"), None when the index came
+    from a command (then entries must be absolute). Anything else (pipe:, s3:, ...) is refused.
+    """
+    scheme = _scheme(entry)
+    if scheme == "file":
+        return _file_url_path(entry, f"shard index {where!r}")
+    if scheme in ("http", "https"):
+        return entry
+    if scheme is not None:
+        raise ValueError(
+            f"shard index {where!r}: shard {entry!r} is not read (scheme {scheme!r}); a shard index may name "
+            "local paths (relative to its folder) and http(s) URLs only, never a command"
+        )
+    if base is None:
+        if not os.path.isabs(entry):
+            raise ValueError(f"shard index {where!r} comes from a command: shard {entry!r} must be an absolute path")
+        return entry
+    if _scheme(base) in ("http", "https"):
+        return urllib.parse.urljoin(base, entry)
+    return entry if os.path.isabs(entry) else os.path.join(base, entry)
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """A binary stream of the shard `url` (a local regular file, or http(s) with a timeout); nothing else is opened."""
+    scheme = _scheme(url)
+    if scheme is None:
+        return open_regular(url)
+    if scheme in ("http", "https"):
+        return urllib.request.urlopen(url, timeout=URL_TIMEOUT_S)  # noqa: S310 (http(s) only)
+    raise ValueError(f"shard {url!r} is not read (scheme {scheme!r}); shards are local paths or http(s) URLs")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Every string a brace pattern names, in order: "{a,b}" lists, "{000..012}" zero-padded integer ranges."""
+    match = _BRACE.search(pattern)
+    if match is None:
+        return [pattern]
+    body = match.group(1)
+    numbers = _RANGE.match(body)
+    if numbers:
+        a, b = numbers.group(1), numbers.group(2)
+        lo, hi = int(a), int(b)
+        width = max(len(a), len(b)) if any(len(x) > 1 and x.startswith("0") for x in (a, b)) else 0
+        step = 1 if hi >= lo else -1
+        if abs(hi - lo) >= 10_000_000:
+            raise ValueError(f"brace pattern {pattern!r} names more than 10 million shards")
+        choices = [str(i).zfill(width) for i in range(lo, hi + step, step)]
+    else:
+        choices = body.split(",") if "," in body else ["{" + body + "}"]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [head + choice + rest for choice in choices for rest in expand_braces(tail)]
