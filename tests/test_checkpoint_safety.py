@@ -152,3 +152,31 @@ def test_plain_timm_kwargs_still_work():
     from cropmix.models.timm_bridge import check_timm_kwargs
 
     check_timm_kwargs({"num_classes": 10, "drop_rate": 0.1, "img_size": 32, "global_pool": "avg", "depths": [1, 2]})
+
+
+def test_a_hf_folder_with_a_loading_script_is_never_run(tmp_path):
+    pytest.importorskip("datasets")
+    from cropmix.integrations.hf import load_hf
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "ds.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (folder / "train.csv").write_text("image,label\n1,0\n")
+    with pytest.raises(ValueError, match="loading script"):
+        load_hf(folder)
+    assert not marker.exists()
+
+
+def test_a_hf_name_not_in_the_cache_is_one_quick_line(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    import time
+
+    from cropmix.integrations.hf import load_hf
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="local Hugging Face cache") as info:
+        load_hf("someone/no-such-dataset-here")
+    assert time.monotonic() - start < 20
+    assert "\n" not in str(info.value)

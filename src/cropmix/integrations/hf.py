@@ -9,8 +9,10 @@ has labels. Images are decoded per item as PIL images and go through the transfo
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,61 @@ def open_hf(data: str | os.PathLike) -> Any:
         )
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(path))
-    return datasets.load_dataset(str(data))
+    refuse_scripts(path)
+    kwargs = (
+        {"trust_remote_code": False}
+        if "trust_remote_code" in inspect.signature(datasets.load_dataset).parameters
+        else {}
+    )
+    try:
+        with offline(datasets):
+            return datasets.load_dataset(str(data), **kwargs)
+    except Exception as error:  # noqa: BLE001 - one line naming the data, with the cause
+        if path.is_dir():
+            raise
+        raise ValueError(
+            f"data (--data) {str(data)!r} is neither a dataset folder nor a dataset in the local Hugging Face cache "
+            f"(cropmix reads Hugging Face datasets offline; download it first): {' '.join(str(error).split())[:300]}"
+        ) from error
+
+
+def refuse_scripts(path: Path) -> None:
+    """Raise ValueError if the folder `path` holds a dataset loading script (*.py at its top): `datasets`
+    versions before 3 would run it, and cropmix never runs code that came with data."""
+    if path.is_dir():
+        scripts = sorted(p.name for p in path.iterdir() if p.suffix == ".py")
+        if scripts:
+            raise ValueError(
+                f"data (--data) {str(path)!r} holds a dataset loading script {scripts[:3]}, which cropmix never runs; "
+                "use a save_to_disk folder, an imagefolder or parquet/arrow files instead"
+            )
+
+
+@contextlib.contextmanager
+def offline(datasets: Any) -> Iterator[None]:
+    """`datasets` and the hub client set offline for the duration (environment and the already-read
+    config), so a name not in the cache fails at once instead of retrying the network."""
+    names = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    saved_env = {name: os.environ.get(name) for name in names}
+    modules = [datasets.config]
+    with contextlib.suppress(ImportError):
+        import huggingface_hub.constants
+
+        modules.append(huggingface_hub.constants)
+    saved = [(m, name, getattr(m, name)) for m in modules for name in names if hasattr(m, name)]
+    try:
+        os.environ.update(dict.fromkeys(names, "1"))
+        for module, name, _ in saved:
+            setattr(module, name, True)
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = "label") -> tuple[HFSplit, HFSplit]:
