@@ -71,9 +71,10 @@ def iter_samples(url: str, fields: frozenset[str], max_member_bytes: int = MAX_M
         _check_uncompressed(head, url)
         with tarfile.open(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="r|") as tar:
             sample: dict | None = None
+            dropped = None  # the key of a sample given out early, at its oversize member
             for member in tar:
                 match = _MEMBER.match(member.name)
-                if not member.isfile() or match is None:
+                if not member.isfile() or match is None or match.group(1) == dropped:
                     continue
                 key, field = match.groups()
                 if sample is not None and sample["__key__"] != key:
@@ -88,6 +89,9 @@ def iter_samples(url: str, fields: frozenset[str], max_member_bytes: int = MAX_M
                         f"member {member.name!r} declares {member.size} bytes, more than the limit of "
                         f"{max_member_bytes} (max_member_bytes)"
                     )
+                    # Given out now, before the stream is read past the member (which may be short of it).
+                    yield sample
+                    sample, dropped = None, key
                     continue
                 sample[field.lower()] = tar.extractfile(member).read(max_member_bytes + 1)
             if sample is not None:
