@@ -45,6 +45,11 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
         "hf: a Hugging Face dataset name (in the local cache) or folder; webdataset: the folder `cropmix shards` "
         "wrote, its index.json, or a URL",
     )
+    p.add_argument(
+        "--allow-pipe-urls",
+        action="store_true",
+        help="webdataset: let a pipe:CMD --data run CMD (its output is the index); never taken from a file",
+    )
     p.add_argument("--hf-image-key", help="hf: the image column (default: image)")
     p.add_argument("--hf-label-key", help="hf: the label column (default: label)")
     p.add_argument("--out", required=True, help="run folder")
@@ -162,6 +167,10 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cropmix.train import train
 
+    if args.allow_pipe_urls and args.data.startswith("pipe:"):
+        from cropmix.data.shard_urls import allow_pipe_url
+
+        allow_pipe_url(args.data)
     config = config_from_args(args)
     if args.print_config:  # what out/config.json would hold, checked as a run would check it
         import torch
