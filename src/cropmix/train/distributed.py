@@ -4,8 +4,14 @@ init_distributed(uses_cuda(name))`, then `device = resolve_device(name, info)`."
 
 from __future__ import annotations
 
+import ctypes
+import datetime
 import os
 import re
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +33,46 @@ class DistInfo:
         return self.rank == 0
 
 
+# How long a collective waits for a stopped or lost rank before the job ends with an error.
+DDP_TIMEOUT_S = 600
+TIMEOUT_ENV = "CROPMIX_DDP_TIMEOUT_S"
+_PR_SET_PDEATHSIG = 1
+
+
+def ddp_timeout() -> datetime.timedelta:
+    """The process-group timeout: DDP_TIMEOUT_S, or the seconds in $CROPMIX_DDP_TIMEOUT_S (a positive number)."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return datetime.timedelta(seconds=DDP_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds < float("inf")):
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
+    return datetime.timedelta(seconds=seconds)
+
+
+def end_with_parent(poll_s: float = 1.0) -> None:
+    """Have this process end (SIGTERM) when its parent (torchrun's agent) dies, so a killed launcher leaves
+    no workers writing on: prctl(PR_SET_PDEATHSIG) on Linux, a thread watching os.getppid() elsewhere."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="cropmix-parent-watch", daemon=True).start()
+
+
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
@@ -44,16 +90,19 @@ def uses_cuda(name: str) -> bool:
 
 
 def init_distributed(use_cuda: bool) -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); a no-op otherwise.
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); a no-op otherwise. Collectives
+    time out after `ddp_timeout()`, and the process ends with its launcher (`end_with_parent`).
     Follow it with `resolve_device`, which picks (and selects) this process's GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    timeout = ddp_timeout()
+    end_with_parent()
     if use_cuda:
         torch.cuda.set_device(local_rank)  # before NCCL starts, so each process talks from its own GPU
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     return DistInfo(rank, world, local_rank)
 
 

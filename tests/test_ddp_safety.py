@@ -1,0 +1,73 @@
+"""DDP: a process-group timeout, and workers that end with their launcher."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cropmix.train import distributed
+
+
+def test_the_process_group_gets_a_timeout(monkeypatch):
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kw: seen.update(kw))
+    monkeypatch.setattr(distributed, "end_with_parent", lambda: seen.setdefault("watched", True))
+    distributed.init_distributed(False)
+    assert seen["timeout"] == datetime.timedelta(seconds=distributed.DDP_TIMEOUT_S) and seen["watched"]
+    monkeypatch.setenv("CROPMIX_DDP_TIMEOUT_S", "42")
+    distributed.init_distributed(False)
+    assert seen["timeout"] == datetime.timedelta(seconds=42)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "inf", "soon"])
+def test_a_bad_timeout_is_refused_naming_the_variable(monkeypatch, bad):
+    monkeypatch.setenv("CROPMIX_DDP_TIMEOUT_S", bad)
+    with pytest.raises(ValueError, match="CROPMIX_DDP_TIMEOUT_S"):
+        distributed.ddp_timeout()
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return False
+    return "\nState:\tZ" not in status.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_ends_when_its_launcher_is_killed(tmp_path):
+    ready = tmp_path / "ready"
+    child = (
+        "from cropmix.train.distributed import end_with_parent; import time; end_with_parent(); "
+        f"open({str(ready)!r}, 'w').close(); time.sleep(60)"
+    )
+    launcher = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True, env=os.environ)
+    worker = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:  # the worker has asked to end with its parent
+        time.sleep(0.05)
+    assert _alive(worker)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive
