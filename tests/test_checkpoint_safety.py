@@ -180,3 +180,11 @@ def test_a_hf_name_not_in_the_cache_is_one_quick_line(tmp_path, monkeypatch):
         load_hf("someone/no-such-dataset-here")
     assert time.monotonic() - start < 20
     assert "\n" not in str(info.value)
+
+
+def test_the_block_formula_matches_the_built_blocks():
+    from cropmix.models.size import block_stack_parameters
+    from cropmix.models.vit import Block
+
+    blocks = torch.nn.ModuleList(Block(32, 4) for _ in range(3))
+    assert block_stack_parameters(32, 3) == sum(p.numel() for p in blocks.parameters())

@@ -12,6 +12,7 @@ from .classifier import Classifier
 from .fastnet import LOGIT_SCALE, FastNet
 from .normalize import CIFAR10_MEAN, CIFAR10_STD
 from .resnet import preact_resnet18, resnet18, wide_resnet
+from .size import check_parameter_count
 from .timm_bridge import TimmBackbone
 from .vit import vit_tiny
 
@@ -28,9 +29,6 @@ _BACKBONES: dict[str, tuple[Callable[..., nn.Module], float]] = {
 
 MODEL_NAMES: tuple[str, ...] = (*_BACKBONES, TIMM_PREFIX + "<name>")
 
-# The most parameters a model named by a (possibly received) config may have.
-MAX_PARAMETERS = 2_000_000_000
-
 
 def checked_build(
     build: Callable[[], nn.Module], what: str, extra: Callable[[nn.Module], int] = lambda m: 0
@@ -42,11 +40,7 @@ def checked_build(
         probe = build()
     count = sum(p.numel() for p in probe.parameters()) + extra(probe)
     del probe
-    if count > MAX_PARAMETERS:
-        raise ValueError(
-            f"{what} would have {count:,} parameters, more than the limit of {MAX_PARAMETERS:,} (MAX_PARAMETERS); "
-            "check its sizes (dim, depth, widths, ...)"
-        )
+    check_parameter_count(count, what)
     return build()
 
 
