@@ -188,3 +188,10 @@ def test_the_block_formula_matches_the_built_blocks():
 
     blocks = torch.nn.ModuleList(Block(32, 4) for _ in range(3))
     assert block_stack_parameters(32, 3) == sum(p.numel() for p in blocks.parameters())
+
+
+def test_a_huge_position_buffer_counts_too():
+    from cropmix.models import build_model
+
+    with pytest.raises(ValueError, match="MAX_PARAMETERS"):
+        build_model("vit_tiny", 10, image_size=8192, patch_size=2, dim=192)

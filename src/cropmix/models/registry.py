@@ -33,12 +33,12 @@ MODEL_NAMES: tuple[str, ...] = (*_BACKBONES, TIMM_PREFIX + "<name>")
 def checked_build(
     build: Callable[[], nn.Module], what: str, extra: Callable[[nn.Module], int] = lambda m: 0
 ) -> nn.Module:
-    """`build()` after building it once on the meta device (no memory) to count its parameters (plus
+    """`build()` after building it once on the meta device (no memory) to count its parameters and buffers (plus
     `extra(probe)`, e.g. a head added later): a config asking for more than MAX_PARAMETERS is refused
     before anything is allocated. `what` names the model."""
     with torch.device("meta"):
         probe = build()
-    count = sum(p.numel() for p in probe.parameters()) + extra(probe)
+    count = sum(t.numel() for t in (*probe.parameters(), *probe.buffers())) + extra(probe)
     del probe
     check_parameter_count(count, what)
     return build()
