@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
+
+from .image_files import SKIP_HINT, BadFileError, image_size, open_image
 
 log = logging.getLogger("cropmix.data")
 
@@ -80,15 +81,6 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None) ->
     return FolderIndex(folder, paths, targets, list(classes))
 
 
-def open_image(path: str | os.PathLike) -> PIL.Image.Image:
-    """Decode an image file to RGB, raising ValueError that names the file if it cannot be read."""
-    try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
-
-
 def largest_file_size(index: FolderIndex, count: int = 8) -> tuple[int, int] | None:
     """The largest (height, width) among `count` files spread evenly over `index`, from their headers:
     the training transform batches CropMix when even these are small. Unreadable files are left out
@@ -97,9 +89,9 @@ def largest_file_size(index: FolderIndex, count: int = 8) -> tuple[int, int] | N
     spread = np.unique(np.linspace(0, len(index.paths) - 1, count).round().astype(int))  # first to last
     for path in (index.paths[i] for i in spread):
         try:
-            with PIL.Image.open(path) as image:
-                sizes.append((image.height, image.width))
-        except (OSError, SyntaxError, ValueError) as error:
+            width, height = image_size(path)
+            sizes.append((height, width))
+        except BadFileError as error:
             log.warning("cannot read %s to size the training transform (%s)", path, error)
     return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else None
 
@@ -116,10 +108,8 @@ def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Ten
     for path, target in zip(index.paths, index.targets, strict=True):
         try:
             array = np.asarray(open_image(path))
-        except ValueError as error:
-            if not skip_bad:
-                raise
-            log.warning("skipping %s", error)
+        except BadFileError as error:
+            _bad_file(error, skip_bad)
             index.skipped.append(str(path))
             continue
         if shape is None:
@@ -137,6 +127,13 @@ def decode_folder(index: FolderIndex, skip_bad: bool = False) -> tuple[torch.Ten
         log.warning("skipped %d unreadable files under %s", len(index.skipped), index.root)
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(targets, dtype=torch.int64)
+
+
+def _bad_file(error: BadFileError, skip_bad: bool) -> None:
+    """Log a bad file as skipped, or raise it in one line with the hint to skip it."""
+    if not skip_bad:
+        raise BadFileError(f"bad image file {error} {SKIP_HINT}") from error
+    log.warning("skipping %s: %s", error.path, error.reason)
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -164,10 +161,8 @@ class FolderDataset(torch.utils.data.Dataset):
         path = self.index.paths[i]
         try:
             image = open_image(path)
-        except ValueError as error:
-            if not self.skip_bad:
-                raise
-            log.warning("skipping %s", error)
+        except BadFileError as error:
+            _bad_file(error, self.skip_bad)
             worker = torch.utils.data.get_worker_info()
             self.skipped_counts[0 if worker is None else worker.id + 1] += 1
             return None

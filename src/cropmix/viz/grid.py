@@ -14,6 +14,7 @@ import PIL.ImageFont
 import torch
 from torchvision.transforms import v2
 
+from cropmix.data.image_files import open_image
 from cropmix.transforms import CropMix, preset
 
 # Band colours from the smallest scale band (blue) to the largest (red).
@@ -41,15 +42,11 @@ def font(size: int) -> Font:
 
 
 def open_rgb(path: str | Path) -> PIL.Image.Image:
-    """An image file as RGB, or a FileNotFoundError / ValueError naming the file."""
+    """An image file as 8-bit RGB (16-bit scaled, limits checked), or a FileNotFoundError / ValueError naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, PIL.Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read image file {str(path)!r}: {error}") from error
+    return open_image(path)
 
 
 def crop_thumbnail(image: PIL.Image.Image, crops: Sequence, slot: tuple[int, int], label_size: int) -> PIL.Image.Image:

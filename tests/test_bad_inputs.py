@@ -1,0 +1,114 @@
+"""Bad image files are named in one line, skippable, and never decoded past the limits or read without end."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from cropmix.data import base_transform, decode_folder, index_folder, make_loader, open_image
+from cropmix.data.image_files import BadFileError
+from cropmix.viz.grid import open_rgb
+
+
+def bomb_jpeg(side: int = 30000) -> bytes:
+    """A small JPEG whose frame header claims side x side pixels."""
+    out = io.BytesIO()
+    PIL.Image.new("RGB", (16, 16), "red").save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC2):
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    data[i + 5 : i + 9] = struct.pack(">HH", side, side)
+    return bytes(data)
+
+
+def grey16_png(path) -> np.ndarray:
+    values = np.linspace(0, 40000, 16 * 16).astype(np.uint16).reshape(16, 16)
+    PIL.Image.fromarray(values).save(path)  # mode I;16
+    return values
+
+
+def folder_with(tmp_path, name: str, data: bytes | None = None):
+    root = tmp_path / "train"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        PIL.Image.new("RGB", (12, 12), "blue").save(root / c / "good.png")
+    bad = root / "b" / name
+    if data is not None:
+        bad.write_bytes(data)
+    return root, bad
+
+
+def test_a_bomb_jpeg_is_named_and_skippable(tmp_path):
+    root, bad = folder_with(tmp_path, "bomb.jpg", bomb_jpeg())
+    with pytest.raises(BadFileError, match=r"bomb\.jpg.*pixels.*--skip-bad"):
+        decode_folder(index_folder(root))
+    images, _ = decode_folder(index := index_folder(root), skip_bad=True)
+    assert len(images) == 2 and index.skipped == [str(bad)]
+    with pytest.raises(BadFileError, match="bomb.jpg"):
+        open_rgb(bad)
+
+
+def test_a_tiny_image_is_refused(tmp_path):
+    path = tmp_path / "tiny.png"
+    PIL.Image.new("RGB", (2, 2)).save(path)
+    with pytest.raises(BadFileError, match=r"tiny\.png.*too small"):
+        open_image(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_or_a_link_to_a_device_is_not_read(tmp_path):
+    root, fifo = folder_with(tmp_path, "fifo.png")
+    os.mkfifo(fifo)
+    (root / "a" / "zero.png").symlink_to("/dev/zero")
+    index = index_folder(root)
+    images, _ = decode_folder(index, skip_bad=True)  # hung on the FIFO before
+    assert len(images) == 2 and sorted(index.skipped) == sorted([str(fifo), str(root / "a" / "zero.png")])
+    with pytest.raises(BadFileError, match="not a regular file"):
+        open_image(fifo)
+
+
+def test_16bit_png_is_scaled_not_clamped(tmp_path):
+    path = tmp_path / "grey16.png"
+    values = grey16_png(path)
+    assert PIL.Image.open(path).mode.startswith("I")
+    expected = (values.astype(np.int64) * 255 + 32767) // 65535
+    for image in (open_image(path), open_rgb(path)):
+        array = np.asarray(image)
+        assert array.shape == (16, 16, 3) and (array[..., 0] == expected).all()
+
+
+def test_worker_error_is_one_line_and_skip_logs_the_path(tmp_path, caplog):
+    root, bad = folder_with(tmp_path, "broken.png", b"not an image")
+    index = index_folder(root)
+    loader = make_loader(index, base_transform("none", 12, in_memory=False), batch_size=3, train=False, workers=1)
+    with pytest.raises(BadFileError) as caught:
+        next(iter(loader))
+    assert "\n" not in str(caught.value) and "broken.png" in str(caught.value) and "--skip-bad" in str(caught.value)
+    loader = make_loader(
+        index, base_transform("none", 12, in_memory=False), batch_size=3, train=False, workers=0, skip_bad=True
+    )
+    with caplog.at_level("WARNING", logger="cropmix.data"):
+        images, _ = next(iter(loader))
+    assert images.shape[0] == 2 and f"skipping {bad}: " in caplog.text
+
+
+def test_show_names_a_bomb_in_one_line(tmp_path):
+    bad = tmp_path / "bomb.jpg"
+    bad.write_bytes(bomb_jpeg())
+    result = subprocess.run(
+        [sys.executable, "-m", "cropmix", "show", str(bad), "--out", str(tmp_path / "g.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "bomb.jpg" in result.stderr and "Traceback" not in result.stderr
+    assert torch is not None
