@@ -112,3 +112,19 @@ def test_show_names_a_bomb_in_one_line(tmp_path):
     )
     assert result.returncode == 2 and "bomb.jpg" in result.stderr and "Traceback" not in result.stderr
     assert torch is not None
+
+
+def test_imagefolder_finds_nested_files_and_a_val_split_may_lack_a_class(tmp_path):
+    root, _ = folder_with(tmp_path, "unused.png")
+    (root / "a" / "deeper").mkdir()
+    PIL.Image.new("RGB", (12, 12)).save(root / "a" / "deeper" / "nested.png")
+    train = index_folder(root)
+    assert root / "a" / "deeper" / "nested.png" in train.paths and train.targets.count(0) == 2
+    val = tmp_path / "val"
+    (val / "b").mkdir(parents=True)
+    PIL.Image.new("RGB", (12, 12)).save(val / "b" / "x.png")
+    index = index_folder(val, classes=train.classes)
+    assert index.classes == ["a", "b"] and index.targets == [1]
+    (val / "zebra").mkdir()
+    with pytest.raises(ValueError, match="zebra"):
+        index_folder(val, classes=train.classes)

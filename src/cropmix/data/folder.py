@@ -53,15 +53,20 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
 
 
 def index_folder(folder: str | os.PathLike, classes: list[str] | None = None) -> FolderIndex:
-    """List `folder`/<class>/<image files>. An empty class folder or an unknown class is an error naming it."""
+    """List `folder`/<class>/**/<image files> (sub-folders of a class included, as torchvision does).
+
+    Without `classes` (a training split) the class folders found are the classes, and an empty one is an
+    error naming it. With `classes` (a validation split, taken from training) a class may be absent, but
+    a class folder training lacks is an error naming it.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
     found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if not found:
         raise FileNotFoundError(f"image folder {str(folder)!r} has no class sub-folders")
-    if classes is None:
-        classes = found
+    from_training = classes is not None
+    classes = found if classes is None else classes
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise ValueError(f"image folder {str(folder)!r} has classes {unknown} that the training split lacks")
@@ -69,13 +74,9 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None) ->
     targets: list[int] = []
     for target, name in enumerate(classes):
         class_dir = folder / name
-        files = (
-            sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if class_dir.is_dir() else []
-        )
-        if not files:
-            raise ValueError(
-                f"class folder {str(class_dir)!r} is empty or missing (no files ending in {IMAGE_EXTENSIONS})"
-            )
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
+        if not files and not (from_training and not class_dir.is_dir()):
+            raise ValueError(f"class folder {str(class_dir)!r} is empty (no files ending in {IMAGE_EXTENSIONS})")
         paths.extend(files)
         targets.extend([target] * len(files))
     return FolderIndex(folder, paths, targets, list(classes))
