@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 import torch
 
-from cropmix.data import base_transform, decode_folder, index_folder, make_loader, open_image
+from cropmix.data import base_transform, decode_folder, index_folder, load_npz, make_loader, open_image
 from cropmix.data.image_files import BadFileError
 from cropmix.viz.grid import open_rgb
 
@@ -128,3 +128,47 @@ def test_imagefolder_finds_nested_files_and_a_val_split_may_lack_a_class(tmp_pat
     (val / "zebra").mkdir()
     with pytest.raises(ValueError, match="zebra"):
         index_folder(val, classes=train.classes)
+
+
+def npz_with(path, **arrays):
+    base = {"x_train": np.zeros((2, 12, 12, 3), np.uint8), "y_train": np.array([0, 1]), "classes": np.array(["a", "b"])}
+    base.update(arrays)
+    base.update({k.replace("train", "test"): v for k, v in base.items() if k.endswith("_train")})
+    np.savez(path, **base)
+    return path
+
+
+def test_npz_zip_bomb_is_refused_unread(tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**5)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x_train.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            member.write(b"\0" * 2**20)
+    with pytest.raises(ValueError, match=r"bomb\.npz.*x_train.*over the limit"):
+        load_npz(path, "train")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((2, 12, 12, 4), np.uint8)}, "x_train has 4 channels.*1 .* or 3"),
+        ({"x_train": np.zeros((2, 2, 2, 3), np.uint8)}, "x_train.*too small"),
+        ({"y_train": np.array([0, 5])}, r"y_train.*\[0, 2\)"),
+        ({"y_train": np.array([0.0, 1.0])}, "y_train must be 1-d integer"),
+    ],
+)
+def test_npz_wrong_channels_sizes_and_labels_are_named(tmp_path, arrays, message):
+    path = npz_with(tmp_path / "data.npz", **arrays)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_npz(path, "train")
+    assert "data.npz" in str(caught.value)
+
+
+def test_npz_grey_images_become_rgb(tmp_path):
+    grey = np.arange(2 * 12 * 12, dtype=np.uint8).reshape(2, 12, 12, 1)
+    split = load_npz(npz_with(tmp_path / "g.npz", x_train=grey), "train")
+    assert split.images.shape == (2, 3, 12, 12) and (split.images[:, 2] == torch.from_numpy(grey[..., 0])).all()

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
+
+from .image_files import to_rgb
+from .image_limits import BadImageError, check_image_size
+from .safe_files import open_regular
+
+MAX_ARRAY_BYTES = 4 * 2**30  # per npz member, declared size, checked before anything is inflated
 
 
 @dataclass
@@ -66,40 +73,94 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
     return ArraySplit(images, torch.as_tensor(dataset.targets, dtype=torch.int64), list(dataset.classes))
 
 
-def decode_jpegs(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Decode images stored end to end in `blob` at `offsets` into a uint8 (N, H, W, 3) array."""
+def decode_jpegs(blob: np.ndarray, offsets: np.ndarray, name: str = "jpeg") -> np.ndarray:
+    """Decode images stored end to end in `blob` at `offsets` into a uint8 (N, H, W, 3) array, each
+    checked against the pixel limits from its header first; errors name `name` and the image."""
     out = []
     for i in range(len(offsets) - 1):
         data = blob[offsets[i] : offsets[i + 1]].tobytes()
-        out.append(np.asarray(PIL.Image.open(io.BytesIO(data)).convert("RGB")))
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                check_image_size(image.width, image.height, f"{name}[{i}]")
+                out.append(np.asarray(to_rgb(image)))
+        except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as error:
+            raise BadImageError(f"{name}[{i}]: cannot read image: {error}") from error
     return np.stack(out)
 
 
+def check_npz_sizes(path: Path, limit: int = MAX_ARRAY_BYTES) -> None:
+    """Refuse an npz whose members declare more than `limit` bytes (zip size or .npy shape x itemsize), unread."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            where = f"npz file {str(path)!r}: array {info.filename.removesuffix('.npy')}"
+            if info.file_size > limit:
+                raise ValueError(f"{where} declares {info.file_size} bytes, over the limit of {limit}")
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read(member)
+                except ValueError as error:
+                    raise ValueError(f"{where} has no valid .npy header: {error}") from error
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if nbytes > limit:
+                raise ValueError(f"{where} of shape {shape} is {nbytes} bytes, over the limit of {limit}")
+
+
+def _images(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
+    where = f"npz file {str(path)!r}: {key}"
+    if array.dtype != np.uint8 or array.ndim not in (3, 4):
+        raise ValueError(f"{where} must be uint8 (N, H, W, C) or (N, H, W), got {array.dtype} {array.shape}")
+    array = array[..., None] if array.ndim == 3 else array
+    if array.shape[3] not in (1, 3):
+        raise ValueError(f"{where} has {array.shape[3]} channels; 1 (grey, made RGB) or 3 (RGB) are accepted")
+    check_image_size(array.shape[2], array.shape[1], where)
+    images = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+    return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images.contiguous()
+
+
+def _targets(labels: np.ndarray, path: Path, key: str, num_classes: int | None) -> torch.Tensor:
+    where = f"npz file {str(path)!r}: {key}"
+    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
+        raise ValueError(f"{where} must be 1-d integer labels, got {labels.dtype} {labels.shape}")
+    top = num_classes if num_classes is not None else int(labels.max(initial=0)) + 1
+    if labels.size and (labels.min() < 0 or labels.max() >= top):
+        raise ValueError(f"{where} holds labels in [{labels.min()}, {labels.max()}]; accepted: [0, {top})")
+    return torch.from_numpy(labels.astype(np.int64))
+
+
 def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
-    """Split `split` ("train" or "test"; "val" means "test") of an .npz file in the format above."""
+    """Split `split` ("train" or "test"; "val" means "test") of an .npz file in the format above, its
+    declared sizes, channels (1 or 3), image sides and labels checked before use."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"npz file {str(path)!r} does not exist")
     split = {"val": "test"}.get(split, split)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        check_npz_sizes(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"npz file {str(path)!r} is not a valid npz (zip) file: {error}") from error
+    with open_regular(path) as handle, np.load(handle, allow_pickle=False) as data:
         if f"x_{split}" in data:
             array = data[f"x_{split}"]
         elif f"jpeg_{split}" in data:
-            array = decode_jpegs(data[f"jpeg_{split}"], data[f"jpeg_{split}_offsets"])
+            array = decode_jpegs(data[f"jpeg_{split}"], data[f"jpeg_{split}_offsets"], f"{path} jpeg_{split}")
         else:
             raise ValueError(
                 f"npz file {str(path)!r} has neither x_{split} nor jpeg_{split}; keys: {sorted(data.files)}"
             )
         if f"y_{split}" not in data:
             raise ValueError(f"npz file {str(path)!r} lacks y_{split}")
-        targets = torch.from_numpy(data[f"y_{split}"].astype(np.int64))
-        num_classes = int(targets.max()) + 1
-        classes = [str(c) for c in data["classes"]] if "classes" in data else [str(i) for i in range(num_classes)]
-    if array.dtype != np.uint8 or array.ndim != 4:
-        raise ValueError(f"x_{split} in {str(path)!r} must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
-    return ArraySplit(torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous(), targets, classes)
+        classes = [str(c) for c in data["classes"]] if "classes" in data else None
+        targets = _targets(data[f"y_{split}"], path, f"y_{split}", None if classes is None else len(classes))
+    classes = classes if classes is not None else [str(i) for i in range(int(targets.max()) + 1 if len(targets) else 0)]
+    return ArraySplit(_images(array, path, f"x_{split}"), targets, classes)
 
 
 def save_npz(path: str | os.PathLike, splits: dict[str, ArraySplit], compress: bool = False) -> Path:
