@@ -58,6 +58,8 @@ def _open(path: Path) -> Iterator[PIL.Image.Image]:
                 image = PIL.Image.open(handle)
         except PIL.Image.DecompressionBombError as error:
             raise BadFileError(str(path), f"more pixels than the limit ({error})") from error
+        except PIL.UnidentifiedImageError as error:
+            raise BadFileError(str(path), "not an image file that Pillow can identify") from error
         except (OSError, SyntaxError, ValueError) as error:
             raise BadFileError(str(path), f"cannot read image: {error}") from error
         with image:
