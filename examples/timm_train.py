@@ -20,6 +20,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from cropmix.data import load_npz
 from cropmix.integrations.timm import create_transform
@@ -107,8 +108,11 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer, sched=args.sched, num_epochs=args.epochs, updates_per_epoch=steps, step_on_epochs=False
     )
     start, updates, losses = time.time(), 0, []
+    images = len(train_loader.dataset)
+    print(f"{args.model}: {images} training images, {num_classes} classes, {epochs} epochs of {steps} steps")
     for epoch in range(epochs):
         model.train()
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="step", dynamic_ncols=True)
         for step, (images, targets) in enumerate(train_loader):
             if step >= steps:
                 break
@@ -119,7 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
             updates += 1
             scheduler.step_update(num_updates=updates)
             losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.update()
+        bar.close()
         scheduler.step(epoch + 1)
+    print("evaluating on the test split ...")
     result = {
         "model": args.model,
         "steps": updates,

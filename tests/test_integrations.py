@@ -363,6 +363,7 @@ def test_timm_example_trains_a_few_steps(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["model"] == "resnet18" and result["steps"] == 2
+    assert "training images" in done.stdout and "epoch 1/" in done.stderr  # progress, not minutes of silence
     assert math.isfinite(result["final_loss"]) and 0 <= result["test_top1"] <= 100
 
 
