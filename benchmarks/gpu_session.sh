@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Every GPU figure the open issues ask for, in one prepared run: a session is lent an H100/H200
-# for about 15 minutes in all (start-up included) and one command may run 10, so nothing is left
-# to improvise on the machine.
+# A one-shot GPU benchmark: every GPU figure of the project in one run of under 10 minutes on one
+# CUDA machine, prepared beforehand so that nothing needs installing or improvising there.
 #
-#   here, once:   bash benchmarks/gpu_session.sh prepare ../shared/data
-#                 (packs runs/carry: CIFAR-10 as JPEG bytes, about 18 MB, and the photos)
-#   dry run here: DEVICE=cpu QUICK=1 bash benchmarks/gpu_session.sh run
-#   on the GPU:   the device tool with command "bash benchmarks/gpu_session.sh run",
-#                 carry ["runs/carry"], timeout_s 590; figures come back under $OUT
+#   once, beside the data:  bash benchmarks/gpu_session.sh prepare DATA_ROOT
+#                           (DATA_ROOT holds cifar10/{train,test}/<class>/*.jpg and photos/*.jpg;
+#                           packs runs/carry: CIFAR-10 as JPEG bytes, about 18 MB, and the photos)
+#   dry run on a CPU:       DEVICE=cpu QUICK=1 bash benchmarks/gpu_session.sh run
+#   on the GPU machine:     copy the repository and runs/carry, then bash benchmarks/gpu_session.sh run
 #
-# Steps, most wanted first: the batched kernel's throughput and memory (issue 9; its separable
-# passes as batched matmuls, then as gathers, to choose resample.DEVICE_METHOD), the tests on
-# CUDA, the input pipeline (issue 10), the paper's CIFAR recipe, baseline vs CropMix (issue 12).
+# Steps, most wanted first: the batched kernel's throughput and memory (its separable passes as
+# batched matmuls, then as gathers, to choose resample.DEVICE_METHOD), the tests on CUDA, the input
+# pipeline (shards, nvJPEG, BatchCropMix), the paper's CIFAR recipe, baseline vs CropMix.
 # Each step has its own time limit and log ($OUT/<step>.log), so one that fails or runs long does
 # not cost the others their figures.
 set -uo pipefail

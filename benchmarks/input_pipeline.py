@@ -15,7 +15,7 @@ preset; skipped without it). The two pipelines alternate for --rounds rounds, ea
 --max-images images (or --seconds) after --warmup batches; the median of the rounds is printed.
 
     python benchmarks/input_pipeline.py
-    python benchmarks/input_pipeline.py --photos ../shared/data/photos --cifar ../shared/data/cifar10
+    python benchmarks/input_pipeline.py --photos PHOTOS_FOLDER --cifar CIFAR_JPEG_ROOT
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def test_same_params_as_cropmix_when_shrinking(mix):
     params = aug.make_params(images)
     out = aug.render(images, params)
     scores = [psnr(o, r) for o, r in zip(out, reference(images, params, (40, 40)), strict=False)]
-    assert min(scores) >= 45, scores  # issue 9: batched and per-image CropMix agree to >= 45 dB
+    assert min(scores) >= 45, scores  # batched and per-image CropMix agree to >= 45 dB
 
 
 @pytest.mark.usefixtures("cpu_kernel")

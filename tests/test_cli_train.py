@@ -154,7 +154,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 
 
 def test_conflicting_or_misplaced_options_fail_before_any_work(tmp_path, capsys):
-    """Each message names the options involved; nothing is written (issue 13 items 14 and 16)."""
+    """Each message names the options involved; nothing is written."""
     data = make_npz(tmp_path / "d.npz")
     cases = [
         (["--aug", "baseline", "--num-crops", "3"], ["--num-crops", "--aug"]),

@@ -1,4 +1,4 @@
-"""The batched kernel's separable resampling against torchvision's own `resized_crop` (issue 9).
+"""The batched kernel's separable resampling against torchvision's own `resized_crop`.
 
 On the photos shipped in examples/photos, many boxes (enlarged, shrunk, thin, one pixel), both
 filters, with and without antialiasing: a float image must come out as torchvision's float

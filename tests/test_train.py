@@ -139,7 +139,7 @@ def test_learns_and_evaluates_and_compares(tmp_path):
 
 
 def test_conflicting_options_are_rejected_naming_both(tmp_path):
-    """Settings that only apply with another one (issue 13 item 14): an error naming both, before any work."""
+    """Settings that only apply with another one: an error naming both, before any work."""
     cases = [
         (dict(aug="baseline", cropmix_num_crops=3), "--num-crops", "--aug"),
         (dict(aug="rrc", cropmix_mix="cutmix"), "--mix", "--aug"),

@@ -1,4 +1,4 @@
-"""Training end to end on WebDataset shards (issue 10 item 4): `cropmix shards` then `cropmix train
+"""Training end to end on WebDataset shards: `cropmix shards` then `cropmix train
 --dataset webdataset` (decode and augmentation on the training device) sees the same images per epoch
 as the ImageFolder run of the same data, evaluates, resumes exactly, and under torchrun splits every
 epoch over the ranks and resumes after SIGKILL. Tiny JPEGs generated here."""
