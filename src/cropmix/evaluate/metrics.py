@@ -84,15 +84,59 @@ def calibration_bins(probs: Tensor, targets: Tensor, n_bins: int = 15, binning: 
     return CalibrationBins(edges, counts, accuracy, mean_conf)
 
 
-def calibration_errors(probs: Tensor, targets: Tensor, n_bins: int = 15, binning: str = "width") -> dict[str, float]:
-    """{"ece": ..., "rms": ...} in percent over confidence bins (see `calibration_bins`).
+RMS_BIN_SIZE = 100
+RMS_MIN_SAMPLES = 2 * RMS_BIN_SIZE
 
-    ECE = sum_b (n_b / N) |acc_b - conf_b|; RMS = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2), the RMS
-    calibration error of Hendrycks et al. (their code bins by mass, 100 samples a bin: binning="mass").
+
+def rms_calibration_error(confidence: Tensor, correct: Tensor, bin_size: int = RMS_BIN_SIZE) -> float | None:
+    """The RMS calibration error (percent) of the CropMix paper: Hendrycks et al.'s `calib_err` (p="2",
+    beta=100), as in the PixMix and outlier-exposure `calibration_tools.py` the paper's numbers come from.
+
+    Confidences are sorted ascending and cut into consecutive bins of `bin_size` examples; the last bin
+    absorbs the remainder (N mod bin_size). Quirks of the reference, kept so that figures compare:
+    - the last bin (the most confident examples, bin_size to 2 * bin_size - 1 of them) is left out of
+      the sum, yet every bin is weighted by n_b / N with N counting all examples, so the weights sum
+      to less than 1;
+    - RMS = sqrt(sum_b (n_b / N) (mean confidence_b - mean correct_b)^2) over the remaining bins.
+    Ties in confidence are ordered by position (a stable sort); the reference's quicksort leaves their
+    order, and so their bin, unspecified.
+
+    With fewer than 2 * bin_size examples no bin is left to score (the reference fails below bin_size
+    and returns 0 up to 2 * bin_size - 1): the result is None, "not defined", rather than a made-up 0.
+    """
+    if isinstance(bin_size, bool) or not isinstance(bin_size, int) or bin_size < 1:
+        raise ValueError(f"bin_size must be an int >= 1, got {bin_size!r}")
+    confidence = confidence.detach().double().cpu().flatten()
+    correct = correct.detach().double().cpu().flatten()
+    if confidence.shape != correct.shape:
+        raise ValueError(f"confidence and correct must have the same length, got {len(confidence)} and {len(correct)}")
+    total = len(confidence)
+    scored_bins = total // bin_size - 1  # the remainder joins the last bin, which is not scored
+    if scored_bins < 1:
+        return None
+    order = confidence.argsort(stable=True)
+    kept = scored_bins * bin_size
+    conf = confidence[order][:kept].view(scored_bins, bin_size).mean(dim=1)
+    acc = correct[order][:kept].view(scored_bins, bin_size).mean(dim=1)
+    return 100.0 * math.sqrt(float((bin_size / total * (conf - acc).square()).sum()))
+
+
+def calibration_errors(
+    probs: Tensor, targets: Tensor, n_bins: int = 15, binning: str = "width"
+) -> dict[str, float | None]:
+    """{"ece", "rms", "rms_equal_width"} in percent (see `calibration_bins` for the n_bins bins).
+
+    ece = sum_b (n_b / N) |acc_b - conf_b| over the n_bins bins (torchmetrics' l1 ECE with the default
+    15 equal-width bins). rms: the paper's RMS, Hendrycks et al.'s bins of 100 examples (see
+    `rms_calibration_error`; None below 200 predictions). rms_equal_width (rms_equal_mass for
+    binning="mass"): sqrt(sum_b (n_b / N) (acc_b - conf_b)^2) over the n_bins bins, a different figure.
     """
     bins = calibration_bins(probs, targets, n_bins, binning)
     gap = bins.accuracy - bins.confidence
     weights = bins.weights
     ece = float((weights * gap.abs()).sum())
-    rms = math.sqrt(float((weights * gap.square()).sum()))
-    return {"ece": 100.0 * ece, "rms": 100.0 * rms}
+    binned_rms = math.sqrt(float((weights * gap.square()).sum()))
+    confidence, predicted = probs.detach().double().cpu().max(dim=1)
+    rms = rms_calibration_error(confidence, predicted == targets.cpu())
+    other = "rms_equal_width" if binning == "width" else "rms_equal_mass"
+    return {"ece": 100.0 * ece, "rms": rms, other: 100.0 * binned_rms}
