@@ -2,6 +2,10 @@
 
 The folder holds one `<corruption>.npy` per corruption, uint8 (5 * N, 32, 32, 3): severity s is rows
 (s - 1) * N .. s * N - 1, the N test images in the same order each time, and `labels.npy` (5 * N,) (or (N,)).
+
+The mean is over the 15 standard corruptions (those of the benchmark's tables). The published CIFAR-10-C
+folder also holds four extra files (speckle_noise, gaussian_blur, spatter, saturate): any file beyond
+the 15 is scored and reported apart, under "extras", and never enters the mean.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ def cifar_c_files(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         raise ValueError(f"labels.npy must have shape ({n},) or ({SEVERITIES * n},), got {raw.shape}")
     labels = raw[:n]
     if len(raw) != n and not (raw.reshape(SEVERITIES, n) == labels).all():
-        raise ValueError("labels.npy: the five severity blocks must list the same labels")
+        raise ValueError(f"{folder / 'labels.npy'}: the five severity blocks must list the same labels")
+    if n and int(labels.min()) < 0:
+        raise ValueError(f"{folder / 'labels.npy'} holds a negative label ({int(labels.min())}); labels are 0..K-1")
     return names, labels
 
 
@@ -69,8 +75,10 @@ def cifar_c_accuracy(
 ) -> dict:
     """Top-1 (percent) of `model` on every corruption x severity of a CIFAR-10-C / CIFAR-100-C folder.
 
-    Returns the same form as `corruption_accuracy`: {"mean", "per_corruption", "per_severity"}, plus
-    "images" (test images per severity). `indices`: which of the N test images to score (default all);
+    Returns the same form as `corruption_accuracy`: {"mean", "per_corruption", "per_severity"} over the
+    standard corruptions scored (mean None if none is), plus "images" (test images per severity),
+    "missing" (standard corruptions not scored) and, when other files were scored, "extras" (the same
+    three keys, its own mean). `indices`: which of the N test images to score (default all);
     `image_size`: resize (bilinear, antialiased) when the model was trained at another size.
     """
     folder = Path(folder)
@@ -86,31 +94,44 @@ def cifar_c_accuracy(
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()
-    per_severity: dict[str, list[float]] = {}
     bar = tqdm(total=len(names) * len(severities) * len(keep), desc="cifar-c", unit="img", file=sys.stderr,
                disable=not progress, leave=False)  # fmt: skip
     try:
-        for name in names:
-            per_severity[name] = []
-            for severity in severities:
-                correct = 0
-                for start in range(0, len(keep), batch_size):
-                    chunk = keep[start : start + batch_size]
-                    images = torch.from_numpy(_severity_images(folder, name, n, severity, chunk))
-                    images = images.to(device).permute(0, 3, 1, 2).float().div_(255)
-                    if image_size is not None and images.shape[-1] != image_size:
-                        images = F.interpolate(images, size=image_size, mode="bilinear", antialias=True)
-                    targets = torch.from_numpy(labels[chunk]).to(device)
-                    correct += int((model(images).argmax(dim=1) == targets).sum())
-                    bar.update(len(chunk))
-                per_severity[name].append(100.0 * correct / len(keep))
+        per_severity = {
+            name: [
+                _accuracy(model, folder, name, severity, labels, keep, device, image_size, batch_size, bar)
+                for severity in severities
+            ]
+            for name in names
+        }
     finally:
         model.train(was_training)
         bar.close()
+    summary = _summary({k: v for k, v in per_severity.items() if k in CORRUPTIONS})
+    summary.update(images=len(keep), missing=[c for c in CORRUPTIONS if c not in per_severity])
+    extras = {k: v for k, v in per_severity.items() if k not in CORRUPTIONS}
+    if extras:
+        summary["extras"] = _summary(extras)
+    return summary
+
+
+def _summary(per_severity: dict[str, list[float]]) -> dict:
+    """{"mean" (None when empty), "per_corruption", "per_severity"} of per-severity accuracies."""
     per_corruption = {k: sum(v) / len(v) for k, v in per_severity.items()}
-    return {
-        "mean": sum(per_corruption.values()) / len(per_corruption),
-        "per_corruption": per_corruption,
-        "per_severity": per_severity,
-        "images": len(keep),
-    }
+    mean = sum(per_corruption.values()) / len(per_corruption) if per_corruption else None
+    return {"mean": mean, "per_corruption": per_corruption, "per_severity": per_severity}
+
+
+def _accuracy(model, folder, name, severity, labels, keep, device, image_size, batch_size, bar) -> float:
+    """Top-1 (percent) on the `keep` test images of one corruption file at one severity."""
+    correct = 0
+    for start in range(0, len(keep), batch_size):
+        chunk = keep[start : start + batch_size]
+        images = torch.from_numpy(_severity_images(folder, name, len(labels), severity, chunk))
+        images = images.to(device).permute(0, 3, 1, 2).float().div_(255)
+        if image_size is not None and images.shape[-1] != image_size:
+            images = F.interpolate(images, size=image_size, mode="bilinear", antialias=True)
+        targets = torch.from_numpy(labels[chunk]).to(device)
+        correct += int((model(images).argmax(dim=1) == targets).sum())
+        bar.update(len(chunk))
+    return 100.0 * correct / len(keep)

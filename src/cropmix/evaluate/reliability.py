@@ -6,6 +6,8 @@ from pathlib import Path
 
 from torch import Tensor
 
+from cropmix.data.safe_files import atomic_writer
+
 from .metrics import calibration_bins, calibration_errors
 
 
@@ -14,8 +16,10 @@ def save_reliability_diagram(
 ) -> Path:
     """Write a reliability diagram of softmax `probs` (N, K) to `path` (PNG) and return the path.
 
-    Top: per-bin accuracy bars against the diagonal, the gap to the mean confidence shaded,
-    ECE and RMS in the legend. Bottom: the histogram of confidences.
+    Top: per-bin accuracy bars (n_bins equal-width bins) against the diagonal, the gap to the mean
+    confidence shaded; in the legend ECE, the paper's RMS (bins of 100 examples, see
+    `rms_calibration_error`) and the RMS over the drawn equal-width bins. Bottom: the histogram of
+    confidences. Written through `atomic_writer`: a link planted at `path` is replaced, not followed.
     """
     # The Figure/Agg canvas pair needs no pyplot state and no display, whatever the user's backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +28,7 @@ def save_reliability_diagram(
 
     bins = calibration_bins(probs, targets, n_bins)
     errors = calibration_errors(probs, targets, n_bins)
+    rms = errors["rms"]
     edges = bins.edges.numpy()
     lefts, width = edges[:-1], edges[1] - edges[0]
     centres = lefts + width / 2
@@ -45,7 +50,8 @@ def save_reliability_diagram(
     handles += [
         Patch(facecolor="#DD8452", alpha=0.45, hatch="//", edgecolor="#C44E52", label="gap to confidence"),
         Patch(color="none", label=f"ECE {errors['ece']:.2f}%"),
-        Patch(color="none", label=f"RMS {errors['rms']:.2f}%"),
+        Patch(color="none", label="RMS " + ("n/a (< 200 predictions)" if rms is None else f"{rms:.2f}%")),
+        Patch(color="none", label=f"RMS, {n_bins} equal-width bins {errors['rms_equal_width']:.2f}%"),
     ]
     top.legend(handles=handles, loc="upper left", fontsize=8)
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=title or "Reliability diagram")
@@ -54,5 +60,6 @@ def save_reliability_diagram(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with atomic_writer(path, "wb") as handle:
+        fig.savefig(handle, format="png")
     return path

@@ -1,10 +1,13 @@
-"""Training curves of one run, and side-by-side comparison plots of several runs."""
+"""Training curves of one run, and side-by-side comparison plots of several runs, written as PNG through
+`atomic_writer`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
+
+from cropmix.data.safe_files import atomic_writer
 
 CURVE_PANELS = (("train_loss", "train loss"), ("test_top1", "test top-1 (%)"), ("lr", "learning rate"))
 
@@ -43,9 +46,7 @@ def save_comparison_curves(runs: dict[str, list[dict[str, Any]]], path: str | os
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)
 
 
 # Which way is better, for the bar titles (calibration errors: lower; accuracies: higher).
@@ -75,7 +76,15 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
             ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
     fig.suptitle("mean and sd over seeds; y axes zoomed, not from 0", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _save_png(plt, fig, Path(path))
+
+
+def _save_png(plt, fig, path: Path) -> Path:
+    """Write `fig` to `path` as PNG through `atomic_writer` (a link planted at `path` is replaced, not
+    followed) and close it."""
+    try:
+        with atomic_writer(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return path
