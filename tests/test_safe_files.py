@@ -1,5 +1,6 @@
 """Writes never follow a planted link; reads refuse FIFOs and oversize files; failures leave nothing behind."""
 
+import errno
 import os
 
 import pytest
@@ -7,22 +8,15 @@ import pytest
 from cropmix.data.safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
 
 
-def test_write_replaces_a_planted_link_instead_of_following_it(tmp_path):
+@pytest.mark.parametrize("link_name", ["out.json", "out.json.tmp"])
+def test_write_never_follows_a_planted_link(tmp_path, link_name):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    (tmp_path / "out.json").symlink_to(victim)
+    (tmp_path / link_name).symlink_to(victim)
     write_text_atomic(tmp_path / "out.json", "new")
     assert victim.read_text() == "precious"
     assert not (tmp_path / "out.json").is_symlink()
     assert (tmp_path / "out.json").read_text() == "new"
-
-
-def test_a_planted_link_at_an_old_temporary_name_is_not_used(tmp_path):
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    (tmp_path / "out.json.tmp").symlink_to(victim)
-    write_text_atomic(tmp_path / "out.json", "new")
-    assert victim.read_text() == "precious"
 
 
 def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
@@ -53,3 +47,16 @@ def test_read_limit(tmp_path):
     assert read_regular_bytes(tmp_path / "big", max_bytes=100) == b"x" * 100
     with pytest.raises(FileError, match="more than the limit of 99"):
         read_regular_bytes(tmp_path / "big", max_bytes=99)
+
+
+def test_the_command_reports_a_file_error_in_one_line(tmp_path, monkeypatch, capsys):
+    import cropmix.data.shards as shards
+    from cropmix.cli import main
+
+    def full_disk(*args, **kwargs):
+        raise FileError(errno.ENOSPC, f"no space left on device writing {tmp_path / 'train-000000.tar'}")
+
+    monkeypatch.setattr(shards, "write_shards", full_disk)
+    assert main(["shards", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cropmix shards: error: no space left on device writing {tmp_path / 'train-000000.tar'}"

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"cropmix {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        from ..data.safe_files import FileError  # here, so `cropmix --help` does not import the data package
+
+        if not isinstance(error, FileError):
+            raise
+        print(f"cropmix {args.command}: error: {error.strerror}", file=sys.stderr)  # names the file and the cause
+        return 2
     finally:
         package_log.removeHandler(handler)
         package_log.setLevel(level)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .eval import positive_int
 
@@ -22,21 +21,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cropmix.data.safe_files import FileError
     from cropmix.data.shards import read_index, write_shards
 
-    try:
-        path = write_shards(
-            args.src,
-            args.out,
-            shard_size=args.shard_size,
-            shuffle_seed=args.shuffle_seed,
-            progress=args.progress,
-            overwrite=args.overwrite,
-        )
-    except FileError as error:  # a full disk, no permission, a FIFO among the images: one line naming the file
-        print(f"cropmix shards: error: {error.strerror}", file=sys.stderr)
-        return 2
+    path = write_shards(
+        args.src,
+        args.out,
+        shard_size=args.shard_size,
+        shuffle_seed=args.shuffle_seed,
+        progress=args.progress,
+        overwrite=args.overwrite,
+    )
     index = read_index(path)
     for name, split in sorted(index.splits.items()):
         print(f"{name}: {split.num_samples} images in {len(split.urls)} shards")
