@@ -35,11 +35,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +46,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 from bench_data import PHOTOS, cifar_folder, photo_files, spread, subset_jpeg_bytes
+from results_file import environment, machine
 from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import InterpolationMode
 
@@ -138,23 +137,6 @@ def psnr_vs_torchvision(
             mse = ((out[i].double() - ref.double()) ** 2).mean().item()
             scores.append(10 * math.log10(255.0**2 / max(mse, 1e-12)))
     return statistics.mean(scores), min(scores)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError) as err:
-        print(f"lscpu failed: {err}", file=sys.stderr)
-    return model
-
-
-def environment() -> str:
-    """The environment variables set that change these timings (OpenMP threads, glibc's allocator), as a prefix."""
-    names = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-    return "".join(f"{k}={os.environ[k]} " for k in names if k in os.environ)
 
 
 def load() -> str:
@@ -293,4 +275,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("batched_throughput"):
+        main()

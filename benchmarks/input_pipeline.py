@@ -213,4 +213,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("input_pipeline"):
+        main()

@@ -253,4 +253,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("paper_cifar"):
+        main()
