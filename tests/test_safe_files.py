@@ -19,6 +19,15 @@ def test_write_never_follows_a_planted_link(tmp_path, link_name):
     assert (tmp_path / "out.json").read_text() == "new"
 
 
+def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "index.json", "{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "index.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     target = tmp_path / "final.json"
     target.write_text("old")

@@ -61,6 +61,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
         raise _explain(error, path, "writing") from error
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give it
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
@@ -74,6 +75,17 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
         if isinstance(error, RuntimeError) and "No space left" in str(error):  # torch.save's C++ writer
             raise FileError(errno.ENOSPC, f"no space left on device writing {path}") from error
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask can only set it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
