@@ -80,10 +80,24 @@ def test_16bit_png_is_scaled_not_clamped(tmp_path):
     path = tmp_path / "grey16.png"
     values = grey16_png(path)
     assert PIL.Image.open(path).mode.startswith("I")
-    expected = (values.astype(np.int64) * 255 + 32767) // 65535
+    expected = values >> 8
     for image in (open_image(path), open_rgb(path)):
         array = np.asarray(image)
         assert array.shape == (16, 16, 3) and (array[..., 0] == expected).all()
+
+
+def test_16bit_rgb_png_reads_alike_from_a_folder_and_a_shard(tmp_path):
+    from test_shard_security import png16
+
+    from cropmix.data.shard_tar import check_member_image
+
+    pixels = np.random.default_rng(0).integers(0, 65536, (12, 10, 3)).astype(np.uint16)
+    data = png16(pixels)
+    (tmp_path / "rgb16.png").write_bytes(data)
+    from_folder = np.asarray(open_image(tmp_path / "rgb16.png"))
+    with PIL.Image.open(io.BytesIO(check_member_image(data, "rgb16.png"))) as image:
+        from_shard = np.asarray(image.convert("RGB"))
+    assert from_folder.shape == (12, 10, 3) and (from_folder == pixels >> 8).all() and (from_shard == from_folder).all()
 
 
 def test_worker_error_is_one_line_and_skip_logs_the_path(tmp_path, caplog):

@@ -6,9 +6,9 @@ import pytest
 from cropmix.data.image_limits import MAX_IMAGE_PIXELS, BadImageError, check_image_size, scale_16bit_to_8bit
 
 
-def test_sixteen_bit_scaling_keeps_the_range_and_rounds():
+def test_sixteen_bit_scaling_keeps_the_top_byte():
     values = np.array([0, 128, 129, 257, 32767, 65535], dtype=np.uint16)
-    assert scale_16bit_to_8bit(values).tolist() == [0, 0, 1, 1, 127, 255]
+    assert scale_16bit_to_8bit(values).tolist() == [0, 0, 0, 1, 127, 255]
 
 
 def test_sixteen_bit_out_of_range_is_refused():

@@ -55,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("imagenet-r", "imagenet-a"),
         help="restrict the logits to the 200 ImageNet classes of ImageNet-R or ImageNet-A",
     )
+    p.add_argument("--skip-bad", action="store_true", help="count, log and skip unreadable image files")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -76,6 +77,7 @@ def _run_ood(args: argparse.Namespace) -> dict:
         device=args.device,
         batch_size=args.batch_size,
         progress=args.progress,
+        skip_bad=args.skip_bad,
     )
 
 
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=args.progress,
         cifar_c=args.cifar_c,
+        skip_bad=args.skip_bad,
     )
     print(json.dumps(results, indent=2))
     return 0

@@ -70,10 +70,16 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cropmix.ssl.pretrain import evaluate_checkpoint, pretrain
 
+    from .run_guard import run_guarded
+
     config = config_from_args(args)
     if args.print_config:  # out/config.json less what only a run knows (world_size, train_images)
         print(json.dumps(dataclasses.asdict(config), indent=2))
         return 0
-    result = evaluate_checkpoint(args.eval_only, config) if args.eval_only else pretrain(config)
-    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2, default=str))
-    return 0
+
+    def pretrain_and_report() -> int:
+        result = evaluate_checkpoint(args.eval_only, config) if args.eval_only else pretrain(config)
+        print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2, default=str))
+        return 0
+
+    return run_guarded("pretrain", pretrain_and_report)

@@ -166,6 +166,9 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from cropmix.train import train
+    from cropmix.train.run_files import FINAL, read_json
+
+    from .run_guard import run_guarded
 
     if args.allow_pipe_urls and args.data.startswith("pipe:"):
         from cropmix.data.shard_urls import allow_pipe_url
@@ -178,8 +181,12 @@ def run(args: argparse.Namespace) -> int:
         config.validate(torch.cuda.is_available())
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    out = train(config, resume=args.resume)
-    final = out / "final.json"
-    if final.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: printed once, by rank 0
-        print(json.dumps({"run": str(out), **json.loads(final.read_text())}))
-    return 0
+
+    def train_and_report() -> int:
+        out = train(config, resume=args.resume)
+        final = out / FINAL
+        if final.is_file() and os.environ.get("RANK", "0") == "0":  # under torchrun: printed once, by rank 0
+            print(json.dumps({"run": str(out), **read_json(final)}))
+        return 0
+
+    return run_guarded("train", train_and_report)

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from .image_limits import BadImageError, check_image_size, scale_16bit_to_8bit
+from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, scale_16bit_to_8bit
 from .safe_files import FileError, open_regular
 
-__all__ = ["MAX_IMAGE_FILE_BYTES", "SIXTEEN_BIT_MODES", "BadFileError", "open_image", "image_size", "to_rgb"]
+__all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "open_image", "image_size", "to_rgb"]
 
 MAX_IMAGE_FILE_BYTES = 256 * 2**20
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 SKIP_HINT = "(pass --skip-bad, or skip_bad=True, to skip bad files)"
 
 

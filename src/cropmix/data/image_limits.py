@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BadImageError", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "check_image_size", "scale_16bit_to_8bit"]
+__all__ = [
+    "BadImageError",
+    "MAX_IMAGE_PIXELS",
+    "MIN_IMAGE_SIDE",
+    "SIXTEEN_BIT_MODES",
+    "check_image_size",
+    "scale_16bit_to_8bit",
+]
 
 MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own DecompressionBombError threshold (2 x its warning limit)
+# PIL modes of one 16-bit (or 32-bit integer) channel: scaled by `scale_16bit_to_8bit`, never clamped.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 MIN_IMAGE_SIDE = 8  # smaller images cannot be cropped into distinct bands nor pass a model's stem
 
 
@@ -31,10 +40,11 @@ def check_image_size(width: int, height: int, name: str) -> None:
 
 
 def scale_16bit_to_8bit(array: np.ndarray) -> np.ndarray:
-    """16-bit samples (0..65535) to uint8 by rounding v * 255 / 65535, so white stays white and no level clips."""
+    """16-bit samples (0..65535) to uint8 as their top 8 bits (v >> 8): white stays white, no level clips,
+    and it is what Pillow itself does to 16-bit RGB PNGs, so every reading path and mode agrees."""
     if array.dtype == np.uint8:
         return array
     values = array.astype(np.int64)
     if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
         raise BadImageError(f"16-bit samples must lie in [0, 65535], got [{values.min()}, {values.max()}]")
-    return ((values * 255 + 32767) // 65535).astype(np.uint8)
+    return (values >> 8).astype(np.uint8)

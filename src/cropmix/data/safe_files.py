@@ -70,11 +70,23 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if isinstance(error, OSError) and not isinstance(error, FileError):
-            raise _explain(error, path, "writing") from error
+        cause = _os_error_behind(error)
+        if cause is not None and not isinstance(error, FileError):
+            raise _explain(cause, path, "writing") from error
         if isinstance(error, RuntimeError) and "No space left" in str(error):  # torch.save's C++ writer
             raise FileError(errno.ENOSPC, f"no space left on device writing {path}") from error
         raise
+
+
+def _os_error_behind(error: BaseException) -> OSError | None:
+    """`error` if it is an OSError, else the OSError it was raised while handling (torch.save's zip writer
+    turns a failed write into "RuntimeError: unexpected pos"), else None."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def _umask() -> int:

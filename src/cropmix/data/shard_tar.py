@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 import PIL.Image
 
-from .image_limits import BadImageError, check_image_size, scale_16bit_to_8bit
+from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, scale_16bit_to_8bit
 from .shard_urls import open_shard
 
 __all__ = ["MAX_MEMBER_BYTES", "check_member_image", "iter_samples"]
@@ -33,7 +33,6 @@ MAX_MEMBER_BYTES = 64 * 2**20
 _MEMBER = re.compile(r"^((?:.*/)?[^./]+)\.([^/]+)$")
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class _Prefixed(io.RawIOBase):
@@ -162,7 +161,7 @@ def check_member_image(data: bytes, name: str) -> bytes:
     else:
         header = _pil_header(data, name)
         size = None if header is None else header[:2]
-        sixteen = header is not None and header[2] in _SIXTEEN_BIT_MODES
+        sixteen = header is not None and header[2] in SIXTEEN_BIT_MODES
     if size is None:
         return data
     check_image_size(size[0], size[1], name)

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from cropmix.models import build_model
+from cropmix.models.size import block_stack_parameters, check_parameter_count
 from cropmix.models.vit import Block, sincos_pos_embed_2d
 
 
@@ -71,6 +72,8 @@ class MAE(nn.Module):
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
         self.grid = image_size // patch_size
         self.num_patches = self.grid**2
+        decoder = block_stack_parameters(decoder_dim, decoder_depth, tokens=self.num_patches + 1)
+        check_parameter_count(decoder, f"the MAE decoder (decoder_dim={decoder_dim}, decoder_depth={decoder_depth})")
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         self.encoder = build_model(
             "vit_tiny",

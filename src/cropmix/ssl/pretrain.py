@@ -14,6 +14,7 @@ Datasets come from `cropmix.data.load_source` (held in memory as uint8), backbon
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ import torch
 import torch.nn as nn
 
 from cropmix.integrations.tensorboard import TensorBoardLog, check_log, open_run_log
-from cropmix.models.weights import load_checkpoint
-from cropmix.train.checkpoint import CHECKPOINT, save_atomic
+from cropmix.models.weights import CheckpointError, load_checkpoint
+from cropmix.train.checkpoint import CHECKPOINT, checkpoint_entry, restore_states, save_atomic
+from cropmix.train.config import check_finite
 from cropmix.train.distributed import (
     DistInfo,
     barrier,
@@ -35,7 +37,16 @@ from cropmix.train.distributed import (
     shutdown,
     uses_cuda,
 )
-from cropmix.train.run_files import MetricsLog, write_json
+from cropmix.train.run_files import MetricsLog, plain_rows, read_json, write_json
+from cropmix.train.run_folder import (
+    RunInterrupted,
+    changed_fields,
+    check_world_size,
+    diverged,
+    interrupted,
+    launch_env,
+    run_folder,
+)
 from cropmix.train.schedule import decay_groups, warmup_cosine
 
 from .mae import MAE
@@ -47,6 +58,11 @@ if TYPE_CHECKING:
     from cropmix.data import DataSource
 
 METHODS = ("moco", "mae")
+# Fields that may change between a run and its resumption: how it runs, when it saves, how it is evaluated.
+RESUMABLE_CHANGES = {
+    "resume", "progress", "workers", "threads", "device", "log", "checkpoint_every", "max_seconds",
+    "eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs",
+}  # fmt: skip
 
 
 @dataclass
@@ -126,6 +142,7 @@ class PretrainConfig:
                     f"{name} (--{name.replace('_', '-')}) applies to dataset (--dataset) 'hf' only, "
                     f"got dataset {self.dataset!r}"
                 )
+        check_finite(self, lambda name: f"{name} (--{name.replace('_', '-')})")
         check_device_name(self.device)
         check_log(self.log)  # --log tensorboard without the package fails here, before any work
 
@@ -189,15 +206,26 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Modul
 def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str, Any]:
     """Pre-train as `config` says; returns (and writes to out/final.json) losses, timings and accuracies.
 
-    `model` overrides `build_ssl_model(config)` (tests use tiny backbones).
+    The run folder is held as training holds it (cropmix.train.run_folder): a used folder needs
+    `resume`, a resume needs a checkpoint of the same configuration and number of processes, and
+    resuming a finished run returns its final.json untouched. Raises DivergedError on a non-finite
+    loss and RunInterrupted on Ctrl-C, the last checkpoint kept. `model` overrides
+    `build_ssl_model(config)` (tests use tiny backbones).
     """
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    info, device = setup_process(config)
-    try:
-        return _pretrain(config, model, info, device)
-    finally:
-        shutdown(info)
+    rank, world = launch_env()
+    with run_folder(config.out, config.resume, main=rank == 0) as out:
+        state = _checked_resume(config, out, world)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        info, device = setup_process(config)
+        try:
+            return _pretrain(config, model, info, device, state)
+        except KeyboardInterrupt as error:
+            if isinstance(error, RunInterrupted):
+                raise
+            raise interrupted(out, f"step {state['step']}" if state else None) from None
+        finally:
+            shutdown(info)
 
 
 @dataclass
@@ -216,25 +244,77 @@ class _Run:
     out: Path
     total: int
     log: MetricsLog | None
+    train_images: int = 0
+    saved_step: int = 0  # the step of the checkpoint in the run folder
+    pending: list[dict[str, Any]] = field(default_factory=list)  # metrics rows the next checkpoint covers
     tensorboard: TensorBoardLog | None = None
 
 
-def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device) -> dict:
-    from cropmix.data import make_loader, subset
+def _checked_resume(config: PretrainConfig, out: Path, world: int) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run), checked to be of this configuration (paths
+    resolved, `out` left out) and this number of processes."""
+    if not config.resume:
+        return None
+    path = out / CHECKPOINT
+    state = load_checkpoint(path)
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("step"), int):
+        raise ValueError(f"checkpoint {str(path)!r} holds no pre-training 'config' and 'step'")
+    saved = {**dataclasses.asdict(PretrainConfig()), **state["config"]}
+    changed = changed_fields(dataclasses.asdict(config), saved, RESUMABLE_CHANGES, paths={"data"})
+    if changed:
+        raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(path)!r}")
+    check_world_size(state.get("world_size"), world, path)
+    return state
+
+
+def _pretrain(
+    config: PretrainConfig, model: nn.Module | None, info: DistInfo, device: torch.device, state: dict | None
+) -> dict:
+    from cropmix.data import subset
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     source = config.source()
     train = subset(source.train, config.subset if config.subset < 1.0 else None, SUBSET_SEED)
     torch.manual_seed(config.seed)
     model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
     optimizer = build_ssl_optimizer(config, model, info.world)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    step = _resume(config, out, model, optimizer)
+    step = 0
+    if state is not None:
+        restore_states(state, {"model": model, "optimizer": optimizer}, out / CHECKPOINT)
+        step = state["step"]
+    loader = _loader(config, train, info)
+    total = config.steps if config.steps is not None else config.epochs * len(loader)
+    if step >= total and (out / "final.json").is_file():  # finished: what eval may have added stays
+        return {k: v for k, v in read_json(out / "final.json").items() if k != "config"}
+    view = (
+        TwoViews(config.aug, config.image_size) if config.method == "moco" else MAEView(config.aug, config.image_size)
+    )
+    tail = plain_rows(state.get("metrics_tail", []), out / CHECKPOINT) if state is not None else []
+    log = MetricsLog(out, after_step=step if state is not None else None, tail=tail) if info.main else None
+    net = wrap_ddp(model, info, device)
+    run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log, len(train), step)
+    if info.main and state is not None:  # config.json, should a crash have left the checkpoint without it
+        _write_config(run)
+    run.tensorboard = open_run_log(config.log, out, step, info.main)
+    try:
+        result = _train_steps(run, step)
+    except KeyboardInterrupt:
+        raise interrupted(out, f"step {run.saved_step}" if run.saved_step else None) from None
     if info.main:
-        write_json(
-            out / "config.json", {**dataclasses.asdict(config), "world_size": info.world, "train_images": len(train)}
-        )
+        result.update(evaluate_split(model, source, config, device))
+        if run.tensorboard is not None:  # the kNN and probe accuracies at the last step
+            run.tensorboard.scalars(result, result["steps"])
+            run.tensorboard.close()
+        write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
+    barrier(info)
+    return result
+
+
+def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
+    """This process's shuffled batches of the training images."""
+    from cropmix.data import make_loader
+
     loader = make_loader(
         train,
         None,
@@ -249,33 +329,13 @@ def _pretrain(config: PretrainConfig, model: nn.Module | None, info: DistInfo, d
         raise ValueError(
             f"batch_size {config.batch_size} is larger than the training split ({len(train)} images per process)"
         )
-    total = config.steps if config.steps is not None else config.epochs * len(loader)
-    view = (
-        TwoViews(config.aug, config.image_size) if config.method == "moco" else MAEView(config.aug, config.image_size)
-    )
-    log = MetricsLog(out, after_step=step) if info.main else None
-    net = wrap_ddp(model, info, device)
-    run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log)
-    run.tensorboard = open_run_log(config.log, out, step, info.main)
-    result = _train_steps(run, step)
-    if info.main:
-        result.update(evaluate_split(model, source, config, device))
-        if run.tensorboard is not None:  # the kNN and probe accuracies at the last step
-            run.tensorboard.scalars(result, result["steps"])
-            run.tensorboard.close()
-        write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
-    barrier(info)
-    return result
+    return loader
 
 
-def _resume(config: PretrainConfig, out: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load out/checkpoint.pt into `model` and `optimizer` when resuming; the step to go on from."""
-    if not (config.resume and (out / CHECKPOINT).exists()):
-        return 0
-    state = load_checkpoint(out / CHECKPOINT)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+def _write_config(run: _Run) -> None:
+    """out/config.json: the config, the number of processes and the training images."""
+    config = dataclasses.asdict(run.config)
+    write_json(run.out / "config.json", {**config, "world_size": run.info.world, "train_images": run.train_images})
 
 
 def _train_steps(run: _Run, step: int) -> dict[str, Any]:
@@ -327,23 +387,41 @@ def _one_step(run: _Run, images: torch.Tensor, step: int) -> tuple[float, dict[s
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
-    return float(loss.detach()), info, seconds
+    value = float(loss.detach())
+    if not math.isfinite(value):  # the step just taken is never saved: the last checkpoint stays good
+        saved = f"step {run.saved_step}" if run.saved_step else None
+        lr = run.base_lrs[0]
+        raise diverged(value, f"step {step + 1} of {run.total}", saved, run.out, lr)
+    return value, info, seconds
 
 
 def _record(run: _Run, step: int, loss: float, info: dict[str, float], elapsed: float, stopped: bool) -> None:
-    """The metrics row every `log_every` steps and the checkpoint every `checkpoint_every` (rank 0 only)."""
+    """The metrics row every `log_every` steps and the checkpoint every `checkpoint_every` (rank 0 only).
+    Rows are appended to the metrics files only once a checkpoint covering them is saved."""
     config = run.config
     last = step == run.total or stopped
     if run.log is not None and (step % config.log_every == 0 or step == run.total):
         row = {"step": step, "epoch": step / len(run.loader), "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
-        run.log.append({**row, **info, "time": elapsed})
+        run.pending.append({**row, **info, "time": elapsed})
         if run.tensorboard is not None:
             run.tensorboard.scalars({**row, **info}, step)
     if run.tensorboard is not None:
         run.tensorboard.learning_rates([run.optimizer.param_groups[0]["lr"]], step)
     if run.info.main and (step % config.checkpoint_every == 0 or last):
-        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
-        save_atomic({**state, "config": dataclasses.asdict(config)}, run.out / CHECKPOINT)
+        _save_checkpoint(run, step)
+
+
+def _save_checkpoint(run: _Run, step: int) -> None:
+    """The checkpoint at `step` (holding the rows logged since the last one), then those rows appended."""
+    state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
+    extra = {"world_size": run.info.world, "metrics_tail": run.pending}
+    save_atomic({**state, **extra, "config": dataclasses.asdict(run.config)}, run.out / CHECKPOINT)
+    if not run.saved_step:
+        _write_config(run)
+    run.saved_step = step
+    if run.log is not None:
+        run.log.extend(run.pending)
+    run.pending = []
 
 
 def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
@@ -363,11 +441,27 @@ def evaluate_checkpoint(
     evaluation settings come from `config` when given, else from the checkpoint's config.
     """
     state = load_checkpoint(checkpoint)
-    saved = PretrainConfig(**state["config"])
+    saved = saved_config(state, checkpoint)
     config = config or saved
     if model is None:
         model = build_ssl_model(saved, saved.source().num_classes)
-    model.load_state_dict(state["model"])
+    restore_states(state, {"model": model}, checkpoint)
     source = config.source()
     device = resolve_device(config.device)
-    return {"step": int(state["step"]), **evaluate_split(model.to(device), source, config, device)}
+    step = checkpoint_entry(state, "step", int, checkpoint)
+    return {"step": step, **evaluate_split(model.to(device), source, config, device)}
+
+
+def saved_config(state: dict[str, Any], path: str | os.PathLike) -> PretrainConfig:
+    """The PretrainConfig a checkpoint records, checked (fields, types, values); one-line errors naming
+    the file."""
+    values = checkpoint_entry(state, "config", dict, path)
+    known = {f.name for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config has unknown fields {unknown[:10]}")
+    try:
+        config = PretrainConfig(**values)  # validated as it is made
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid ({error})") from error
+    return config

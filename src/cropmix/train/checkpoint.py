@@ -62,16 +62,25 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def checkpoint_entry(checkpoint: dict[str, Any], key: str, kind: type, path: str | os.PathLike) -> Any:
+    """`checkpoint[key]`, checked to be a `kind` (an int is not a bool); CheckpointError naming the file
+    and the key otherwise."""
+    if key not in checkpoint:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry (keys: {sorted(checkpoint)[:10]})")
+    value = checkpoint[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: {key!r} holds a {type(value).__name__}, not a {kind.__name__}"
+        )
+    return value
+
+
 def restore_states(checkpoint: dict[str, Any], targets: dict[str, Any], path: str | os.PathLike) -> None:
     """Load `checkpoint[key]` into each `targets[key]` (anything with load_state_dict, e.g. model, optimizer,
     scheduler, scaler), and the "rng" states when asked for; a missing key or a state of the wrong kind
     or shape is a CheckpointError naming the file and the key, not a KeyError or size-mismatch traceback."""
     for key, target in targets.items():
-        if key not in checkpoint:
-            raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry (keys: {sorted(checkpoint)[:10]})")
-        value = checkpoint[key]
-        if not isinstance(value, dict):
-            raise CheckpointError(f"checkpoint {str(path)!r}: {key!r} holds a {type(value).__name__}, not a dict")
+        value = checkpoint_entry(checkpoint, key, dict, path)
         try:
             if key == "rng":
                 set_rng_states(value)

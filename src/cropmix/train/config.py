@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cropmix.data.safe_files import read_regular_bytes, write_text_atomic
 
 from .distributed import check_device_name
 
@@ -157,11 +161,19 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON (atomically; a link at `path` is replaced, not followed)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The config in a JSON file (a regular file of at most 1 MiB), errors naming it."""
+        try:
+            values = json.loads(read_regular_bytes(path, 1 << 20))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object of config fields")
+        return cls.from_dict(values)
 
     @staticmethod
     def cropmix_overrides_fields() -> tuple[str, ...]:
@@ -179,6 +191,7 @@ class TrainConfig:
     def validate(self, cuda_available: bool) -> None:
         """Raise ValueError/TypeError naming the field (and its option), the bad value and what is accepted."""
         check_field_types(self)
+        check_finite(self)
         _check_choices(self, cuda_available)
         _check_augmentation(self)
         _check_numbers(self)
@@ -242,6 +255,16 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     on_cuda = config.device.startswith("cuda") or (config.device == "auto" and cuda_available)
     if config.amp and not on_cuda:
         raise ValueError("amp=True needs a CUDA device (mixed precision is for GPUs here); drop --amp on CPU")
+
+
+def check_finite(config: Any, name_of: Callable[[str], str] = option) -> None:
+    """ValueError naming the first field of the dataclass `config` holding a NaN or an infinity (as a
+    number, or in a tuple or list of them): `--lr inf` would "train" on NaN losses."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"{name_of(f.name)} must be a finite number, got {value!r}")
 
 
 def _check_numbers(config: TrainConfig) -> None:

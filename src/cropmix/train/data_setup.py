@@ -152,6 +152,8 @@ def eval_loader(config: TrainConfig, source: DataSource, split: Any, batch_size:
         from cropmix.data.device_loader import webdataset_loader
 
         return webdataset_loader(split, "none", size, device=device, train=False, batch_size=batch_size,
-                                 num_classes=source.num_classes, pin_memory=device.type == "cuda")  # fmt: skip
+                                 num_classes=source.num_classes, pin_memory=device.type == "cuda",
+                                 skip_bad=config.skip_bad)  # fmt: skip
     transform = None if source.in_memory else eval_transform(size, False)
-    return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2)
+    return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2,
+                       skip_bad=config.skip_bad)  # fmt: skip

@@ -7,6 +7,7 @@ The loop is `build_run` (data, model, optimizer, resumed state), then per epoch 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ from cropmix.data import parse_aug, set_epoch, skipped_files
 from cropmix.models import weights
 
 from . import run_files as rf
-from .checkpoint import CHECKPOINT, rng_states, save_atomic, set_rng_states
+from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states, rng_states, save_atomic
 from .config import TrainConfig
 from .data_setup import prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
 from .mixing import BATCH_MIX_FUNCTIONS, soft_cross_entropy, soft_targets
+from .run_folder import changed_fields, check_world_size, diverged, interrupted, launch_env, run_folder
 from .schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger("cropmix.train")
@@ -82,55 +84,73 @@ def evaluate(model, loader, device, info: DistInfo, channels_last: bool, amp: bo
     return row
 
 
-def check_resume(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from, after checking that the run folder fits the request. The request is
-    compared with the config stored in the checkpoint itself (config.json is only written beside it)."""
-    ckpt_path = out / CHECKPOINT
+def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run), after checking that it fits the request: the
+    request is compared with the config stored in the checkpoint itself (config.json is only written
+    beside it), paths resolved and `out` left out, and the number of processes with the stored one."""
     if not resume:
-        if ckpt_path.exists():
-            raise ValueError(
-                f"run folder {str(out)!r} already holds a checkpoint: pass --resume or choose another --out"
-            )
         return None
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint {str(ckpt_path)!r} to resume from")
+    ckpt_path = out / CHECKPOINT
     checkpoint = weights.load_checkpoint(ckpt_path)
-    saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
-    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
+    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES, paths={"data", "init"})
     if changed:
         raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}")
+    check_world_size(checkpoint.get("world_size"), world, ckpt_path)
     return checkpoint
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train as `config` says; write the run folder (see cropmix.train.run_files) and return its path."""
+    """Train as `config` says; write the run folder (see cropmix.train.run_files) and return its path.
+
+    The folder is held for the whole run (see cropmix.train.run_folder). Resuming a finished run does
+    nothing (its final.json, with what `cropmix eval` added, stays). Raises DivergedError when the loss
+    becomes non-finite and RunInterrupted on Ctrl-C; either way the last checkpoint is kept.
+    """
     config.validate(torch.cuda.is_available())
-    out = Path(config.out)
-    checkpoint = check_resume(config, out, resume)  # before any work: a bad request fails fast
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    info = init_distributed(uses_cuda(config.device))
-    try:
-        run = build_run(config, out, checkpoint, info)
-        open_tensorboard(run)
-        for epoch in range(run.start_epoch, config.epochs):
-            row = train_one_epoch(run, epoch)
-            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                row.update(evaluate(run.net, run.test_loader, run.device, info, run.channels_last, run.amp))
-            run.rows.append(row)
-            if info.main:
-                save_state(run, epoch + 1)
-                log_tensorboard(run, row, epoch)
-                log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
-            barrier(info)
+    rank, world = launch_env()
+    with run_folder(config.out, resume, main=rank == 0) as out:
+        checkpoint = check_resume(config, out, resume, world)  # before any work: a bad request fails fast
+        done = checkpoint_entry(checkpoint, "epoch", int, out / CHECKPOINT) if checkpoint is not None else 0
+        if done >= config.epochs and (out / rf.FINAL).is_file():
+            log.info("%s: the run is finished (%d epochs); nothing to do", out, done)
+            return out
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        info = init_distributed(uses_cuda(config.device))
+        run = None
+        try:
+            run = build_run(config, out, checkpoint, info)
+            run_epochs(run)
+        except KeyboardInterrupt:
+            saved = run.saved_epoch if run is not None else done
+            raise interrupted(out, f"epoch {saved}" if saved else None) from None
+        finally:
+            shutdown(info)
+    return out
+
+
+def run_epochs(run: Run) -> None:
+    """The epochs from the run's start, each saved as it ends, then final.json and the curves."""
+    config, info = run.config, run.info
+    open_tensorboard(run)
+    if info.main and run.start_epoch:  # files a crash left behind the checkpoint, rewritten from it
+        write_run_files(run)
+    for epoch in range(run.start_epoch, config.epochs):
+        row = train_one_epoch(run, epoch)
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            row.update(evaluate(run.net, run.test_loader, run.device, info, run.channels_last, run.amp))
+        run.rows.append(row)
         if info.main:
-            finish_run(run.model, run.full_test, run.device, out, run.rows, run.amp, progress=config.progress)
-        if run.tensorboard is not None:
-            run.tensorboard.close()
+            save_state(run, epoch + 1)
+            log_tensorboard(run, row, epoch)
+            log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
         barrier(info)
-        return out
-    finally:
-        shutdown(info)
+    if info.main:
+        finish_run(run.model, run.full_test, run.device, run.out, run.rows, run.amp, progress=config.progress)
+    if run.tensorboard is not None:
+        run.tensorboard.close()
+    barrier(info)
 
 
 @dataclass
@@ -152,9 +172,11 @@ class Run:
     test_loader: Any
     full_test: Any
     num_classes: int
+    image_size: int
     start_epoch: int
     rows: list[dict[str, Any]]
     tensorboard: Any = None  # a cropmix.integrations.tensorboard.TensorBoardLog on rank 0 with --log tensorboard
+    saved_epoch: int = 0  # the epoch of the checkpoint in the run folder
     step_lrs: list[float] = field(default_factory=list)  # the learning rate of each step of the last epoch
 
 
@@ -183,17 +205,21 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch, rows = 0, []
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_states(checkpoint["rng"])
-        start_epoch = checkpoint["epoch"]
-        rows = [r for r in rf.read_metrics(out) if r["epoch"] <= start_epoch]
+        path = out / CHECKPOINT
+        states = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": None}
+        restore_states(checkpoint, states, path)
+        start_epoch = checkpoint_entry(checkpoint, "epoch", int, path)
+        rows = resumed_rows(checkpoint, out, start_epoch)
     net = model
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-    loaders = dict(train_loader=train_loader, test_loader=test_loader, full_test=full_test, num_classes=num_classes)
+    loaders = dict(
+        train_loader=train_loader,
+        test_loader=test_loader,
+        full_test=full_test,
+        num_classes=num_classes,
+        image_size=size,
+    )
     return Run(
         config=config,
         out=out,
@@ -208,6 +234,7 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
         scaler=scaler,
         start_epoch=start_epoch,
         rows=rows,
+        saved_epoch=start_epoch,
         **loaders,
     )
 
@@ -243,7 +270,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                 loss = F.cross_entropy(logits.float(), targets)
         run.step_lrs.append(run.optimizer.param_groups[0]["lr"])  # this step's rate, before the schedule moves
         _optimise(run, loss)
-        loss_sum += float(loss.detach()) * len(targets)
+        loss_sum += finite_loss(run, loss, f"epoch {epoch + 1}, step {step + 1} of {steps}") * len(targets)
         correct += float((logits.detach().argmax(1) == targets).sum())
         count += len(targets)
         if bar is not None:
@@ -270,6 +297,16 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         if info.main:
             log.warning("epoch %d: skipped %d unreadable training files", epoch + 1, int(skipped))
     return row
+
+
+def finite_loss(run: Run, loss: torch.Tensor, where: str) -> float:
+    """The step's loss as a float (one synchronisation per step); DivergedError if it is NaN or
+    infinite. The step just taken is never saved, so the last checkpoint stays good."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        saved = f"epoch {run.saved_epoch}" if run.saved_epoch else None
+        raise diverged(value, where, saved, run.out, run.config.setting("lr"))
+    return value
 
 
 def _optimise(run: Run, loss: torch.Tensor) -> None:
@@ -306,11 +343,17 @@ def log_tensorboard(run: Run, row: dict[str, Any], epoch: int) -> None:
     run.tensorboard.flush()
 
 
+def resumed_rows(checkpoint: dict[str, Any], out: Path, epochs_done: int) -> list[dict[str, Any]]:
+    """The metrics rows up to the checkpoint: those it holds (from metrics.jsonl for a checkpoint
+    written before it held them)."""
+    if "metrics" in checkpoint:
+        return rf.plain_rows(checkpoint["metrics"], out / CHECKPOINT)
+    return [r for r in rf.read_metrics(out) if r.get("epoch", 0) <= epochs_done]
+
+
 def save_state(run: Run, epochs_done: int) -> None:
-    """Write the metrics, the checkpoint and (beside it, so a run that never saved one leaves no config
-    to resume from) config.json; main rank only."""
-    run.out.mkdir(parents=True, exist_ok=True)
-    rf.write_metrics(run.out, run.rows)
+    """Write the checkpoint (with the metrics rows so far), then the metrics files and config.json beside
+    it: a crash in between leaves files behind the checkpoint, never ahead of it. Main rank only."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -319,8 +362,18 @@ def save_state(run: Run, epochs_done: int) -> None:
         "epoch": epochs_done,
         "rng": rng_states(),
         "config": run.config.to_dict(),
+        "world_size": run.info.world,
+        "data": {"num_classes": run.num_classes, "image_size": run.image_size},  # checked by `cropmix eval`
+        "metrics": run.rows,
     }
     save_atomic(state, run.out / CHECKPOINT)
+    run.saved_epoch = epochs_done
+    write_run_files(run)
+
+
+def write_run_files(run: Run) -> None:
+    """metrics.jsonl, metrics.csv and config.json of the rows and the config so far."""
+    rf.write_metrics(run.out, run.rows)
     rf.write_json(run.out / rf.CONFIG, run.config.to_dict())
 
 

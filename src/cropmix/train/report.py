@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import statistics
@@ -11,11 +12,11 @@ from typing import Any
 
 import torch
 
-from cropmix.data import eval_transform, fixed_subset, index_folder, make_loader, subset
+from cropmix.data import eval_transform, fixed_subset, index_folder, make_loader, skipped_files, subset
 from cropmix.models.weights import load_checkpoint
 
 from . import run_files as rf
-from .checkpoint import CHECKPOINT
+from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
 
@@ -26,23 +27,45 @@ NOT_ARM_FIELDS = {"out", "seed", "progress", "workers", "threads", "device", "ev
 
 
 def load_run_model(
-    run_dir: str | os.PathLike, device: torch.device | str = "cpu"
+    run_dir: str | os.PathLike, device: torch.device | str = "cpu", skip_bad: bool = False
 ) -> tuple[torch.nn.Module, TrainConfig]:
-    """The trained model of a run (from its checkpoint) and its config."""
+    """The trained model of a run (from its checkpoint) and its config, after checking that the run's data
+    still has the classes and image size it was trained on. skip_bad: unreadable files of the run's
+    data are skipped (and counted) rather than an error."""
     from .loop import build_model_for
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
     config = TrainConfig.load(run_dir / rf.CONFIG)
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    if state["epoch"] < config.epochs:
-        raise ValueError(f"run {str(run_dir)!r} stopped after {state['epoch']}/{config.epochs} epochs; resume it first")
-    source = source_of(config)
+    if skip_bad:
+        config = dataclasses.replace(config, skip_bad=True)
+    path = run_dir / CHECKPOINT
+    state = load_checkpoint(path)
+    epochs = checkpoint_entry(state, "epoch", int, path)
+    if epochs < config.epochs:
+        raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.epochs} epochs; resume it first")
+    source = source_of(config, skip_bad=skip_bad)
     size = image_size_of(config, source)
+    check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
-    model.load_state_dict(state["model"])
+    restore_states(state, {"model": model}, path)
     return model.to(device).eval(), config
+
+
+def check_data_matches(trained: Any, num_classes: int, image_size: int, config: TrainConfig) -> None:
+    """ValueError in one line when the run's data (as its config.json names it) no longer has the
+    classes and image size the checkpoint records it was trained on (`trained`: None for a checkpoint
+    that records neither)."""
+    if not isinstance(trained, dict):
+        return
+    now = {"num_classes": num_classes, "image_size": image_size}
+    changed = [f"{k} {trained[k]} -> {v}" for k, v in now.items() if k in trained and trained[k] != v]
+    if changed:
+        raise ValueError(
+            f"the run's data ({config.dataset} {config.data!r}) no longer matches what it was trained on: "
+            + ", ".join(changed)
+        )
 
 
 def _check_eval_options(fgsm_eps: float, max_corruption_images: int | None, max_images: int | None, batch_size: int):
@@ -70,6 +93,7 @@ def evaluate_run(
     batch_size: int = 512,
     progress: bool = True,
     cifar_c: str | os.PathLike | None = None,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
     FGSM top-1, accuracy under the 15 standard corruptions generated on the fly ("corruption_mean",
@@ -79,7 +103,8 @@ def evaluate_run(
     max_images and max_corruption_images pick fixed random subsets (the same for every run, spread over
     all classes even when the split is sorted by class): the first for every metric, the second, taken
     from the first, for the corruption pass only; with cifar_c, max_corruption_images picks a fixed random
-    subset of the files' test images. All options are checked before any work starts.
+    subset of the files' test images. skip_bad: unreadable test files are skipped and counted
+    ("skipped_files") instead of an error. All options are checked before any work starts.
     """
     from cropmix.evaluate import cifar_c_files, evaluate_classifier
 
@@ -89,8 +114,8 @@ def evaluate_run(
     cifar_c_labels = None if cifar_c is None else cifar_c_files(cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, config = load_run_model(run_dir, dev)
-    source = source_of(config)
+    model, config = load_run_model(run_dir, dev, skip_bad=skip_bad)
+    source = source_of(config, skip_bad=skip_bad)
     size = image_size_of(config, source)
     test = subset(source.test, max_images or config.max_test_images)
 
@@ -107,11 +132,14 @@ def evaluate_run(
         results.update(_cifar_c_pass(model, cifar_c, cifar_c_labels, dev, size, source.num_classes, *limits))
     rf.write_json(run_dir / "eval.json", results)
     if max_images is None:  # metrics on a subset stay in eval.json only
-        final_path = run_dir / rf.FINAL
-        final = rf.read_json(final_path) if final_path.is_file() else {}
-        final.update(results)
-        rf.write_json(final_path, final)
+        merge_final(run_dir / rf.FINAL, results)
     return results
+
+
+def merge_final(path: Path, results: dict[str, Any]) -> None:
+    """Rewrite final.json at `path` as its known results (`run_files.FINAL_KEYS`) updated with `results`."""
+    final = rf.read_json(path) if path.is_file() else {}
+    rf.write_json(path, {**{k: v for k, v in final.items() if k in rf.FINAL_KEYS}, **results})
 
 
 def _cifar_c_pass(model, folder, labels, device, size, num_classes, limit, batch_size, progress) -> dict[str, Any]:
@@ -138,11 +166,13 @@ def evaluate_ood(
     device: str = "auto",
     batch_size: int = 512,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Top-1, ECE and RMS of a run's model on another labelled folder `data` (<class>/<images>), e.g.
     ImageNet-R or ImageNet-A (class_subset "imagenet-r" / "imagenet-a": the logits restricted to their 200
     ImageNet classes) or ImageNet-Sketch (all classes). Folder classes are matched to the model's by name
-    (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json.
+    (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json (see
+    `ood_result_path`). skip_bad: unreadable files are skipped and counted ("skipped_files").
     """
     from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
 
@@ -164,11 +194,30 @@ def evaluate_ood(
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
     size = image_size_of(config, source)
     loader = make_loader(subset(index, max_images), eval_transform(size, False), batch_size=batch_size,
-                         train=False, workers=2)  # fmt: skip
-    results = {"data": str(data), "class_subset": class_subset}
+                         train=False, workers=2, skip_bad=skip_bad)  # fmt: skip
+    results = {"data": os.path.realpath(data), "class_subset": class_subset}
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=progress))
-    rf.write_json(run_dir / f"ood_{Path(data).resolve().name}.json", results)
+    if skip_bad:
+        results["skipped_files"] = skipped_files(loader)
+    rf.write_json(ood_result_path(run_dir, data), results)
     return results
+
+
+def ood_result_path(run_dir: Path, data: str | os.PathLike) -> Path:
+    """run_dir/ood_<folder name>.json, unless that file holds the results of another folder of the same
+    name: then ood_<folder name>-<hash of the folder's path>.json, so no folder's results replace another's."""
+    resolved = os.path.realpath(data)
+    name = Path(resolved).name or "root"
+    path = run_dir / f"ood_{name}.json"
+    if path.is_file():
+        try:
+            earlier = rf.read_json(path).get("data")
+        except ValueError:  # not a results file of ours: leave it, write beside it
+            earlier = None
+        if earlier != resolved:
+            digest = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+            path = run_dir / f"ood_{name}-{digest}.json"
+    return path
 
 
 def _arm_key(config: dict[str, Any]) -> str:
@@ -216,8 +265,17 @@ def format_table(table: list[dict[str, Any]]) -> str:
         for m in metrics:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
             cells.append("-" if mean is None else (f"{mean:.2f}" if row["n"] == 1 else f"{mean:.2f} ± {std:.2f}"))
-        lines.append(f"| {row['label']} | {row['n']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {markdown_cell(row['label'])} | {row['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def markdown_cell(text: str) -> str:
+    """`text` as one Markdown table cell: line breaks become spaces and | < > are escaped, so a run
+    name cannot add rows, columns or HTML to the table."""
+    text = " ".join(str(text).split())
+    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.replace(char, escaped)
+    return text
 
 
 def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -230,7 +288,7 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     out.mkdir(parents=True, exist_ok=True)
     table = summarise_runs(run_dirs)
     text = format_table(table)
-    (out / "comparison.md").write_text(text)
+    rf.write_text_atomic(out / "comparison.md", text)
     rf.write_json(out / "comparison.json", {"arms": [{k: v for k, v in r.items() if k != "rows"} for r in table]})
     curves = {}
     for row in table:

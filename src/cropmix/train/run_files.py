@@ -1,12 +1,48 @@
-"""The files of a run folder: config.json, metrics.jsonl / metrics.csv, final.json, checkpoint.pt, curves.png."""
+"""The files of a run folder: config.json, metrics.jsonl / metrics.csv, final.json, checkpoint.pt, curves.png.
+
+Every file is written through `cropmix.data.safe_files` (a fresh temporary file, fsynced and renamed
+over the target: a planted link is replaced, never followed, and a full disk is named as such).
+Metrics are appended as whole lines only: a write that fails part-way is cut back to the last whole
+line, and a torn last line left by a crash elsewhere is dropped on reading, with a warning naming
+the file.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
+import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from cropmix.data.safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
+
+from .checkpoint import CHECKPOINT
+
+__all__ = [
+    "CONFIG",
+    "CURVES",
+    "FINAL",
+    "FINAL_KEYS",
+    "METRICS_CSV",
+    "METRICS_JSONL",
+    "RELIABILITY",
+    "RUN_FILES",
+    "MetricsLog",
+    "append_text",
+    "plain_rows",
+    "read_json",
+    "read_metrics",
+    "write_json",
+    "write_metrics",
+    "write_text_atomic",
+]
+
+log = logging.getLogger("cropmix.train")
 
 CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES, RELIABILITY = (
     "config.json",
@@ -16,31 +52,69 @@ CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES, RELIABILITY = (
     "curves.png",
     "reliability.png",
 )
+# What a run leaves in its folder: a folder holding any of them has been used by a run.
+RUN_FILES = (CHECKPOINT, CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES, RELIABILITY, "eval.json", "tensorboard")
+# The results final.json holds (written by training, then by `cropmix eval`): an earlier final.json is
+# merged with new results through these keys only, so a planted file cannot choose what is written.
+FINAL_KEYS = (
+    "top1", "top5", "ece", "rms", "rms_equal_width", "epochs", "seconds_per_epoch", "images_per_second",
+    "train_top1", "fgsm_top1", "corruption_mean", "corruption", "cifar_c_mean", "cifar_c",
+)  # fmt: skip
+MAX_JSON_BYTES = 64 << 20  # a config.json or final.json is kilobytes; anything this large is not one
+MAX_METRICS_BYTES = 1 << 30
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run (empty if none yet)."""
+    """The rows of metrics.jsonl in `run_dir` (empty if there is none yet).
+
+    A torn last line (a crash while it was appended) is dropped with a warning naming the file; a
+    line that is not a JSON object anywhere else is a ValueError naming the file and the line.
+    """
     path = Path(run_dir) / METRICS_JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = read_regular_bytes(path, MAX_METRICS_BYTES).decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = number == len(lines)  # no newline after it: cut off while being written
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):  # a prefix of a JSON object is never one itself: whole
+            rows.append(row)
+        elif last:
+            log.warning("%s: dropped its torn last line %d (%d characters)", path, number, len(line))
+        else:
+            raise ValueError(f"{path} line {number} is not a JSON object: {line[:80]!r}; delete that line or the file")
+    return rows
+
+
+def plain_rows(rows: Any, source: str | os.PathLike) -> list[dict[str, Any]]:
+    """`rows` (read from `source`, e.g. a checkpoint) checked to be metrics rows: a list of dicts of
+    names to numbers, strings, booleans or None. ValueError naming `source` otherwise."""
+    plain = (int, float, str, bool, type(None))
+    ok = isinstance(rows, list) and all(
+        isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, plain) for k, v in row.items())
+        for row in rows
+    )
+    if not ok:
+        raise ValueError(f"{source}: its metrics rows are not a list of dicts of numbers and strings")
+    return rows
 
 
 def write_metrics(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from `rows` (atomically, so a crash keeps the old ones)."""
     run_dir = Path(run_dir)
     write_text_atomic(run_dir / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
-    fields = _fields(rows)
-    tmp = run_dir / (METRICS_CSV + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        if fields:  # no rows: an empty file, not a blank header line
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    os.replace(tmp, run_dir / METRICS_CSV)
+    with atomic_writer(run_dir / METRICS_CSV, "w", newline="") as handle:
+        handle.write(_csv_text(rows, _fields(rows), header=True))
 
 
-def _fields(rows: list[dict[str, Any]]) -> list[str]:
+def _fields(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The columns of `rows`: every key, in the order first seen."""
     fields: list[str] = []
     for row in rows:
@@ -48,42 +122,96 @@ def _fields(rows: list[dict[str, Any]]) -> list[str]:
     return fields
 
 
+def _csv_text(rows: list[dict[str, Any]], fields: list[str], header: bool) -> str:
+    """`rows` as CSV lines under `fields` (keys outside them are left out); no rows and no fields: ""."""
+    if not fields:
+        return ""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append `text` (whole lines) to `path`, flushed to disk. A write that fails part-way (a full disk)
+    is cut back, so the file never ends in half a line; the error names the file. A link at `path` is
+    refused, not followed."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        raise FileError(error.errno, f"appending to {path} failed: {error.strerror}") from error
+    try:
+        size = os.fstat(fd).st_size
+        data = memoryview(text.encode("utf-8"))
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError as error:
+            os.ftruncate(fd, size)
+            if error.errno == errno.ENOSPC:
+                raise FileError(error.errno, f"no space left on device writing {path}") from error
+            raise FileError(error.errno, f"writing {path} failed: {error.strerror}") from error
+    finally:
+        os.close(fd)
+
+
 class MetricsLog:
     """Append rows to metrics.jsonl and metrics.csv in `folder` as they come (for per-step logs, where
-    rewriting the files each time would cost more and more). On opening, the rows whose "step" is past
-    `after_step` are dropped (all rows when it is None): a resumed run carries on from its checkpoint."""
+    rewriting the files each time would cost more and more).
 
-    def __init__(self, folder: str | os.PathLike, after_step: int | None = None) -> None:
+    after_step None: a new run (nothing is written until the first rows come). Otherwise the run is
+    resumed from a checkpoint at step `after_step`: the rows past it are dropped, and `tail` (the rows
+    the checkpoint holds, logged since the one before it) fills in any the files lack, so a crash
+    between saving a checkpoint and appending its rows loses none.
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike, after_step: int | None = None, tail: list[dict[str, Any]] = ()
+    ) -> None:
         self.folder = Path(folder)
         self.jsonl, self.csv = self.folder / METRICS_JSONL, self.folder / METRICS_CSV
-        rows = [] if after_step is None else [r for r in read_metrics(folder) if r.get("step", 0) <= after_step]
-        write_metrics(folder, rows)
+        rows: list[dict[str, Any]] = []
+        if after_step is not None:
+            rows = [r for r in read_metrics(folder) if r.get("step", 0) <= after_step]
+            last = rows[-1].get("step", 0) if rows else 0
+            rows += [r for r in tail if last < r.get("step", 0) <= after_step]
+            write_metrics(folder, rows)
         self.fields = _fields(rows)
 
     def append(self, row: dict[str, Any]) -> None:
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        if not self.fields:
-            self.fields = list(row)
-            with self.csv.open("w", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=self.fields).writeheader()
-        with self.csv.open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+        """Append one row."""
+        self.extend([row])
 
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        """Append `rows`, each file in one write of whole lines."""
+        if not rows:
+            return
+        append_text(self.jsonl, "".join(json.dumps(row) + "\n" for row in rows))
+        header = not self.fields
+        if header:
+            self.fields = list(rows[0])
+        append_text(self.csv, _csv_text(rows, self.fields, header))
 
 
 def write_json(path: str | os.PathLike, values: dict[str, Any]) -> None:
+    """`values` as indented JSON, written atomically."""
     write_text_atomic(path, json.dumps(values, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in `path` (a regular file of at most 64 MiB); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist")
-    return json.loads(path.read_text())
+    try:
+        values = json.loads(read_regular_bytes(path, MAX_JSON_BYTES))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object")
+    return values

@@ -1,0 +1,305 @@
+"""Run folders of `cropmix train` / `pretrain` and the files `cropmix eval` writes: used only as asked,
+one writer at a time, nothing lost on a crash, Ctrl-C or a diverging loss."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import PIL.Image
+import pytest
+import torch
+from test_cli_train import base_args
+from test_data import make_npz
+from test_ssl import _config, synthetic_images, tiny_mae
+
+from cropmix.cli import main
+from cropmix.data.arrays import ArraySplit, save_npz
+from cropmix.data.safe_files import FileError
+from cropmix.models.weights import CheckpointError, load_checkpoint
+from cropmix.ssl import MAE
+from cropmix.ssl.pretrain import PretrainConfig, pretrain
+from cropmix.train import loop
+from cropmix.train.config import TrainConfig
+from cropmix.train.run_files import read_metrics
+from cropmix.train.run_folder import run_folder
+
+
+def last_line(capsys) -> str:
+    """The last line the command wrote to stderr (training logs its epochs before it)."""
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def labelled_folder(root, classes=("c0", "c1"), per_class=2):
+    """root/<class>/<i>.png with the class names of `make_npz`'s data."""
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            PIL.Image.new("RGB", (16, 16), (40 * i, 90, 160)).save(root / c / f"{i}.png")
+    return root
+
+
+def trained(tmp_path, name="run", epochs=1, *extra):
+    data = tmp_path / "d.npz"
+    if not data.exists():
+        make_npz(data)
+    out = tmp_path / name
+    assert main(base_args(data, out, "--epochs", str(epochs), *extra)) == 0
+    return data, out
+
+
+def test_a_folder_with_metrics_but_no_checkpoint_is_refused(tmp_path, capsys):
+    data = make_npz(tmp_path / "d.npz")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    assert main(base_args(data, out, "--epochs", "1")) == 2
+    assert "metrics.jsonl from an earlier run" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'  # untouched
+
+
+def test_a_file_as_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    data = make_npz(tmp_path / "d.npz")
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(loop, "build_run", lambda *a: pytest.fail("data loaded before --out was checked"))
+    assert main(base_args(data, tmp_path / "file", "--epochs", "1")) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_keeps_what_eval_added(tmp_path):
+    data, out = trained(tmp_path)
+    assert main(["eval", str(out), "--fgsm"]) == 0
+    before = (out / "final.json").read_text()
+    assert "fgsm_top1" in before
+    assert main(base_args(data, out, "--epochs", "1", "--resume")) == 0
+    assert (out / "final.json").read_text() == before
+
+
+HOLD_THE_FOLDER = """
+import sys, time
+from cropmix.train.run_folder import run_folder
+with run_folder(sys.argv[1], resume=False):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr("cropmix.train.run_folder.LOCK_WAIT_S", 0.2)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_FOLDER, str(tmp_path / "run")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(FileError, match=f"in use by another process \\(pid {holder.pid}\\)"):
+            with run_folder(tmp_path / "run", resume=False):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_folder(tmp_path / "run", resume=False):  # its holder killed: the lock went with it
+        pass
+
+
+def test_a_torn_last_line_is_dropped_and_a_bad_middle_line_named(tmp_path, caplog):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"ste')
+    with caplog.at_level(logging.WARNING, "cropmix.train"):
+        assert read_metrics(tmp_path) == [{"step": 1}, {"step": 2}]
+    assert "torn last line 3" in caplog.text and "metrics.jsonl" in caplog.text
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not a JSON object"):
+        read_metrics(tmp_path)
+
+
+def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monkeypatch):
+    _, out = trained(tmp_path, "run", 1)
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.move(out, moved)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.load(moved / "config.json")
+    config.out, config.data = str(moved), "./d.npz"  # relative now, absolute when it was trained
+    assert loop.check_resume(config, moved, resume=True)["epoch"] == 1
+    with pytest.raises(ValueError, match="written by a run of 1"):
+        loop.check_resume(config, moved, resume=True, world=2)
+    config.lr = 0.5
+    with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
+        loop.check_resume(config, moved, resume=True)
+
+
+@pytest.mark.parametrize("option,value", [("--lr", "inf"), ("--weight-decay", "nan")])
+def test_non_finite_options_are_refused(tmp_path, capsys, option, value):
+    data = make_npz(tmp_path / "d.npz")
+    assert main(base_args(data, tmp_path / "run", "--epochs", "1", option, value)) == 2
+    assert f"{option}) must be a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="lr \\(--lr\\) must be a finite number"):
+        PretrainConfig(method="moco", aug="cropmix", lr=float("inf"))
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    real = loop.finite_loss
+
+    def nan_in_epoch_2(run, loss, where):
+        return real(run, loss * float("nan") if where.startswith("epoch 2") else loss, where)
+
+    monkeypatch.setattr(loop, "finite_loss", nan_in_epoch_2)
+    data = make_npz(tmp_path / "d.npz")
+    out = tmp_path / "run"
+    assert main(base_args(data, out, "--epochs", "2")) == 1
+    err = last_line(capsys)
+    assert "training diverged: the loss is nan at epoch 2, step 1" in err and "checkpoint of epoch 1 is kept" in err
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(out)] == [1]
+
+
+def test_ctrl_c_says_what_is_kept_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    real = loop.train_one_epoch
+
+    def interrupted(run, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(run, epoch)
+
+    monkeypatch.setattr(loop, "train_one_epoch", interrupted)
+    data = make_npz(tmp_path / "d.npz")
+    assert main(base_args(data, tmp_path / "run", "--epochs", "3")) == 130
+    err = capsys.readouterr().err
+    assert "checkpoint of epoch 1" in err and "--resume to continue" in err and "Traceback" not in err
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    assert main(base_args(data, tmp_path / "run", "--epochs", "3", "--resume")) == 0
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_a_full_disk_at_the_checkpoint_leaves_metrics_behind_it_not_ahead(tmp_path, capsys, monkeypatch):
+    real, calls = loop.save_atomic, []
+
+    def full_on_the_second(obj, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise FileError(errno.ENOSPC, f"no space left on device writing {path}")
+        return real(obj, path)
+
+    monkeypatch.setattr(loop, "save_atomic", full_on_the_second)
+    data = make_npz(tmp_path / "d.npz")
+    out = tmp_path / "run"
+    assert main(base_args(data, out, "--epochs", "2")) == 2
+    assert "no space left on device writing" in last_line(capsys)
+    assert [r["epoch"] for r in read_metrics(out)] == [1] and load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_pretrain_follows_the_same_folder_rules(tmp_path):
+    classes = ["a", "b", "c", "d"]
+    (x, y), (xt, yt) = synthetic_images(32), synthetic_images(16, seed=1)
+    npz_path = save_npz(tmp_path / "d.npz", {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
+    config = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8)
+    pretrain(config, model=tiny_mae())
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        pretrain(config, model=tiny_mae())
+    final = os.path.join(config.out, "final.json")
+    with open(final) as handle:
+        kept = handle.read()
+    resumed = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8, resume=True)
+    pretrain(resumed, model=tiny_mae())  # finished: nothing to do
+    with open(final) as handle:
+        assert handle.read() == kept
+    other = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, eval_test=8, resume=True)
+    with pytest.raises(ValueError, match=r"fields \['steps'\] differ"):
+        pretrain(other, model=tiny_mae())
+    fresh = _config(tmp_path / "new", npz_path, "mae", "mae-mixup", steps=2, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        pretrain(fresh, model=tiny_mae())
+
+
+def test_a_huge_mae_decoder_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="MAE decoder .* more than the limit"):
+        MAE(image_size=32, patch_size=4, dim=32, depth=1, heads=2, decoder_dim=100_000, decoder_depth=100)
+
+
+# ---- what `cropmix eval` writes ----
+
+
+def test_a_planted_final_json_chooses_nothing_written(tmp_path):
+    _, out = trained(tmp_path)
+    final = json.loads((out / "final.json").read_text())
+    (out / "final.json").write_text(json.dumps({**final, "echo pwned >> ~/.bashrc": "x", "top1": -1}))
+    assert main(["eval", str(out)]) == 0
+    merged = json.loads((out / "final.json").read_text())
+    assert "echo pwned >> ~/.bashrc" not in merged and merged["top1"] >= 0 and "epochs" in merged
+
+
+def test_ood_results_of_two_folders_of_one_name_are_both_kept(tmp_path):
+    _, out = trained(tmp_path)
+    for parent in ("a", "b"):
+        labelled_folder(tmp_path / parent / "val")
+    for parent in ("a", "b"):
+        assert main(["eval", str(out), "--data", str(tmp_path / parent / "val"), "--no-progress"]) == 0
+    files = sorted(p.name for p in out.glob("ood_val*.json"))
+    assert len(files) == 2
+    sources = {json.loads((out / name).read_text())["data"] for name in files}
+    assert sources == {os.path.realpath(tmp_path / p / "val") for p in ("a", "b")}
+    assert main(["eval", str(out), "--data", str(tmp_path / "a" / "val"), "--no-progress"]) == 0
+    assert len(list(out.glob("ood_val*.json"))) == 2  # the same folder again: its own file rewritten
+
+
+def test_eval_data_skip_bad(tmp_path, capsys):
+    _, out = trained(tmp_path)
+    root = labelled_folder(tmp_path / "ood")
+    (root / "c1" / "broken.png").write_bytes(b"not an image")
+    assert main(["eval", str(out), "--data", str(root), "--no-progress"]) == 2
+    assert "broken.png" in last_line(capsys)
+    assert main(["eval", str(out), "--data", str(root), "--no-progress", "--skip-bad"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped_files"] == 1
+
+
+def test_eval_says_when_the_data_changed_since_training(tmp_path, capsys):
+    data, out = trained(tmp_path)
+    make_npz(data, classes=3)
+    assert main(["eval", str(out)]) == 2
+    assert "no longer matches what it was trained on: num_classes 4 -> 3" in last_line(capsys)
+
+
+def test_eval_of_a_malformed_checkpoint_is_one_line(tmp_path, capsys):
+    _, out = trained(tmp_path)
+    state = load_checkpoint(out / "checkpoint.pt")
+    torch.save({**state, "model": {"nonsense": torch.zeros(1)}}, out / "checkpoint.pt")
+    assert main(["eval", str(out)]) == 2
+    assert "'model' cannot be restored" in last_line(capsys)
+    torch.save({**state, "epoch": "1"}, out / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="'epoch' holds a str, not a int"):
+        loop.train(TrainConfig.load(out / "config.json"), resume=True)
+
+
+def test_comparison_md_escapes_run_names(tmp_path):
+    _, out = trained(tmp_path, "run", 1, "--name", "evil | 1 | 2 |\n| injected | row |")
+    assert main(["compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
+    table = (tmp_path / "cmp" / "comparison.md").read_text().splitlines()
+    assert len(table) == 3 and "injected" in table[2] and table[2].count(" | ") == table[0].count(" | ")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KiB tmpfs at tmp_path/disk: a real full disk (needs root and a kernel that lets it mount)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_really_full_disk_is_named_and_leaves_no_temporary_files(tmp_path, capsys, small_disk):
+    data = make_npz(tmp_path / "d.npz")
+    out = small_disk / "run"
+    args = base_args(data, out, "--epochs", "1")
+    args[args.index("--model-kwargs") + 1] = '{"widths": [16, 32, 64, 64]}'  # a checkpoint larger than the disk
+    assert main(args) == 2
+    assert last_line(capsys).endswith(f"no space left on device writing {out / 'checkpoint.pt'}")
+    assert sorted(os.listdir(out)) == [".lock"]  # no temporary file, no metrics ahead of a checkpoint
