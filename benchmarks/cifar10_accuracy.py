@@ -115,7 +115,8 @@ def interleaved_timing(args: argparse.Namespace, rounds: int = 6, steps: int = 1
             workers=1,
             seed=0,
         )
-        loader, _, _, classes, size = prepare_data(config, DistInfo(), pin=False)
+        data = prepare_data(config, DistInfo(), pin=False)
+        loader, classes, size = data.train_loader, data.num_classes, data.image_size
         model = build_model_for(config, classes, size).to(memory_format=torch.channels_last)
         arms[aug] = (iter(loader), model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     times: dict[str, list[float]] = {aug: [] for aug in arms}

@@ -34,6 +34,9 @@ class FolderIndex:
     classes: list[str]
     skipped: list[str] = field(default_factory=list)
 
+    def __len__(self) -> int:
+        return len(self.paths)
+
 
 def split_dir(root: str | os.PathLike, split: str) -> Path:
     """The folder of `split` ("train" or "val") under `root`, or an error naming what is missing."""

@@ -53,6 +53,9 @@ class ShardSplit:
     def num_samples(self) -> int:
         return sum(self.counts)
 
+    def __len__(self) -> int:
+        return self.num_samples
+
 
 @dataclass
 class ShardIndex:

@@ -9,7 +9,7 @@ with images as uint8 or as floats in [0, 1]: the models normalise inside.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,16 +45,36 @@ def source_of(config: TrainConfig, *, skip_bad: bool = False) -> DataSource:
 
 
 def image_size_of(config: TrainConfig, source: DataSource) -> int:
-    """The run's image side: image_size, else the side of in-memory images, else 224."""
+    """The run's image side: image_size, else the side of in-memory images, else for a folder of
+    files the shorter side of the largest of a few (at most 224: small files train at their own
+    size, not upsampled), else 224."""
     if config.image_size:
         return config.image_size
-    return int(source.train.images.shape[-1]) if source.in_memory else DEFAULT_FILE_SIZE
+    if source.in_memory:
+        return int(source.train.images.shape[-1])
+    if isinstance(source.train, FolderIndex):
+        largest = largest_file_size(source.train)
+        if largest is not None:
+            return min(DEFAULT_FILE_SIZE, *largest)
+    return DEFAULT_FILE_SIZE
+
+
+class RunData(NamedTuple):
+    """The data of a run: its loaders, what they hold and the image side they give."""
+
+    train_loader: Any
+    test_loader: Any  # this process's share of the test split
+    full_test: Any  # all of it, for rank 0's final evaluation
+    num_classes: int
+    image_size: int
+    train_images: int
+    test_images: int
 
 
 def prepare_data(
     config: TrainConfig, info: DistInfo, pin: bool = False, device: torch.device | str | None = None
-) -> tuple[Any, Any, Any, int, int]:
-    """(train loader, test loader, full test loader for rank 0, num_classes, image size).
+) -> RunData:
+    """The loaders of `config`'s data (see `RunData`).
 
     device: where shards are decoded and augmented (dataset "webdataset"; default the CPU); pin: pinned
     host memory for the batches, for asynchronous copies to a GPU.
@@ -66,7 +86,7 @@ def prepare_data(
     if isinstance(train_split, ShardSplit):
         device = torch.device("cpu" if device is None else device)
         loaders = shard_loaders(config, train_split, test_split, source.num_classes, size, info, device)
-        return (*loaders, source.num_classes, size)
+        return RunData(*loaders, source.num_classes, size, len(train_split), len(test_split))
     in_memory = source.in_memory
     base, _ = parse_aug(config.aug)
     transform, batched = train_transform(
@@ -99,7 +119,7 @@ def prepare_data(
     eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
     test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
     full_test = make_loader(test_split, test_tf, train=False, **eval_common)
-    return train_loader, test_loader, full_test, source.num_classes, size
+    return RunData(train_loader, test_loader, full_test, source.num_classes, size, len(train_split), len(test_split))
 
 
 def shard_loaders(

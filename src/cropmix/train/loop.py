@@ -6,9 +6,9 @@ The loop is `build_run` (data, model, optimizer, resumed state), then per epoch 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from cropmix.models import weights
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states, rng_states, save_atomic
 from .config import TrainConfig
+from .console import epoch_line, log_tensorboard, open_tensorboard, progress_bar, start_summary
 from .data_setup import prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
 from .mixing import BATCH_MIX_FUNCTIONS, soft_cross_entropy, soft_targets
@@ -93,7 +94,8 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
     ckpt_path = out / CHECKPOINT
     checkpoint = weights.load_checkpoint(ckpt_path)
     saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
-    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES, paths={"data", "init"})
+    automatic = {"image_size"} if config.image_size is None else set()  # resolved from the data, then recorded
+    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
     if changed:
         raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}")
     check_world_size(checkpoint.get("world_size"), world, ckpt_path)
@@ -134,6 +136,8 @@ def run_epochs(run: Run) -> None:
     """The epochs from the run's start, each saved as it ends, then final.json and the curves."""
     config, info = run.config, run.info
     open_tensorboard(run)
+    if info.main:
+        log.info("%s", start_summary(run, len(run.train_loader)))
     if info.main and run.start_epoch:  # files a crash left behind the checkpoint, rewritten from it
         write_run_files(run)
     for epoch in range(run.start_epoch, config.epochs):
@@ -144,7 +148,7 @@ def run_epochs(run: Run) -> None:
         if info.main:
             save_state(run, epoch + 1)
             log_tensorboard(run, row, epoch)
-            log.info("epoch %d/%d %s", epoch + 1, config.epochs, row)
+            log.info("%s", epoch_line(row, config.epochs))
         barrier(info)
     if info.main:
         finish_run(run.model, run.full_test, run.device, run.out, run.rows, run.amp, progress=config.progress)
@@ -173,6 +177,8 @@ class Run:
     full_test: Any
     num_classes: int
     image_size: int
+    train_images: int
+    test_images: int
     start_epoch: int
     rows: list[dict[str, Any]]
     tensorboard: Any = None  # a cropmix.integrations.tensorboard.TensorBoardLog on rank 0 with --log tensorboard
@@ -188,38 +194,31 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
     # channels_last is 2-3x faster for small conv nets on CPU too (oneDNN), so it is on by default.
     channels_last = True if config.channels_last is None else config.channels_last
     torch.manual_seed(config.seed)
-    train_loader, test_loader, full_test, num_classes, size = prepare_data(config, info, pin=use_cuda, device=device)
+    data = prepare_data(config, info, pin=use_cuda, device=device)
+    train_loader, num_classes, size = data.train_loader, data.num_classes, data.image_size
+    if config.image_size is None:  # recorded as used, in config.json and the checkpoint
+        config = dataclasses.replace(config, image_size=size)
     model = build_model_for(config, num_classes, size)
     if config.init is not None and checkpoint is None:  # a resumed run's checkpoint already holds these weights
-        left = weights.load_pretrained(model, config.init)
-        if info.main:
-            loaded = len(model.state_dict()) - len(left)
-            log.info("init: loaded %d tensors from %s (left as initialised: %s)", loaded, config.init, left)
+        load_init(model, config.init, info.main)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     if len(train_loader) == 0:
-        raise ValueError(f"batch_size={config.batch_size} x {info.world} processes exceeds the training split")
+        raise ValueError(
+            f"--batch-size {config.batch_size} x {info.world} process(es) is more than the {data.train_images} "
+            "training images: lower --batch-size"
+        )
     scheduler = build_scheduler(optimizer, len(train_loader), config)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch, rows = 0, []
     if checkpoint is not None:
-        path = out / CHECKPOINT
         states = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": None}
-        restore_states(checkpoint, states, path)
-        start_epoch = checkpoint_entry(checkpoint, "epoch", int, path)
-        rows = resumed_rows(checkpoint, out, start_epoch)
+        start_epoch, rows = restore_run(checkpoint, states, out)
     net = model
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-    loaders = dict(
-        train_loader=train_loader,
-        test_loader=test_loader,
-        full_test=full_test,
-        num_classes=num_classes,
-        image_size=size,
-    )
     return Run(
         config=config,
         out=out,
@@ -235,8 +234,16 @@ def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: Dis
         start_epoch=start_epoch,
         rows=rows,
         saved_epoch=start_epoch,
-        **loaders,
+        **data._asdict(),
     )
+
+
+def load_init(model: torch.nn.Module, path: str, main: bool) -> None:
+    """--init: the pretrained tensors of `path` that fit `model`, logging what was loaded (rank 0)."""
+    left = weights.load_pretrained(model, path)
+    if main:
+        loaded = len(model.state_dict()) - len(left)
+        log.info("init: loaded %d tensors from %s (left as initialised: %s)", loaded, path, left)
 
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
@@ -251,7 +258,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     skipped_before = skipped_files(run.train_loader)
     loss_sum = correct = count = 0.0
     run.step_lrs = []
-    bar = _progress(config, info, steps, epoch)
+    bar = progress_bar(config, info, steps, epoch)
     start = time.perf_counter()
     for step, (images, targets) in enumerate(run.train_loader):
         if run.tensorboard is not None and epoch == step == 0:
@@ -324,23 +331,12 @@ def seed_epoch(run: Run, epoch: int) -> None:
     set_epoch(run.train_loader, epoch)
 
 
-def open_tensorboard(run: Run) -> None:
-    """--log tensorboard, rank 0: event files in out/tensorboard, indexed by optimiser step; a resumed run
-    drops what the stopped one wrote past its checkpoint. The first training batch is logged as a grid
-    (`train_one_epoch`): a separate look at the loader would advance persistent workers' RNG."""
-    from cropmix.integrations.tensorboard import open_run_log
-
-    run.tensorboard = open_run_log(run.config.log, run.out, run.start_epoch * len(run.train_loader), run.info.main)
-
-
-def log_tensorboard(run: Run, row: dict[str, Any], epoch: int) -> None:
-    """The epoch's row at the step that ended it, and the learning rate of each of its steps."""
-    if run.tensorboard is None:
-        return
-    steps = len(run.train_loader)
-    run.tensorboard.learning_rates(run.step_lrs, epoch * steps + 1)
-    run.tensorboard.scalars(row, (epoch + 1) * steps)
-    run.tensorboard.flush()
+def restore_run(checkpoint: dict[str, Any], states: dict[str, Any], out: Path) -> tuple[int, list[dict[str, Any]]]:
+    """Load `checkpoint` into `states` (see `restore_states`); the epochs done and their metrics rows."""
+    path = out / CHECKPOINT
+    restore_states(checkpoint, states, path)
+    start_epoch = checkpoint_entry(checkpoint, "epoch", int, path)
+    return start_epoch, resumed_rows(checkpoint, out, start_epoch)
 
 
 def resumed_rows(checkpoint: dict[str, Any], out: Path, epochs_done: int) -> list[dict[str, Any]]:
@@ -396,13 +392,3 @@ def finish_run(
     rf.write_json(out / rf.FINAL, final)
     save_training_curves(rows, out / rf.CURVES)
     return final
-
-
-def _progress(config: TrainConfig, info: DistInfo, total: int, epoch: int):
-    if not (config.progress and info.main):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False, dynamic_ncols=True
-    )
