@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import pytest
 import torch
 from torchvision.transforms import v2
@@ -83,3 +84,33 @@ def test_show_names_a_missing_or_corrupt_file(tmp_path) -> None:
     corrupt = cli("show", *noise_images(tmp_path), str(bad), "--out", str(tmp_path / "g.png"))
     assert corrupt.returncode == 2 and "bad.jpg" in corrupt.stderr
     assert not (tmp_path / "g.png").exists(), "files are checked before anything is drawn"
+
+
+@pytest.mark.parametrize("count", [1, 2, 6, 12])
+def test_every_text_lies_inside_its_picture(tmp_path, monkeypatch, count) -> None:
+    """Title, legend, names and headings fit for any number of images: the ink box of every text, as
+    Pillow measures it, lies inside the picture it is drawn on (text past an edge would be cut off)."""
+    drawn = []
+    draw_text = PIL.ImageDraw.ImageDraw.text
+
+    def recording_text(self, xy, text, *args, **kwargs):
+        drawn.append((text, self.textbbox(xy, text, font=kwargs.get("font")), self.im.size))
+        return draw_text(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.ImageDraw.ImageDraw, "text", recording_text)
+    sizes = [(40 + 7 * i, 70 - 3 * i) for i in range(count)]
+    paths = noise_images(tmp_path, sizes)
+    if count == 1:
+        long_name = tmp_path / ("a_photo_with_a_very_long_name_" * 4 + ".png")
+        PIL.Image.open(paths[0]).save(long_name)
+        paths = [str(long_name)]
+    save_show_grid(paths, tmp_path / "grid.png", n=1)
+    outside = [
+        (text, box, size)
+        for text, box, size in drawn
+        if box[0] < 0 or box[1] < 0 or box[2] > size[0] or box[3] > size[1]
+    ]
+    assert not outside, outside
+    words = " ".join(text for text, _, _ in drawn)
+    assert "RandomResizedCrop (RRC), both over crop scales (0.01, 1.0)" in words, "the whole title is drawn"
+    assert "N = largest (N = crops in that output)" in words, "the whole legend is drawn"

@@ -10,9 +10,10 @@ import sys
 import types
 from pathlib import Path
 
+from .compare import compare_runs, format_table, summarise_runs
 from .config import TrainConfig
 from .loop import train
-from .report import compare_runs, evaluate_ood, evaluate_run, format_table, load_run_model, summarise_runs
+from .report import evaluate_ood, evaluate_run, load_run_model
 
 __all__ = [
     "TrainConfig",

@@ -1,12 +1,10 @@
-"""Evaluate a finished run (`evaluate_run`) and compare runs side by side (`compare_runs`)."""
+"""Evaluate a finished run (`evaluate_run`, `evaluate_ood`); comparing runs is in `compare`."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,6 @@ from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
-
-# Columns of the comparison table, in order (those present in some run).
-TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "cifar_c_mean", "seconds_per_epoch")
-# Config fields that do not make two runs different arms of a comparison.
-NOT_ARM_FIELDS = {"out", "seed", "progress", "workers", "threads", "device", "eval_batch_size"}
 
 
 def load_run_model(
@@ -218,82 +211,3 @@ def ood_result_path(run_dir: Path, data: str | os.PathLike) -> Path:
             digest = hashlib.sha256(resolved.encode()).hexdigest()[:8]
             path = run_dir / f"ood_{name}-{digest}.json"
     return path
-
-
-def _arm_key(config: dict[str, Any]) -> str:
-    """The settings that make an arm. Fields missing from an older config.json take today's defaults,
-    so runs from before a field was added group with new runs that leave it at its default."""
-    default = TrainConfig()
-    settings = {**{f.name: getattr(default, f.name) for f in dataclasses.fields(TrainConfig)}, **config}
-    return json.dumps({k: v for k, v in sorted(settings.items()) if k not in NOT_ARM_FIELDS}, sort_keys=True)
-
-
-def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
-    """One row per arm (runs that differ only in seed are grouped): label, n, <metric>_mean, <metric>_std."""
-    groups: dict[str, dict[str, Any]] = {}
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        config = rf.read_json(run_dir / rf.CONFIG)
-        final = rf.read_json(run_dir / rf.FINAL)
-        group = groups.setdefault(
-            _arm_key(config), {"label": config.get("name") or config["aug"], "finals": [], "runs": [], "rows": []}
-        )
-        group["finals"].append(final)
-        group["runs"].append(str(run_dir))
-        group["rows"].append(rf.read_metrics(run_dir))
-    labels = [g["label"] for g in groups.values()]
-    table = []
-    for group in groups.values():
-        label = group["label"]
-        if labels.count(label) > 1:  # same aug, different settings: say which run
-            label = f"{label} ({Path(group['runs'][0]).name})"
-        row: dict[str, Any] = {"label": label, "n": len(group["finals"]), "runs": group["runs"], "rows": group["rows"]}
-        for metric in TABLE_METRICS:
-            values = [f[metric] for f in group["finals"] if f.get(metric) is not None]
-            row[f"{metric}_mean"] = statistics.fmean(values) if values else None
-            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        table.append(row)
-    return table
-
-
-def format_table(table: list[dict[str, Any]]) -> str:
-    """A Markdown table: mean ± std over seeds (std omitted for single runs)."""
-    metrics = [m for m in TABLE_METRICS if any(row[f"{m}_mean"] is not None for row in table)]
-    lines = ["| run | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for row in table:
-        cells = []
-        for m in metrics:
-            mean, std = row[f"{m}_mean"], row[f"{m}_std"]
-            cells.append("-" if mean is None else (f"{mean:.2f}" if row["n"] == 1 else f"{mean:.2f} ± {std:.2f}"))
-        lines.append(f"| {markdown_cell(row['label'])} | {row['n']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def markdown_cell(text: str) -> str:
-    """`text` as one Markdown table cell: line breaks become spaces and | < > are escaped, so a run
-    name cannot add rows, columns or HTML to the table."""
-    text = " ".join(str(text).split())
-    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;")):
-        text = text.replace(char, escaped)
-    return text
-
-
-def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Write out/comparison.md, comparison.json, curves.png (test top-1 and loss per epoch) and bars.png."""
-    from cropmix.viz.curves import save_comparison_bars, save_comparison_curves
-
-    if not run_dirs:
-        raise ValueError("compare_runs needs at least one run folder, got none")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = summarise_runs(run_dirs)
-    text = format_table(table)
-    rf.write_text_atomic(out / "comparison.md", text)
-    rf.write_json(out / "comparison.json", {"arms": [{k: v for k, v in r.items() if k != "rows"} for r in table]})
-    curves = {}
-    for row in table:
-        for i, rows in enumerate(row["rows"]):
-            curves[row["label"] if row["n"] == 1 else f"{row['label']} #{i + 1}"] = rows
-    save_comparison_curves(curves, out / "curves.png")
-    save_comparison_bars(table, ["top1", "ece", "rms", "fgsm_top1", "corruption_mean"], out / "bars.png")
-    return out

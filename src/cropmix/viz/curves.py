@@ -9,7 +9,9 @@ from typing import Any
 
 from cropmix.data.safe_files import atomic_writer
 
+# (row key, title) of each panel of curves.png: a training run's, and a pre-training run's.
 CURVE_PANELS = (("train_loss", "train loss"), ("test_top1", "test top-1 (%)"), ("lr", "learning rate"))
+PRETRAIN_PANELS = (("loss", "pre-training loss"), ("lr", "learning rate"))
 
 
 def _pyplot():
@@ -26,11 +28,17 @@ def save_training_curves(rows: list[dict[str, Any]], path: str | os.PathLike) ->
     return save_comparison_curves({"run": rows}, path)
 
 
-def save_comparison_curves(runs: dict[str, list[dict[str, Any]]], path: str | os.PathLike) -> Path:
-    """One PNG, one panel per metric, one line per run (label -> per-epoch rows)."""
+def save_comparison_curves(
+    runs: dict[str, list[dict[str, Any]]],
+    path: str | os.PathLike,
+    panels: tuple[tuple[str, str], ...] = CURVE_PANELS,
+) -> Path:
+    """One PNG, one panel per (row key, title) of `panels`, one line per run (label -> per-epoch rows);
+    the legend on the test top-1 panel, or the first."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.4))
-    for ax, (key, title) in zip(axes, CURVE_PANELS, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for label, rows in runs.items():
             points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
             if points:
@@ -42,7 +50,8 @@ def save_comparison_curves(runs: dict[str, list[dict[str, Any]]], path: str | os
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    keys = [key for key, _ in panels]
+    axes[keys.index("test_top1") if "test_top1" in keys else 0].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +63,8 @@ LOWER_IS_BETTER = ("ece", "rms", "loss")
 
 
 def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: str | os.PathLike) -> Path:
-    """Bars of final metrics per group (mean, with standard deviation as error bars when there are seeds).
+    """Bars of final metrics per group: the mean, with the standard deviation as an error bar only where
+    a group has seeds (a `<metric>_std` that is not None and n > 1).
 
     The y axes are zoomed to the values (they do not start at 0), which the titles say, with the
     direction that is better.
@@ -65,8 +75,12 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
     labels = [row["label"] for row in table]
     for ax, metric in zip(axes[0], metrics, strict=False):
         means = [row.get(f"{metric}_mean") or 0.0 for row in table]
-        stds = [row.get(f"{metric}_std") or 0.0 for row in table]
-        ax.bar(range(len(labels)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(labels))])
+        stds = [(row.get(f"{metric}_std") or 0.0) if row.get("n", 1) > 1 else 0.0 for row in table]
+        ax.bar(range(len(labels)), means, color=[f"C{i}" for i in range(len(labels))])
+        seeded = [i for i, row in enumerate(table) if row.get("n", 1) > 1 and row.get(f"{metric}_std") is not None]
+        if seeded:
+            spread = [stds[i] for i in seeded]
+            ax.errorbar(seeded, [means[i] for i in seeded], yerr=spread, fmt="none", ecolor="black", capsize=3)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         better = "lower" if any(key in metric for key in LOWER_IS_BETTER) else "higher"
         ax.set_title(f"{metric} ({better} is better)", fontsize=9)
@@ -74,7 +88,8 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
         high = max(m + s for m, s in zip(means, stds, strict=True))
         if high > low:
             ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
-    fig.suptitle("mean and sd over seeds; y axes zoomed, not from 0", fontsize=8)
+    seeds = "mean and sd over seeds" if any(row.get("n", 1) > 1 for row in table) else "one run each"
+    fig.suptitle(f"{seeds}; y axes zoomed, not from 0", fontsize=8)
     fig.tight_layout()
     return _save_png(plt, fig, Path(path))
 

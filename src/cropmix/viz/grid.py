@@ -64,9 +64,9 @@ def crop_thumbnail(image: PIL.Image.Image, crops: Sequence, slot: tuple[int, int
         left, top = x0 + crop.left * scale, y0 + crop.top * scale
         right, bottom = left + crop.width * scale - 1, top + crop.height * scale - 1
         draw.rectangle([left, top, right, bottom], outline=colour, width=3)
-        tag = [left, top, left + label_size + 2, top + label_size + 4]
-        draw.rectangle(tag, fill=colour)
-        draw.text((left + 3, top + 1), str(band + 1), fill="white", font=label_font)
+        tag_x, tag_y = min(left, slot[0] - label_size - 3), min(top, slot[1] - label_size - 5)  # inside the slot
+        draw.rectangle([tag_x, tag_y, tag_x + label_size + 2, tag_y + label_size + 4], fill=colour)
+        draw.text((tag_x + 3, tag_y + 1), str(band + 1), fill="white", font=label_font)
     return out
 
 
@@ -85,10 +85,13 @@ def image_block(
     top = sizes["name"] + sizes["head"] + 3 * GAP
     block = PIL.Image.new("RGB", (columns[2] + cell, top + n * (cell + GAP) - GAP), "white")
     draw = PIL.ImageDraw.Draw(block)
-    draw.text((0, 0), name, fill="black", font=font(sizes["name"]))
+    name_font = font(sizes["name"])
+    draw.text((0, 0), shorten(draw, name, name_font, block.width), fill="black", font=name_font)
     head_y = sizes["name"] + 2 * GAP
-    for x, text in zip(columns, ("crop boxes of the output", "CropMix", "RRC"), strict=True):
-        draw.text((x, head_y), text, fill=(70, 70, 70), font=font(sizes["head"]))
+    ends = [columns[1] - GAP, columns[2] - GAP, block.width]
+    for x, end, text in zip(columns, ends, ("crop boxes of the output", "CropMix", "RRC"), strict=True):
+        head_font = fitting_font(draw, text, sizes["head"], end - x)
+        draw.text((x, head_y), shorten(draw, text, head_font, end - x), fill=(70, 70, 70), font=head_font)
     for k in range(n):
         y = top + k * (cell + GAP)
         draw.text((0, y + cell // 2 - sizes["head"] // 2), f"#{k + 1}", fill="black", font=font(sizes["head"]))
@@ -98,23 +101,85 @@ def image_block(
     return block
 
 
+def text_width(draw: PIL.ImageDraw.ImageDraw, text: str, text_font: Font) -> float:
+    """How far right of its origin `text` reaches in `text_font`, in pixels (its ink, not only its advance)."""
+    return draw.textbbox((0, 0), text, font=text_font)[2] if text else 0
+
+
+def shorten(draw: PIL.ImageDraw.ImageDraw, text: str, text_font: Font, width: float) -> str:
+    """`text`, or its start and end around "..." when it is wider than `width` pixels (a long file name
+    keeps its extension)."""
+    if text_width(draw, text, text_font) <= width:
+        return text
+    for keep in range(len(text) - 1, 0, -1):
+        short = text[: (keep + 1) // 2] + "..." + text[len(text) - keep // 2 :]
+        if text_width(draw, short, text_font) <= width:
+            return short
+    return ""
+
+
+def fitting_font(draw: PIL.ImageDraw.ImageDraw, text: str, size: int, width: float) -> Font:
+    """The font at `size` pixels, or smaller (down to 8) until `text` fits in `width` pixels."""
+    while size > 8 and text_width(draw, text, font(size)) > width:
+        size -= 1
+    return font(size)
+
+
+def flow(draw: PIL.ImageDraw.ImageDraw, units: Sequence[tuple], text_font: Font, swatch: int, width: float) -> list:
+    """Place `units` ((colour or None, text): a colour swatch `swatch` pixels wide before the text) left to
+    right in lines at most `width` pixels wide: a list of lines of (x, colour, text). A unit too wide for a
+    line of its own is split at its spaces, and a word too wide for one is shortened."""
+    pieces: list[tuple] = []
+    for colour, text in units:
+        own = (swatch + GAP // 2 if colour else 0) + text_width(draw, text, text_font)
+        words = [text] if own <= width else text.split() or [""]
+        for i, word in enumerate(words):
+            pad = swatch + GAP // 2 if colour and i == 0 else 0
+            pieces.append((colour if i == 0 else None, shorten(draw, word, text_font, width - pad), pad))
+    space = draw.textlength(" ", font=text_font)
+    lines: list[list[tuple]] = [[]]
+    x = 0.0
+    for colour, text, pad in pieces:
+        size, gap = pad + text_width(draw, text, text_font), space + (GAP // 2 if colour else 0)
+        if lines[-1] and x + gap + size > width:
+            lines.append([])
+            x = 0.0
+        elif lines[-1]:
+            x += gap
+        lines[-1].append((x, colour, text))
+        x += size
+    return lines
+
+
+def draw_lines(draw: PIL.ImageDraw.ImageDraw, lines: list, top: int, step: int, text_font: Font, swatch: int) -> None:
+    """Draw the lines of `flow` from `top` down, `step` pixels apart: each colour as a square swatch."""
+    for row, line in enumerate(lines):
+        y = top + row * step
+        for x, colour, text in line:
+            if colour is not None:
+                draw.rectangle([x, y, x + swatch, y + swatch], fill=colour)
+                x += swatch + GAP // 2
+            draw.text((x, y), text, fill="black", font=text_font)
+
+
 def header(width: int, preset_name: str, cropmix: CropMix, cell: int) -> PIL.Image.Image:
-    """The title and the legend of the box colours."""
+    """The title and the legend of the box colours, in as many lines as `width` pixels need."""
     title_size, text_size = max(18, cell // 6), max(14, cell // 9)
-    out = PIL.Image.new("RGB", (width, title_size + text_size + 3 * GAP), "white")
-    draw = PIL.ImageDraw.Draw(out)
+    title_font, text_font = font(title_size), font(text_size)
     scale = tuple(round(s, 3) for s in cropmix.scale)
     title = f"CropMix ({preset_name!r} preset) beside RandomResizedCrop (RRC), both over crop scales {scale}"
-    draw.text((0, 0), title, fill="black", font=font(title_size))
-    y = title_size + 2 * GAP
-    x = draw.textlength("crop boxes, numbered by scale band:  ", font=font(text_size))
-    draw.text((0, y), "crop boxes, numbered by scale band:", fill="black", font=font(text_size))
-    for band, words in enumerate(("1 = smallest", "", "", "N = largest (N = crops in that output)")):
-        draw.rectangle([x, y, x + text_size, y + text_size], fill=BAND_COLOURS[band])
-        x += text_size + GAP // 2
-        if words:
-            draw.text((x, y), words, fill="black", font=font(text_size))
-            x += draw.textlength(words, font=font(text_size)) + 2 * GAP
+    legend = [(None, "crop boxes, numbered by scale band:"), (BAND_COLOURS[0], "1 = smallest")]
+    legend += [(BAND_COLOURS[1], ""), (BAND_COLOURS[2], ""), (BAND_COLOURS[3], "N = largest")]
+    legend.append((None, "(N = crops in that output)"))
+    measure = PIL.ImageDraw.Draw(PIL.Image.new("RGB", (1, 1)))
+    title_lines = flow(measure, [(None, word) for word in title.split()], title_font, 0, width)
+    legend_lines = flow(measure, legend, text_font, text_size, width)
+    title_step, text_step = round(title_size * 1.3), round(text_size * 1.5)
+    legend_y = len(title_lines) * title_step + GAP
+    out = PIL.Image.new("RGB", (width, legend_y + len(legend_lines) * text_step + GAP), "white")
+    draw = PIL.ImageDraw.Draw(out)
+    draw_lines(draw, title_lines, 0, title_step, title_font, title_size)
+    draw_lines(draw, legend_lines, legend_y, text_step, text_font, text_size)
     return out
 
 
