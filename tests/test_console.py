@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 
 import PIL.Image
+import pytest
 from test_cli_train import base_args
 from test_data import make_npz
 
@@ -50,3 +53,63 @@ def test_too_large_a_batch_names_the_option_and_the_split_size(tmp_path, capsys)
     args[args.index("--batch-size") + 1] = "1000"
     assert main(args) == 2
     assert "--batch-size 1000 x 1 process(es) is more than the 64 training images" in capsys.readouterr().err
+
+
+def test_bad_json_options_say_what_json_is_wanted(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "x", "--out", "y", "--model-kwargs", "{bad"])
+    err = capsys.readouterr().err
+    assert "argument --model-kwargs: must be a JSON object" in err and "single quotes" in err
+
+
+def test_an_image_folder_under_the_default_dataset_suggests_imagefolder(tmp_path, capsys):
+    root = small_folder(tmp_path / "data")
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")]) == 2
+    assert "pass --dataset imagefolder" in capsys.readouterr().err
+    assert not (root / "cifar-10-batches-py").exists()  # no download tried into it
+
+
+def test_a_missing_extra_is_one_line_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now fails, as without the extra
+    args = base_args(tmp_path / "absent.npz", tmp_path / "run", "--epochs", "1")
+    args[args.index("fastnet")] = "timm:resnet18"
+    assert main(args) == 2
+    assert "needs the 'timm' package, which is not installed: pip install cropmix[timm]" in capsys.readouterr().err
+
+
+def test_resuming_with_more_epochs_says_how_to_train_further(tmp_path, capsys):
+    data = make_npz(tmp_path / "d.npz")
+    assert main(base_args(data, tmp_path / "run", "--epochs", "1")) == 0
+    assert main(base_args(data, tmp_path / "run", "--epochs", "2", "--resume")) == 2
+    assert "start a new run with --init" in capsys.readouterr().err
+
+
+def test_eval_of_a_moved_dataset_and_of_a_pretrain_run(tmp_path, capsys, monkeypatch):
+    data = make_npz(tmp_path / "d.npz")
+    assert main(base_args(data, tmp_path / "run", "--epochs", "1")) == 0
+    moved = tmp_path / "moved.npz"
+    shutil.move(data, moved)
+    assert main(["eval", str(tmp_path / "run"), "--run-data", str(moved)]) == 0
+    mae = '{"dim": 32, "depth": 1, "heads": 2, "decoder_dim": 16, "decoder_depth": 1, "patch_size": 4}'
+    evaluation = ["--eval-train", "32", "--eval-test", "16", "--probe-epochs", "1", "--knn-k", "5"]
+    pretrain = ["pretrain", "--method", "mae", "--aug", "standard", "--dataset", "npz", "--data", str(moved),
+                "--out", str(tmp_path / "mae"), "--mae-kwargs", mae, "--image-size", "16", "--steps", "2",
+                "--batch-size", "16", "--no-progress", "--threads", "1", *evaluation]  # fmt: skip
+    assert main(pretrain) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "mae")]) == 2
+    assert (
+        "is a `cropmix pretrain` run (mae): evaluate it with `cropmix pretrain --eval-only" in capsys.readouterr().err
+    )
+    monkeypatch.chdir(tmp_path)  # neither --method nor --data: both come from the checkpoint
+    assert main(["pretrain", "--eval-only", str(tmp_path / "mae" / "checkpoint.pt"), *evaluation]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+
+
+def test_the_mae_kwargs_example_of_the_help_builds():
+    from cropmix.cli import build_parser
+    from cropmix.ssl import MAE
+
+    pretrain = build_parser()._subparsers._group_actions[0].choices["pretrain"]
+    (help_text,) = [a.help for a in pretrain._actions if a.dest == "mae_kwargs"]
+    MAE(image_size=32, **json.loads(help_text.split("e.g. '")[1].split("'")[0]))

@@ -5,27 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (argparse names the option in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] (pixel units, e.g. 0.0314 for 8/255), got {value}")
-    return value
+from .arg_types import positive_int, unit_float
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="restrict the logits to the 200 ImageNet classes of ImageNet-R or ImageNet-A",
     )
     p.add_argument("--skip-bad", action="store_true", help="count, log and skip unreadable image files")
+    p.add_argument(
+        "--run-data",
+        metavar="PATH",
+        help="where the run's own dataset is now, if it moved since training (default: the path in config.json)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -78,6 +63,7 @@ def _run_ood(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size,
         progress=args.progress,
         skip_bad=args.skip_bad,
+        run_data=args.run_data,
     )
 
 
@@ -103,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         cifar_c=args.cifar_c,
         skip_bad=args.skip_bad,
+        run_data=args.run_data,
     )
     print(json.dumps(results, indent=2))
     return 0

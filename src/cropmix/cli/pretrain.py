@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 import json
 
+from .arg_types import json_object
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from .recipes import add_recipe_options
@@ -25,8 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/pretrain", help="run folder (default: runs/pretrain)")
     p.add_argument("--subset", type=float, default=1.0, help="fraction of the training split to pre-train on")
     p.add_argument("--backbone", default="resnet18", help="MoCo backbone, a cropmix.models name (default: resnet18)")
-    p.add_argument("--backbone-kwargs", type=json.loads, default={}, help="JSON keyword arguments of build_model")
-    p.add_argument("--mae-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"dim": 128, "depth": 4}\'')
+    p.add_argument("--backbone-kwargs", type=json_object, default={}, help="JSON keyword arguments of build_model")
+    p.add_argument(
+        "--mae-kwargs",
+        type=json_object,
+        default={},
+        help='JSON keyword arguments of cropmix.ssl.MAE, e.g. \'{"dim": 128, "depth": 4, "heads": 4}\'',
+    )
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
@@ -50,7 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-test", type=int, default=None, help="test images for kNN / probe")
     p.add_argument("--knn-k", type=int, default=200)
     p.add_argument("--probe-epochs", type=int, default=30)
-    p.add_argument("--eval-only", metavar="CHECKPOINT", default=None, help="only evaluate this checkpoint")
+    p.add_argument(
+        "--eval-only",
+        metavar="CHECKPOINT",
+        default=None,
+        help="only evaluate this checkpoint: its model, method and data come from the checkpoint; "
+        "--eval-train, --eval-test, --knn-k, --probe-epochs, --device and --threads apply",
+    )
     p.add_argument("--log", choices=("tensorboard",), help="also write TensorBoard events to OUT/tensorboard")
     add_recipe_options(p)
     p.set_defaults(run=run)
@@ -72,14 +85,20 @@ def run(args: argparse.Namespace) -> int:
 
     from .run_guard import run_guarded
 
+    if args.eval_only:
+        from cropmix.ssl.pretrain import EVALUATION_FIELDS
+
+        overrides = {name: getattr(args, name) for name in EVALUATION_FIELDS if hasattr(args, name)}
+        return run_guarded("pretrain", lambda: report(evaluate_checkpoint(args.eval_only, overrides=overrides)))
     config = config_from_args(args)
     if args.print_config:  # out/config.json less what only a run knows (world_size, train_images)
         print(json.dumps(dataclasses.asdict(config), indent=2))
         return 0
 
-    def pretrain_and_report() -> int:
-        result = evaluate_checkpoint(args.eval_only, config) if args.eval_only else pretrain(config)
-        print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2, default=str))
-        return 0
+    return run_guarded("pretrain", lambda: report(pretrain(config)))
 
-    return run_guarded("pretrain", pretrain_and_report)
+
+def report(result: dict) -> int:
+    """Print a run's results (less its config) as JSON."""
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2, default=str))
+    return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .eval import positive_int
+from .arg_types import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

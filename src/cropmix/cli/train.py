@@ -7,6 +7,8 @@ import dataclasses
 import json
 import os
 
+from .arg_types import json_object
+
 BOOL_FIELDS = ("nesterov", "amp", "channels_last", "download")
 
 
@@ -58,7 +60,7 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
     )
     p.add_argument(
         "--model-kwargs",
-        type=json.loads,
+        type=json_object,
         default={},
         help="backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}'",
     )
@@ -109,7 +111,7 @@ def _augmentation(p: argparse.ArgumentParser, d) -> None:
     )
     p.add_argument(
         "--timm-aug",
-        type=json.loads,
+        type=json_object,
         metavar="JSON",
         help="timm's training transform with CropMix as its crop (--aug cropmix only); JSON of "
         'timm.data.create_transform arguments, e.g. \'{"auto_augment": "rand-m9-mstd0.5"}\' (cropmix[timm])',

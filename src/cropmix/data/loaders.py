@@ -74,11 +74,28 @@ def check_data_path(dataset: str, data: str | os.PathLike, *, download: bool = T
         if dataset in ("cifar10", "cifar100") and download:
             return
         raise FileNotFoundError(f"data (--data) {str(path)!r} does not exist; dataset {dataset!r} reads {what}")
+    if dataset in ("cifar10", "cifar100") and path.is_dir():
+        _check_cifar_folder(dataset, path)
     if path.is_file() != wants_file:
         kind = "a file" if path.is_file() else "a folder"
         hint = " (an .npz file is read with --dataset npz)" if path.suffix == ".npz" and not wants_file else ""
         raise ValueError(
             f"data (--data) {str(path)!r} is {kind}, but dataset (--dataset) {dataset!r} reads {what}{hint}"
+        )
+
+
+def _check_cifar_folder(dataset: str, path: Path) -> None:
+    """A folder given to the CIFAR loaders that is not theirs (an image folder, a shard folder) is named
+    as what it looks like, instead of a download being tried into it."""
+    looks_like = None
+    if (path / INDEX_NAME).is_file():
+        looks_like = ("webdataset", f"a shard folder (it holds {INDEX_NAME})")
+    elif (path / "train").is_dir() and any((path / d).is_dir() for d in ("val", "test")):
+        looks_like = ("imagefolder", "an image folder (it holds train/ and val/ or test/)")
+    if looks_like is not None:
+        raise ValueError(
+            f"data (--data) {str(path)!r} looks like {looks_like[1]}, but dataset (--dataset) is {dataset!r} "
+            f"(the default): pass --dataset {looks_like[0]}"
         )
 
 

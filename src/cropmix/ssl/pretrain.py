@@ -432,17 +432,29 @@ def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
     return tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
 
 
+# What `evaluate_checkpoint` may take from elsewhere than the checkpoint's own config: how it evaluates.
+EVALUATION_FIELDS = ("eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs", "device", "threads",
+                     "progress")  # fmt: skip
+
+
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike, config: PretrainConfig | None = None, model: nn.Module | None = None
+    checkpoint: str | os.PathLike,
+    config: PretrainConfig | None = None,
+    model: nn.Module | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """kNN and linear-probe accuracies of a pre-training checkpoint.
 
     The model is rebuilt from the checkpoint's own config (or `model` is loaded); the data and the
-    evaluation settings come from `config` when given, else from the checkpoint's config.
+    evaluation settings come from `config` when given, else from the checkpoint's config with the
+    `overrides` of its EVALUATION_FIELDS (what `cropmix pretrain --eval-only` takes from its options).
     """
     state = load_checkpoint(checkpoint)
     saved = saved_config(state, checkpoint)
-    config = config or saved
+    unknown = sorted(set(overrides or {}) - set(EVALUATION_FIELDS))
+    if unknown:
+        raise ValueError(f"overrides may set {EVALUATION_FIELDS} only, got {unknown}")
+    config = config or dataclasses.replace(saved, **(overrides or {}))
     if model is None:
         model = build_ssl_model(saved, saved.source().num_classes)
     restore_states(state, {"model": model}, checkpoint)

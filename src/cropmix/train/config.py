@@ -238,6 +238,7 @@ def check_field_types(config: TrainConfig) -> None:
 
 def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     from cropmix.data import DATASETS
+    from cropmix.integrations import require
     from cropmix.integrations.tensorboard import check_log
     from cropmix.models import MODEL_NAMES
 
@@ -250,6 +251,10 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     _need(config, config.normalisation in (None, *NORMALISATIONS), "normalisation", f"None or one of {NORMALISATIONS}")
     accepted = f"one of {MODEL_NAMES} or 'timm:<name>'"
     _need(config, config.model in MODEL_NAMES or config.model.startswith("timm:"), "model", accepted)
+    if config.model.startswith("timm:"):  # before any data is read
+        require("timm", "timm", f"{option('model')} {config.model!r}")
+    if config.dataset == "hf":
+        require("datasets", "hf", f"{option('dataset')} 'hf'")
     if config.device.startswith("cuda") and not cuda_available:
         raise ValueError(f"device {config.device!r} was asked for but CUDA is not available; use cpu or auto")
     on_cuda = config.device.startswith("cuda") or (config.device == "auto" and cuda_available)

@@ -97,7 +97,15 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
     automatic = {"image_size"} if config.image_size is None else set()  # resolved from the data, then recorded
     changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
     if changed:
-        raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}")
+        hint = ""
+        if "epochs" in changed:  # the most common wish: train a finished run for longer
+            hint = (
+                "; --epochs cannot change on --resume, as the learning-rate schedule spans all epochs: to train "
+                f"further, start a new run with --init {ckpt_path}"
+            )
+        raise ValueError(
+            f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}{hint}"
+        )
     check_world_size(checkpoint.get("world_size"), world, ckpt_path)
     return checkpoint
 

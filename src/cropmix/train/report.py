@@ -20,17 +20,29 @@ from .data_setup import eval_loader, image_size_of, source_of
 
 
 def load_run_model(
-    run_dir: str | os.PathLike, device: torch.device | str = "cpu", skip_bad: bool = False
+    run_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    skip_bad: bool = False,
+    data: str | os.PathLike | None = None,
 ) -> tuple[torch.nn.Module, TrainConfig]:
     """The trained model of a run (from its checkpoint) and its config, after checking that the run's data
     still has the classes and image size it was trained on. skip_bad: unreadable files of the run's
-    data are skipped (and counted) rather than an error."""
+    data are skipped (and counted) rather than an error. data: where the run's dataset is now, if it
+    moved (default: config.json's)."""
     from .loop import build_model_for
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
-    config = TrainConfig.load(run_dir / rf.CONFIG)
+    saved = rf.read_json(run_dir / rf.CONFIG)
+    if saved.get("method") in ("moco", "mae"):
+        raise ValueError(
+            f"{str(run_dir)!r} is a `cropmix pretrain` run ({saved['method']}): evaluate it with "
+            f"`cropmix pretrain --eval-only {run_dir / CHECKPOINT}`"
+        )
+    config = TrainConfig.from_dict(saved)
+    if data is not None:  # the run's data has moved since training
+        config = dataclasses.replace(config, data=os.fspath(data))
     if skip_bad:
         config = dataclasses.replace(config, skip_bad=True)
     path = run_dir / CHECKPOINT
@@ -87,6 +99,7 @@ def evaluate_run(
     progress: bool = True,
     cifar_c: str | os.PathLike | None = None,
     skip_bad: bool = False,
+    run_data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
     FGSM top-1, accuracy under the 15 standard corruptions generated on the fly ("corruption_mean",
@@ -97,7 +110,8 @@ def evaluate_run(
     all classes even when the split is sorted by class): the first for every metric, the second, taken
     from the first, for the corruption pass only; with cifar_c, max_corruption_images picks a fixed random
     subset of the files' test images. skip_bad: unreadable test files are skipped and counted
-    ("skipped_files") instead of an error. All options are checked before any work starts.
+    ("skipped_files") instead of an error. run_data: where the run's dataset is now, if it moved since
+    training. All options are checked before any work starts.
     """
     from cropmix.evaluate import cifar_c_files, evaluate_classifier
 
@@ -107,7 +121,7 @@ def evaluate_run(
     cifar_c_labels = None if cifar_c is None else cifar_c_files(cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, config = load_run_model(run_dir, dev, skip_bad=skip_bad)
+    model, config = load_run_model(run_dir, dev, skip_bad=skip_bad, data=run_data)
     source = source_of(config, skip_bad=skip_bad)
     size = image_size_of(config, source)
     test = subset(source.test, max_images or config.max_test_images)
@@ -160,12 +174,14 @@ def evaluate_ood(
     batch_size: int = 512,
     progress: bool = True,
     skip_bad: bool = False,
+    run_data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Top-1, ECE and RMS of a run's model on another labelled folder `data` (<class>/<images>), e.g.
     ImageNet-R or ImageNet-A (class_subset "imagenet-r" / "imagenet-a": the logits restricted to their 200
     ImageNet classes) or ImageNet-Sketch (all classes). Folder classes are matched to the model's by name
     (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json (see
-    `ood_result_path`). skip_bad: unreadable files are skipped and counted ("skipped_files").
+    `ood_result_path`). skip_bad: unreadable files are skipped and counted ("skipped_files"). run_data:
+    where the run's own dataset is now, if it moved (its classes name the model's outputs).
     """
     from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
 
@@ -179,7 +195,7 @@ def evaluate_ood(
     index = index_folder(data)
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, config = load_run_model(run_dir, dev)
+    model, config = load_run_model(run_dir, dev, data=run_data)
     source = source_of(config)
     model_classes = list(source.classes)
     if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
