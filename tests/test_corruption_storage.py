@@ -63,9 +63,17 @@ def test_snow_layer_is_rounded_after_the_blur(monkeypatch) -> None:
 
 def test_stored_truncates_to_uint8_as_np_uint8_does() -> None:
     levels = torch.arange(0, 250, dtype=torch.float64).view(1, 1, 10, 25).expand(1, 3, 10, 25)
-    assert torch.equal(C.stored(levels / 255) * 255, levels)  # exact levels stay (float error is not a level)
+    for dtype in (torch.float32, torch.float64):
+        exact = (levels / 255).to(dtype)
+        assert torch.equal(C.stored(exact), exact)  # exact levels stay
     assert torch.allclose(C.stored((levels + 0.7) / 255) * 255, levels)  # truncated, not rounded
     assert C.storage_of(levels) == "uint8"
+
+
+def test_motion_blur_is_rounded_to_8_bits_like_imagemagicks_output() -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = C.motion_blur(images, 3, torch.Generator().manual_seed(1)) * 255
+    assert torch.allclose(out, out.round(), atol=1e-9) and not torch.allclose(out, images * 255)
 
 
 def test_stored_imagenet_table_is_a_jpeg_q85_round_trip_of_the_truncated_image() -> None:

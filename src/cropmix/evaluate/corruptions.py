@@ -126,10 +126,10 @@ def glass_blur(images: Tensor, severity: int, generator: torch.Generator | None 
 
 def motion_blur(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
     """ImageMagick-style motion blur (re-implemented, see `corruption_ops.motion_blur`) at an angle drawn
-    uniformly in [-45, 45) degrees per image."""
+    uniformly in [-45, 45) degrees per image, rounded to 8 bits as ImageMagick's PNG output is in the reference."""
     radius, sigma = severity_constants("motion_blur", images, severity, table)
     angles = _draw("rand", (images.shape[0],), generator, images, dtype=torch.float64).cpu() * 90 - 45
-    return ops.motion_blur(images, radius, sigma, angles).clamp(0, 1)
+    return (ops.motion_blur(images, radius, sigma, angles).clamp(0, 1) * 255).round_().div_(255)
 
 
 def zoom_blur(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
@@ -275,14 +275,13 @@ def jpeg_compression(images: Tensor, severity: int, generator: torch.Generator |
 
 
 STORED_QUALITY = 85  # make_imagenet_c.py saves every corrupted image as JPEG at this quality
-STORED_SLACK = 1e-3  # levels: a value this close below an integer level is that level (float error, not signal)
 
 
 def stored(images: Tensor, table: str | None = None) -> Tensor:
     """Corrupted images as the published sets hold them: truncated to 8 bits (the reference's np.uint8 of its
     float output) and, for the ImageNet table, saved and decoded as JPEG at quality 85 (ImageNet-C's files;
     CIFAR-10-C's .npy files are the truncated levels). Float in [0, 1], same device and dtype."""
-    levels = (images.detach().clamp(0, 1) * 255 + STORED_SLACK).floor().to(torch.uint8)
+    levels = (images.detach().clamp(0, 1) * 255).floor_().to(torch.uint8)  # exact levels k / 255 stay k
     if table_of(images, table) == IMAGENET:
         levels = _jpeg_round_trip(levels, STORED_QUALITY)
     return levels.to(images.device, images.dtype).div_(255)
