@@ -8,6 +8,7 @@ Images are (B, C, H, W) floats; per-image randomness comes in as tensors drawn b
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -158,6 +159,7 @@ def clipped_zoom(images: Tensor, zoom: float) -> Tensor:
 PILLOW_PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling (32 - 8 - 2 bits)
 
 
+@functools.lru_cache(maxsize=64)
 def box_windows(in_size: int, out_size: int) -> tuple[Tensor, Tensor]:
     """Pillow's BOX resampling windows along one axis: output i averages inputs low[i] .. high[i] - 1,
     as its precompute_coeffs picks them (box filter (-0.5, 0.5] at (x - centre + 0.5) / filterscale)."""
@@ -175,14 +177,15 @@ def box_windows(in_size: int, out_size: int) -> tuple[Tensor, Tensor]:
     return torch.tensor(lows), torch.tensor(highs)
 
 
-def _box_pass_8bit(levels: Tensor, out_size: int) -> Tensor:
-    """One Pillow BOX pass along the last axis on integer levels (int64): each output the window's sum
+def _box_pass_8bit(levels: Tensor, out_size: int, dim: int) -> Tensor:
+    """One Pillow BOX pass along `dim` (-1 or -2) on integer levels (int64): each output the window's sum
     times Pillow's rounded 22-bit coefficient 1/n, plus a half, shifted back and clipped to 0..255."""
-    low, high = (t.to(levels.device) for t in box_windows(levels.shape[-1], out_size))
-    sums = F.pad(levels.cumsum(-1), (1, 0))
-    window = sums.index_select(-1, high) - sums.index_select(-1, low)
+    low, high = (t.to(levels.device) for t in box_windows(levels.shape[dim], out_size))
+    sums = F.pad(levels.cumsum(dim), (1, 0) if dim == -1 else (0, 0, 1, 0))
+    window = sums.index_select(dim, high) - sums.index_select(dim, low)
     one = 1 << PILLOW_PRECISION_BITS
     coefficient = ((1.0 / (high - low).double()) * one + 0.5).floor().long()
+    coefficient = coefficient if dim == -1 else coefficient[:, None]
     return ((window * coefficient + one // 2) >> PILLOW_PRECISION_BITS).clamp(0, 255)
 
 
@@ -191,9 +194,9 @@ def box_resize_8bit(levels: Tensor, height: int, width: int) -> Tensor:
     (height, width) int64 levels, horizontal pass first, each pass rounded to 8 bits as Pillow does."""
     out = levels.long()
     if width != out.shape[-1]:
-        out = _box_pass_8bit(out, width)
+        out = _box_pass_8bit(out, width, -1)
     if height != out.shape[-2]:
-        out = _box_pass_8bit(out.transpose(-1, -2), height).transpose(-1, -2)
+        out = _box_pass_8bit(out, height, -2)
     return out
 
 
