@@ -86,6 +86,8 @@ def test_stored_imagenet_table_is_a_jpeg_q85_round_trip_of_the_truncated_image()
         expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue()))).astype(np.float64)
         assert np.array_equal((got * 255).round().permute(1, 2, 0).numpy(), expected)
     assert C.storage_of(images) == "uint8 + JPEG q85"
+    with pytest.raises(ValueError, match="storage=False"):
+        C.stored(torch.rand(1, 4, 96, 96))
     assert torch.equal(C.stored(images, table="cifar") * 255, (images * 255).floor())
 
 

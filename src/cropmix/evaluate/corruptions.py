@@ -283,6 +283,11 @@ def stored(images: Tensor, table: str | None = None) -> Tensor:
     CIFAR-10-C's .npy files are the truncated levels). Float in [0, 1], same device and dtype."""
     levels = (images.detach().clamp(0, 1) * 255).floor_().to(torch.uint8)  # exact levels k / 255 stay k
     if table_of(images, table) == IMAGENET:
+        if images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"images must have 1 or 3 channels to be stored as JPEG (the ImageNet table), got {images.shape[1]}; "
+                "corruption_accuracy(..., storage=False) scores the float outputs"
+            )
         levels = _jpeg_round_trip(levels, STORED_QUALITY)
     return levels.to(images.device, images.dtype).div_(255)
 
