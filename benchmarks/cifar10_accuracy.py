@@ -135,15 +135,21 @@ def interleaved_timing(args: argparse.Namespace, rounds: int = 6, steps: int = 1
     return {aug: statistics.median(values) for aug, values in times.items()}
 
 
+def cell(values: list) -> str:
+    """Mean ± standard deviation over the seeds that have the metric; "-" when none has it (the paper's
+    RMS is None below 200 test predictions)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {std:.2f}"
+
+
 def table(results: dict[str, list[dict]]) -> str:
     head = "| arm | seeds | top-1 (%) | ECE (%) | RMS (%) | corruption mean top-1 (%) | FGSM top-1 (%) | s / epoch |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for aug, finals in results.items():
-        cells = []
-        for metric in METRICS:
-            values = [f[metric] for f in finals]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.fmean(values):.2f} ± {std:.2f}")
+        cells = [cell([f.get(metric) for f in finals]) for metric in METRICS]
         lines.append(f"| {aug} | {len(finals)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -161,7 +167,7 @@ def run_arms(args: argparse.Namespace) -> dict[str, list[dict]]:
             results[aug].append(final)
             print(
                 f"{aug} seed {seed}: "
-                + ", ".join(f"{m}={final[m]:.2f}" for m in METRICS)
+                + ", ".join(f"{m}=" + ("-" if final.get(m) is None else f"{final[m]:.2f}") for m in METRICS)
                 + f" ({time.time() - start:.0f} s)",
                 flush=True,
             )
@@ -170,6 +176,8 @@ def run_arms(args: argparse.Namespace) -> dict[str, list[dict]]:
 
 def append_results(args: argparse.Namespace, text: str, slowdown: str) -> None:
     """Append the table with the machine, the command and the setting to benchmarks/RESULTS.md."""
+    from cropmix.evaluate.corruptions import frost_source
+
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     cores = open("/proc/cpuinfo").read().count("processor\t:")
     lines = [
@@ -185,7 +193,8 @@ def append_results(args: argparse.Namespace, text: str, slowdown: str) -> None:
         "1 loader worker; arms differ only in `--aug` (rrc: RandomResizedCrop over the cifar preset's scale range "
         "[0.5, 1] + flip; cropmix: cifar preset + flip; baseline: pad-4 crop + flip). "
         f"FGSM (eps 8/255) on {args.fgsm_images} and corruptions (all kinds, severities 1-5) on "
-        f"{args.corruption_images} fixed test images.",
+        f"{args.corruption_images} fixed test images (corrupted images stored as uint8, as CIFAR-10-C; frost layer: "
+        f"{frost_source()}).",
         "",
         text,
         "",

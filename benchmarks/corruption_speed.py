@@ -1,4 +1,5 @@
-"""Seconds per image of each of the 15 standard corruptions (ImageNet-C constants at 224, CIFAR-C at 32).
+"""Seconds per image of each of the 15 standard corruptions (ImageNet-C constants at 224, CIFAR-C at 32), and
+of storing its output as the published sets are (`stored`: uint8, plus a JPEG q85 round trip at 224).
 
 Making ImageNet-C style test sets on the fly (`cropmix eval --corruptions`) runs every corruption
 at five severities over the test split, so the slowest one sets the pace. Each corruption runs on one
@@ -22,19 +23,24 @@ import torchvision.transforms.v2.functional as TF
 from batch_throughput import environment, load, load_cifar, load_photos, machine
 from bench_data import PHOTOS
 
-from cropmix.evaluate.corruptions import CORRUPTIONS
+from cropmix.evaluate.corruptions import CORRUPTIONS, frost_source, stored
 
 
-def seconds_per_image(images: torch.Tensor) -> dict[str, float]:
-    """Mean seconds per image of each corruption over severities 1-5 (one call per severity)."""
+def seconds_per_image(images: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """Mean seconds per image of each corruption over severities 1-5 (one call per severity), and of `stored`
+    on its outputs."""
     result = {}
     for name, corrupt in CORRUPTIONS.items():
         generator = torch.Generator().manual_seed(0)
-        corrupt(images, 1, generator)
-        start = time.perf_counter()
+        stored(corrupt(images, 1, generator))
+        corrupting = storing = 0.0
         for severity in range(1, 6):
-            corrupt(images, severity, generator)
-        result[name] = (time.perf_counter() - start) / 5 / len(images)
+            start = time.perf_counter()
+            out = corrupt(images, severity, generator)
+            middle = time.perf_counter()
+            stored(out)
+            corrupting, storing = corrupting + middle - start, storing + time.perf_counter() - middle
+        result[name] = (corrupting / 5 / len(images), storing / 5 / len(images))
     return result
 
 
@@ -55,11 +61,15 @@ def main() -> None:
     print(f"machine: {machine()}, {args.threads} torch threads")
     print(f"torch {torch.__version__}, python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
+    print(f"frost layer: {frost_source()}")
     print()
-    print(f"| corruption | ms per image at 224 (B={args.batch}) | ms per image at 32 (B={args.batch}) |")
-    print("|---|---|---|")
+    print(f"ms per image, B={args.batch}; + storage: `stored` on the output (uint8 + JPEG q85 at 224, uint8 at 32)")
+    print()
+    print("| corruption | at 224 | + storage at 224 | at 32 | + storage at 32 |")
+    print("|---|---|---|---|---|")
     for name in CORRUPTIONS:
-        print(f"| {name} | {rows[224][name] * 1e3:.2f} | {rows[32][name] * 1e3:.3f} |")
+        (large, large_store), (small, small_store) = rows[224][name], rows[32][name]
+        print(f"| {name} | {large * 1e3:.2f} | {large_store * 1e3:.2f} | {small * 1e3:.3f} | {small_store * 1e3:.3f} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Images are (B, C, H, W) floats; per-image randomness comes in as tensors drawn b
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -155,29 +156,48 @@ def clipped_zoom(images: Tensor, zoom: float) -> Tensor:
     return rows @ images @ cols.T
 
 
-def box_resize_matrix(in_size: int, out_size: int) -> Tensor:
-    """Pillow's BOX resampling weights (out_size, in_size), as Pillow's precompute_coeffs computes them."""
+PILLOW_PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling (32 - 8 - 2 bits)
+
+
+@functools.lru_cache(maxsize=64)
+def box_windows(in_size: int, out_size: int) -> tuple[Tensor, Tensor]:
+    """Pillow's BOX resampling windows along one axis: output i averages inputs low[i] .. high[i] - 1,
+    as its precompute_coeffs picks them (box filter (-0.5, 0.5] at (x - centre + 0.5) / filterscale)."""
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+    support, inverse = 0.5 * filterscale, 1.0 / filterscale
+    lows, highs = [], []
     for out in range(out_size):
         center = (out + 0.5) * scale
-        low = max(int(center - support + 0.5), 0)
-        high = min(int(center + support + 0.5), in_size)
-        for x in range(low, high):
-            if -0.5 <= (x - center + 0.5) / filterscale < 0.5:
-                matrix[out, x] = 1.0
-        matrix[out] /= matrix[out].sum()
-    return matrix
+        start = max(int(center - support + 0.5), 0)
+        stop = min(int(center + support + 0.5), in_size)
+        inside = [x for x in range(start, stop) if -0.5 < (x - center + 0.5) * inverse <= 0.5]
+        lows.append(inside[0])
+        highs.append(inside[-1] + 1)
+    return torch.tensor(lows), torch.tensor(highs)
 
 
-def box_resize(images: Tensor, height: int, width: int) -> Tensor:
-    """Resize (B, C, H, W) to (height, width) with Pillow's BOX filter (without its 8-bit rounding)."""
-    h, w = images.shape[-2:]
-    rows = box_resize_matrix(h, height).to(images)
-    cols = box_resize_matrix(w, width).to(images)
-    return rows @ images @ cols.T
+def _box_pass_8bit(levels: Tensor, out_size: int, dim: int) -> Tensor:
+    """One Pillow BOX pass along `dim` (-1 or -2) on integer levels (int64): each output the window's sum
+    times Pillow's rounded 22-bit coefficient 1/n, plus a half, shifted back and clipped to 0..255."""
+    low, high = (t.to(levels.device) for t in box_windows(levels.shape[dim], out_size))
+    sums = F.pad(levels.cumsum(dim), (1, 0) if dim == -1 else (0, 0, 1, 0))
+    window = sums.index_select(dim, high) - sums.index_select(dim, low)
+    one = 1 << PILLOW_PRECISION_BITS
+    coefficient = ((1.0 / (high - low).double()) * one + 0.5).floor().long()
+    coefficient = coefficient if dim == -1 else coefficient[:, None]
+    return ((window * coefficient + one // 2) >> PILLOW_PRECISION_BITS).clamp(0, 255)
+
+
+def box_resize_8bit(levels: Tensor, height: int, width: int) -> Tensor:
+    """Pillow's `Image.resize(size, BOX)` of 8-bit images: (B, C, H, W) integer levels 0..255 (any dtype) to
+    (height, width) int64 levels, horizontal pass first, each pass rounded to 8 bits as Pillow does."""
+    out = levels.long()
+    if width != out.shape[-1]:
+        out = _box_pass_8bit(out, width, -1)
+    if height != out.shape[-2]:
+        out = _box_pass_8bit(out, height, -2)
+    return out
 
 
 def plasma_fractal(batch: int, mapsize: int, decay: float, uniform: Uniform) -> Tensor:

@@ -8,13 +8,14 @@ draw from the given `torch.Generator` (on its own device), so a seeded generator
 the draws are torch's, so single images differ from the reference's numpy draws, their statistics not.
 
 Where this is not the reference:
-- frost: the reference blends crops of six frost photographs shipped with its code; they are not
-  available here, so `frost` blends a procedural ice texture (ridged noise, bluish white, brightness and
-  contrast matched to the photographs' mean and spread). Frost scores are therefore not comparable with
-  published CIFAR-10-C / ImageNet-C frost numbers.
+- frost: the reference blends crops of frost photographs shipped with its code. With the `imagecorruptions`
+  package installed (the `robustness` extra) `frost` reads them from there and follows the reference;
+  without it, it blends a procedural ice texture, 17-27% milder, whose scores are not comparable with
+  published frost numbers (`frost_source()` says which one runs; `corruption_accuracy` reports it).
 - motion_blur and snow: the reference calls ImageMagick's motion blur (Wand); this is a torch
   re-implementation of that kernel (as the `imagecorruptions` package re-implements it in numpy).
-- Outputs stay float: the published sets are stored as uint8 (and ImageNet-C as JPEG at quality 85).
+- Outputs are float. The published sets store uint8 (and ImageNet-C JPEG at quality 85): `stored` turns
+  outputs into what those files hold, and `corruption_accuracy` applies it by default.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from . import corruption_ops as ops
 from .corruption_constants import CIFAR, CONSTANTS, IMAGENET
+from .corruption_frost import PHOTOGRAPHS, PROCEDURAL, frost_source, frost_texture, photo_layer
 
 Corruption = Callable[..., Tensor]  # (images, severity, generator=None, *, table=None) -> images
 CIFAR_MAX_SIDE = 64  # images up to this size use the CIFAR constants
@@ -44,11 +46,16 @@ def _check(images: Tensor, severity: int) -> None:
 def severity_constants(name: str, images: Tensor, severity: int, table: str | None = None):
     """The reference constant of corruption `name` at `severity` for images of this size (or `table`)."""
     _check(images, severity)
+    return CONSTANTS[name][table_of(images, table)][severity - 1]
+
+
+def table_of(images: Tensor, table: str | None = None) -> str:
+    """The severity table for these images: `table` if given, else CIFAR up to CIFAR_MAX_SIDE pixels a side."""
     if table is None:
-        table = CIFAR if max(images.shape[-2:]) <= CIFAR_MAX_SIDE else IMAGENET
+        return CIFAR if max(images.shape[-2:]) <= CIFAR_MAX_SIDE else IMAGENET
     if table not in (CIFAR, IMAGENET):
         raise ValueError(f"table must be None, {CIFAR!r} or {IMAGENET!r}, got {table!r}")
-    return CONSTANTS[name][table][severity - 1]
+    return table
 
 
 def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, **kw) -> Tensor:
@@ -67,6 +74,11 @@ def _gray(images: Tensor) -> Tensor:
         return images
     weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
     return (images[:, :3] * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+
+
+def _to_levels(images: Tensor) -> Tensor:
+    """Images in [0, 1] as the 8-bit levels the reference starts from (rounded), uint8, same device."""
+    return images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def gaussian_noise(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
@@ -114,10 +126,10 @@ def glass_blur(images: Tensor, severity: int, generator: torch.Generator | None 
 
 def motion_blur(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
     """ImageMagick-style motion blur (re-implemented, see `corruption_ops.motion_blur`) at an angle drawn
-    uniformly in [-45, 45) degrees per image."""
+    uniformly in [-45, 45) degrees per image, rounded to 8 bits as ImageMagick's PNG output is in the reference."""
     radius, sigma = severity_constants("motion_blur", images, severity, table)
     angles = _draw("rand", (images.shape[0],), generator, images, dtype=torch.float64).cpu() * 90 - 45
-    return ops.motion_blur(images, radius, sigma, angles).clamp(0, 1)
+    return (ops.motion_blur(images, radius, sigma, angles).clamp(0, 1) * 255).round_().div_(255)
 
 
 def zoom_blur(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
@@ -144,31 +156,24 @@ def snow(images: Tensor, severity: int, generator: torch.Generator | None = None
     return (whitened + flakes + flakes.flip(-2, -1)).clamp(0, 1)
 
 
-def frost_texture(shape: tuple[int, int, int, int], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """A procedural frost layer (B, C, H, W) in [0, 1]: ridged multi-scale noise (thin bright crystal
-    edges) on a bluish white whose brightness varies per image like the reference's six photographs
-    (channel means 0.3..0.84, spread about 0.1). Not the reference's photographs."""
-    b, c, h, w = shape
-
-    def normal(size: tuple[int, ...]) -> Tensor:
-        return _draw("randn", size, generator, like)
-
-    veins = torch.zeros(b, 1, h, w, device=like.device)
-    for octave, cells in enumerate((3, 6, 12, 24)):
-        noise = ops.smooth_noise((b, 1, h, w), min(cells, max(2, max(h, w) // 2)), normal)
-        veins += (1 - noise.abs().clamp(max=1)) ** 8 * 0.7**octave
-    veins = veins / veins.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    level = 0.5 + 0.3 * _draw("rand", (b, 1, 1, 1), generator, like)
-    tint = torch.tensor([0.82, 0.93, 1.0], device=like.device)
-    tint = tint.view(1, 3, 1, 1) if c == 3 else tint.mean().view(1, 1, 1, 1).expand(1, c, 1, 1)
-    return (level * tint * (0.8 + 0.6 * veins)).clamp(0, 1).to(like.dtype)
-
-
-def frost(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
-    """c0 * x + c1 * frost layer, clipped, with the reference's weights and a procedural frost layer
-    (`frost_texture`) in place of the reference's frost photographs."""
+def frost(
+    images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None, source: str | None = None
+) -> Tensor:
+    """c0 * x + c1 * frost layer, clipped, with the reference's weights. The layer (`corruption_frost`): the
+    reference's frost photographs (source "imagecorruptions"; the default when that package is installed) or
+    the procedural texture (source "procedural"; the default otherwise)."""
     image_weight, frost_weight = severity_constants("frost", images, severity, table)
-    layer = frost_texture(tuple(images.shape), generator, images)
+    source = frost_source() if source is None else source
+    if source not in (PHOTOGRAPHS, PROCEDURAL):
+        raise ValueError(f"source must be None, {PHOTOGRAPHS!r} or {PROCEDURAL!r}, got {source!r}")
+
+    def draw(kind: str, shape: tuple[int, ...], **kw) -> Tensor:
+        return _draw(kind, shape, generator, images, **kw)
+
+    if source == PHOTOGRAPHS:
+        layer = photo_layer(tuple(images.shape), table_of(images, table), draw, images)
+    else:
+        layer = frost_texture(tuple(images.shape), draw, images)
     return (image_weight * images + frost_weight * layer).clamp(0, 1)
 
 
@@ -238,29 +243,58 @@ def elastic_transform(images: Tensor, severity: int, generator: torch.Generator 
 
 
 def pixelate(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None) -> Tensor:
-    """Pillow BOX resize to int(c * size), then BOX back up (as the reference; `imagecorruptions` uses
-    NEAREST for the way up)."""
+    """Pillow BOX resize of the 8-bit image to int(c * size), then BOX back up (as the reference; `imagecorruptions`
+    uses NEAREST for the way up), with Pillow's fixed-point arithmetic and 8-bit rounding after every pass."""
     c = severity_constants("pixelate", images, severity, table)
     h, w = images.shape[-2:]
-    small = ops.box_resize(images, max(1, int(h * c)), max(1, int(w * c)))
-    return ops.box_resize(small, h, w).clamp(0, 1)
+    levels = _to_levels(images)
+    small = ops.box_resize_8bit(levels, max(1, int(h * c)), max(1, int(w * c)))
+    return ops.box_resize_8bit(small, h, w).to(images.dtype).div_(255)
 
 
-def jpeg_compression(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None):
-    """Pillow JPEG round trip at the reference's quality (on the CPU, one image at a time); 1 or 3 channels."""
-    quality = severity_constants("jpeg_compression", images, severity, table)
-    if images.shape[1] not in (1, 3):
-        raise ValueError(f"jpeg_compression needs 1 or 3 channels, got {images.shape[1]}")
-    as_uint8 = images.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+def _jpeg_round_trip(levels: Tensor, quality: int) -> Tensor:
+    """uint8 levels (B, C, H, W), C 1 or 3, saved as Pillow JPEG at `quality` and decoded (CPU, one image at a
+    time); uint8 on the CPU."""
+    if levels.shape[1] not in (1, 3):
+        raise ValueError(f"a JPEG round trip needs 1 or 3 channels, got {levels.shape[1]}")
+    arrays = levels.permute(0, 2, 3, 1).cpu().numpy()
     decoded = []
-    for array in as_uint8:
+    for array in arrays:
         buffer = io.BytesIO()
         Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=quality)
         buffer.seek(0)
         with Image.open(buffer) as image:
             decoded.append(torch.from_numpy(np.asarray(image).copy()))
-    out = torch.stack(decoded).view(as_uint8.shape).permute(0, 3, 1, 2)
-    return out.to(images.device, images.dtype).div_(255)
+    return torch.stack(decoded).view(arrays.shape).permute(0, 3, 1, 2)
+
+
+def jpeg_compression(images: Tensor, severity: int, generator: torch.Generator | None = None, *, table=None):
+    """Pillow JPEG round trip at the reference's quality (on the CPU, one image at a time); 1 or 3 channels."""
+    quality = severity_constants("jpeg_compression", images, severity, table)
+    return _jpeg_round_trip(_to_levels(images), quality).to(images.device, images.dtype).div_(255)
+
+
+STORED_QUALITY = 85  # make_imagenet_c.py saves every corrupted image as JPEG at this quality
+
+
+def stored(images: Tensor, table: str | None = None) -> Tensor:
+    """Corrupted images as the published sets hold them: truncated to 8 bits (the reference's np.uint8 of its
+    float output) and, for the ImageNet table, saved and decoded as JPEG at quality 85 (ImageNet-C's files;
+    CIFAR-10-C's .npy files are the truncated levels). Float in [0, 1], same device and dtype."""
+    levels = (images.detach().clamp(0, 1) * 255).floor_().to(torch.uint8)  # exact levels k / 255 stay k
+    if table_of(images, table) == IMAGENET:
+        if images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"images must have 1 or 3 channels to be stored as JPEG (the ImageNet table), got {images.shape[1]}; "
+                "corruption_accuracy(..., storage=False) scores the float outputs"
+            )
+        levels = _jpeg_round_trip(levels, STORED_QUALITY)
+    return levels.to(images.device, images.dtype).div_(255)
+
+
+def storage_of(images: Tensor, table: str | None = None) -> str:
+    """How `stored` keeps these images, in words for a report: "uint8" or "uint8 + JPEG q85"."""
+    return "uint8" if table_of(images, table) == CIFAR else f"uint8 + JPEG q{STORED_QUALITY}"
 
 
 # In the order of the reference (and of the published .npy files): noise, blur, weather, digital.

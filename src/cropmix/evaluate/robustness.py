@@ -1,5 +1,6 @@
 """Accuracy under the 15 standard corruptions of `corruptions.py` (CIFAR-10-C / ImageNet-C, generated on the
-fly with the reference formulas), from one pass over the loader."""
+fly with the reference formulas), from one pass over the loader; by default each corrupted batch is first
+stored as the published sets are (`corruptions.stored`: uint8, plus JPEG q85 for the ImageNet table)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .corruptions import CORRUPTIONS
+from .corruptions import CORRUPTIONS, frost_source, storage_of, stored
 from .predict import batches
 
 
@@ -29,7 +30,7 @@ def _image_count(loader: Iterable, max_images: int | None) -> int | None:
     return max_images if n is None else min(n, max_images)
 
 
-def _check_arguments(names: list[str], severities: list, max_images: int | None) -> None:
+def _check_arguments(names: list[str], severities: list, max_images: int | None, storage: bool) -> None:
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown or not names:
         raise ValueError(f"corruptions must be a non-empty subset of {list(CORRUPTIONS)}, got {names!r}")
@@ -37,6 +38,8 @@ def _check_arguments(names: list[str], severities: list, max_images: int | None)
         raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {severities!r}")
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
+    if not isinstance(storage, bool):
+        raise TypeError(f"storage must be True or False, got {storage!r}")
 
 
 @torch.no_grad()
@@ -49,12 +52,17 @@ def corruption_accuracy(
     seed: int = 0,
     max_images: int | None = None,
     *,
+    storage: bool = True,
     progress: bool = True,
 ) -> dict:
     """Top-1 accuracy (percent) of `model` on corrupted copies of the loader's images.
 
     Returns {"mean": mean over all corruptions and severities, "per_corruption": {name: mean
-    over severities}, "per_severity": {name: [accuracy per severity]}}. Each (corruption,
+    over severities}, "per_severity": {name: [accuracy per severity]}, "storage": how the corrupted
+    images were kept, "frost_source" (when frost is scored): "imagecorruptions" (the reference's
+    photographs) or "procedural"}. `storage=True` (default) scores the images as the published sets
+    hold them, truncated to uint8 and for the ImageNet table (images over 64 px) JPEG q85 round-tripped
+    ("uint8" / "uint8 + JPEG q85"); False scores the float outputs ("float"). Each (corruption,
     severity) pair draws from its own generator seeded from `seed`, so results are reproducible
     for a loader with a fixed order. `max_images` keeps the first images in loader order; for a
     sample of a class-sorted set, pass a loader over a random subset instead (as `cropmix eval` does).
@@ -62,11 +70,11 @@ def corruption_accuracy(
     """
     names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
     severities = list(severities)
-    _check_arguments(names, severities, max_images)
+    _check_arguments(names, severities, max_images, storage)
     device = torch.device(device)
     generators = {(n, s): torch.Generator().manual_seed(_generator_seed(seed, n, s)) for n in names for s in severities}
     correct = {key: 0 for key in generators}
-    seen = 0
+    seen, kept = 0, "float"
     count = _image_count(loader, max_images)
     bar = tqdm(
         total=None if count is None else count * len(generators),
@@ -80,6 +88,8 @@ def corruption_accuracy(
                 images, targets = images[: max_images - seen], targets[: max_images - seen]
             for (name, severity), generator in generators.items():
                 corrupted = CORRUPTIONS[name](images, severity, generator)
+                if storage:
+                    corrupted, kept = stored(corrupted), storage_of(corrupted)
                 correct[(name, severity)] += int((model(corrupted).argmax(dim=1) == targets).sum())
                 bar.update(len(targets))
             seen += len(targets)
@@ -90,10 +100,19 @@ def corruption_accuracy(
         bar.close()
     if seen == 0:
         raise ValueError("the loader yielded no images")
+    return _summary(correct, names, severities, seen, kept)
+
+
+def _summary(correct: dict, names: list[str], severities: list[int], seen: int, kept: str) -> dict:
+    """corruption_accuracy's result from the correct counts per (corruption, severity)."""
     per_severity = {n: [100.0 * correct[(n, s)] / seen for s in severities] for n in names}
     per_corruption = {n: sum(accs) / len(accs) for n, accs in per_severity.items()}
-    return {
+    summary = {
         "mean": sum(per_corruption.values()) / len(per_corruption),
         "per_corruption": per_corruption,
         "per_severity": per_severity,
+        "storage": kept,
     }
+    if "frost" in names:
+        summary["frost_source"] = frost_source()
+    return summary
