@@ -113,3 +113,16 @@ def test_the_mae_kwargs_example_of_the_help_builds():
     pretrain = build_parser()._subparsers._group_actions[0].choices["pretrain"]
     (help_text,) = [a.help for a in pretrain._actions if a.dest == "mae_kwargs"]
     MAE(image_size=32, **json.loads(help_text.split("e.g. '")[1].split("'")[0]))
+
+
+def test_eval_prints_a_summary_and_json_on_request(tmp_path, capsys):
+    data = make_npz(tmp_path / "d.npz")
+    assert main(base_args(data, tmp_path / "run", "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--fgsm", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "scored on the run's test split (eval.json):" and len(lines) == 3
+    assert lines[1].startswith("  top-1 ") and "ECE " in lines[1] and "RMS -" in lines[1]  # 32 images: no RMS
+    assert lines[2].startswith("  FGSM top-1 ")
+    assert main(["eval", str(tmp_path / "run"), "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["rms"] is None

@@ -250,7 +250,7 @@ def test_eval_data_skip_bad(tmp_path, capsys):
     (root / "c1" / "broken.png").write_bytes(b"not an image")
     assert main(["eval", str(out), "--data", str(root), "--no-progress"]) == 2
     assert "broken.png" in last_line(capsys)
-    assert main(["eval", str(out), "--data", str(root), "--no-progress", "--skip-bad"]) == 0
+    assert main(["eval", str(out), "--data", str(root), "--no-progress", "--skip-bad", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped_files"] == 1
 
 

@@ -22,6 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="score the published CIFAR-10-C / CIFAR-100-C files in PATH (<corruption>.npy, labels.npy)",
     )
     p.add_argument(
+        "--float-corruptions",
+        dest="corruption_storage",
+        action="store_false",
+        help="score --corruptions on the float outputs, not stored as the published sets are (uint8, and "
+        "JPEG q85 above 64 px); such scores do not compare with published ones",
+    )
+    p.add_argument(
         "--max-corruption-images",
         type=positive_int,
         help="corrupt a fixed random subset of this many test images, all classes (default: all)",
@@ -35,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("imagenet-r", "imagenet-a"),
         help="restrict the logits to the 200 ImageNet classes of ImageNet-R or ImageNet-A",
     )
+    p.add_argument("--json", action="store_true", help="print the results as JSON (they are in the run folder too)")
     p.add_argument("--skip-bad", action="store_true", help="count, log and skip unreadable image files")
     p.add_argument(
         "--run-data",
@@ -73,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from cropmix.train import evaluate_run
 
     if args.data is not None:
-        print(json.dumps(_run_ood(args), indent=2))
+        results = _run_ood(args)
+        print(json.dumps(results, indent=2) if args.json else summary(results, f"{args.data} (ood_*.json)"))
         return 0
     if args.class_subset is not None:
         raise SystemExit("cropmix eval: error: --class-subset needs --data (the folder to score)")
@@ -90,6 +99,34 @@ def run(args: argparse.Namespace) -> int:
         cifar_c=args.cifar_c,
         skip_bad=args.skip_bad,
         run_data=args.run_data,
+        corruption_storage=args.corruption_storage,
     )
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2) if args.json else summary(results, "the run's test split (eval.json)"))
     return 0
+
+
+def percent(value: float | None) -> str:
+    """A percentage with 2 decimals, "-" for None."""
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def summary(results: dict, scored: str) -> str:
+    """The headline figures of `results` for a person: a few lines, fixed decimals."""
+    lines = [f"scored on {scored}:"]
+    rms = results.get("rms")  # None below 200 images (the paper's bins of 100)
+    calibration = f"ECE {results['ece']:.2f}, RMS " + ("-" if rms is None else f"{rms:.2f}")
+    head = f"  top-1 {percent(results.get('top1'))}"
+    if "top5" in results:
+        head += f", top-5 {percent(results['top5'])}"
+    lines.append(f"{head}; {calibration}")
+    if "fgsm_top1" in results:
+        lines.append(f"  FGSM top-1 {percent(results['fgsm_top1'])}")
+    for key, name in (("corruption", "corruptions"), ("cifar_c", "CIFAR-C files")):
+        if key in results:
+            per = results[key].get("per_corruption", {})
+            worst = min(per, key=per.get) if per else None
+            line = f"  {name}: mean {percent(results[key]['mean'])} over {len(per)}"
+            lines.append(line + (f"; worst {worst} {percent(per[worst])}" if worst else ""))
+    if results.get("skipped_files"):
+        lines.append(f"  {results['skipped_files']} unreadable files skipped")
+    return "\n".join(lines)

@@ -27,6 +27,7 @@ def evaluate_classifier(
     corruption_loader: Iterable | None = None,
     amp: bool = False,
     n_bins: int = 15,
+    corruption_storage: bool = True,
     progress: bool = True,
 ) -> dict[str, float | dict]:
     """Clean top-1/top-5, ECE and RMS calibration error (percent); optionally FGSM top-1
@@ -35,6 +36,8 @@ def evaluate_classifier(
 
     corruption_loader: the images for the corruption pass (default: `loader`), e.g. a loader over a
     fixed random subset of the test split, since that pass costs one forward per corruption and severity.
+    corruption_storage: corrupted images stored as the published sets store them (see
+    `corruption_accuracy`'s `storage`); False scores the float outputs.
     """
     logits, targets = predict(model, loader, device, amp=amp, progress=progress)
     probs = logits.softmax(dim=1)
@@ -47,7 +50,7 @@ def evaluate_classifier(
         results["fgsm_top1"] = fgsm_accuracy(model, loader, device, fgsm_eps, progress=progress)
     if corruptions:
         corruption_images = loader if corruption_loader is None else corruption_loader
-        summary = corruption_accuracy(model, corruption_images, device, progress=progress)
+        summary = corruption_accuracy(model, corruption_images, device, storage=corruption_storage, progress=progress)
         results["corruption_mean"] = summary["mean"]
         results["corruption"] = summary
     return results

@@ -100,6 +100,7 @@ def evaluate_run(
     cifar_c: str | os.PathLike | None = None,
     skip_bad: bool = False,
     run_data: str | os.PathLike | None = None,
+    corruption_storage: bool = True,
 ) -> dict[str, Any]:
     """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
     FGSM top-1, accuracy under the 15 standard corruptions generated on the fly ("corruption_mean",
@@ -111,7 +112,9 @@ def evaluate_run(
     from the first, for the corruption pass only; with cifar_c, max_corruption_images picks a fixed random
     subset of the files' test images. skip_bad: unreadable test files are skipped and counted
     ("skipped_files") instead of an error. run_data: where the run's dataset is now, if it moved since
-    training. All options are checked before any work starts.
+    training. corruption_storage: the on-the-fly corrupted images are stored as the published sets
+    store them (uint8, plus JPEG q85 above 64 px), so scores compare with published ones; False: float.
+    All options are checked before any work starts.
     """
     from cropmix.evaluate import cifar_c_files, evaluate_classifier
 
@@ -131,7 +134,7 @@ def evaluate_run(
 
     results = evaluate_classifier(
         model, loader_of(test), dev, fgsm=fgsm, corruptions=corruptions, reliability_png=run_dir / rf.RELIABILITY,
-        fgsm_eps=fgsm_eps, progress=progress,
+        fgsm_eps=fgsm_eps, progress=progress, corruption_storage=corruption_storage,
         corruption_loader=loader_of(subset(test, max_corruption_images)) if corruptions else None,
     )  # fmt: skip
     if cifar_c is not None:
