@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from . import SUBCOMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="compare runs: a table and plots side by side")
+    p = subparsers.add_parser("compare", help=SUBCOMMANDS["compare"])
     p.add_argument("run_dirs", nargs="+", help="run folders (runs differing only in --seed are grouped)")
     p.add_argument("--out", default="runs/compare", help="folder for comparison.md/.json, curves.png, bars.png")
     p.set_defaults(run=run)

@@ -7,11 +7,13 @@ import argparse
 import dataclasses
 import json
 
+from . import SUBCOMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from .recipes import add_recipe_options
 
-    p = subparsers.add_parser("pretrain", help="pre-train with MoCo v2 or MAE, standard or CropMix inputs")
+    p = subparsers.add_parser("pretrain", help=SUBCOMMANDS["pretrain"])
     p.add_argument("--method", choices=("moco", "mae"), help="required, unless --recipe gives it")
     p.add_argument(
         "--aug",
