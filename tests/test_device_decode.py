@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_cpu_decode_is_the_plain_batched_decode() -> None:
     assert [tuple(x.shape) for x in out] == [(3, 12, 20)] * 2 and out[0].dtype == torch.uint8
     for image, blob in zip(out, data, strict=True):
         reference = np.asarray(Image.open(io.BytesIO(blob.numpy().tobytes())).convert("RGB"))
-        assert (image.permute(1, 2, 0).int() - torch.from_numpy(reference).int()).abs().float().mean() < 3
+        assert (image.permute(1, 2, 0).int() - torch.from_numpy(reference.copy()).int()).abs().float().mean() < 3
 
 
 class Stream:
@@ -93,3 +94,12 @@ def test_cuda_decode_needs_a_side_stream(simulated_cuda) -> None:
     with pytest.raises(ValueError, match="side must be a torch.cuda.Stream"):
         decode_jpegs([jpeg(0)], torch.device("cuda"))
     assert log == []  # refused before decoding on the caller's stream
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_decode_never_overwrites_memory_that_queued_kernels_still_read(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from nvjpeg_race import corrupted
+
+    side = torch.cuda.Stream()
+    assert corrupted(lambda data: decode_jpegs(data, torch.device("cuda"), side), 20, "cuda") == 0
