@@ -7,7 +7,7 @@
 #                           runs/carry (git-ignored, ~26 MB): CIFAR-10 as JPEG bytes in one .npz (~18 MB),
 #                           the photos, and the kornia and kornia_rs wheels for the GPU machine's Python
 #                           ($GPU_PYTHON, default 3.12) downloaded with pip.
-#   dry run on a CPU:       QUICK=1 OUT=/tmp/gpu_dry bash benchmarks/gpu_session.sh run
+#   dry run on a CPU:       QUICK=1 OUT=runs/gpu_dry bash benchmarks/gpu_session.sh run
 #   on the GPU machine:     with the repository and runs/carry there: OUT=... bash benchmarks/gpu_session.sh run
 #
 # Steps, most wanted first: a probe (imports, CUDA, one sync-checked BatchCropMix list call; if it
