@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test docs lint bench clean gpu-prepare
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP)
 # The documentation site (docs/, mkdocs.yml) into build/site; --strict fails on a broken link or API page.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# What benchmarks/gpu_session.sh carries to a GPU machine without a network, into runs/carry (git-ignored):
+# CIFAR-10 packed as JPEG bytes, the photos, and the kornia wheels for its Python. DATA holds cifar10/ and photos/.
+gpu-prepare:
+	bash benchmarks/gpu_session.sh prepare $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

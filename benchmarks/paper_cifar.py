@@ -19,6 +19,9 @@ run took 40-70 s per epoch with the cores shared by other jobs (load 5). gpu: no
     python benchmarks/paper_cifar.py --src CIFAR10_JPEG_ROOT --regime gpu --results benchmarks/RESULTS.md
     nohup python benchmarks/paper_cifar.py --src CIFAR10_JPEG_ROOT --regime scarce > runs/paper_scarce.log 2>&1 &
 
+--time-budget SECONDS stops training, then evaluation, at fixed fractions of it with a message naming the logs
+(what benchmarks/gpu_session.sh passes on), rather than letting an outer time limit cut everything off silently.
+
 --src (CIFAR-10 as JPEG files in ImageFolder layout) is needed only until the decoded cache exists (the one
 benchmarks/cifar10_accuracy.py writes). Finished runs are kept: the same command again resumes a cut-short
 benchmark (checkpoints, and evaluations not yet done) and rebuilds the table.
@@ -61,6 +64,8 @@ REGIMES = {
     ),
 }
 SCARCE_PER_CLASS = 500  # 10% of CIFAR-10's 5,000 training images per class
+# With --time-budget: the fractions of it by which training, then evaluation must have ended (the rest: compare).
+TRAIN_SHARE, EVAL_SHARE = 0.7, 0.95
 
 
 def scarce_npz(cache: Path, per_class: int, seed: int = 0) -> Path:
@@ -96,12 +101,13 @@ def train_command(args: argparse.Namespace, arm: str, seed: int, data: Path, out
     cmd += ["--batch-size", str(args.batch), "--lr", str(args.lr), "--device", args.device, "--no-progress"]
     cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
     cmd += ["--eval-every", str(max(1, args.epochs // 10))]
-    if args.max_train_images:
-        cmd += ["--max-train-images", str(args.max_train_images)]
+    for option, value in (("--max-train-images", args.max_train_images), ("--max-test-images", args.max_test_images)):
+        cmd += [option, str(value)] if value else []
     if args.regime == "gpu":
         cmd += ["--amp", "--channels-last"] if args.device.startswith("cuda") else []
-    else:
-        cmd += ["--model", "fastnet"]
+    model = args.model or (None if args.regime == "gpu" else "fastnet")
+    cmd += ["--model", model] if model else []
+    cmd += ["--model-kwargs", args.model_kwargs] if args.model_kwargs else []
     if (out / "checkpoint.pt").is_file() and not (out / "final.json").is_file():
         cmd.append("--resume")
     return cmd
@@ -113,23 +119,47 @@ def eval_command(args: argparse.Namespace, out: Path) -> list[str]:
     return cmd + ["--max-corruption-images", str(args.corruption_images), "--batch-size", "500"]
 
 
-def run_together(jobs: list[tuple[list[str], Path]], threads: int) -> None:
-    """Run the commands at once, each logging to its file; exit naming the log of any that failed."""
+def run_together(jobs: list[tuple[list[str], Path]], threads: int, deadline: float | None = None) -> None:
+    """Run the commands at once, each logging to its file, and print each as it ends; exit naming the log of any
+    that failed, or, once `deadline` (a time.time()) passes, stop those still running and exit naming them."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    running = []
+    running, start = [], time.time()
     for cmd, log in jobs:
         log.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log, "w")  # closed below, once the process ends
         handle.write(" ".join(cmd) + "\n")
         handle.flush()
         running.append((subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env), handle, log))
-    failed = []
-    for process, handle, log in running:
-        if process.wait() != 0:
-            failed.append(str(log))
-        handle.close()
+    failed, late = [], []
+    while running:
+        for job in [job for job in running if job[0].poll() is not None]:
+            running.remove(job)
+            job[1].close()
+            print(f"  {job[2].name}: exit status {job[0].returncode} after {time.time() - start:.0f} s", flush=True)
+            if job[0].returncode != 0:
+                failed.append(str(job[2]))
+        if running and deadline is not None and time.time() > deadline:
+            late, running = _stop(running), []
+        if running:
+            time.sleep(0.2)
+    if late:
+        raise SystemExit(f"stopped at the --time-budget after {time.time() - start:.0f} s: {', '.join(late)}")
     if failed:
         raise SystemExit(f"failed (exit status != 0); see {', '.join(failed)}")
+
+
+def _stop(running: list) -> list[str]:
+    """Terminate the processes (killed if they linger 10 s), close their logs; their log names."""
+    for process, _, _ in running:
+        process.terminate()
+    for process, handle, _ in running:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        handle.close()
+    return [str(log) for _, _, log in running]
 
 
 def run_arms(args: argparse.Namespace, data: Path) -> list[Path]:
@@ -142,15 +172,20 @@ def run_arms(args: argparse.Namespace, data: Path) -> list[Path]:
             start = time.time()
             logs = Path(args.out) / "logs"
             todo = [(arm, out) for arm, out in group if not (out / "final.json").is_file()]
-            run_together(
-                [(train_command(args, a, seed, data, o), logs / f"{o.name}.train.log") for a, o in todo], args.threads
-            )
+            jobs = [(train_command(args, a, seed, data, o), logs / f"{o.name}.train.log") for a, o in todo]
+            run_together(jobs, args.threads, phase_deadline(args, TRAIN_SHARE))
             todo = [(arm, out) for arm, out in group if not _evaluated(out)]
-            run_together([(eval_command(args, o), logs / f"{o.name}.eval.log") for _, o in todo], args.threads)
+            jobs = [(eval_command(args, o), logs / f"{o.name}.eval.log") for _, o in todo]
+            run_together(jobs, args.threads, phase_deadline(args, EVAL_SHARE))
             names = ", ".join(arm for arm, _ in group)
             print(f"seed {seed}: {names} done in {time.time() - start:.0f} s", flush=True)
             runs += [out for _, out in group]
     return runs
+
+
+def phase_deadline(args: argparse.Namespace, share: float) -> float | None:
+    """When a phase must have ended: `share` of --time-budget after the start (None without a budget)."""
+    return None if args.time_budget is None else args.started + share * args.time_budget
 
 
 def _evaluated(out: Path) -> bool:
@@ -221,6 +256,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch threads per run (default: gpu 2, scarce 2)")
     parser.add_argument("--device", help="default: gpu cuda, scarce cpu")
     parser.add_argument("--max-train-images", type=int, help="train on a fixed subset of this many (default: all)")
+    parser.add_argument("--max-test-images", type=int, help="evaluate on a fixed subset of this many (default: all)")
+    parser.add_argument("--model", help="the network (default: gpu the recipe's CIFAR ResNet-18, scarce fastnet)")
+    parser.add_argument("--model-kwargs", help="its arguments as JSON, as `cropmix train --model-kwargs` takes them")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        help=f"seconds for everything: training is stopped at {TRAIN_SHARE:.0%} of it, evaluation at {EVAL_SHARE:.0%}, "
+        "with a message naming the logs, rather than cut off with nothing (default: no limit)",
+    )
     parser.add_argument("--results", help="append the table (markdown) to this file (default: print only)")
     args = parser.parse_args()
     args.regime = args.regime or ("gpu" if torch.cuda.is_available() else "scarce")
@@ -238,7 +282,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    start = time.time()
+    start = args.started = time.time()
     data = Path(args.npz) if args.npz else ensure_cache(args.src)
     if not data.is_file():
         raise SystemExit(f"--npz {str(data)!r}: no such file")

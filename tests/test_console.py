@@ -110,7 +110,7 @@ def test_the_mae_kwargs_example_of_the_help_builds():
     from cropmix.cli import build_parser
     from cropmix.ssl import MAE
 
-    pretrain = build_parser()._subparsers._group_actions[0].choices["pretrain"]
+    pretrain = build_parser(["pretrain"])._subparsers._group_actions[0].choices["pretrain"]
     (help_text,) = [a.help for a in pretrain._actions if a.dest == "mae_kwargs"]
     MAE(image_size=32, **json.loads(help_text.split("e.g. '")[1].split("'")[0]))
 

@@ -1,5 +1,5 @@
-"""The `cropmix` command. Each subcommand lives in its own module with `add_parser(subparsers)`;
-the parser only reads arguments and calls functions that the Python API also offers."""
+"""The `cropmix` command. Each subcommand lives in its own module with `add_parser(subparsers)`, imported
+only when its command runs; the parser only reads arguments and calls functions the Python API also offers."""
 
 from __future__ import annotations
 
@@ -7,23 +7,43 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 
 from ..transforms import retain_freed_memory
 
-# Subcommand modules, in the order `cropmix --help` lists them.
-SUBCOMMANDS = ("show", "train", "eval", "compare", "pretrain", "shards", "recipes")
+# Subcommand modules, in the order `cropmix --help` lists them, with their one-line help. Only the module of
+# the command given is imported: `cropmix --help` and each command load what they use, nothing more.
+SUBCOMMANDS = {
+    "show": "CropMix outputs with their crop boxes, beside RRC outputs",
+    "train": "train a classifier (one CPU, a GPU, or many processes under torchrun)",
+    "eval": "evaluate a trained run: top-1/5, ECE, RMS, FGSM, corruptions",
+    "compare": "compare runs: a table and plots side by side",
+    "pretrain": "pre-train with MoCo v2 or MAE, standard or CropMix inputs",
+    "shards": "write an ImageFolder as WebDataset tar shards (original bytes)",
+    "recipes": "list the paper's experiments as recipes (cropmix train/pretrain --recipe NAME)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names: its first word that is not an option (the top level has only -h)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser: the full parser of the subcommand `argv` names, a placeholder for each other one."""
     parser = argparse.ArgumentParser(prog="cropmix", description="CropMix: multi-scale crops mixed into one image.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"cropmix.cli.{name}").add_parser(subparsers)
+    chosen = chosen_command(sys.argv[1:] if argv is None else argv)
+    for name, summary in SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(f"cropmix.cli.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     # The library logs (per-epoch metrics, skipped files, what --init loaded); the command shows them,
     # for this call only (main may run several times in one process, e.g. in tests).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import SUBCOMMANDS
+
 DESCRIPTION = (
     "Compare run folders: a table of mean ± sd over seeds (runs differing only in --seed are grouped; a folder "
     "given twice counts once), curves.png and bars.png (error bars only where an arm has seeds). Folders of "
@@ -13,7 +15,7 @@ DESCRIPTION = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="compare runs: a table and plots side by side", description=DESCRIPTION)
+    p = subparsers.add_parser("compare", help=SUBCOMMANDS["compare"], description=DESCRIPTION)
     p.add_argument("run_dirs", nargs="+", help="run folders (runs differing only in --seed are grouped)")
     p.add_argument(
         "--out",

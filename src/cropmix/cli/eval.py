@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import SUBCOMMANDS
 from .arg_types import positive_int, unit_float
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained run: top-1/5, ECE, RMS, FGSM, corruptions")
+    p = subparsers.add_parser("eval", help=SUBCOMMANDS["eval"])
     p.add_argument("run_dir", help="run folder written by `cropmix train`")
     p.add_argument("--fgsm", action="store_true", help="FGSM top-1")
     p.add_argument("--fgsm-eps", type=unit_float, default=8 / 255, help="FGSM step in [0, 1] (default: 8/255)")

@@ -7,13 +7,14 @@ import argparse
 import dataclasses
 import json
 
+from . import SUBCOMMANDS
 from .arg_types import json_object
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from .recipes import add_recipe_options
 
-    p = subparsers.add_parser("pretrain", help="pre-train with MoCo v2 or MAE, standard or CropMix inputs")
+    p = subparsers.add_parser("pretrain", help=SUBCOMMANDS["pretrain"])
     p.add_argument("--method", choices=("moco", "mae"), help="required, unless --recipe gives it")
     p.add_argument(
         "--aug",

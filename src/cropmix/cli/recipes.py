@@ -8,6 +8,8 @@ import dataclasses
 import importlib
 import json
 
+from . import SUBCOMMANDS
+
 # The configuration class each recipe command fills, as "module:Class" (imported only when used).
 CONFIGS = {"train": "cropmix.train:TrainConfig", "pretrain": "cropmix.ssl.pretrain:PretrainConfig"}
 
@@ -15,7 +17,7 @@ CONFIGS = {"train": "cropmix.train:TrainConfig", "pretrain": "cropmix.ssl.pretra
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "recipes",
-        help="list the paper's experiments as recipes (cropmix train/pretrain --recipe NAME)",
+        help=SUBCOMMANDS["recipes"],
         description="Without NAME: one line per recipe (name, command, what it is, its source). With NAME: "
         "the recipe's settings, note and source as JSON. Use one with `cropmix train --recipe NAME --data ... "
         "--out ...` (or pretrain); explicit options override the recipe, --print-config shows the result.",

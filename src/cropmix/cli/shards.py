@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import SUBCOMMANDS
 from .arg_types import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("shards", help="write an ImageFolder as WebDataset tar shards (original bytes)")
+    p = subparsers.add_parser("shards", help=SUBCOMMANDS["shards"])
     p.add_argument("src", help="ImageFolder root with train/ and val/ (or test/) class folders")
     p.add_argument("out", help="local folder for the shards and index.json (empty or new, unless --overwrite)")
     p.add_argument("--shard-size", type=positive_int, default=1000, help="images per shard (default: 1000)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from . import SUBCOMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("show", help="CropMix outputs with their crop boxes, beside RRC outputs")
+    parser = subparsers.add_parser("show", help=SUBCOMMANDS["show"])
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--preset", default="imagenet", help="CropMix preset (default: imagenet)")
     parser.add_argument("-n", type=int, default=8, help="outputs (rows) per image for each method (default: 8)")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 
+from . import SUBCOMMANDS
 from .arg_types import json_object
 
 BOOL_FIELDS = ("nesterov", "amp", "channels_last", "download")
@@ -20,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a classifier (one CPU, a GPU, or many processes under torchrun)",
+        help=SUBCOMMANDS["train"],
         description="Train a classifier; writes config.json, metrics.jsonl/.csv, checkpoint.pt, final.json and "
         "curves.png to --out. Under torchrun every process joins one DDP run. Options that only apply with "
         "another setting (--num-crops with --aug cropmix, --nesterov with --optimizer sgd, ...) are errors "

@@ -3,7 +3,8 @@
 `DevicePipeline` takes a batch of encoded images (a `ByteBatch` from cropmix.data.shard_reader, or
 lists of 1-D uint8 tensors and labels) and
   1. decodes the 3-channel JPEGs with one `torchvision.io.decode_jpeg(list, device=device)` call
-     (nvJPEG batched decode on CUDA, libjpeg on the CPU); other files (PNG, ...) and greyscale or
+     (nvJPEG batched decode on CUDA, on a side stream ordered against the caller's: `decode_jpegs`;
+     libjpeg on the CPU); other files (PNG, ...) and greyscale or
      CMYK JPEGs are decoded per image on the CPU (`decode_image`, RGB) and moved to the device;
   2. augments the list of (3, Hi, Wi) uint8 images into one (B, 3, h, w) uint8 batch
      (`make_augment`: BatchCropMix, a random-resized-crop baseline, or resize + centre crop);
@@ -105,6 +106,29 @@ def _cpu_decode(data: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
+def decode_jpegs(data: list[torch.Tensor], device: torch.device, side: Any = None) -> list[torch.Tensor]:
+    """Batched RGB `decode_jpeg` of CPU byte tensors onto `device`.
+
+    On CUDA, `side` (a `torch.cuda.Stream` used for nothing else) is the stream the outputs are
+    allocated on. nvJPEG writes them from its own stream, not ordered after the work queued on the
+    caller's, so memory the caller freed while kernels still read it must not be handed to it: the
+    side stream's pool holds only decoded images, each recorded on the caller's stream
+    (`record_stream`), so its memory goes back to that pool only once the caller's queued work is
+    done; the caller's stream then waits for the decode (`wait_stream`). No host synchronisation.
+    """
+    if device.type != "cuda":
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    if side is None:
+        raise ValueError("side must be a torch.cuda.Stream for a CUDA decode, got None")
+    current = torch.cuda.current_stream(device)
+    with torch.cuda.stream(side):
+        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    current.wait_stream(side)
+    for image in decoded:
+        image.record_stream(current)
+    return decoded
+
+
 class DevicePipeline:
     """Encoded batch -> (normalised float images (B, 3, h, w), int64 labels), both on `device`.
 
@@ -135,6 +159,7 @@ class DevicePipeline:
         self.scale = (1.0 / (255.0 * std_t)).view(-1, 1, 1).to(self.device)
         self.shift = (mean_t / std_t).view(-1, 1, 1).to(self.device)
         self.skipped: list[str] = []
+        self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     def decode(
         self, images: Sequence[torch.Tensor], keys: Sequence[str], jpeg: Sequence[bool] | None = None
@@ -146,7 +171,7 @@ class DevicePipeline:
         fast = [i for i, ok in enumerate(jpeg) if ok]
         if fast:
             try:
-                decoded = decode_jpeg([images[i] for i in fast], mode=ImageReadMode.RGB, device=self.device)
+                decoded = decode_jpegs([images[i] for i in fast], self.device, self._side)
                 for i, image in zip(fast, decoded, strict=True):
                     out[i] = image
             except RuntimeError as error:  # one bad file fails the whole call: decode those images one by one
@@ -163,7 +188,7 @@ class DevicePipeline:
     def _decode_one(self, data: torch.Tensor, key: str, jpeg: bool) -> torch.Tensor | None:
         if jpeg and self.device.type != "cpu":
             try:
-                return decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+                return decode_jpegs([data], self.device, self._side)[0]
             except RuntimeError:
                 pass  # the CPU decoders below get a say, and name the error if they fail too
         try:
