@@ -1,5 +1,5 @@
 """The command, the transforms and training on folders work with torch and torchvision alone: each optional
-package (kornia, timm, datasets, tensorboard, and the WebDataset libraries cropmix no longer needs) is made
+package (kornia, timm, datasets, tensorboard, matplotlib, and the WebDataset libraries cropmix no longer needs) is made
 unimportable in a fresh interpreter, and `cropmix --help` imports no subcommand module."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from test_data import make_folder
 
 from cropmix.cli import SUBCOMMANDS
 
-OPTIONAL = ("kornia", "kornia_rs", "timm", "datasets", "tensorboard", "braceexpand", "webdataset", "torchcodec")
+OPTIONAL = (
+    "kornia", "kornia_rs", "timm", "datasets", "tensorboard", "braceexpand", "webdataset", "torchcodec", "matplotlib",
+)  # fmt: skip
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Loaded by `site` at start-up: every import of an optional package, or of one of its modules, fails.
@@ -102,4 +104,5 @@ def test_training_on_a_folder_without_the_optional_packages(run_bare, tmp_path) 
     args += ["--epochs", "1", "--batch-size", "4", "--workers", "0", "--threads", "1", "--device", "cpu"]
     done = run_bare("-m", "cropmix", "train", *args, "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert (out / "final.json").is_file()
+    assert (out / "final.json").is_file() and not (out / "curves.png").exists()  # the pictures need the extra
+    assert f"{out / 'curves.png'} not drawn: pictures need matplotlib (pip install cropmix[plots])" in done.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import cropmix
 
 
@@ -51,3 +53,30 @@ def test_every_public_name_resolves():
     assert "evaluate_ood" in cropmix.__all__
     for name in cropmix.__all__:
         assert getattr(cropmix, name) is not None, name
+
+
+def test_import_help_and_recipes_load_no_torch():
+    """`import cropmix`, `cropmix --help`, `--version` and `cropmix recipes` answer without importing torch
+    (the import that takes seconds): what they print needs none of it."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "import cropmix\n"
+        "from cropmix.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['recipes']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "    assert out.getvalue(), argv\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'numpy', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_version_option_reads_the_package_version(capsys):
+    import cropmix
+    from cropmix.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"cropmix {cropmix.__version__}"

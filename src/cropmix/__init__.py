@@ -1,8 +1,8 @@
 """cropmix: CropMix (Han et al., 2022) for PyTorch, a drop-in replacement for RandomResizedCrop.
 
-The transforms import only torch, torchvision, numpy and PIL. The recipes (training,
-evaluation, self-supervised pre-training) are exported here too but imported on first
-use, so `from cropmix import CropMix` stays light.
+The transforms import only torch, torchvision, numpy and PIL. Everything exported here is imported
+on first use, so `from cropmix import CropMix` loads the transforms and nothing of the recipes
+(training, evaluation, self-supervised pre-training).
 """
 
 from __future__ import annotations
@@ -10,21 +10,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .transforms import (
-    BatchCropMix,
-    Crop,
-    CropMix,
-    CropMixCollate,
-    CropMixParams,
-    MixStep,
-    preset,
-    render_batch,
-    retain_freed_memory,
-)
-
 __version__ = "0.1.0"
 
+# Every public name, with the module it comes from, imported on first use: `import cropmix` (and the
+# `cropmix` command's --help) loads nothing, `from cropmix import CropMix` loads the transforms only.
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "BatchCropMix",
+            "Crop",
+            "CropMix",
+            "CropMixCollate",
+            "CropMixParams",
+            "MixStep",
+            "preset",
+            "render_batch",
+            "retain_freed_memory",
+        ),
+        "cropmix.transforms",
+    ),  # fmt: skip
     "TrainConfig": "cropmix.train",
     "train": "cropmix.train",
     "evaluate_run": "cropmix.train",
@@ -40,20 +44,14 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module 'cropmix' has no attribute {name!r}")
 
 
-__all__ = [
-    "BatchCropMix",
-    "Crop",
-    "CropMix",
-    "CropMixCollate",
-    "CropMixParams",
-    "MixStep",
-    "__version__",
-    "preset",
-    "render_batch",
-    "retain_freed_memory",
-    *_LAZY,
-]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+__all__ = ["__version__", *_LAZY]

@@ -9,8 +9,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ..transforms import retain_freed_memory
-
 # Subcommand modules, in the order `cropmix --help` lists them, with their one-line help. Only the module of
 # the command given is imported: `cropmix --help` and each command load what they use, nothing more.
 SUBCOMMANDS = {
@@ -32,6 +30,9 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command's parser: the full parser of the subcommand `argv` names, a placeholder for each other one."""
     parser = argparse.ArgumentParser(prog="cropmix", description="CropMix: multi-scale crops mixed into one image.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"cropmix {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     chosen = chosen_command(sys.argv[1:] if argv is None else argv)
     for name, summary in SUBCOMMANDS.items():
@@ -53,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     package_log.addHandler(handler)
     level = package_log.level
     package_log.setLevel(logging.INFO)
-    # Batched CPU augmentation reuses its freed buffers instead of faulting fresh pages in every batch.
-    retain_freed_memory()
+    if args.command in ("train", "pretrain"):
+        # Batched CPU augmentation reuses its freed buffers instead of faulting fresh pages in every batch.
+        from ..transforms import retain_freed_memory  # here: --help and recipes import no torch
+
+        retain_freed_memory()
     try:
         if getattr(args, "recipe", None):  # train/pretrain --recipe: read again with the recipe as defaults
             from .recipes import apply_recipe

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cropmix.integrations import optional_picture
+
 from .fgsm import fgsm_accuracy
 from .metrics import calibration_errors, topk_accuracy
 from .predict import predict
@@ -45,7 +47,7 @@ def evaluate_classifier(
     results.update(topk_accuracy(logits, targets))
     results.update(calibration_errors(probs, targets, n_bins))
     if reliability_png is not None:
-        save_reliability_diagram(probs, targets, reliability_png, n_bins)
+        optional_picture(save_reliability_diagram, reliability_png, probs, targets, n_bins=n_bins)
     if fgsm:
         results["fgsm_top1"] = fgsm_accuracy(model, loader, device, fgsm_eps, progress=progress)
     if corruptions:

@@ -5,12 +5,19 @@ tensorboard.py  `TensorBoardLog`: per-epoch (or per-row) metrics, the learning r
 hf.py           Hugging Face `datasets` as a training source (`--dataset hf`)
 
 Nothing here is imported by `import cropmix`; each module imports its third-party package on use and
-says which extra to install when it is missing. Layer 1: imports only `cropmix.transforms`.
+says which extra to install when it is missing (`require`; `optional_picture` for the plots).
+Layer 1: imports only `cropmix.transforms`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("cropmix")
 
 
 class MissingExtra(ImportError, ValueError):
@@ -25,3 +32,16 @@ def require(module: str, extra: str, what: str) -> None:
         raise MissingExtra(
             f"{what} needs the {module!r} package, which is not installed: pip install cropmix[{extra}]"
         ) from error
+
+
+def optional_picture(save: Callable[..., Any], path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+    """`save(*args, path, **kwargs)`, a PNG writer that needs matplotlib (extra: cropmix[plots]). Without
+    matplotlib the picture is left out with a one-line warning naming the extra, and None is returned:
+    a run's results never depend on its pictures."""
+    try:
+        return save(*args, path, **kwargs)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "matplotlib":
+            raise
+        log.warning("%s not drawn: pictures need matplotlib (pip install cropmix[plots])", path)
+        return None

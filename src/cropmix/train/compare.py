@@ -164,6 +164,7 @@ def markdown_cell(text: str) -> str:
 def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Write out/comparison.md, comparison.json, curves.png (per epoch: test top-1 and loss, or the
     pre-training loss) and bars.png (final metrics; error bars only where there are seeds)."""
+    from cropmix.integrations import optional_picture
     from cropmix.viz.curves import CURVE_PANELS, PRETRAIN_PANELS, save_comparison_bars, save_comparison_curves
 
     if not run_dirs:
@@ -178,6 +179,7 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     for row in table:
         for i, rows in enumerate(row["rows"]):
             curves[row["label"] if row["n"] == 1 else f"{row['label']} #{i + 1}"] = rows
-    save_comparison_curves(curves, out / "curves.png", PRETRAIN_PANELS if pretrain else CURVE_PANELS)
-    save_comparison_bars(table, list(PRETRAIN_METRICS if pretrain else BAR_METRICS), out / "bars.png")
+    panels = PRETRAIN_PANELS if pretrain else CURVE_PANELS
+    optional_picture(save_comparison_curves, out / "curves.png", curves, panels=panels)
+    optional_picture(save_comparison_bars, out / "bars.png", table, list(PRETRAIN_METRICS if pretrain else BAR_METRICS))
     return out

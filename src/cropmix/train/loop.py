@@ -386,6 +386,7 @@ def finish_run(
 ) -> dict[str, Any]:
     """final.json (top-1, top-5, ECE, RMS, timing) with a reliability diagram, and the training curves."""
     from cropmix.evaluate import evaluate_classifier
+    from cropmix.integrations import optional_picture
     from cropmix.viz.curves import save_training_curves
 
     model.eval()
@@ -398,5 +399,5 @@ def finish_run(
         train_top1=rows[-1]["train_top1"],
     )
     rf.write_json(out / rf.FINAL, final)
-    save_training_curves(rows, out / rf.CURVES)
+    optional_picture(save_training_curves, out / rf.CURVES, rows)
     return final
