@@ -36,10 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _data_and_model(p: argparse.ArgumentParser, d) -> None:
+    from cropmix.data.sources import SOURCES
+
     p.add_argument(
         "--dataset",
         default=d.dataset,
-        help="cifar10 | cifar100 | npz | imagefolder | hf | webdataset (default: %(default)s)",
+        help=" | ".join(SOURCES) + " (default: %(default)s)",
     )
     p.add_argument(
         "--data",

@@ -1,19 +1,22 @@
-"""Datasets (CIFAR, .npz, ImageFolder, Hugging Face, WebDataset shards), augmentations by name and where they
-run, loaders, fixed subsets."""
+"""Datasets (a registry of formats: CIFAR, .npz, ImageFolder, Hugging Face, WebDataset shards; see
+cropmix.data.sources), augmentations by name and where they run, loaders, fixed subsets."""
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
 from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug, train_transform
 from .folder import FolderIndex, decode_folder, index_folder, largest_file_size, open_image, split_dir
-from .loaders import DATASETS, DataSource, check_data_path, load_source, make_loader, set_epoch, skipped_files
+from .loaders import check_data_path, load_source, make_loader, set_epoch, skipped_files
+from .sources import SOURCES, DataSource, Source, SourceOptions, register, source_named
 from .subsets import fixed_subset, subset
 
 __all__ = [
     "BASE_AUGS",
     "BATCH_MIXES",
-    "DATASETS",
+    "SOURCES",
     "ArraySplit",
     "DataSource",
     "FolderIndex",
+    "Source",
+    "SourceOptions",
     "base_transform",
     "check_data_path",
     "decode_folder",
@@ -27,9 +30,11 @@ __all__ = [
     "make_loader",
     "open_image",
     "parse_aug",
+    "register",
     "save_npz",
     "set_epoch",
     "skipped_files",
+    "source_named",
     "split_dir",
     "subset",
     "train_transform",

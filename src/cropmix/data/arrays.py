@@ -44,6 +44,10 @@ class ArraySplit:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def select(self, indices: torch.Tensor) -> ArraySplit:
+        """The images at `indices` (an int tensor), in that order."""
+        return ArraySplit(self.images[indices], self.targets[indices], self.classes)
+
 
 CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 

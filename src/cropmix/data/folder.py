@@ -37,6 +37,11 @@ class FolderIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def select(self, indices: torch.Tensor) -> FolderIndex:
+        """The files at `indices` (an int tensor), in that order; the skipped list starts afresh."""
+        keep = indices.tolist()
+        return FolderIndex(self.root, [self.paths[i] for i in keep], [self.targets[i] for i in keep], self.classes)
+
 
 def split_dir(root: str | os.PathLike, split: str) -> Path:
     """The folder of `split` ("train" or "val") under `root`, or an error naming what is missing."""

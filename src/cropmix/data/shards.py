@@ -56,6 +56,17 @@ class ShardSplit:
     def __len__(self) -> int:
         return self.num_samples
 
+    def head(self, count: int) -> ShardSplit:
+        """The first `count` samples in index order: whole shards, then the head of one."""
+        urls, counts, left = [], [], count
+        for url, n in zip(self.urls, self.counts, strict=True):
+            if left == 0:
+                break
+            urls.append(url)
+            counts.append(min(n, left))
+            left -= counts[-1]
+        return ShardSplit(urls, counts)
+
 
 @dataclass
 class ShardIndex:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from copy import copy
 from typing import Any
 
 import torch
-
-from .arrays import ArraySplit
-from .shards import ShardSplit
 
 
 def subset_count(n: int, size: int | float) -> int:
@@ -34,36 +30,20 @@ def fixed_subset(n: int, size: int | float, seed: int = 0) -> torch.Tensor:
 
 
 def subset(split: Any, limit: int | float | None, seed: int = 0) -> Any:
-    """`split` (an ArraySplit in memory, or a file list such as FolderIndex) cut to `fixed_subset(n, limit,
-    seed)`; the split itself when `limit` is None or covers it all.
+    """`split` cut to `fixed_subset(len(split), limit, seed)` through its `select` (an ArraySplit in
+    memory, a FolderIndex of files, a Hugging Face split); the split itself when `limit` is None or
+    covers it all.
 
-    A ShardSplit (tar shards) is cut to its first `subset_count(n, limit)` samples in index order
-    instead (whole shards, then the head of one): `cropmix shards` wrote them in a seeded random order,
-    so that is a fixed random subset too, read without opening the shards left out (`seed` is not used).
+    A split read as a stream (tar shards: it has `head`) is cut to its first `subset_count(n, limit)`
+    samples in index order instead (whole shards, then the head of one): `cropmix shards` wrote them in
+    a seeded random order, so that is a fixed random subset too, read without opening the shards left
+    out (`seed` is not used).
     """
-    if isinstance(split, ShardSplit):
-        return _shard_head(split, limit)
-    n = len(split.targets)
-    if limit is None or (isinstance(limit, int) and limit >= n):
-        return split
-    keep = fixed_subset(n, limit, seed)
-    if isinstance(split, ArraySplit):
-        return ArraySplit(split.images[keep], split.targets[keep], split.classes)
-    out = copy(split)
-    out.paths = [split.paths[i] for i in keep.tolist()]
-    out.targets = [split.targets[i] for i in keep.tolist()]
-    return out
-
-
-def _shard_head(split: ShardSplit, limit: int | float | None) -> ShardSplit:
     if limit is None:
         return split
-    left = subset_count(split.num_samples, limit)
-    urls, counts = [], []
-    for url, count in zip(split.urls, split.counts, strict=True):
-        if left == 0:
-            break
-        urls.append(url)
-        counts.append(min(count, left))
-        left -= counts[-1]
-    return ShardSplit(urls, counts)
+    n = len(split)
+    if hasattr(split, "head"):
+        return split.head(subset_count(n, limit))
+    if isinstance(limit, int) and limit >= n:
+        return split
+    return split.select(fixed_subset(n, limit, seed))

@@ -39,6 +39,11 @@ class HFSplit:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def select(self, indices: torch.Tensor) -> HFSplit:
+        """The items at `indices` (an int tensor), in that order."""
+        keep = indices.tolist()
+        return HFSplit(self.dataset.select(keep), self.image_key, [self.targets[i] for i in keep], self.classes)
+
     def torch_dataset(self, transform: Callable | None) -> torch.utils.data.Dataset:
         """(transform(RGB PIL image), target) per index; the transform runs through `with_transform`."""
         images = self.dataset.with_transform(_ImageColumn(self.image_key, transform), columns=[self.image_key])

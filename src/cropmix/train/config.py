@@ -143,7 +143,10 @@ class TrainConfig:
 
     def augments_on_device(self) -> bool:
         """Whether augmentation runs on the training device ("device", or "auto" with WebDataset shards)."""
-        return self.aug_device == "device" or (self.aug_device == "auto" and self.dataset == "webdataset")
+        from cropmix.data.sources import SOURCES
+
+        streams = self.dataset in SOURCES and SOURCES[self.dataset].streams
+        return self.aug_device == "device" or (self.aug_device == "auto" and streams)
 
     def label(self) -> str:
         """A short name for tables: `name`, else the augmentation."""
@@ -237,12 +240,12 @@ def check_field_types(config: TrainConfig) -> None:
 
 
 def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
-    from cropmix.data import DATASETS
+    from cropmix.data.sources import SOURCES
     from cropmix.integrations import require
     from cropmix.integrations.tensorboard import check_log
     from cropmix.models import MODEL_NAMES
 
-    _need(config, config.dataset in DATASETS, "dataset", f"one of {DATASETS}")
+    _need(config, config.dataset in SOURCES, "dataset", f"one of {tuple(SOURCES)}")
     _need(config, config.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
     _need(config, config.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
     _need(config, config.aug_device in AUG_DEVICES, "aug_device", f"one of {AUG_DEVICES}")
@@ -363,7 +366,7 @@ def _check_data_pipeline(config: TrainConfig) -> None:
 def _check_paths(config: TrainConfig) -> None:
     from cropmix.data import check_data_path
 
-    check_data_path(config.dataset, config.data, download=config.download)
+    check_data_path(config.dataset, config.data, download=config.download, in_memory=config.in_memory)
     if config.init is not None and not Path(config.init).is_file():
         raise FileNotFoundError(
             f"{option('init')} checkpoint {config.init!r} does not exist (init takes a cropmix pretrain checkpoint.pt)"

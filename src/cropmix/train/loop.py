@@ -39,8 +39,9 @@ __all__ = ["build_model_for", "evaluate", "save_state", "train", "train_one_epoc
 
 
 def default_normalisation(config: TrainConfig) -> str:
-    by_dataset = {"cifar100": "cifar100", "imagefolder": "imagenet", "hf": "imagenet", "webdataset": "imagenet"}
-    return config.normalisation or by_dataset.get(config.dataset, "cifar10")
+    from cropmix.data.sources import source_named
+
+    return config.normalisation or source_named(config.dataset).normalisation
 
 
 def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> torch.nn.Module:
