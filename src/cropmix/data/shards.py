@@ -31,7 +31,6 @@ from .shard_urls import expand_braces, index_location, read_location, resolve_en
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cropmix-webdataset"
-SHARD_SPLITS = ("train", "val")
 # "test" is accepted as another name of the evaluation split, as for ImageFolder trees.
 SPLIT_ALIASES = {"test": "val"}
 MAX_INDEX_BYTES = 64 * 2**20

@@ -225,10 +225,13 @@ class MAEView:
         if aug not in MAE_VIEWS:
             raise ValueError(f"aug must be one of {MAE_VIEWS}, got {aug!r}")
         self.aug, self.size = aug, size
-        self._cropmix = None if aug == "standard" else preset_kwargs(aug, size)
-        if aug == "standard":
-            self._cropmix = dict(size=size, scale=(0.2, 1.0), num_crops=1, channel_permute=False)
-            self._cropmix["interpolation"] = preset_kwargs("mae-mixup")["interpolation"]
+        if aug == "standard":  # MAE's RandomResizedCrop: one crop of scale (0.2, 1), the presets' interpolation
+            interpolation = preset_kwargs("mae-mixup")["interpolation"]
+            self._cropmix = dict(
+                size=size, scale=(0.2, 1.0), num_crops=1, channel_permute=False, interpolation=interpolation
+            )
+        else:
+            self._cropmix = preset_kwargs(aug, size)
 
     def __call__(self, images: Images, generator: torch.Generator | None = None) -> torch.Tensor:
         # The whole batch at once (per-image parameters, the same sampler as CropMix): 3x the

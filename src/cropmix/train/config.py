@@ -18,6 +18,9 @@ from cropmix.data.safe_files import read_regular_bytes, write_text_atomic
 from .distributed import check_device_name
 
 OPTIMIZERS = ("sgd", "adamw")
+# Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
+# holding that value still loads.
+RETIRED_FIELDS = {"extra": {}}
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
@@ -119,7 +122,6 @@ class TrainConfig:
     name: str | None = None
     progress: bool = True
     log: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("data", "out", "init"):
@@ -158,6 +160,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; accepted: {sorted(known)}")

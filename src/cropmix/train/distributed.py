@@ -139,15 +139,6 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     return tensor.tolist()
 
 
-def gather_tensors(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Concatenate a (N_rank, ...) tensor from all ranks along dim 0 (shapes may differ)."""
-    if not info.enabled:
-        return tensor
-    parts: list = [None] * info.world
-    dist.all_gather_object(parts, tensor.cpu())
-    return torch.cat(parts)
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

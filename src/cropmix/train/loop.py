@@ -160,7 +160,7 @@ def run_epochs(run: Run) -> None:
             log.info("%s", epoch_line(row, config.epochs))
         barrier(info)
     if info.main:
-        finish_run(run.model, run.full_test, run.device, run.out, run.rows, run.amp, progress=config.progress)
+        finish_run(run.model, run.full_test, run.device, run.out, run.rows, progress=config.progress)
     if run.tensorboard is not None:
         run.tensorboard.close()
     barrier(info)
@@ -382,9 +382,7 @@ def write_run_files(run: Run) -> None:
     rf.write_json(run.out / rf.CONFIG, run.config.to_dict())
 
 
-def finish_run(
-    model, loader, device, out: Path, rows: list[dict[str, Any]], amp: bool, progress: bool = True
-) -> dict[str, Any]:
+def finish_run(model, loader, device, out: Path, rows: list[dict[str, Any]], progress: bool = True) -> dict[str, Any]:
     """final.json (top-1, top-5, ECE, RMS, timing) with a reliability diagram, and the training curves."""
     from cropmix.evaluate import evaluate_classifier
     from cropmix.integrations import optional_picture

@@ -19,21 +19,21 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def _beta(alpha: float, device: torch.device) -> float:
+def _beta(alpha: float) -> float:
     # Drawn from torch's global RNG (Dirichlet sampling), so seeds reproduce it.
     return float(torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha)).sample())
 
 
 def mixup_batch(images: torch.Tensor, soft: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup (Zhang et al.): lam ~ Beta(alpha, alpha); mix the batch with a shuffled copy, labels alike."""
-    lam = _beta(alpha, images.device)
+    lam = _beta(alpha)
     perm = torch.randperm(len(images)).to(images.device)
     return lam * images + (1 - lam) * images[perm], lam * soft + (1 - lam) * soft[perm]
 
 
 def cutmix_batch(images: torch.Tensor, soft: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """CutMix (Yun et al.): paste a box of a shuffled copy; labels mixed by the pasted area actually kept."""
-    lam = _beta(alpha, images.device)
+    lam = _beta(alpha)
     perm = torch.randperm(len(images)).to(images.device)
     height, width = images.shape[-2:]
     cut_h, cut_w = int(height * (1 - lam) ** 0.5), int(width * (1 - lam) ** 0.5)
