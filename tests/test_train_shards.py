@@ -158,7 +158,7 @@ def test_shard_options_that_conflict_fail_before_any_work(data, tmp_path, capsys
     cases = [
         ("webdataset", shards, ["--in-memory"], ["--in-memory", "--dataset", "webdataset"]),
         ("webdataset", shards, ["--aug-device", "workers"], ["--aug-device", "workers", "webdataset"]),
-        ("imagefolder", src, ["--aug-device", "device"], ["--aug-device", "--dataset", "webdataset"]),
+        ("imagefolder", src, ["--aug-device", "device"], ["--aug-device", "in memory or as shards", "--in-memory"]),
         ("imagefolder", src, ["--shuffle-buffer", "10"], ["--shuffle-buffer", "--dataset", "webdataset"]),
         ("webdataset", shards, ["--timm-aug", "{}"], ["--timm-aug", "--dataset", "webdataset"]),
         ("webdataset", src, [], ["--data", "index.json"]),  # a folder without an index

@@ -82,8 +82,8 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
         "--aug-device",
         choices=("auto", "workers", "device"),
         default=d.aug_device,
-        help="where augmentation runs: DataLoader workers, or the training device (webdataset only); "
-        "auto: the device for webdataset, workers otherwise (default: %(default)s)",
+        help="where augmentation runs: DataLoader workers, or the training device (shards, or data in memory: "
+        "cifar, npz, --in-memory); auto: the device for webdataset, workers otherwise (default: %(default)s)",
     )
     p.add_argument(
         "--shuffle-buffer", type=int, help="webdataset: samples each shard reader shuffles among (default: 1000)"

@@ -44,6 +44,25 @@ class DeviceBatches:
             yield self.pipeline(batch)
 
 
+class DeviceStage:
+    """Any loader of (uint8 images (B, C, H, W), labels) batches, augmented on `device`: each batch is
+    copied there (non-blocking from pinned memory), then the pipeline's augmentation, flip and float
+    conversion run on the whole batch (as timm's PrefetchLoader wraps any loader). For data in memory,
+    whose batches workers only gather."""
+
+    def __init__(self, loader: Any, pipeline: DevicePipeline) -> None:
+        self.loader, self.pipeline = loader, pipeline
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.pipeline.device
+        for images, labels in self.loader:
+            images = images.to(device, non_blocking=True)
+            yield self.pipeline.finish(self.pipeline.augment(images)), labels.to(device, non_blocking=True)
+
+
 def device_augment(
     base: str,
     size: int,

@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 from ..transforms import retain_freed_memory
 from .arrays import ArraySplit
-from .device_loader import DeviceBatches
+from .device_loader import DeviceBatches, DeviceStage
 from .folder import FolderDataset, FolderIndex, collate_skip
 from .sources import DataSource, SourceOptions, source_named
 
@@ -139,6 +139,8 @@ def skipped_files(loader: DataLoader | DeviceBatches) -> int:
     process). Files of an in-memory split were skipped when decoding."""
     if isinstance(loader, DeviceBatches):
         return len(loader.skipped)
+    if isinstance(loader, DeviceStage):
+        return skipped_files(loader.loader)
     dataset = loader.dataset
     return dataset.skipped_total() if isinstance(dataset, FolderDataset) else 0
 
@@ -147,6 +149,9 @@ def set_epoch(loader: DataLoader | DeviceBatches, epoch: int) -> None:
     """Reshuffle a training loader for `epoch` (the same order on every rank and after a resume)."""
     if isinstance(loader, DeviceBatches):
         loader.set_epoch(epoch)
+        return
+    if isinstance(loader, DeviceStage):
+        set_epoch(loader.loader, epoch)
         return
     sampler = getattr(loader, "epoch_sampler", None)
     if isinstance(sampler, DistributedSampler):

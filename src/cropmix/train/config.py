@@ -67,8 +67,9 @@ class TrainConfig:
     dataset "webdataset": `data` is a shard folder from `cropmix shards` (or its index.json, or a URL);
     max_train_images/max_test_images then keep the first images in shard order (a fixed random subset:
     the shards were written shuffled). aug_device: where the augmentation runs, "workers" (DataLoader
-    workers, per image or per in-memory batch) or "device" (on the training device, after decoding
-    there: WebDataset shards only); "auto" picks "device" for shards and "workers" otherwise.
+    workers, per image or per in-memory batch) or "device" (on the training device, whole batches:
+    shards decoded there, or images held in memory); "auto" picks "device" for shards and "workers"
+    otherwise.
     shuffle_buffer: samples each shard reader shuffles among (webdataset only; None = 1000).
     """
 
@@ -342,17 +343,22 @@ def _check_conflicts(config: TrainConfig) -> None:
 
 
 def _check_data_pipeline(config: TrainConfig) -> None:
-    """Where augmentation runs against the data: shards are augmented on the device, everything else in workers."""
-    shards = config.dataset == "webdataset"
+    """Where augmentation runs against the data: shards on the device; data in memory in workers or, with
+    aug_device "device", on the device; files in workers."""
+    from cropmix.data.sources import source_named
+
+    source = source_named(config.dataset)
+    shards = source.streams
     if shards and config.aug_device == "workers":
         raise ValueError(
             f"{option('aug_device')} 'workers' does not apply to {option('dataset')} 'webdataset' (shards are "
             f"decoded and augmented on the training device): use aug_device 'auto' or 'device'"
         )
-    if not shards and config.aug_device == "device":
+    if config.aug_device == "device" and not (shards or source.in_memory or config.in_memory):
         raise ValueError(
-            f"{option('aug_device')} 'device' needs {option('dataset')} 'webdataset', got dataset={config.dataset!r}: "
-            f"use aug_device 'auto' or 'workers', or write shards with `cropmix shards`"
+            f"{option('aug_device')} 'device' needs the images in memory or as shards, got dataset="
+            f"{config.dataset!r} read from files: add --in-memory, write shards with `cropmix shards`, or use "
+            "aug_device 'auto' or 'workers'"
         )
     if shards and config.in_memory:
         raise ValueError(
@@ -361,8 +367,8 @@ def _check_data_pipeline(config: TrainConfig) -> None:
         )
     if config.augments_on_device() and config.timm_aug is not None:
         raise ValueError(
-            f"{option('timm_aug')} (a per-image CPU transform) does not apply with {option('dataset')} 'webdataset' "
-            f"(augmentation on the device): drop the one or change the other"
+            f"{option('timm_aug')} (a per-image CPU transform) does not apply with augmentation on the device "
+            f"({option('dataset')} 'webdataset' or {option('aug_device')} 'device'): drop the one or change the other"
         )
 
 

@@ -88,21 +88,8 @@ def prepare_data(
         loaders = shard_loaders(config, train_split, test_split, source.num_classes, size, info, device)
         return RunData(*loaders, source.num_classes, size, len(train_split), len(test_split))
     in_memory = source.in_memory
-    base, _ = parse_aug(config.aug)
-    transform, batched = train_transform(
-        base,
-        size,
-        in_memory=in_memory,
-        preset_name=config.preset,
-        cropmix_overrides=config.cropmix_overrides(),
-        rrc_scale=config.rrc_scale,
-        file_size=largest_file_size(train_split) if isinstance(train_split, FolderIndex) else None,
-    )
-    if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
-        from cropmix.integrations.timm import train_transform as timm_transform
-
-        cropmix = (config.preset, config.cropmix_overrides())
-        transform, batched = timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
+    on_device = config.augments_on_device()  # in memory (checked): workers only gather, the device augments
+    transform, batched = (None, False) if on_device else worker_transform(config, train_split, size, in_memory)
     common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
     train_loader = make_loader(
         train_split,
@@ -115,11 +102,43 @@ def prepare_data(
         batched_transform=batched,
         **common,
     )
+    if on_device:
+        train_loader = device_stage(config, train_loader, size, torch.device("cpu" if device is None else device))
     test_tf = None if in_memory else eval_transform(size, False)
     eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
     test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
     full_test = make_loader(test_split, test_tf, train=False, **eval_common)
     return RunData(train_loader, test_loader, full_test, source.num_classes, size, len(train_split), len(test_split))
+
+
+def worker_transform(config: TrainConfig, split: Any, size: int, in_memory: bool) -> tuple[Any, bool]:
+    """(the training transform workers run, whether it takes whole batches) for `config`'s augmentation."""
+    base, _ = parse_aug(config.aug)
+    if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
+        from cropmix.integrations.timm import train_transform as timm_transform
+
+        cropmix = (config.preset, config.cropmix_overrides())
+        return timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
+    return train_transform(
+        base,
+        size,
+        in_memory=in_memory,
+        preset_name=config.preset,
+        cropmix_overrides=config.cropmix_overrides(),
+        rrc_scale=config.rrc_scale,
+        file_size=largest_file_size(split) if isinstance(split, FolderIndex) else None,
+    )
+
+
+def device_stage(config: TrainConfig, loader: Any, size: int, device: torch.device) -> Any:
+    """`loader` (un-augmented uint8 batches) wrapped so that `config`'s augmentation and the flip run on
+    `device`, batched, as they do for shards."""
+    from cropmix.data.device_loader import DevicePipeline, DeviceStage, device_augment
+
+    base, _ = parse_aug(config.aug)
+    augment = device_augment(base, size, train=True, preset=config.preset, overrides=config.cropmix_overrides(),
+                             rrc_scale=config.rrc_scale)  # fmt: skip
+    return DeviceStage(loader, DevicePipeline(augment, device=device, flip=base != "none"))
 
 
 def shard_loaders(

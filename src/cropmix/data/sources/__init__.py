@@ -54,6 +54,7 @@ class Source:
     name: str
     normalisation = "imagenet"  # the mean/std of models trained on it, unless one is given
     streams = False  # read as shards: augmented on the training device by default
+    in_memory = False  # always held in memory as uint8 (the others only with SourceOptions.in_memory)
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         """Raise FileNotFoundError/ValueError naming `data` (--data) if it is not what this source reads."""

@@ -14,6 +14,8 @@ from .paths import check_kind
 class Cifar(Source):
     """`data`: the folder holding (or to hold, with download) cifar-10-batches-py / cifar-100-python."""
 
+    in_memory = True
+
     def __init__(self, name: str) -> None:
         self.name = self.normalisation = name  # the dataset's own mean and std
 

@@ -13,6 +13,7 @@ from .paths import check_kind
 class Npz(Source):
     name = "npz"
     normalisation = "cifar10"
+    in_memory = True
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         check_kind(self.name, Path(data), wants_file=True, what="an .npz file")
