@@ -92,12 +92,10 @@ def train_transform(
 ) -> tuple[Callable | None, bool]:
     """The training transform for `base` and whether it takes whole batches (where augmentation runs).
 
-    CropMix on in-memory images runs batched (`BatchCropMix` in the loader workers), which on a CPU
-    is faster than per image at every size (several times at 32x32, about even at 224x224, where
-    it resizes crop by crop too: benchmarks/RESULTS.md). So does CropMix on files of a size
-    (`file_size`: height, width; the largest of a few, `largest_file_size`) that BatchCropMix
-    renders in its batched passes: CIFAR-sized JPEGs load 1.15-1.3x faster than with a per-image
-    PIL CropMix (RESULTS.md, input pipeline run 8); larger files keep it.
+    CropMix on in-memory images runs batched (`BatchCropMix` in the loader workers), and so does
+    CropMix on files small enough for BatchCropMix's batched passes (`file_size`: height, width; the
+    largest of a few, `largest_file_size`); larger files keep the per-image transform. Where each
+    is faster, and by how much, is measured in the benchmarks (docs/design.md lists the evidence).
     In-memory "none" needs no transform (None).
     """
     from cropmix.transforms import BATCH_MODES, cpu_batch_passes

@@ -3,8 +3,8 @@
 BatchCropMix on the CPU allocates tens of MB of intermediates per call. glibc's defaults hand
 blocks over its (adaptive) mmap threshold to the system on free, and trim the freed top of the
 heap past twice that: every call then touches fresh pages, and each first touch is a page fault
-(zeroing a page; in a VM, often a trip to the host). At B=1024 CIFAR images on the 2-core VM those
-faults were about half of a call (benchmarks/RESULTS.md). glibc's MALLOC_MMAP_THRESHOLD_ and
+(zeroing a page; in a VM, often a trip to the host), which can be half of a call's time for
+batches of CIFAR images. glibc's MALLOC_MMAP_THRESHOLD_ and
 MALLOC_TRIM_THRESHOLD_ environment settings fix it but must be set before the process starts;
 `retain_freed_memory` sets the same from Python (mallopt). It is process-wide, so it is never
 applied on import: the `cropmix` command applies it, a script calls it itself.
