@@ -111,11 +111,28 @@ def train_transform(
     return base_transform(base, size, in_memory=in_memory, **options), False
 
 
+EVAL_CROP_FRACTION = 0.875  # test images from files: resized to size / 0.875, then the centre size x size
+
+
 def eval_transform(size: int, in_memory: bool) -> Callable:
-    """Test-time transform: nothing for in-memory images; resize (size / 0.875) and centre crop from files."""
+    """Test-time transform: nothing for in-memory images; resize (size / EVAL_CROP_FRACTION) and centre
+    crop from files."""
     if in_memory:
         return v2.Identity()
-    return v2.Compose([v2.PILToTensor(), v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
+    resize = round(size / EVAL_CROP_FRACTION)
+    return v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+
+
+def random_flip(
+    images: torch.Tensor, generator: torch.Generator | None = None, draws: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each image of a (B, ...) batch flipped left-right with probability 1/2: the flip that follows the
+    crop in every training augmentation (after CropMix, as in the paper). `draws`: the B uniforms to
+    use, when the caller drew them with others; else drawn here (from `generator`, on the batch's device)."""
+    if draws is None:
+        draws = torch.rand(len(images), generator=generator, device=images.device)
+    flip = (draws.reshape(-1) < 0.5).view(-1, *[1] * (images.ndim - 1))
+    return torch.where(flip, images.flip(-1), images)
 
 
 class PerImage:
@@ -140,7 +157,4 @@ class _BatchedCropMixFlip:
         self.batch_cropmix = batch_cropmix
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.batch_cropmix(images)
-        flip = torch.rand(len(out)) < 0.5
-        out[flip] = out[flip].flip(-1)
-        return out
+        return random_flip(self.batch_cropmix(images))

@@ -28,6 +28,8 @@ import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
+from .augment import EVAL_CROP_FRACTION, random_flip
+
 log = logging.getLogger("cropmix.data")
 
 AUGMENTS = ("cropmix", "rrc", "center")
@@ -66,7 +68,7 @@ def batch_decodable(data: bytes) -> bool:
 class CenterResize:
     """Evaluation crop on the device: resize the short side to size / crop_fraction, then a centre crop."""
 
-    def __init__(self, size: int, crop_fraction: float = 0.875) -> None:
+    def __init__(self, size: int, crop_fraction: float = EVAL_CROP_FRACTION) -> None:
         self.size, self.resize = size, round(size / crop_fraction)
 
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -203,8 +205,7 @@ class DevicePipeline:
     def finish(self, images: torch.Tensor) -> torch.Tensor:
         """Flip (when training) and normalise a (B, 3, h, w) uint8 batch on the device."""
         if self.flip:
-            flip = torch.rand(len(images), device=images.device) < 0.5
-            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+            images = random_flip(images)
         out = images.float().mul_(self.scale).sub_(self.shift)
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as nnf
 
+from cropmix.data.augment import random_flip
 from cropmix.transforms import (
     BatchCropMix,
     BatchParams,
@@ -165,7 +166,7 @@ def moco_colour_flip(x: torch.Tensor, generator: torch.Generator | None = None, 
     sigma = torch.rand(n, generator=generator) * 1.9 + 0.1
     if blur and min(x.shape[-2:]) > blur_kernel_size(x.shape[-1]) // 2:
         x = torch.where(u[:, 2] < 0.5, gaussian_blur(x, sigma, blur_kernel_size(x.shape[-1])), x)
-    return torch.where(u[:, 3] < 0.5, x.flip(-1), x)
+    return random_flip(x, draws=u[:, 3])
 
 
 def moco_view(images: Images, size: int, generator: torch.Generator | None = None, blur: bool = True) -> torch.Tensor:
@@ -238,5 +239,4 @@ class MAEView:
         # per-image loop: the batched kernel is the faster one on a CPU at these sizes.
         out = BatchCropMix(**self._cropmix, generator=generator)(images)
         out = out.float().div_(255.0) if out.dtype == torch.uint8 else out.float()
-        flip = torch.rand(out.shape[0], generator=generator).view(-1, 1, 1, 1) < 0.5
-        return torch.where(flip, out.flip(-1), out)
+        return random_flip(out, draws=torch.rand(out.shape[0], generator=generator))
