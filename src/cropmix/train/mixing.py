@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cropmix.transforms.sampling import cutmix_box
+
 
 def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
     """One-hot targets (B, K), with label smoothing spread over all classes."""
@@ -36,13 +38,11 @@ def cutmix_batch(images: torch.Tensor, soft: torch.Tensor, alpha: float = 1.0) -
     lam = _beta(alpha)
     perm = torch.randperm(len(images)).to(images.device)
     height, width = images.shape[-2:]
-    cut_h, cut_w = int(height * (1 - lam) ** 0.5), int(width * (1 - lam) ** 0.5)
-    cy, cx = int(torch.randint(height, ())), int(torch.randint(width, ()))
-    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    u_y, u_x = torch.rand(2).tolist()
+    top, left, h, w = cutmix_box(height, width, lam, u_y, u_x)
     mixed = images.clone()
-    mixed[..., y0:y1, x0:x1] = images[perm][..., y0:y1, x0:x1]
-    kept = 1 - (y1 - y0) * (x1 - x0) / (height * width)
+    mixed[..., top : top + h, left : left + w] = images[perm][..., top : top + h, left : left + w]
+    kept = 1 - h * w / (height * width)
     return mixed, kept * soft + (1 - kept) * soft[perm]
 
 

@@ -126,8 +126,9 @@ def _beta(a: float, u: list[float], generator: torch.Generator | None) -> float:
         u = torch.rand(BETA_UNIFORMS, dtype=torch.float64, generator=generator).tolist()
 
 
-def _cut_box(out_h: int, out_w: int, lam: float, u_y: float, u_x: float) -> tuple[int, int, int, int]:
-    """CutMix's box: sides sqrt(1 - lam) of the output, centred at (u_y, u_x) of it, clipped."""
+def cutmix_box(out_h: int, out_w: int, lam: float, u_y: float, u_x: float) -> tuple[int, int, int, int]:
+    """CutMix's box (top, left, height, width): sides sqrt(1 - lam) of the output, centred at (u_y, u_x)
+    of it, clipped. The one rule for every CutMix here: CropMix's CutMix of crops and the batch-level one."""
     side = math.sqrt(1.0 - lam)
     ch, cw = round(out_h * side), round(out_w * side)
     y1, x1 = math.floor(u_y * out_h) - ch // 2, math.floor(u_x * out_w) - cw // 2
@@ -152,7 +153,7 @@ def _steps_one(
             lam = _beta(alpha, u[beta0 + k * BETA_UNIFORMS : beta0 + (k + 1) * BETA_UNIFORMS], g)
         if k >= n - 1:
             continue
-        box = _cut_box(*config.size, lam, u[step0 + CUT_Y * S + k], u[step0 + CUT_X * S + k]) if cutmix else None
+        box = cutmix_box(*config.size, lam, u[step0 + CUT_Y * S + k], u[step0 + CUT_X * S + k]) if cutmix else None
         pasted_new = u[step0 + PASTE * S + k] < 0.5
         perm = None
         if permute:
@@ -274,7 +275,7 @@ def _rrc_boxes(
 
 
 def _cut_boxes(out_h: int, out_w: int, lam: np.ndarray, u_y: np.ndarray, u_x: np.ndarray) -> np.ndarray:
-    """`_cut_box` elementwise -> (*lam.shape, 4) int64."""
+    """`cutmix_box` elementwise -> (*lam.shape, 4) int64."""
     side = np.sqrt(1.0 - lam)
     ch, cw = np.rint(out_h * side), np.rint(out_w * side)
     y1 = np.floor(u_y * out_h) - ch // 2
