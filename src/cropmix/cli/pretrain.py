@@ -50,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (under torchrun: GPU LOCAL_RANK)")
+    p.add_argument(
+        "--device", default="auto", help="auto | cpu | cuda | cuda:N (under torchrun: GPU LOCAL_RANK; default: auto)"
+    )
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false")

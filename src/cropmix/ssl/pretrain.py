@@ -108,7 +108,7 @@ class PretrainConfig:
     seed: int = 0
     threads: int | None = None
     workers: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # as cropmix train: the GPU when there is one
     log_every: int = 10
     checkpoint_every: int = 200
     resume: bool = False
