@@ -91,17 +91,15 @@ class PerImageToDevice:
 
 
 def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, device: torch.device) -> None:
-    from cropmix.data import largest_file_size, train_transform
-    from cropmix.data.augment import base_transform
+    from cropmix.data import AugmentSpec, largest_file_size
 
     train = index_folder(split_dir(src, "train"))
-    transform = base_transform("cropmix", size, in_memory=False, preset_name=preset)
+    spec = AugmentSpec("cropmix", size, preset)
+    transform = spec.per_image(in_memory=False)
     common = dict(batch_size=args.batch_size, train=True, workers=args.workers, pin_memory=device.type == "cuda")
     per_image = make_loader(train, transform, **common)
     # What `cropmix train` uses for these files: small ones decode per image and run BatchCropMix per batch.
-    batch_transform, batched = train_transform(
-        "cropmix", size, in_memory=False, preset_name=preset, file_size=largest_file_size(train)
-    )
+    batch_transform, batched = spec.for_workers(in_memory=False, file_size=largest_file_size(train))
     files_batched = make_loader(train, batch_transform, batched_transform=True, **common) if batched else None
     split = read_index(shards).split("train")
     loader = ShardLoader(split, batch_size=args.batch_size, train=True, workers=args.shard_workers)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from cropmix.data import (
     ArraySplit,
-    base_transform,
+    AugmentSpec,
     index_folder,
     load_cifar,
     load_npz,
@@ -102,11 +102,13 @@ def test_imagefolder_accepts_test_as_val_and_names_problems(tmp_path):
     images, targets = decode_folder(index, skip_bad=True)
     assert len(images) == 6 and index.skipped == [str(bad)]
     # File-based loading: an error names the file; --skip-bad drops it from the batch.
-    loader = make_loader(index, base_transform("none", 12, in_memory=False), batch_size=7, train=False, workers=0)
+    loader = make_loader(
+        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=7, train=False, workers=0
+    )
     with pytest.raises(ValueError, match="broken.png"):
         next(iter(loader))
     loader = make_loader(
-        index, base_transform("none", 12, in_memory=False), batch_size=7, train=False, workers=0, skip_bad=True
+        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=7, train=False, workers=0, skip_bad=True
     )
     images, targets = next(iter(loader))
     assert images.shape == (6, 3, 12, 12) and images.dtype == torch.uint8
@@ -176,7 +178,7 @@ def test_parse_aug():
 @pytest.mark.parametrize("aug", ["baseline", "rrc", "cropmix"])
 def test_in_memory_loader_batches(aug, tmp_path):
     split = load_npz(make_npz(tmp_path / "d.npz"), "train")
-    transform = base_transform(aug, 16, in_memory=True, preset_name="cifar")
+    transform = AugmentSpec(aug, 16, "cifar").per_image(in_memory=True)
     loader = make_loader(split, transform, batch_size=10, train=True, seed=3, workers=0)
     batches = list(loader)
     assert len(batches) == 6  # 64 // 10, last partial batch dropped
@@ -218,22 +220,20 @@ def test_fixed_subset_counts_fractions_and_stays_fixed():
     assert subset(split, None) is split and subset(split, 40) is split
 
 
-def test_train_transform_decides_where_augmentation_runs(tmp_path):
+def test_the_augment_spec_decides_where_augmentation_runs(tmp_path):
     from torchvision.transforms import v2
 
-    from cropmix.data import train_transform
-
-    def batched(**kwargs) -> bool:
-        options = dict(in_memory=True, preset_name="cifar")
+    def batched(in_memory: bool = True, **kwargs) -> bool:
+        options = dict(base="cropmix", size=32, preset="cifar")
         options.update(kwargs)
-        return train_transform(options.pop("base", "cropmix"), options.pop("size", 32), **options)[1]
+        return AugmentSpec(**options).for_workers(in_memory)[1]
 
     assert batched() and batched(size=224)  # in-memory images: BatchCropMix over whole batches, any size
     assert not batched(in_memory=False) and not batched(base="rrc")
     assert not batched(cropmix_overrides={"interpolation": v2.InterpolationMode.NEAREST})
-    assert batched(preset_name="mae-mixup")  # bicubic: the batched kernel has torchvision's bicubic weights
-    assert train_transform("none", 32, in_memory=True) == (None, False)
-    transform, is_batched = train_transform("cropmix", 16, in_memory=True)
+    assert batched(preset="mae-mixup")  # bicubic: the batched kernel has torchvision's bicubic weights
+    assert AugmentSpec("none", 32).for_workers(in_memory=True) == (None, False)
+    transform, is_batched = AugmentSpec("cropmix", 16, "cifar").for_workers(in_memory=True)
     out = transform(torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8))
     assert is_batched and out.shape == (5, 3, 16, 16) and out.dtype == torch.uint8
 
@@ -245,7 +245,7 @@ def test_skipped_files_are_counted_across_workers(tmp_path):
     for name in ("bad1.png", "bad2.png"):
         (root / "train" / "class0" / name).write_bytes(b"not an image")
     index = index_folder(split_dir(root, "train"))
-    transform = base_transform("none", 12, in_memory=False)
+    transform = AugmentSpec("none", 12).per_image(in_memory=False)
     loader = make_loader(index, transform, batch_size=3, train=False, workers=2, skip_bad=True)
     assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 2  # read by the worker processes
     assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
@@ -273,7 +273,7 @@ def test_data_path_must_fit_the_dataset(tmp_path):
 def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tmp_path, monkeypatch):
     """CIFAR-sized files take BatchCropMix on each batch (faster loading); large ones keep the
     per-image CropMix. --skip-bad still drops unreadable files from a batched batch."""
-    from cropmix.data import largest_file_size, train_transform
+    from cropmix.data import largest_file_size
     from cropmix.transforms import BatchCropMix
 
     root = make_folder(tmp_path / "data", per_class=4, size=32)
@@ -283,14 +283,14 @@ def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tm
     calls = []
     forward = BatchCropMix.forward
     monkeypatch.setattr(BatchCropMix, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
-    transform, batched = train_transform("cropmix", 32, in_memory=False, file_size=largest_file_size(index))
+    transform, batched = AugmentSpec("cropmix", 32, "cifar").for_workers(False, largest_file_size(index))
     assert batched
     loader = make_loader(index, transform, batch_size=9, train=True, workers=0, skip_bad=True, batched_transform=True)
     images, targets = next(iter(loader))
     assert images.shape == (len(targets), 3, 32, 32) and images.dtype == torch.uint8
     assert calls == [8] and len(targets) == 8  # one call for the batch of 9 files, the broken one dropped
     for file_size in ((375, 500), None):  # large files, or a size nobody could read: per image
-        assert not train_transform("cropmix", 224, in_memory=False, file_size=file_size)[1]
+        assert not AugmentSpec("cropmix", 224, "cifar").for_workers(False, file_size)[1]
     big = root / "train" / "class1" / "big.png"
     Image.fromarray(np.zeros((300, 200, 3), dtype=np.uint8)).save(big)
     assert largest_file_size(index_folder(split_dir(root, "train"))) == (300, 200)  # one large file decides

@@ -10,9 +10,9 @@ from test_console import small_folder
 from test_data import make_npz
 
 from cropmix.cli import main
-from cropmix.data import make_loader
+from cropmix.data import AugmentSpec, make_loader
 from cropmix.data.arrays import ArraySplit
-from cropmix.data.device_loader import DevicePipeline, DeviceStage, device_augment
+from cropmix.data.device_loader import DevicePipeline, DeviceStage
 from cropmix.models.weights import load_checkpoint
 
 
@@ -20,7 +20,7 @@ def test_the_stage_augments_whole_batches_on_the_device():
     images = torch.randint(0, 256, (12, 3, 20, 24), dtype=torch.uint8)
     loader = make_loader(ArraySplit(images, torch.arange(12) % 3, ["a", "b", "c"]), None, batch_size=4, train=False,
                          workers=0)  # fmt: skip
-    augment = device_augment("cropmix", 16, train=True, preset="cifar", overrides=None, rrc_scale=None)
+    augment = AugmentSpec("cropmix", 16, "cifar").for_device()
     stage = DeviceStage(loader, DevicePipeline(augment, device="cpu", flip=True))
     batches = list(stage)
     assert len(stage) == len(batches) == 3

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from cropmix.data import AugmentSpec
 from cropmix.data.device_pipeline import DevicePipeline, batch_decodable, make_augment
 from cropmix.data.shard_reader import ShardLoader, ShardStream, epoch_plan
 from cropmix.data.shards import read_index, write_shards
@@ -356,16 +357,16 @@ def test_webdataset_loader_feeds_a_training_loop_unchanged(shards, device) -> No
     from cropmix.data.device_loader import webdataset_loader
 
     index = read_index(shards)
-    common = dict(device=device, batch_size=4, num_classes=2, workers=1, preset="imagenet")
-    train = webdataset_loader(index.split("train"), "cropmix", 24, train=True, **common)
+    common = dict(device=device, batch_size=4, num_classes=2, workers=1)
+    train = webdataset_loader(index.split("train"), AugmentSpec("cropmix", 24, "imagenet"), train=True, **common)
     train.set_epoch(1)
     batches = list(train)
     assert len(batches) == len(train) == 2
     for images, labels in batches:
         assert images.shape == (4, 3, 24, 24) and images.dtype == torch.float32 and images.device.type == device
         assert 0 <= images.min() and images.max() <= 1 and labels.device.type == device
-    test = webdataset_loader(index.split("val"), "cropmix", 24, train=False, **common)
+    test = webdataset_loader(index.split("val"), AugmentSpec("cropmix", 24, "imagenet"), train=False, **common)
     assert [len(labels) for _, labels in test] == [4, 3]
     assert train.skipped == []
     with pytest.raises(ValueError, match="base augmentation"):
-        webdataset_loader(index.split("val"), "mixup", 24, train=True, **common)
+        AugmentSpec("mixup", 24)

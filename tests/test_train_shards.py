@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from cropmix.cli import main
-from cropmix.data import subset
+from cropmix.data import AugmentSpec, subset
 from cropmix.data.shards import ShardSplit
 from cropmix.models.weights import load_checkpoint
 from cropmix.train import TrainConfig
@@ -144,7 +144,9 @@ def test_the_training_loop_reshuffles_shard_loaders_and_counts_their_skips(data)
     _, shards = data
     source = load_source("webdataset", shards)
     assert source.classes == ["dark", "light"] and source.test.num_samples == 10 and not source.in_memory
-    loader = webdataset_loader(source.train, "cropmix", 16, device="cpu", train=True, batch_size=4, workers=0)
+    loader = webdataset_loader(
+        source.train, AugmentSpec("cropmix", 16, "imagenet"), device="cpu", train=True, batch_size=4, workers=0
+    )
     orders = []
     for epoch in (0, 1):
         set_epoch(loader, epoch)

@@ -2,7 +2,7 @@
 cropmix.data.sources), augmentations by name and where they run, loaders, fixed subsets."""
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
-from .augment import BASE_AUGS, BATCH_MIXES, base_transform, eval_transform, parse_aug, train_transform
+from .augment import BASE_AUGS, BATCH_MIXES, AugmentSpec, eval_transform, parse_aug, random_flip
 from .folder import FolderIndex, decode_folder, index_folder, largest_file_size, open_image, split_dir
 from .loaders import check_data_path, load_source, make_loader, set_epoch, skipped_files
 from .sources import SOURCES, DataSource, Source, SourceOptions, register, source_named
@@ -13,11 +13,11 @@ __all__ = [
     "BATCH_MIXES",
     "SOURCES",
     "ArraySplit",
+    "AugmentSpec",
     "DataSource",
     "FolderIndex",
     "Source",
     "SourceOptions",
-    "base_transform",
     "check_data_path",
     "decode_folder",
     "eval_transform",
@@ -30,6 +30,7 @@ __all__ = [
     "make_loader",
     "open_image",
     "parse_aug",
+    "random_flip",
     "register",
     "save_npz",
     "set_epoch",
@@ -37,5 +38,4 @@ __all__ = [
     "source_named",
     "split_dir",
     "subset",
-    "train_transform",
 ]

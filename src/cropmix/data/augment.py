@@ -9,6 +9,7 @@ CropMix, as in the paper.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +17,8 @@ from torchvision.transforms import v2
 
 BASE_AUGS = ("none", "baseline", "rrc", "cropmix")
 BATCH_MIXES = ("mixup", "cutmix")
+# torchvision's RandomResizedCrop default: the "baseline" crop of images read from files.
+BASELINE_SCALE = (0.08, 1.0)
 
 
 def parse_aug(aug: str) -> tuple[str, str | None]:
@@ -33,82 +36,88 @@ def parse_aug(aug: str) -> tuple[str, str | None]:
     return parts[0], (parts[1] if len(parts) == 2 else None)
 
 
-def cropmix_kwargs(preset_name: str, size: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """CropMix arguments: the preset's, at `size`, with explicit `overrides` (scale, num_crops, mix, alpha, ...)."""
-    from cropmix.transforms import preset_kwargs
+@dataclass(frozen=True)
+class AugmentSpec:
+    """A run's training augmentation, stated once and handed to whatever runs it: per image or batched in
+    DataLoader workers (`for_workers`), batched on the training device (`for_device`), or inside timm's
+    factory (`cropmix_kwargs`). Every path crops as `base` says, then flips (`random_flip`); the batch
+    mix (Mixup/CutMix of whole batches, the "+mixup" of an aug name) is the training loop's.
 
-    kwargs = preset_kwargs(preset_name, size)
-    kwargs.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return kwargs
-
-
-def base_transform(
-    base: str,
-    size: int,
-    *,
-    in_memory: bool,
-    preset_name: str = "cifar",
-    cropmix_overrides: dict[str, Any] | None = None,
-    rrc_scale: tuple[float, float] | None = None,
-    pad: int = 4,
-) -> Callable:
-    """The per-image training transform for `base`, ending in a uint8 (C, H, W) tensor of side `size`.
-
-    baseline: in memory (CIFAR-like) pad-`pad` random crop + flip; from files RandomResizedCrop + flip.
-    rrc: RandomResizedCrop(scale=rrc_scale, default: the preset's scale range, which CropMix splits) + flip.
-    cropmix: CropMix with the preset's settings and `cropmix_overrides`, then flip.
+    base: one of BASE_AUGS. preset: the CropMix preset whose settings `cropmix_overrides` (scale,
+    num_crops, mix, alpha, ...) change. rrc_scale: the "rrc" scale range (default: the preset's).
     """
-    from cropmix.transforms import CropMix
 
-    if base not in BASE_AUGS:
-        raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {base!r}")
-    to_tensor = [] if in_memory else [v2.PILToTensor()]
-    cm = cropmix_kwargs(preset_name, size, cropmix_overrides)
-    if base == "none":
-        steps = [] if in_memory else [v2.Resize(size), v2.CenterCrop(size)]
-    elif base == "baseline":
-        crop = v2.RandomCrop(size, padding=pad) if in_memory else v2.RandomResizedCrop(size, antialias=True)
-        steps = [crop, v2.RandomHorizontalFlip()]
-    elif base == "rrc":
-        scale = tuple(rrc_scale) if rrc_scale is not None else tuple(cm["scale"])
-        steps = [v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
-    else:
-        steps = [CropMix(**cm), v2.RandomHorizontalFlip()]
-    # CropMix takes PIL directly (cheaper than converting first); everything else works on tensors.
-    if base == "cropmix" and not in_memory:
-        return v2.Compose(steps[:1] + to_tensor + steps[1:])
-    return v2.Compose(to_tensor + steps) if to_tensor + steps else v2.Identity()
+    base: str = "none"
+    size: int = 32
+    preset: str = "cifar"
+    cropmix_overrides: dict[str, Any] | None = None
+    rrc_scale: tuple[float, float] | None = None
 
+    def __post_init__(self) -> None:
+        if self.base not in BASE_AUGS:
+            raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {self.base!r}")
 
-def train_transform(
-    base: str,
-    size: int,
-    *,
-    in_memory: bool,
-    preset_name: str = "cifar",
-    cropmix_overrides: dict[str, Any] | None = None,
-    rrc_scale: tuple[float, float] | None = None,
-    file_size: tuple[int, int] | None = None,
-) -> tuple[Callable | None, bool]:
-    """The training transform for `base` and whether it takes whole batches (where augmentation runs).
+    def cropmix_kwargs(self) -> dict[str, Any]:
+        """CropMix's arguments: the preset's at `size`, with the explicit overrides."""
+        from cropmix.transforms import preset_kwargs
 
-    CropMix on in-memory images runs batched (`BatchCropMix` in the loader workers), and so does
-    CropMix on files small enough for BatchCropMix's batched passes (`file_size`: height, width; the
-    largest of a few, `largest_file_size`); larger files keep the per-image transform. Where each
-    is faster, and by how much, is measured in the benchmarks (docs/design.md lists the evidence).
-    In-memory "none" needs no transform (None).
-    """
-    from cropmix.transforms import BATCH_MODES, cpu_batch_passes
+        kwargs = preset_kwargs(self.preset, self.size)
+        kwargs.update({k: v for k, v in (self.cropmix_overrides or {}).items() if v is not None})
+        return kwargs
 
-    kwargs = cropmix_kwargs(preset_name, size, cropmix_overrides)
-    interpolation = kwargs.get("interpolation", v2.InterpolationMode.BILINEAR)
-    small_files = file_size is not None and cpu_batch_passes((size, size), *file_size)
-    if base == "cropmix" and (in_memory or small_files) and interpolation in BATCH_MODES:
-        return batch_cropmix(kwargs), True
-    if in_memory and base == "none":
-        return None, False
-    options = dict(preset_name=preset_name, cropmix_overrides=cropmix_overrides, rrc_scale=rrc_scale)
-    return base_transform(base, size, in_memory=in_memory, **options), False
+    def per_image(self, in_memory: bool, pad: int = 4) -> Callable:
+        """The per-image transform, ending in a uint8 (C, size, size) tensor. baseline: in memory
+        (CIFAR-like) a pad-`pad` random crop, from files RandomResizedCrop; rrc: RandomResizedCrop of
+        rrc_scale; cropmix: CropMix; each then flipped. none: files resized and centre-cropped."""
+        from cropmix.transforms import CropMix
+
+        to_tensor = [] if in_memory else [v2.PILToTensor()]
+        size, flip = self.size, v2.RandomHorizontalFlip()
+        if self.base == "none":
+            steps = [] if in_memory else [v2.Resize(size), v2.CenterCrop(size)]
+        elif self.base == "baseline":
+            crop = v2.RandomCrop(size, padding=pad) if in_memory else v2.RandomResizedCrop(size, antialias=True)
+            steps = [crop, flip]
+        elif self.base == "rrc":
+            steps = [v2.RandomResizedCrop(size, scale=self.rrc_range(), antialias=True), flip]
+        else:  # CropMix takes PIL directly (cheaper than converting first); everything else works on tensors
+            return v2.Compose([CropMix(**self.cropmix_kwargs()), *to_tensor, flip])
+        return v2.Compose(to_tensor + steps) if to_tensor + steps else v2.Identity()
+
+    def rrc_range(self) -> tuple[float, float]:
+        """The scale range of "rrc": rrc_scale, else the preset's range (which CropMix splits into bands)."""
+        return tuple(self.rrc_scale) if self.rrc_scale is not None else tuple(self.cropmix_kwargs()["scale"])
+
+    def for_workers(self, in_memory: bool, file_size: tuple[int, int] | None = None) -> tuple[Callable | None, bool]:
+        """(the transform DataLoader workers run, whether it takes whole batches).
+
+        CropMix runs batched (`BatchCropMix`) on images in memory and on files small enough for its
+        batched passes (`file_size`: height, width, the largest of a few, `largest_file_size`);
+        larger files keep the per-image transform. Where each is faster is measured in the
+        benchmarks (docs/design.md). In-memory "none" needs no transform (None)."""
+        from cropmix.transforms import BATCH_MODES, BatchCropMix, cpu_batch_passes
+
+        kwargs = self.cropmix_kwargs()
+        interpolation = kwargs.get("interpolation", v2.InterpolationMode.BILINEAR)
+        small_files = file_size is not None and cpu_batch_passes((self.size, self.size), *file_size)
+        if self.base == "cropmix" and (in_memory or small_files) and interpolation in BATCH_MODES:
+            return _BatchedCropMixFlip(BatchCropMix(**kwargs)), True
+        if in_memory and self.base == "none":
+            return None, False
+        return self.per_image(in_memory), False
+
+    def for_device(self) -> Callable:
+        """The batched crop on the training device: a list of (3, Hi, Wi) uint8 images (or a batch) ->
+        (B, 3, size, size) uint8; "none" resizes and centre-crops. The flip follows in the pipeline."""
+        from .device_pipeline import make_augment
+
+        if self.base == "none":
+            return make_augment("center", self.size)
+        if self.base == "cropmix":
+            overrides = {k: v for k, v in (self.cropmix_overrides or {}).items() if v is not None}
+            return make_augment("cropmix", self.size, preset=self.preset, **overrides)
+        scale = BASELINE_SCALE if self.base == "baseline" else self.rrc_range()
+        return make_augment("rrc", self.size, preset=self.preset, scale=tuple(scale))
 
 
 EVAL_CROP_FRACTION = 0.875  # test images from files: resized to size / 0.875, then the centre size x size
@@ -143,13 +152,6 @@ class PerImage:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.transform(image) for image in images])
-
-
-def batch_cropmix(kwargs: dict[str, Any]) -> Callable:
-    """A batched CropMix (`BatchCropMix`) followed by a batched horizontal flip."""
-    from cropmix.transforms import BatchCropMix
-
-    return _BatchedCropMixFlip(BatchCropMix(**kwargs))
 
 
 class _BatchedCropMixFlip:

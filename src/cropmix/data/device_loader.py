@@ -8,18 +8,15 @@ int64 labels), both on `device`, so a training loop written for DataLoaders uses
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .augment import BASE_AUGS
-from .device_pipeline import DevicePipeline, make_augment
+from .augment import AugmentSpec
+from .device_pipeline import DevicePipeline
 from .shard_reader import ShardLoader
 from .shards import ShardSplit
-
-# torchvision's RandomResizedCrop default, the "baseline" of files read per image (cropmix.data.augment).
-BASELINE_SCALE = (0.08, 1.0)
 
 
 class DeviceBatches:
@@ -63,40 +60,14 @@ class DeviceStage:
             yield self.pipeline.finish(self.pipeline.augment(images)), labels.to(device, non_blocking=True)
 
 
-def device_augment(
-    base: str,
-    size: int,
-    *,
-    train: bool,
-    preset: str,
-    overrides: dict[str, Any] | None,
-    rrc_scale: Sequence[float] | None,
-) -> Callable:
-    """The batch augmentation for `base` (cropmix.data.augment.BASE_AUGS); evaluation resizes and centre-crops."""
-    if base not in BASE_AUGS:
-        raise ValueError(f"base augmentation must be one of {BASE_AUGS}, got {base!r}")
-    if not train or base == "none":
-        return make_augment("center", size)
-    if base == "cropmix":
-        return make_augment(
-            "cropmix", size, preset=preset, **{k: v for k, v in (overrides or {}).items() if v is not None}
-        )
-    scale = BASELINE_SCALE if base == "baseline" else rrc_scale
-    return make_augment("rrc", size, preset=preset, **({} if scale is None else {"scale": tuple(scale)}))
-
-
 def webdataset_loader(
     split: ShardSplit,
-    base: str,
-    size: int,
+    augment: AugmentSpec,
     *,
     device: str | torch.device,
     train: bool,
     batch_size: int,
     num_classes: int | None = None,
-    preset: str = "imagenet",
-    cropmix_overrides: dict[str, Any] | None = None,
-    rrc_scale: Sequence[float] | None = None,
     rank: int = 0,
     world: int = 1,
     workers: int = 2,
@@ -108,8 +79,9 @@ def webdataset_loader(
     shuffle_buffer: int = 1000,
     pin_memory: bool = False,
 ) -> DeviceBatches:
-    """Batches of `split` for training (`train`: shuffled, equal batch counts on every rank, `base`
-    augmentation + flip) or evaluation (in order, every image once over all ranks, resize + centre crop).
+    """Batches of `split` for training (`train`: shuffled, equal batch counts on every rank, `augment`'s
+    crop + flip) or evaluation (in order, every image once over all ranks, resize + centre crop to
+    `augment.size`).
 
     Images come out as floats in [0, 1] (cropmix's models normalise inside), or normalised with
     `mean`/`std` when given. Call `set_epoch(epoch)` before each training epoch. pin_memory: the
@@ -128,13 +100,13 @@ def webdataset_loader(
         skip_bad=skip_bad,
         pin_memory=pin_memory,
     )
-    augment = device_augment(base, size, train=train, preset=preset, overrides=cropmix_overrides, rrc_scale=rrc_scale)
+    crop = augment.for_device() if train else AugmentSpec("none", augment.size).for_device()
     pipeline = DevicePipeline(
-        augment,
+        crop,
         device=device,
         mean=mean,
         std=std,
-        flip=train and base != "none",
+        flip=train and augment.base != "none",
         skip_bad=skip_bad,
         channels_last=channels_last,
     )

@@ -186,6 +186,13 @@ class TrainConfig:
     def cropmix_overrides_fields() -> tuple[str, ...]:
         return ("cropmix_scale", "cropmix_num_crops", "cropmix_mix", "cropmix_alpha", "cropmix_channel_permute")
 
+    def augment_spec(self, size: int) -> Any:
+        """This run's training augmentation at image side `size`, stated once (a cropmix.data.AugmentSpec)."""
+        from cropmix.data import AugmentSpec, parse_aug
+
+        base, _ = parse_aug(self.aug)
+        return AugmentSpec(base, size, self.preset, self.cropmix_overrides(), self.rrc_scale)
+
     def cropmix_overrides(self) -> dict[str, Any]:
         return {
             "scale": self.cropmix_scale,
@@ -303,7 +310,6 @@ def _check_numbers(config: TrainConfig) -> None:
 
 def _check_augmentation(config: TrainConfig) -> None:
     from cropmix.data import parse_aug
-    from cropmix.data.augment import cropmix_kwargs
     from cropmix.transforms import PRESETS, make_config
 
     base, _ = parse_aug(config.aug)
@@ -311,7 +317,7 @@ def _check_augmentation(config: TrainConfig) -> None:
     if config.rrc_scale is not None:
         make_config(32, scale=config.rrc_scale)
     if base == "cropmix":
-        kwargs = cropmix_kwargs(config.preset, config.image_size or 32, config.cropmix_overrides())
+        kwargs = config.augment_spec(config.image_size or 32).cropmix_kwargs()
         kwargs.pop("interpolation", None)
         make_config(**kwargs)  # raises naming the bad CropMix argument
         if config.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work

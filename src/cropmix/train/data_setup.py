@@ -14,15 +14,14 @@ from typing import Any, NamedTuple
 import torch
 
 from cropmix.data import (
+    AugmentSpec,
     DataSource,
     FolderIndex,
     eval_transform,
     largest_file_size,
     load_source,
     make_loader,
-    parse_aug,
     subset,
-    train_transform,
 )
 from cropmix.data.shards import ShardSplit
 
@@ -113,32 +112,21 @@ def prepare_data(
 
 def worker_transform(config: TrainConfig, split: Any, size: int, in_memory: bool) -> tuple[Any, bool]:
     """(the training transform workers run, whether it takes whole batches) for `config`'s augmentation."""
-    base, _ = parse_aug(config.aug)
+    spec = config.augment_spec(size)
     if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
         from cropmix.integrations.timm import train_transform as timm_transform
 
-        cropmix = (config.preset, config.cropmix_overrides())
-        return timm_transform(size, in_memory, *cropmix, **config.timm_aug), False
-    return train_transform(
-        base,
-        size,
-        in_memory=in_memory,
-        preset_name=config.preset,
-        cropmix_overrides=config.cropmix_overrides(),
-        rrc_scale=config.rrc_scale,
-        file_size=largest_file_size(split) if isinstance(split, FolderIndex) else None,
-    )
+        return timm_transform(size, in_memory, spec.preset, spec.cropmix_overrides, **config.timm_aug), False
+    return spec.for_workers(in_memory, largest_file_size(split) if isinstance(split, FolderIndex) else None)
 
 
 def device_stage(config: TrainConfig, loader: Any, size: int, device: torch.device) -> Any:
     """`loader` (un-augmented uint8 batches) wrapped so that `config`'s augmentation and the flip run on
     `device`, batched, as they do for shards."""
-    from cropmix.data.device_loader import DevicePipeline, DeviceStage, device_augment
+    from cropmix.data.device_loader import DevicePipeline, DeviceStage
 
-    base, _ = parse_aug(config.aug)
-    augment = device_augment(base, size, train=True, preset=config.preset, overrides=config.cropmix_overrides(),
-                             rrc_scale=config.rrc_scale)  # fmt: skip
-    return DeviceStage(loader, DevicePipeline(augment, device=device, flip=base != "none"))
+    spec = config.augment_spec(size)
+    return DeviceStage(loader, DevicePipeline(spec.for_device(), device=device, flip=spec.base != "none"))
 
 
 def shard_loaders(
@@ -154,11 +142,10 @@ def shard_loaders(
     `device`: each training image once per epoch over all ranks (the same number of batches on each)."""
     from cropmix.data.device_loader import webdataset_loader
 
-    base, _ = parse_aug(config.aug)
+    spec = config.augment_spec(size)
     common = dict(
         device=device,
         num_classes=num_classes,
-        preset=config.preset,
         workers=config.workers,
         seed=config.seed,
         skip_bad=config.skip_bad,
@@ -166,20 +153,17 @@ def shard_loaders(
     )
     train_loader = webdataset_loader(
         train,
-        base,
-        size,
+        spec,
         train=True,
         batch_size=config.batch_size,
-        cropmix_overrides=config.cropmix_overrides(),
-        rrc_scale=config.rrc_scale,
         rank=info.rank,
         world=info.world,
         shuffle_buffer=config.setting("shuffle_buffer"),
         **common,
     )
     evaluation = dict(common, train=False, batch_size=config.eval_batch_size)
-    test_loader = webdataset_loader(test, base, size, rank=info.rank, world=info.world, **evaluation)
-    full_test = webdataset_loader(test, base, size, **evaluation)
+    test_loader = webdataset_loader(test, spec, rank=info.rank, world=info.world, **evaluation)
+    full_test = webdataset_loader(test, spec, **evaluation)
     return train_loader, test_loader, full_test
 
 
@@ -190,7 +174,7 @@ def eval_loader(config: TrainConfig, source: DataSource, split: Any, batch_size:
     if isinstance(split, ShardSplit):
         from cropmix.data.device_loader import webdataset_loader
 
-        return webdataset_loader(split, "none", size, device=device, train=False, batch_size=batch_size,
+        return webdataset_loader(split, AugmentSpec("none", size), device=device, train=False, batch_size=batch_size,
                                  num_classes=source.num_classes, pin_memory=device.type == "cuda",
                                  skip_bad=config.skip_bad)  # fmt: skip
     transform = None if source.in_memory else eval_transform(size, False)
