@@ -3,15 +3,20 @@ plain reason without decoder build paths, and a one-line warning (or --skip-bad)
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 from test_shards import encoded, make_folder
 
-from cropmix.data.device_pipeline import DevicePipeline, make_augment, plain_reason
+from cropmix.data.device_pipeline import DevicePipeline, make_augment
+from cropmix.data.image_limits import BadImageError, plain_reason
 from cropmix.data.shard_reader import ShardLoader
+from cropmix.data.shard_tar import check_member_image
 from cropmix.data.shards import read_index, write_shards
 
 
@@ -80,3 +85,12 @@ def test_the_command_counts_bad_files_at_the_end(tmp_path, capsys) -> None:
     assert captured.err.count("junk.jpg") == 1
     assert main(["shards", str(src), str(tmp_path / "b"), "--no-progress", "--skip-bad"]) == 0
     assert "train: 8 images" in capsys.readouterr().out
+
+
+def test_a_broken_16bit_member_is_a_bad_image_not_a_raw_decoder_error() -> None:
+    out = io.BytesIO()
+    PIL.Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(out, format="PNG")
+    data = out.getvalue()
+    with pytest.raises(BadImageError, match=r"^s\.tar#k: cannot decode the 16-bit image: image file is truncated$"):
+        check_member_image(data[: len(data) // 2], "s.tar#k")
+    assert check_member_image(data, "s.tar#k")[:8] == b"\x89PNG\r\n\x1a\n"

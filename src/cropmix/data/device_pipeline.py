@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from .image_files import SKIP_HINT
+from .image_limits import plain_reason
 
 log = logging.getLogger("cropmix.data")
 
@@ -37,17 +37,6 @@ AUGMENTS = ("cropmix", "rrc", "center")
 # Frame markers whose JPEGs the batched decoder takes: baseline, extended and progressive Huffman.
 _BATCH_SOF = (0xC0, 0xC1, 0xC2)
 _ALL_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# What decoders add to their messages that says nothing about the file: torchvision's "function, C++ source
-# path:line, " prefix and the repr of the buffer PIL was given.
-_NOISE = re.compile(
-    r"^[\w:()~<>]+, \S+:\d+, |^\S+\.(?:cpp|cc|cu|c|h|hpp):\d+,? ?| ?<_io\.BytesIO object at 0x[0-9a-f]+>"
-)
-
-
-def plain_reason(error: BaseException) -> str:
-    """A decoder's error as a plain reason: its first line, without source paths or buffer reprs."""
-    lines = str(error).strip().splitlines()
-    return _NOISE.sub("", lines[0] if lines else "").strip() or type(error).__name__
 
 
 def member_label(name: str, source: str = "") -> str:
