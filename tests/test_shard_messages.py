@@ -73,6 +73,8 @@ def test_plain_reason_drops_build_paths_and_buffer_reprs() -> None:
         "cannot identify image file"
     )
     assert plain_reason(RuntimeError("first line\nException raised from f at x.cpp:3")) == "first line"
+    unsupported = "decode_image, /a/decode_image.cpp:67, Unsupported image file. Only jpeg, png are supported."
+    assert plain_reason(RuntimeError(unsupported)) == "Unsupported image file"
 
 
 def test_the_command_counts_bad_files_at_the_end(tmp_path, capsys) -> None:

@@ -35,9 +35,11 @@ _NOISE = re.compile(
 
 
 def plain_reason(error: BaseException) -> str:
-    """A decoder's error as a plain reason: its first line, without source paths or buffer reprs."""
+    """A decoder's error as a plain reason: its first sentence, without source paths or buffer reprs (the rest
+    of torchvision's messages points to other functions, not at the file)."""
     lines = str(error).strip().splitlines()
-    return _NOISE.sub("", lines[0] if lines else "").strip() or type(error).__name__
+    text = _NOISE.sub("", lines[0] if lines else "").strip()
+    return re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0] or type(error).__name__
 
 
 class BadImageError(ValueError):
