@@ -60,6 +60,9 @@ class Skip:
 
 
 CIFAR = ["--dataset", "cifar10", "--data", "data/cifar10"]
+# Appended to a run of the 5000-image example subset: a tiny model, one epoch of 64 images.
+SHORTER = ["--model-kwargs", TINY, "--epochs", "1", "--max-train-images", "64", "--max-test-images", "64"]
+SHORTER += ["--batch-size", "16", "--no-progress"]
 # A test has neither 8 GPUs nor the cores for 8 processes: the cropmix part of a torchrun line runs in this
 # process (torchrun itself, with 2 CPU processes, is run by tests/test_cli_train.py).
 TORCHRUN = "8 processes (GPUs) under torchrun"
@@ -114,6 +117,16 @@ HANDLING = {
     "cropmix eval runs/a --corruptions --fgsm": Run(),
     "cropmix compare runs/a runs/b --out runs/cmp": Run(),
     "torchrun --nproc_per_node 8 -m cropmix train ...": Config(TORCHRUN, fill=[*CIFAR, "--out", "runs/ddp"]),
+    "cropmix train --recipe mae-finetune --init runs/mae/checkpoint.pt --data /imagenet --out runs/ft": Config(
+        "100 epochs of a ViT-B/16 on ImageNet"
+    ),
+    "cropmix train --recipe cifar10-resnet18-paper-cropmix --data data/cifar10 --out runs/cm --epochs 30 "
+    "--milestones 10 20": Config("30 epochs of ResNet-18"),
+    # docs/integrations.md
+    "cropmix train --dataset npz --data examples/cifar10_subset/cifar10_subset.npz --model fastnet --aug cropmix "
+    "--out runs/tb --log tensorboard": Run(extra=SHORTER),
+    "cropmix train --dataset hf --data PATH_OR_NAME --hf-image-key img --hf-label-key label --out runs/hf "
+    "--model resnet18 --aug cropmix --preset cifar --image-size 32": Config("30 epochs of ResNet-18"),
     # --help examples
     f"cropmix train --model-kwargs '{TINY}' --model fastnet": Run(
         fill=[*CIFAR, "--out", "runs/kwargs", *TINY_TRAIN[4:]]
@@ -148,6 +161,10 @@ def doc_lines() -> dict[str, str]:
                     line = line.rstrip()[:-1] + " " + lines[i].strip()
                 found.setdefault(" ".join(_strip_comment(line).split()), path.name)
             i += 1
+        # Inline commands: those with a run folder; the others are synopses (`cropmix compare RUN... [--out DIR]`).
+        for span in re.findall(r"`(cropmix \w+ [^`]*)`", path.read_text()):
+            if ("--out " in span or " runs/" in span) and "[" not in span:
+                found.setdefault(" ".join(span.split()), path.name)
     return found
 
 
@@ -258,11 +275,13 @@ def _argv(ws: Path, line: str, fill: list[str]) -> list[str]:
     words = shlex.split(line)
     words = words[words.index("cropmix") + 1 :] if "cropmix" in words else words
     shards = "imagenet-shards-doc" if words[0] == "shards" else "imagenet-shards"  # a new folder to write
-    paths = {"PATH": "data/cifar10", "/data/imagenet": str(ws / "imagenet"), "/data/imagenet-shards": str(ws / shards)}
+    paths = {"PATH": "data/cifar10", "/data/imagenet-shards": str(ws / shards)}
+    paths |= dict.fromkeys(("/data/imagenet", "/imagenet"), str(ws / "imagenet"))
     out = []
     for word in words:
         out += fill if word == "..." else [paths.get(word, word)]
     out += [] if "..." in words else fill  # a --help example: the rest of a command line around it
+    out = [str(ROOT / w) if w.startswith("examples/") else w for w in out]  # the repository's own example data
     return [str(ws / w) if re.match(r"^(data|runs)/", w) else w for w in out]
 
 
