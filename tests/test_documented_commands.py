@@ -40,7 +40,8 @@ SMALL_SSL += ["--probe-epochs", "1", "--no-progress"]
 
 @dataclass
 class Run:
-    """Run the line with its paths rewritten; `fill` replaces a "..." of the docs, `extra` is appended."""
+    """Run the line with its paths rewritten; `fill` replaces a "..." of the docs (or completes a --help
+    example), `extra` is appended (options that shorten a long run, named where used)."""
 
     fill: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -56,6 +57,8 @@ class Config:
 
 @dataclass
 class Skip:
+    """Do not run the line: `why` says what it needs that a test has not."""
+
     why: str
 
 
@@ -308,7 +311,7 @@ def _recipe_argvs(ws: Path) -> list[list[str]]:
 def test_documented_line_runs(line, workspace, capsys, monkeypatch) -> None:
     handling = HANDLING[line]
     if isinstance(handling, Skip):
-        pytest.skip(f"needs {handling.why}" if handling.why[0].isdigit() else handling.why)
+        pytest.skip(handling.why)
     monkeypatch.chdir(workspace)
     if line.startswith("cropmix train --recipe NAME"):
         argvs = _recipe_argvs(workspace)
