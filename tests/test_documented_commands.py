@@ -109,7 +109,7 @@ HANDLING = {
             "4",
         ]
     ),
-    "cropmix pretrain --eval-only runs/moco/checkpoint.pt ...": Run(fill=["--eval-train", "40", "--knn-k", "5"]),
+    "cropmix pretrain --eval-only runs/moco/checkpoint.pt ...": Run(),
     "cropmix train ... --init runs/moco/checkpoint.pt": Run(fill=[*CIFAR, "--out", "runs/ft", *TINY_TRAIN]),
     "torchrun --nproc_per_node N -m cropmix pretrain ... --device cuda": Config(
         TORCHRUN, fill=["--method", "moco", *CIFAR, "--out", "runs/moco-ddp"]
