@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from . import SUBCOMMANDS
 from .arg_types import positive_int
@@ -16,6 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the image order across shards (default: 0)")
     p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty OUT, removing its old index and shards first"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out files whose header is not a usable image (by default they are written, with a warning)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(run=run)
@@ -31,9 +37,14 @@ def run(args: argparse.Namespace) -> int:
         shuffle_seed=args.shuffle_seed,
         progress=args.progress,
         overwrite=args.overwrite,
+        skip_bad=args.skip_bad,
     )
     index = read_index(path)
     for name, split in sorted(index.splits.items()):
         print(f"{name}: {split.num_samples} images in {len(split.urls)} shards")
+    bad = sum(len(entry.get("bad_files", [])) for entry in json.loads(path.read_text())["splits"].values())
+    if bad:
+        done = "left out" if args.skip_bad else "written anyway; training on them needs --skip-bad"
+        print(f"{bad} bad image files ({done}): see the warnings above and bad_files in {path.name}")
     print(f"wrote {path}")
     return 0

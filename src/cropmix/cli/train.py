@@ -65,7 +65,7 @@ def _data_and_model(p: argparse.ArgumentParser, d) -> None:
         "--model-kwargs",
         type=json_object,
         default={},
-        help="backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}'",
+        help="backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}' with --model fastnet",
     )
     p.add_argument(
         "--init", metavar="PATH", help="start from the backbone of a cropmix pretrain checkpoint (MoCo or MAE)"

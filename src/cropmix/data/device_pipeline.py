@@ -29,6 +29,8 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from .augment import EVAL_CROP_FRACTION, random_flip
+from .image_files import SKIP_HINT
+from .image_limits import plain_reason
 
 log = logging.getLogger("cropmix.data")
 
@@ -36,6 +38,11 @@ AUGMENTS = ("cropmix", "rrc", "center")
 # Frame markers whose JPEGs the batched decoder takes: baseline, extended and progressive Huffman.
 _BATCH_SOF = (0xC0, 0xC1, 0xC2)
 _ALL_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def member_label(name: str, source: str = "") -> str:
+    """How a shard member is named in messages: "shard#key", and the file it was written from when known."""
+    return f"{name} (from {source!r})" if source else name
 
 
 def batch_decodable(data: bytes) -> bool:
@@ -104,7 +111,7 @@ def _cpu_decode(data: torch.Tensor) -> torch.Tensor:
             with PIL.Image.open(io.BytesIO(data.numpy().tobytes())) as image:
                 array = np.asarray(image.convert("RGB"))
         except (OSError, SyntaxError, ValueError) as pil_error:
-            raise ValueError(f"torchvision: {tv_error}; PIL: {pil_error}") from pil_error
+            raise ValueError(f"{plain_reason(tv_error)} (PIL: {plain_reason(pil_error)})") from pil_error
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -164,9 +171,14 @@ class DevicePipeline:
         self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     def decode(
-        self, images: Sequence[torch.Tensor], keys: Sequence[str], jpeg: Sequence[bool] | None = None
+        self,
+        images: Sequence[torch.Tensor],
+        keys: Sequence[str],
+        jpeg: Sequence[bool] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> tuple[list[torch.Tensor], list[int]]:
-        """Decode on the device: (the (3, H, W) uint8 images, the positions of the samples they are)."""
+        """Decode on the device: (the (3, H, W) uint8 images, the positions of the samples they are).
+        `sources` (the files the members were written from, "" for unknown) are named in errors."""
         if jpeg is None:
             jpeg = [batch_decodable(im.numpy().tobytes()[:65536]) for im in images]
         out: list[torch.Tensor | None] = [None] * len(images)
@@ -181,13 +193,13 @@ class DevicePipeline:
         kept = []
         for i, image in enumerate(out):
             if image is None:
-                image = self._decode_one(images[i], keys[i], jpeg[i])
+                image = self._decode_one(images[i], keys[i], jpeg[i], sources[i] if sources else "")
             if image is not None:
                 out[i] = image
                 kept.append(i)
         return [out[i] for i in kept], kept
 
-    def _decode_one(self, data: torch.Tensor, key: str, jpeg: bool) -> torch.Tensor | None:
+    def _decode_one(self, data: torch.Tensor, key: str, jpeg: bool, source: str) -> torch.Tensor | None:
         if jpeg and self.device.type != "cpu":
             try:
                 return decode_jpegs([data], self.device, self._side)[0]
@@ -197,8 +209,10 @@ class DevicePipeline:
             return _cpu_decode(data).to(self.device, non_blocking=True)
         except ValueError as error:
             if not self.skip_bad:
-                raise ValueError(f"cannot decode shard member {key}: {error}") from error
-            log.warning("skipping shard member %s: cannot decode it: %s", key, error)
+                raise ValueError(
+                    f"cannot decode shard member {member_label(key, source)}: {error} {SKIP_HINT}"
+                ) from error
+            log.warning("skipping shard member %s: cannot decode it: %s", member_label(key, source), error)
             self.skipped.append(key)
             return None
 
@@ -210,8 +224,11 @@ class DevicePipeline:
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     def __call__(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """A `ByteBatch` (or anything with images, labels, keys and jpeg) -> (images, labels) on the device."""
-        decoded, kept = self.decode(batch.images, batch.keys, getattr(batch, "jpeg", None))
+        """A `ByteBatch` (or anything with images, labels and keys; jpeg and sources optional) -> (images, labels)
+        on the device."""
+        decoded, kept = self.decode(
+            batch.images, batch.keys, getattr(batch, "jpeg", None), getattr(batch, "sources", None)
+        )
         if not decoded:
             raise ValueError(f"no image of the batch could be decoded (first member: {batch.keys[:1]})")
         labels = batch.labels if len(kept) == len(batch.labels) else batch.labels[torch.tensor(kept)]

@@ -7,6 +7,8 @@ refused with the same message wherever it comes from, before it is decoded. `Bad
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "MIN_IMAGE_SIDE",
     "SIXTEEN_BIT_MODES",
     "check_image_size",
+    "plain_reason",
     "scale_16bit_to_8bit",
 ]
 
@@ -22,6 +25,21 @@ MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own DecompressionBombError threshold 
 # PIL modes of one 16-bit (or 32-bit integer) channel: scaled by `scale_16bit_to_8bit`, never clamped.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 MIN_IMAGE_SIDE = 8  # smaller images cannot be cropped into distinct bands nor pass a model's stem
+
+
+# What decoders add to their messages that says nothing about the file: torchvision's "function, C++ source
+# path:line, " prefix and the repr of the buffer PIL was given.
+_NOISE = re.compile(
+    r"^[\w:()~<>]+, \S+:\d+, |^\S+\.(?:cpp|cc|cu|c|h|hpp):\d+,? ?| ?<_io\.BytesIO object at 0x[0-9a-f]+>"
+)
+
+
+def plain_reason(error: BaseException) -> str:
+    """A decoder's error as a plain reason: its first sentence, without source paths or buffer reprs (the rest
+    of torchvision's messages points to other functions, not at the file)."""
+    lines = str(error).strip().splitlines()
+    text = _NOISE.sub("", lines[0] if lines else "").strip()
+    return re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0] or type(error).__name__
 
 
 class BadImageError(ValueError):

@@ -14,7 +14,7 @@ names; decoding and augmentation happen in the main process on the training devi
 (cropmix.data.device_pipeline). Shards are read with tarfile (cropmix.data.shard_tar): member sizes and
 image headers are checked before anything is decoded. Bad members (no image, a bad label, a member over
 `max_member_bytes`, an image over the pixel limit) and the members a short shard lacks are an error
-naming the shard, the member and its source path, or with `skip_bad` logged, counted and left out. A
+naming the shard, the member and the file it was written from, or with `skip_bad` logged, counted and left out. A
 split of which nothing could be read is an error, not an empty epoch.
 """
 
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .device_pipeline import batch_decodable
+from .device_pipeline import batch_decodable, member_label
 from .folder import IMAGE_EXTENSIONS
+from .image_files import SKIP_HINT
 from .image_limits import BadImageError
 from .shard_tar import MAX_MEMBER_BYTES, check_member_image, iter_samples
 from .shards import ShardSplit
@@ -44,9 +45,9 @@ _FIELDS = frozenset((*IMAGE_FIELDS, "cls", "path"))
 @dataclass
 class ByteBatch:
     """Encoded images stored end to end in one uint8 tensor (`data`, image i at offsets[i]:offsets[i + 1]:
-    one shared-memory block per batch between processes), int64 labels, member names ("shard#key") and
-    which images the batched JPEG decoder takes (`jpeg`); `skipped` names the bad members met since the
-    last batch."""
+    one shared-memory block per batch between processes), int64 labels, member names ("shard#key"),
+    which images the batched JPEG decoder takes (`jpeg`) and the files the members were written from
+    (`sources`, "" where the shard does not say); `skipped` names the bad members met since the last batch."""
 
     data: torch.Tensor
     offsets: torch.Tensor
@@ -54,10 +55,17 @@ class ByteBatch:
     keys: list[str]
     jpeg: list[bool]
     skipped: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
     @classmethod
     def from_bytes(
-        cls, files: list[bytes], labels: list[int], keys: list[str], jpeg: list[bool], skipped: Sequence[str] = ()
+        cls,
+        files: list[bytes],
+        labels: list[int],
+        keys: list[str],
+        jpeg: list[bool],
+        skipped: Sequence[str] = (),
+        sources: Sequence[str] = (),
     ) -> ByteBatch:
         """A batch of encoded files, stored end to end."""
         sizes = torch.tensor([0] + [len(f) for f in files], dtype=torch.int64)
@@ -66,7 +74,8 @@ class ByteBatch:
             if files
             else torch.zeros(0, dtype=torch.uint8)
         )
-        return cls(data, sizes.cumsum(0), torch.tensor(labels, dtype=torch.int64), keys, jpeg, list(skipped))
+        labels_t = torch.tensor(labels, dtype=torch.int64)
+        return cls(data, sizes.cumsum(0), labels_t, keys, jpeg, list(skipped), list(sources) or [""] * len(keys))
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -80,7 +89,13 @@ class ByteBatch:
     def pin_memory(self) -> ByteBatch:
         """Pinned copies (DataLoader(pin_memory=True) calls this), for asynchronous copies to the GPU."""
         return ByteBatch(
-            self.data.pin_memory(), self.offsets, self.labels.pin_memory(), self.keys, self.jpeg, self.skipped
+            self.data.pin_memory(),
+            self.offsets,
+            self.labels.pin_memory(),
+            self.keys,
+            self.jpeg,
+            self.skipped,
+            self.sources,
         )
 
     @staticmethod
@@ -98,16 +113,16 @@ class ByteBatch:
             [key for b in batches for key in b.keys],
             [flag for b in batches for flag in b.jpeg],
             [name for b in batches for name in b.skipped],
+            [source for b in batches for source in b.sources],
         )
 
     def split(self, n: int) -> tuple[ByteBatch, ByteBatch]:
         """The first `n` samples (with the skip records) and the rest."""
         cut = int(self.offsets[n])
-        head = ByteBatch(
-            self.data[:cut], self.offsets[: n + 1], self.labels[:n], self.keys[:n], self.jpeg[:n], self.skipped
-        )
-        tail_offsets = self.offsets[n:] - cut
-        return head, ByteBatch(self.data[cut:], tail_offsets, self.labels[n:], self.keys[n:], self.jpeg[n:])
+        offsets, labels, keys, jpeg, sources = self.offsets, self.labels, self.keys, self.jpeg, self.sources
+        head = ByteBatch(self.data[:cut], offsets[: n + 1], labels[:n], keys[:n], jpeg[:n], self.skipped, sources[:n])
+        tail = ByteBatch(self.data[cut:], offsets[n:] - cut, labels[n:], keys[n:], jpeg[n:], [], sources[n:])
+        return head, tail
 
 
 def part(n: int, i: int, k: int) -> tuple[int, int]:
@@ -183,17 +198,18 @@ class ShardStream(IterableDataset):
         self.epoch = epoch
 
     def _bad(self, skipped: list[str], name: str, reason: str, where: str | None = None) -> None:
-        """Raise for the bad member `name` or, with skip_bad, log and record it; `where` adds its source path."""
+        """Raise for the bad member `name` or, with skip_bad, log and record it; `where` adds its source file."""
         if not self.skip_bad:
-            raise ValueError(f"bad shard member {where or name}: {reason} (pass skip_bad=True to skip such members)")
+            raise ValueError(f"bad shard member {where or name}: {reason} {SKIP_HINT}")
         log.warning("skipping shard member %s: %s", where or name, reason)
         skipped.append(name)
 
     def _sample(self, url: str, sample: dict, skipped: list[str]):
-        """(encoded bytes, label, name, jpeg) for a tar sample, or None (recorded in `skipped`) if it is bad."""
+        """(encoded bytes, label, name, jpeg, source) for a tar sample, or None (recorded in `skipped`) if it is
+        bad."""
         name = f"{url}#{sample.get('__key__')}"
-        source = sample.get("path")
-        where = f"{name} (source {bytes(source).decode('utf-8', 'replace')!r})" if source else name
+        source = bytes(sample.get("path") or b"")[:4096].decode("utf-8", "replace")
+        where = member_label(name, source)
         if sample["__oversize__"]:
             return self._bad(skipped, name, "; ".join(sample["__oversize__"]), where)
         field_name = next((f for f in IMAGE_FIELDS if f in sample), None)
@@ -209,8 +225,8 @@ class ShardStream(IterableDataset):
         try:
             data = check_member_image(bytes(sample[field_name]), where)
         except BadImageError as error:
-            return self._bad(skipped, name, str(error), where)
-        return data, label, name, batch_decodable(data)
+            return self._bad(skipped, name, str(error).removeprefix(f"{where}: "), where)
+        return data, label, name, batch_decodable(data), source
 
     def _read_shard(self, shard: int, skip: int, take: int, skipped: list[str]) -> Iterator:
         url = self.split.urls[shard]
@@ -279,6 +295,7 @@ def _collate(items: list, skipped: list[str]) -> ByteBatch:
         [item[2] for item in items],
         [item[3] for item in items],
         skipped,
+        [item[4] for item in items],
     )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 import PIL.Image
 
-from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, scale_16bit_to_8bit
+from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, plain_reason, scale_16bit_to_8bit
 from .shard_urls import open_shard
 
 __all__ = ["MAX_MEMBER_BYTES", "check_member_image", "iter_samples"]
@@ -165,4 +165,9 @@ def check_member_image(data: bytes, name: str) -> bytes:
     if size is None:
         return data
     check_image_size(size[0], size[1], name)
-    return _to_8bit_png(data, name) if sixteen else data
+    if not sixteen:
+        return data
+    try:
+        return _to_8bit_png(data, name)
+    except (OSError, SyntaxError, RuntimeError) as error:  # a 16-bit image whose pixel data is broken
+        raise BadImageError(f"{name}: cannot decode the 16-bit image: {plain_reason(error)}") from error

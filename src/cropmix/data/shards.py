@@ -4,7 +4,13 @@ Layout written by `write_shards(src, out)` (ImageFolder: src/train/<class>/*, sr
 
     out/train-000000.tar ... out/val-000000.tar ...   members <key>.<ext> (the file's own bytes),
                                                       <key>.cls (the class index, ASCII), <key>.path
+                                                      (the file it was, e.g. "train/cat/1.jpg": readers
+                                                      name it in their errors)
     out/index.json                                    classes, and per split the shards and their counts
+
+Each file's header is checked while writing (cropmix.data.image_files.image_size: an image Pillow can
+identify, within the pixel limits): a bad one is logged in one line naming it, and written all the same
+or, with `skip_bad`, left out; the index lists them per split under "bad_files".
 
 Images are shuffled (seeded) before they are cut into shards, so every shard holds a mix of classes.
 The index's shard entries may be paths relative to the index, absolute paths, http(s) URLs or brace
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import tarfile
@@ -25,9 +32,12 @@ from pathlib import Path
 import torch
 
 from .folder import FolderIndex, index_folder, split_dir
+from .image_files import BadFileError, image_size
 from .safe_files import atomic_writer, read_regular_bytes, write_text_atomic
 from .shard_tar import MAX_MEMBER_BYTES
 from .shard_urls import expand_braces, index_location, read_location, resolve_entry
+
+log = logging.getLogger("cropmix.data")
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cropmix-webdataset"
@@ -148,27 +158,46 @@ def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
     return info, io.BytesIO(data)
 
 
-def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, bar, written) -> dict:
-    shards, counts = [], []
+def _header_problem(path: Path, data: bytes) -> str | None:
+    """Why the file `path` (its bytes `data`) is not a usable image by its header, or None when it is."""
+    if not data:
+        return "the file is empty"
+    try:
+        image_size(path)
+    except BadFileError as error:
+        return error.reason or str(error)
+    return None
+
+
+def _write_split(
+    index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, skip_bad: bool, bar, written
+) -> dict:
+    shards, counts, bad = [], [], []
     class_counts = [0] * len(index.classes)
     for number, members in enumerate(_shard_plan(index, shard_size, shuffle_seed)):
-        shard = f"{name}-{number:06d}.tar"
+        shard, count = f"{name}-{number:06d}.tar", 0
         with atomic_writer(out / shard, "wb") as handle, tarfile.open(fileobj=handle, mode="w|") as tar:
             for position in members:
                 path, target = index.paths[position], index.targets[position]
                 data = read_regular_bytes(path, MAX_MEMBER_BYTES)
-                if not data:
-                    raise ValueError(f"image file {str(path)!r} is empty")
+                bar.update(1)
+                relative = f"{index.root.name}/{path.relative_to(index.root).as_posix()}"
+                problem = _header_problem(path, data)
+                if problem is not None:
+                    bad.append(relative)
+                    action = "left out" if skip_bad else "written anyway (pass --skip-bad to leave such files out)"
+                    log.warning("bad image file %s: %s; %s", path, problem, action)
+                    if skip_bad:
+                        continue
                 extension = path.suffix.lower().lstrip(".")
-                relative = path.relative_to(index.root).as_posix().encode("utf-8")
                 key = f"{name}_{position:09d}"
-                for field, value in ((extension, data), ("cls", str(target).encode()), ("path", relative)):
+                for field, value in ((extension, data), ("cls", str(target).encode()), ("path", relative.encode())):
                     tar.addfile(*_member(f"{key}.{field}", value))
                 class_counts[target] += 1
-                bar.update(1)
+                count += 1
         written.append(out / shard)
         shards.append(shard)
-        counts.append(len(members))
+        counts.append(count)
     return {
         "shards": shards,
         "counts": counts,
@@ -176,6 +205,7 @@ def _write_split(index: FolderIndex, name: str, out: Path, shard_size: int, shuf
         "shard_size": shard_size,
         "source": str(index.root),
         "class_counts": dict(zip(index.classes, class_counts, strict=True)),
+        "bad_files": bad,
     }
 
 
@@ -222,12 +252,14 @@ def write_shards(
     shuffle_seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    skip_bad: bool = False,
 ) -> Path:
     """Write the ImageFolder `src` (train/ and val/ or test/) as tar shards with an index; returns the index path.
 
     The files' bytes are stored as they are (no re-encoding); each shard gets `shard_size` images
     (the last fewer) in a seeded random order. `out` is a local folder: a non-empty one needs `overwrite`,
-    which removes its old index and shards first. The index is written last; on any failure the shards
+    which removes its old index and shards first. A file whose header is bad (see the module doc) is
+    logged and written, or left out with `skip_bad`. The index is written last; on any failure the shards
     written so far are removed again and no temporary file is left.
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
@@ -244,7 +276,7 @@ def write_shards(
     try:
         with tqdm(total=total, unit="img", desc="shards", disable=not progress) as bar:
             for name, index in (("train", train), ("val", val)):
-                splits[name] = _write_split(index, name, folder, shard_size, shuffle_seed, bar, written)
+                splits[name] = _write_split(index, name, folder, shard_size, shuffle_seed, skip_bad, bar, written)
         payload = {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits}
         write_text_atomic(folder / INDEX_NAME, json.dumps(payload, indent=1) + "\n")
     except BaseException:
