@@ -8,42 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
-from test_data import make_npz
+from helpers import CROPMIX, base_args, make_npz
 
 from cropmix.cli import main
 from cropmix.models.weights import load_checkpoint
 
 # The interpreter running the tests, not whichever `cropmix` script is installed.
-CROPMIX = [sys.executable, "-m", "cropmix"]
-TINY_NET = ["--model", "fastnet", "--model-kwargs", '{"widths": [8, 8, 16, 16]}']
-
-
-def base_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--dataset",
-        "npz",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        *TINY_NET,
-        "--workers",
-        "0",
-        "--batch-size",
-        "16",
-        "--lr",
-        "0.2",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--device",  # CPU: exact comparisons between runs, and DDP of two processes with one GPU or none
-        "cpu",
-        *extra,
-    ]
 
 
 def test_train_eval_compare_commands(tmp_path, capsys):

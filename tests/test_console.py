@@ -6,21 +6,10 @@ import json
 import shutil
 import sys
 
-import PIL.Image
 import pytest
-from test_cli_train import base_args
-from test_data import make_npz
+from helpers import base_args, make_npz, small_folder
 
 from cropmix.cli import main
-
-
-def small_folder(root, side=(20, 24)):
-    for split in ("train", "val"):
-        for c in ("a", "b"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(4):
-                PIL.Image.new("RGB", side, (60 * i, 30, 200)).save(root / split / c / f"{i}.png")
-    return root
 
 
 def test_a_folder_of_small_files_trains_at_their_size_and_records_it(tmp_path, capsys):

@@ -10,6 +10,7 @@ import PIL.Image
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
+from helpers import mix_views, textured_image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -19,31 +20,10 @@ from cropmix.transforms import MixStep, resized_crop
 from cropmix.transforms.functional import mix_step
 
 
-def textured_image(height: int = 120, width: int = 160, channels: int = 3, seed: int = 0) -> torch.Tensor:
-    """A uint8 image with smooth gradients, edges and noise: every resampling error shows."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.linspace(0, 1, height)[:, None]
-    x = torch.linspace(0, 1, width)[None, :]
-    planes = []
-    for c in range(channels):
-        smooth = 0.5 + 0.4 * torch.sin(6.0 * x * (c + 1) + 4.0 * y)
-        checker = ((torch.arange(height)[:, None] // 7 + torch.arange(width)[None, :] // 5 + c) % 2).float()
-        planes.append(0.6 * smooth + 0.3 * checker + 0.1 * torch.rand(height, width, generator=g))
-    return (torch.stack(planes) * 255).round().clamp(0, 255).to(torch.uint8)
-
-
 def reference_mix(image: torch.Tensor, params, interpolation=v2.InterpolationMode.BILINEAR) -> torch.Tensor:
     """docs/method.md's algorithm, step by step in float64, from the replayed crops."""
     views = [resized_crop(image, params.crops[i], params.output_size, interpolation).double() for i in params.order]
     return mix_views(views, params)
-
-
-def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
-    """docs/method.md's mixing steps on (C, h, w) float64 views in mixing order, one `mix_step` at a time."""
-    mixed = views[0]
-    for step, new in zip(params.steps, views[1:], strict=True):
-        mixed = mix_step(mixed, new, step)
-    return mixed
 
 
 def test_mix_step_is_the_spec_formula():

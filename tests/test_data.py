@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_folder, make_npz
 from PIL import Image
 
 from cropmix.data import (
@@ -26,35 +27,6 @@ from cropmix.data import (
     set_epoch,
 )
 from cropmix.data.folder import FolderIndex, decode_folder, split_dir
-
-
-def make_images(n: int, size: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable toy images: each class has its own colour, plus noise. (N, H, W, 3) uint8 and targets."""
-    rng = np.random.default_rng(seed)
-    targets = np.arange(n) % classes
-    palette = np.random.default_rng(1234).integers(30, 225, size=(classes, 3))  # the same in every split
-    noise = rng.integers(-30, 30, size=(n, size, size, 3))
-    images = np.clip(palette[targets][:, None, None, :] + noise, 0, 255).astype(np.uint8)
-    return images, targets.astype(np.int64)
-
-
-def make_npz(path: Path, n_train: int = 64, n_test: int = 32, size: int = 16, classes: int = 4) -> Path:
-    """An .npz dataset file in cropmix's format."""
-    x_train, y_train = make_images(n_train, size, classes, seed=0)
-    x_test, y_test = make_images(n_test, size, classes, seed=1)
-    names = np.array([f"c{i}" for i in range(classes)])
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
-    return path
-
-
-def make_folder(root: Path, val_name: str = "val", per_class: int = 3, size: int = 12) -> Path:
-    images, targets = make_images(per_class * 2, size, classes=2)
-    for split in ("train", val_name):
-        for i, (image, target) in enumerate(zip(images, targets, strict=True)):
-            folder = root / split / f"class{target}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(folder / f"{i}.png")
-    return root
 
 
 def test_npz_round_trip_and_jpeg_bytes(tmp_path):

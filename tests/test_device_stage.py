@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from test_cli_train import base_args
-from test_console import small_folder
-from test_data import make_npz
+from helpers import base_args, make_npz, small_folder
 
 from cropmix.cli import main
 from cropmix.data import AugmentSpec, make_loader

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_images, make_npz
 from PIL import Image
-from test_data import make_images, make_npz
 
 from cropmix.cli import SUBCOMMANDS, build_parser, main
 

@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
-from test_cropmix import mix_views, textured_image
+from helpers import mix_views, textured_image
 
 from cropmix import CropMix
 from cropmix.transforms import make_config, sample_batch, sample_one

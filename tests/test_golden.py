@@ -25,7 +25,7 @@ import PIL
 import PIL.Image
 import pytest
 import torch
-from test_cropmix import textured_image
+from helpers import textured_image
 from torchvision.transforms.v2 import InterpolationMode
 
 from cropmix.transforms import BatchCropMix, CropMix

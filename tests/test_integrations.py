@@ -5,18 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
+from helpers import hf_dataset_dict, random_pil_image
 
 from cropmix import CropMix
 
 timm = pytest.importorskip("timm")
-
-
-def _image(height: int = 48, width: int = 64, seed: int = 0) -> PIL.Image.Image:
-    rng = np.random.default_rng(seed)
-    return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def _composes(built):
@@ -51,7 +46,7 @@ def test_timm_factory_replaces_only_the_crop(kwargs):
             types_a, types_b = types_a[1:], types_b[1:]
         assert types_a == types_b
     torch.manual_seed(0)
-    out_a, out_b = _image(), _image()
+    out_a, out_b = random_pil_image(), random_pil_image()
     for a, b in zip(ours, theirs, strict=True):
         out_a, out_b = a(out_a), b(out_b)
         assert type(out_a) is type(out_b)
@@ -125,7 +120,7 @@ def _events(run_dir):
 
 
 def _tiny_train_config(tmp_path, **changes):
-    from test_train import tiny_config
+    from helpers import tiny_config
 
     return tiny_config(tmp_path, **changes)
 
@@ -213,7 +208,7 @@ def test_log_tensorboard_without_the_package_fails_before_any_work(tmp_path, mon
 
 def test_pretrain_log_tensorboard_and_resume(tmp_path):
     pytest.importorskip("tensorboard")
-    from test_ssl import Crash, _config, synthetic_images, tiny_moco
+    from helpers import Crash, pretrain_config, synthetic_images, tiny_moco
 
     from cropmix.data import ArraySplit, save_npz
     from cropmix.ssl.pretrain import pretrain
@@ -225,7 +220,7 @@ def test_pretrain_log_tensorboard_and_resume(tmp_path):
 
     def run(crash_at, resume):
         torch.manual_seed(0)
-        config = _config(tmp_path, npz, "moco", "cropmix", steps=6, checkpoint_every=3, log="tensorboard")
+        config = pretrain_config(tmp_path, npz, "moco", "cropmix", steps=6, checkpoint_every=3, log="tensorboard")
         config.resume, config.eval_train, config.eval_test = resume, 16, 8
         return pretrain(config, model=Crash(tiny_moco(), crash_at))
 
@@ -243,31 +238,12 @@ def test_pretrain_log_tensorboard_and_resume(tmp_path):
 # --- Hugging Face datasets -------------------------------------------------------------------------------
 
 
-def _hf_dict(
-    n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True,
-    square=False,
-):  # fmt: skip
-    datasets = pytest.importorskip("datasets")
-    names = ["cat", "dog", "eel"]
-
-    def split(n, seed):
-        images = [_image(size, size if square else size + 4, seed * 1000 + i) for i in range(n)]
-        labels = [i % len(names) for i in range(n)]
-        if not class_label:
-            labels = [names[v] for v in labels]
-        label_feature = datasets.ClassLabel(names=names) if class_label else datasets.Value("string")
-        features = datasets.Features({image_key: datasets.Image(), label_key: label_feature})
-        return datasets.Dataset.from_dict({image_key: images, label_key: labels}, features=features)
-
-    return datasets.DatasetDict({"train": split(n_train, 0), test_name: split(n_test, 1)})
-
-
 def test_hf_source_from_save_to_disk(tmp_path):
     from cropmix.data import eval_transform, load_source, make_loader
     from cropmix.integrations.hf import HFSplit
 
     path = tmp_path / "hf"
-    _hf_dict().save_to_disk(str(path))
+    hf_dataset_dict().save_to_disk(str(path))
     source = load_source("hf", path)
     assert isinstance(source.train, HFSplit) and not source.in_memory
     assert source.classes == ["cat", "dog", "eel"] and len(source.train) == 16 and len(source.test) == 8
@@ -288,7 +264,7 @@ def test_hf_source_with_load_dataset_other_keys_and_validation(tmp_path, monkeyp
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     folder = tmp_path / "parquet"
-    parts = _hf_dict(image_key="img", label_key="name", test_name="validation", class_label=False)
+    parts = hf_dataset_dict(image_key="img", label_key="name", test_name="validation", class_label=False)
     for name, split in parts.items():
         (folder / "data").mkdir(parents=True, exist_ok=True)
         split.to_parquet(str(folder / "data" / f"{name}-00000-of-00001.parquet"))
@@ -305,7 +281,7 @@ def test_hf_errors_name_what_is_wrong(tmp_path, monkeypatch):
     from cropmix.data import check_data_path, load_source
     from cropmix.integrations import MissingExtra
 
-    parts = _hf_dict(n_train=3, n_test=3)
+    parts = hf_dataset_dict(n_train=3, n_test=3)
     parts["test"].save_to_disk(str(tmp_path / "one"))
     with pytest.raises(ValueError, match="one saved Dataset"):
         load_source("hf", tmp_path / "one")
@@ -327,7 +303,7 @@ def test_cli_train_on_a_hf_dataset(tmp_path, capsys):
     import sys
 
     path = tmp_path / "hf"
-    _hf_dict(n_train=16, n_test=6).save_to_disk(str(path))
+    hf_dataset_dict(n_train=16, n_test=6).save_to_disk(str(path))
     out = tmp_path / "run"
     argv = ["train", "--dataset", "hf", "--data", str(path), "--out", str(out), "--model", "fastnet"]
     argv += ["--model-kwargs", '{"widths": [8, 8, 16, 16]}', "--image-size", "16", "--epochs", "1"]
@@ -374,7 +350,9 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     from cropmix.ssl.pretrain import PretrainConfig
 
     path = tmp_path / "hf"
-    _hf_dict(n_train=16, n_test=6, size=16, image_key="img", label_key="name", square=True).save_to_disk(str(path))
+    hf_dataset_dict(n_train=16, n_test=6, size=16, image_key="img", label_key="name", square=True).save_to_disk(
+        str(path)
+    )
     out = tmp_path / "mae"
     mae = '{"patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "decoder_dim": 16, "decoder_depth": 1}'
     args = ["pretrain", "--method", "mae", "--dataset", "hf", "--data", str(path), "--out", str(out)]
@@ -393,7 +371,7 @@ def test_the_tensorboard_grid_does_not_change_what_training_draws(tmp_path):
     """The grid is the first training batch itself: with persistent loader workers (an ImageFolder), a
     separate look at the loader advanced the workers' RNG, so runs with and without --log differed."""
     pytest.importorskip("tensorboard")
-    from test_data import make_folder
+    from helpers import make_folder
 
     from cropmix.train import train
     from cropmix.train.run_files import read_metrics

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import make_folder
+from helpers import make_folder
 
 from cropmix.cli import SUBCOMMANDS
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import make_npz
+from helpers import make_npz
 
 from cropmix.cli import main
 from cropmix.recipes import COMMANDS, RUN_FIELDS, Recipe, _parse, list_recipes, load_recipe, recipe_names

@@ -14,9 +14,7 @@ import sys
 import PIL.Image
 import pytest
 import torch
-from test_cli_train import base_args
-from test_data import make_npz
-from test_ssl import _config, synthetic_images, tiny_mae
+from helpers import base_args, make_npz, pretrain_config, synthetic_images, tiny_mae
 
 from cropmix.cli import main
 from cropmix.data.arrays import ArraySplit, save_npz
@@ -194,21 +192,21 @@ def test_pretrain_follows_the_same_folder_rules(tmp_path):
     classes = ["a", "b", "c", "d"]
     (x, y), (xt, yt) = synthetic_images(32), synthetic_images(16, seed=1)
     npz_path = save_npz(tmp_path / "d.npz", {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
-    config = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8)
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8)
     pretrain(config, model=tiny_mae())
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         pretrain(config, model=tiny_mae())
     final = os.path.join(config.out, "final.json")
     with open(final) as handle:
         kept = handle.read()
-    resumed = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8, resume=True)
+    resumed = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8, resume=True)
     pretrain(resumed, model=tiny_mae())  # finished: nothing to do
     with open(final) as handle:
         assert handle.read() == kept
-    other = _config(tmp_path, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, eval_test=8, resume=True)
+    other = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, eval_test=8, resume=True)
     with pytest.raises(ValueError, match=r"fields \['steps'\] differ"):
         pretrain(other, model=tiny_mae())
-    fresh = _config(tmp_path / "new", npz_path, "mae", "mae-mixup", steps=2, resume=True)
+    fresh = pretrain_config(tmp_path / "new", npz_path, "mae", "mae-mixup", steps=2, resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         pretrain(fresh, model=tiny_mae())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from test_shards import encoded, make_folder
+from helpers import encoded, make_jpeg_folder
 
 from cropmix.data.device_pipeline import DevicePipeline, make_augment
 from cropmix.data.image_limits import BadImageError, plain_reason
@@ -21,8 +21,9 @@ from cropmix.data.shards import read_index, write_shards
 
 
 def folder_with_bad_files(root: Path) -> Path:
-    """make_folder's tree plus a file that is no image (junk.jpg) and a JPEG cut short after its header (cut.jpg)."""
-    make_folder(root, train_per_class=2, val_per_class=1)
+    """make_jpeg_folder's tree, plus a file that is no image (junk.jpg) and a JPEG cut short after its
+    header (cut.jpg)."""
+    make_jpeg_folder(root, train_per_class=2, val_per_class=1)
     (root / "train" / "cat" / "junk.jpg").write_bytes(b"not an image at all")
     good = encoded(size=(20, 24))
     (root / "train" / "cat" / "cut.jpg").write_bytes(good[: len(good) - 80])

@@ -9,12 +9,12 @@ import struct
 import subprocess
 import sys
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
+from helpers import png16
 
 from cropmix.data.loaders import check_data_path
 from cropmix.data.shard_reader import ShardLoader
@@ -36,18 +36,6 @@ def huge_jpeg() -> bytes:
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     data[i + 5 : i + 9] = struct.pack(">HH", 30000, 30000)
     return bytes(data)
-
-
-def png16(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG (PIL cannot write one)."""
-    h, w = pixels.shape[:2]
-    raw = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def shard_set(root: Path, samples: list[tuple[str, str, bytes]], declared: dict[str, int] | None = None) -> Path:

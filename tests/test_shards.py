@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from helpers import encoded, make_jpeg_folder
 from torch.utils.data import DataLoader
 
 from cropmix.data import AugmentSpec
@@ -26,36 +27,10 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def encoded(mode: str = "RGB", fmt: str = "JPEG", size=(20, 24), seed: int = 0, **save) -> bytes:
-    """A smooth image (gradients, a little noise: JPEG decoders agree closely on it) encoded as `fmt`."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[: size[0], : size[1]]
-    base = np.stack([x * 255 / size[1], y * 255 / size[0], (x + y) * 127 / sum(size)], axis=-1)
-    pixels = np.clip(base + rng.uniform(0, 60, 3) + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    PIL.Image.fromarray(pixels).convert(mode).save(out, format=fmt, **save)
-    return out.getvalue()
-
-
-def make_folder(root: Path, train_per_class: int = 4, val_per_class: int = 2) -> Path:
-    """train/ and val/ with 2 classes of small JPEGs of several sizes, plus a PNG, a greyscale and a CMYK JPEG."""
-    specials = [("png.png", "RGB", "PNG"), ("grey.jpg", "L", "JPEG"), ("cmyk.jpg", "CMYK", "JPEG")]
-    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
-        for c, name in enumerate(("cat", "dog")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                size = (16 + 4 * i, 20 + 2 * c)
-                (folder / f"{i}.jpg").write_bytes(encoded(size=size, seed=100 * c + i))
-        for j, (name, mode, fmt) in enumerate(specials):
-            (root / split / "dog" / name).write_bytes(encoded(mode, fmt, size=(18, 22), seed=50 + j))
-    return root
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shards")
-    make_folder(root / "src", train_per_class=4)  # 11 train images: shards of 3 give counts 3, 3, 3, 2
+    make_jpeg_folder(root / "src", train_per_class=4)  # 11 train images: shards of 3 give counts 3, 3, 3, 2
     write_shards(root / "src", root / "out", shard_size=3, progress=False)
     return root / "out"
 
@@ -330,7 +305,7 @@ def test_shards_command_in_process(tmp_path, capsys) -> None:
 
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers())
-    make_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
+    make_jpeg_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
     args = parser.parse_args(["shards", str(tmp_path / "src"), str(tmp_path / "out"), "--shard-size", "4"])
     args.progress = False
     assert args.run(args) == 0
@@ -343,7 +318,7 @@ def test_shards_command_in_process(tmp_path, capsys) -> None:
 def test_shards_command(tmp_path, capsys) -> None:
     from cropmix.cli import main
 
-    make_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
+    make_jpeg_folder(tmp_path / "src", train_per_class=2, val_per_class=1)
     run = [sys.executable, "-m", "cropmix", "shards"]
     result = subprocess.run([*run, str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"], capture_output=True)
     assert result.returncode == 0, result.stderr

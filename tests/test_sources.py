@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_train import tiny_config
+from helpers import tiny_config
 
 from cropmix.data import (
     SOURCES,
@@ -66,10 +66,10 @@ def test_names_are_not_replaced_and_unknown_ones_are_named(stripes):
 
 def test_hf_splits_subset_like_the_others(tmp_path):
     pytest.importorskip("datasets")
-    from test_integrations import _hf_dict
+    from helpers import hf_dataset_dict
 
     path = tmp_path / "hf"
-    _hf_dict().save_to_disk(str(path))
+    hf_dataset_dict().save_to_disk(str(path))
     out = train(tiny_config(tmp_path, dataset="hf", data=str(path), epochs=1, max_train_images=12, batch_size=4))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train_images"] == 12

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from helpers import Crash, pretrain_config, synthetic_images, tiny_backbone, tiny_mae, tiny_moco
 from scipy import stats
 
 from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
-from cropmix.models.classifier import Classifier
-from cropmix.models.fastnet import FastNet
 from cropmix.models.weights import backbone_state_dict, load_checkpoint, load_pretrained
 from cropmix.ssl.knn import knn_accuracy, knn_predict
 from cropmix.ssl.linear_probe import linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig, pretrain, setup_process, wrap_ddp
+from cropmix.ssl.pretrain import pretrain, setup_process, wrap_ddp
 from cropmix.ssl.views import (
     MAEView,
     TwoViews,
@@ -32,42 +31,6 @@ from cropmix.ssl.views import (
 from cropmix.transforms import render_batch, sample_batch
 
 torch.set_num_threads(1)
-
-
-def tiny_backbone() -> Classifier:
-    return Classifier(FastNet((8, 8, 16, 16)), 4)
-
-
-def tiny_mae(norm_pix_loss: bool = True) -> MAE:
-    return MAE(
-        32,
-        8,
-        dim=32,
-        depth=1,
-        heads=2,
-        decoder_dim=32,
-        decoder_depth=1,
-        decoder_heads=2,
-        num_classes=4,
-        norm_pix_loss=norm_pix_loss,
-    )
-
-
-def tiny_moco() -> MoCo:
-    return MoCo(tiny_backbone(), dim=16, queue_size=32)
-
-
-def synthetic_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth coloured blobs: class = quadrant of a bright blob; uint8 (n, 3, 32, 32) and labels."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 4
-    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    cy = 8 + 16 * (labels // 2).float() + torch.randn(n, generator=g) * 2
-    cx = 8 + 16 * (labels % 2).float() + torch.randn(n, generator=g) * 2
-    blob = torch.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 40.0)
-    colour = torch.rand(n, 3, 1, 1, generator=g)
-    images = 40 + 200 * blob[:, None] * colour + 10 * torch.rand(n, 3, 32, 32, generator=g)
-    return images.clamp(0, 255).to(torch.uint8), labels
 
 
 @pytest.fixture(scope="module")
@@ -290,28 +253,6 @@ def test_linear_probe_learns_separable_features():
 # ---- pre-training loop ----
 
 
-def _config(tmp_path, npz_path, method, aug, **kw) -> PretrainConfig:
-    base = dict(
-        method=method,
-        aug=aug,
-        dataset="npz",
-        data=str(npz_path),
-        out=str(tmp_path / f"{method}-{aug}"),
-        batch_size=16,
-        queue_size=32,
-        moco_dim=16,
-        log_every=1,
-        checkpoint_every=1000,
-        progress=False,
-        probe_epochs=2,
-        knn_k=10,
-        threads=1,
-        lr=0.05 if method == "moco" else 3e-3,
-    )
-    base.update(kw)
-    return PretrainConfig(**base)
-
-
 @pytest.mark.parametrize("method,aug", [("moco", "cropmix"), ("mae", "mae-mixup")])
 def test_loss_falls(tmp_path, npz_path, method, aug):
     torch.manual_seed(0)
@@ -323,7 +264,7 @@ def test_loss_falls(tmp_path, npz_path, method, aug):
         else tiny_mae(False)
     )
     steps = 150 if method == "moco" else 60
-    config = _config(tmp_path, npz_path, method, aug, steps=steps)
+    config = pretrain_config(tmp_path, npz_path, method, aug, steps=steps)
     result = pretrain(config, model=model)
     rows = [json.loads(line) for line in (tmp_path / f"{method}-{aug}" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows]
@@ -342,27 +283,6 @@ def test_loss_falls(tmp_path, npz_path, method, aug):
     assert (tmp_path / f"{method}-{aug}" / "metrics.csv").read_text().startswith("step,")
 
 
-class Crash(torch.nn.Module):
-    """Wraps a model and raises on forward call `at` (to test resuming)."""
-
-    def __init__(self, inner: torch.nn.Module, at: int | None) -> None:
-        super().__init__()
-        self.inner, self.at, self.calls = inner, at, 0
-
-    @property
-    def feature_dim(self) -> int:
-        return self.inner.feature_dim
-
-    def features(self, x):
-        return self.inner.features(x)
-
-    def forward(self, *args):
-        self.calls += 1
-        if self.at is not None and self.calls == self.at:
-            raise RuntimeError("simulated crash")
-        return self.inner(*args)
-
-
 @pytest.mark.parametrize("method", ["moco", "mae"])
 def test_resume_continues_the_same_run(tmp_path, npz_path, method):
     def fresh(at):
@@ -371,13 +291,13 @@ def test_resume_continues_the_same_run(tmp_path, npz_path, method):
         return Crash(inner, at)
 
     aug = "cropmix" if method == "moco" else "mae-cutmix"
-    straight = _config(tmp_path / "a", npz_path, method, aug, steps=7, checkpoint_every=3)
+    straight = pretrain_config(tmp_path / "a", npz_path, method, aug, steps=7, checkpoint_every=3)
     pretrain(straight, model=fresh(None))
-    broken = _config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3)
+    broken = pretrain_config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3)
     with pytest.raises(RuntimeError, match="simulated"):
         pretrain(broken, model=fresh(5))
     assert load_checkpoint(tmp_path / "b" / f"{method}-{aug}" / "checkpoint.pt")["step"] == 3
-    resumed = _config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3, resume=True)
+    resumed = pretrain_config(tmp_path / "b", npz_path, method, aug, steps=7, checkpoint_every=3, resume=True)
     pretrain(resumed, model=fresh(None))
     a = load_checkpoint(tmp_path / "a" / f"{method}-{aug}" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / f"{method}-{aug}" / "checkpoint.pt")
@@ -393,7 +313,7 @@ def test_pretrained_backbone_loads_into_build_model(tmp_path, npz_path, method):
     torch.manual_seed(0)
     model = MoCo(tiny_backbone(), dim=16, queue_size=32) if method == "moco" else tiny_mae()
     aug = "cropmix" if method == "moco" else "mae-mixup"
-    pretrain(_config(tmp_path, npz_path, method, aug, steps=2, eval_train=16, eval_test=8), model=model)
+    pretrain(pretrain_config(tmp_path, npz_path, method, aug, steps=2, eval_train=16, eval_test=8), model=model)
     state = backbone_state_dict(tmp_path / f"{method}-{aug}" / "checkpoint.pt")
     if method == "moco":
         target = build_model("fastnet", 4, widths=(8, 8, 16, 16))
@@ -423,7 +343,9 @@ def test_train_init_starts_from_the_pretrained_backbone(tmp_path, npz_path, monk
     from cropmix.cli import main
 
     torch.manual_seed(0)
-    pretrain(_config(tmp_path, npz_path, "moco", "cropmix", steps=2, eval_train=16, eval_test=8), model=tiny_moco())
+    pretrain(
+        pretrain_config(tmp_path, npz_path, "moco", "cropmix", steps=2, eval_train=16, eval_test=8), model=tiny_moco()
+    )
     ckpt = tmp_path / "moco-cropmix" / "checkpoint.pt"
     pretrained = backbone_state_dict(ckpt)
 
@@ -482,7 +404,7 @@ def test_each_torchrun_process_takes_its_local_gpu(tmp_path, npz_path, monkeypat
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: backends.append(backend) or joined.append(1))
     monkeypatch.setattr(dist, "destroy_process_group", lambda: joined.clear())
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: ddp_kwargs.update(kw) or m)
-    config = _config(tmp_path, npz_path, "moco", "cropmix", device="auto")
+    config = pretrain_config(tmp_path, npz_path, "moco", "cropmix", device="auto")
     info, device = setup_process(config)
     assert (info.rank, info.world, info.local_rank) == (local_rank, 2, local_rank)
     assert device == torch.device("cuda", local_rank)
@@ -492,7 +414,7 @@ def test_each_torchrun_process_takes_its_local_gpu(tmp_path, npz_path, monkeypat
     # a fixed GPU index contradicts LOCAL_RANK: refused, and the process group is left again
     joined.clear()
     with pytest.raises(ValueError, match="LOCAL_RANK"):
-        setup_process(_config(tmp_path, npz_path, "moco", "cropmix", device="cuda:1"))
+        setup_process(pretrain_config(tmp_path, npz_path, "moco", "cropmix", device="cuda:1"))
     assert backends == ["nccl", "nccl"] and not joined
 
 

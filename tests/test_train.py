@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from test_data import make_npz
+from helpers import tiny_config
 
 from cropmix.models.weights import load_checkpoint
 from cropmix.train import TrainConfig, compare_runs, evaluate_run, train
@@ -18,29 +18,6 @@ from cropmix.train.mixing import cutmix_batch, mixup_batch, soft_cross_entropy, 
 from cropmix.train.schedule import lr_factor
 
 # A tiny fast net: trains 64 images of 16x16 for an epoch in well under a second.
-TINY = {"widths": [8, 8, 16, 16]}
-
-
-def tiny_config(tmp_path, **changes) -> TrainConfig:
-    data = tmp_path / "d.npz"
-    if not data.exists():
-        make_npz(data)
-    values = dict(
-        dataset="npz",
-        data=str(data),
-        out=str(tmp_path / "run"),
-        model="fastnet",
-        model_kwargs=TINY,
-        aug="baseline",
-        epochs=2,
-        batch_size=16,
-        lr=0.2,
-        workers=0,
-        progress=False,
-        eval_batch_size=32,
-    )
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def test_soft_targets_and_batch_mixing():
@@ -241,7 +218,7 @@ def test_a_failed_run_leaves_nothing_to_resume_and_resume_trusts_the_checkpoint(
 def test_skip_bad_reports_a_total_every_epoch(tmp_path, caplog):
     import logging
 
-    from test_data import make_folder
+    from helpers import make_folder
 
     root = make_folder(tmp_path / "data", per_class=8, size=16)
     for name in ("train/class1/x1.png", "train/class1/x2.png", "train/class0/x3.png", "val/class1/y.png"):

@@ -17,6 +17,33 @@ INTERPOLATION_MODES = {
     InterpolationMode.BILINEAR: "bilinear",
     InterpolationMode.BICUBIC: "bicubic",
 }
+# PIL's resampling constants, which torchvision's transforms also accept for `interpolation`.
+PIL_INTERPOLATION = {
+    0: InterpolationMode.NEAREST,
+    1: InterpolationMode.LANCZOS,
+    2: InterpolationMode.BILINEAR,
+    3: InterpolationMode.BICUBIC,
+    4: InterpolationMode.BOX,
+    5: InterpolationMode.HAMMING,
+}
+
+
+def interpolation_mode(value: Any) -> InterpolationMode:
+    """`value` as an InterpolationMode, accepted as torchvision accepts it: the mode, its name or value
+    ("bilinear", "BILINEAR") or PIL's constant (2); ValueError naming interpolation and the modes
+    CropMix runs with (those that work on tensors) otherwise."""
+    mode = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = PIL_INTERPOLATION.get(value)
+    elif isinstance(value, str) and not isinstance(value, InterpolationMode):
+        mode = next((m for m in InterpolationMode if value.lower() in (m.value, m.name.lower())), None)
+    if mode not in INTERPOLATION_MODES:
+        accepted = [m.name for m in INTERPOLATION_MODES]
+        raise ValueError(
+            f"interpolation must be one of {accepted} (an InterpolationMode, its name, or PIL's constant: "
+            f"0 nearest, 2 bilinear, 3 bicubic), got {value!r}"
+        )
+    return mode
 
 
 @dataclass(frozen=True)
@@ -123,7 +150,7 @@ def make_config(
     alpha: float = 0.4,
     channel_permute: bool = True,
     p: float = 1.0,
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    interpolation: InterpolationMode | str | int = InterpolationMode.BILINEAR,
     antialias: bool = True,
 ) -> CropMixConfig:
     """Check CropMix's arguments and return them normalised.
@@ -145,8 +172,7 @@ def make_config(
     p_value = _number("p", p, "a number in [0, 1]")
     if not (0.0 <= p_value <= 1.0):
         raise ValueError(f"p must be in [0, 1], got {p!r}")
-    if interpolation not in INTERPOLATION_MODES:
-        raise ValueError(f"interpolation must be one of {[m.name for m in INTERPOLATION_MODES]}, got {interpolation!r}")
+    interpolation = interpolation_mode(interpolation)
     if not isinstance(antialias, bool):
         raise TypeError(f"antialias must be a bool, got {antialias!r}")
     return CropMixConfig(

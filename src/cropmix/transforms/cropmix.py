@@ -71,7 +71,7 @@ class CropMix(ReadOnlyConfig, Transform):
         alpha: float = 0.4,
         channel_permute: bool = True,
         p: float = 1.0,
-        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        interpolation: InterpolationMode | str | int = InterpolationMode.BILINEAR,
         antialias: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:

@@ -1,0 +1,283 @@
+"""Helpers the test modules share: small generated data (arrays, npz files, image folders, encoded
+images, Hugging Face datasets), tiny models and configs, and the command lines of tiny runs.
+
+Test modules import these from here, never from one another.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from PIL import Image
+
+from cropmix.models.classifier import Classifier
+from cropmix.models.fastnet import FastNet
+from cropmix.ssl.mae import MAE
+from cropmix.ssl.moco import MoCo
+from cropmix.ssl.pretrain import PretrainConfig
+from cropmix.train.config import TrainConfig
+from cropmix.transforms.functional import mix_step
+
+
+def make_images(n: int, size: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable toy images: each class has its own colour, plus noise. (N, H, W, 3) uint8 and targets."""
+    rng = np.random.default_rng(seed)
+    targets = np.arange(n) % classes
+    palette = np.random.default_rng(1234).integers(30, 225, size=(classes, 3))  # the same in every split
+    noise = rng.integers(-30, 30, size=(n, size, size, 3))
+    images = np.clip(palette[targets][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    return images, targets.astype(np.int64)
+
+
+def make_npz(path: Path, n_train: int = 64, n_test: int = 32, size: int = 16, classes: int = 4) -> Path:
+    """An .npz dataset file in cropmix's format."""
+    x_train, y_train = make_images(n_train, size, classes, seed=0)
+    x_test, y_test = make_images(n_test, size, classes, seed=1)
+    names = np.array([f"c{i}" for i in range(classes)])
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
+    return path
+
+
+def make_folder(root: Path, val_name: str = "val", per_class: int = 3, size: int = 12) -> Path:
+    images, targets = make_images(per_class * 2, size, classes=2)
+    for split in ("train", val_name):
+        for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+            folder = root / split / f"class{target}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    return root
+
+
+CROPMIX = [sys.executable, "-m", "cropmix"]
+
+
+TINY_NET = ["--model", "fastnet", "--model-kwargs", '{"widths": [8, 8, 16, 16]}']
+
+
+def base_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--dataset",
+        "npz",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY_NET,
+        "--workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.2",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--device",  # CPU: exact comparisons between runs, and DDP of two processes with one GPU or none
+        "cpu",
+        *extra,
+    ]
+
+
+def small_folder(root, side=(20, 24)):
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(4):
+                PIL.Image.new("RGB", side, (60 * i, 30, 200)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def textured_image(height: int = 120, width: int = 160, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """A uint8 image with smooth gradients, edges and noise: every resampling error shows."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 1, height)[:, None]
+    x = torch.linspace(0, 1, width)[None, :]
+    planes = []
+    for c in range(channels):
+        smooth = 0.5 + 0.4 * torch.sin(6.0 * x * (c + 1) + 4.0 * y)
+        checker = ((torch.arange(height)[:, None] // 7 + torch.arange(width)[None, :] // 5 + c) % 2).float()
+        planes.append(0.6 * smooth + 0.3 * checker + 0.1 * torch.rand(height, width, generator=g))
+    return (torch.stack(planes) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
+    """docs/method.md's mixing steps on (C, h, w) float64 views in mixing order, one `mix_step` at a time."""
+    mixed = views[0]
+    for step, new in zip(params.steps, views[1:], strict=True):
+        mixed = mix_step(mixed, new, step)
+    return mixed
+
+
+TINY = {"widths": [8, 8, 16, 16]}
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    data = tmp_path / "d.npz"
+    if not data.exists():
+        make_npz(data)
+    values = dict(
+        dataset="npz",
+        data=str(data),
+        out=str(tmp_path / "run"),
+        model="fastnet",
+        model_kwargs=TINY,
+        aug="baseline",
+        epochs=2,
+        batch_size=16,
+        lr=0.2,
+        workers=0,
+        progress=False,
+        eval_batch_size=32,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def tiny_backbone() -> Classifier:
+    return Classifier(FastNet((8, 8, 16, 16)), 4)
+
+
+def tiny_mae(norm_pix_loss: bool = True) -> MAE:
+    return MAE(
+        32,
+        8,
+        dim=32,
+        depth=1,
+        heads=2,
+        decoder_dim=32,
+        decoder_depth=1,
+        decoder_heads=2,
+        num_classes=4,
+        norm_pix_loss=norm_pix_loss,
+    )
+
+
+def tiny_moco() -> MoCo:
+    return MoCo(tiny_backbone(), dim=16, queue_size=32)
+
+
+def synthetic_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth coloured blobs: class = quadrant of a bright blob; uint8 (n, 3, 32, 32) and labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    cy = 8 + 16 * (labels // 2).float() + torch.randn(n, generator=g) * 2
+    cx = 8 + 16 * (labels % 2).float() + torch.randn(n, generator=g) * 2
+    blob = torch.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 40.0)
+    colour = torch.rand(n, 3, 1, 1, generator=g)
+    images = 40 + 200 * blob[:, None] * colour + 10 * torch.rand(n, 3, 32, 32, generator=g)
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+def pretrain_config(tmp_path, npz_path, method, aug, **kw) -> PretrainConfig:
+    base = dict(
+        method=method,
+        aug=aug,
+        dataset="npz",
+        data=str(npz_path),
+        out=str(tmp_path / f"{method}-{aug}"),
+        batch_size=16,
+        queue_size=32,
+        moco_dim=16,
+        log_every=1,
+        checkpoint_every=1000,
+        progress=False,
+        probe_epochs=2,
+        knn_k=10,
+        threads=1,
+        lr=0.05 if method == "moco" else 3e-3,
+    )
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+class Crash(torch.nn.Module):
+    """Wraps a model and raises on forward call `at` (to test resuming)."""
+
+    def __init__(self, inner: torch.nn.Module, at: int | None) -> None:
+        super().__init__()
+        self.inner, self.at, self.calls = inner, at, 0
+
+    @property
+    def feature_dim(self) -> int:
+        return self.inner.feature_dim
+
+    def features(self, x):
+        return self.inner.features(x)
+
+    def forward(self, *args):
+        self.calls += 1
+        if self.at is not None and self.calls == self.at:
+            raise RuntimeError("simulated crash")
+        return self.inner(*args)
+
+
+def random_pil_image(height: int = 48, width: int = 64, seed: int = 0) -> PIL.Image.Image:
+    rng = np.random.default_rng(seed)
+    return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def hf_dataset_dict(
+    n_train=16, n_test=8, size=20, image_key="image", label_key="label", test_name="test", class_label=True,
+    square=False,
+):  # fmt: skip
+    datasets = pytest.importorskip("datasets")
+    names = ["cat", "dog", "eel"]
+
+    def split(n, seed):
+        images = [random_pil_image(size, size if square else size + 4, seed * 1000 + i) for i in range(n)]
+        labels = [i % len(names) for i in range(n)]
+        if not class_label:
+            labels = [names[v] for v in labels]
+        label_feature = datasets.ClassLabel(names=names) if class_label else datasets.Value("string")
+        features = datasets.Features({image_key: datasets.Image(), label_key: label_feature})
+        return datasets.Dataset.from_dict({image_key: images, label_key: labels}, features=features)
+
+    return datasets.DatasetDict({"train": split(n_train, 0), test_name: split(n_test, 1)})
+
+
+def png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG (PIL cannot write one)."""
+    h, w = pixels.shape[:2]
+    raw = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def encoded(mode: str = "RGB", fmt: str = "JPEG", size=(20, 24), seed: int = 0, **save) -> bytes:
+    """A smooth image (gradients, a little noise: JPEG decoders agree closely on it) encoded as `fmt`."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: size[0], : size[1]]
+    base = np.stack([x * 255 / size[1], y * 255 / size[0], (x + y) * 127 / sum(size)], axis=-1)
+    pixels = np.clip(base + rng.uniform(0, 60, 3) + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    PIL.Image.fromarray(pixels).convert(mode).save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def make_jpeg_folder(root: Path, train_per_class: int = 4, val_per_class: int = 2) -> Path:
+    """train/ and val/ with 2 classes of small JPEGs of several sizes, plus a PNG, a greyscale and a CMYK JPEG."""
+    specials = [("png.png", "RGB", "PNG"), ("grey.jpg", "L", "JPEG"), ("cmyk.jpg", "CMYK", "JPEG")]
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        for c, name in enumerate(("cat", "dog")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                size = (16 + 4 * i, 20 + 2 * c)
+                (folder / f"{i}.jpg").write_bytes(encoded(size=size, seed=100 * c + i))
+        for j, (name, mode, fmt) in enumerate(specials):
+            (root / split / "dog" / name).write_bytes(encoded(mode, fmt, size=(18, 22), seed=50 + j))
+    return root
