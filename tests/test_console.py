@@ -115,3 +115,15 @@ def test_eval_prints_a_summary_and_json_on_request(tmp_path, capsys):
     assert lines[2].startswith("  FGSM top-1 ")
     assert main(["eval", str(tmp_path / "run"), "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["rms"] is None
+
+
+def test_model_errors_name_the_options_and_come_before_any_data(tmp_path, capsys):
+    missing = tmp_path / "absent.npz"  # never read: the model is checked first
+    args = base_args(missing, tmp_path / "run", "--epochs", "1")
+    args[args.index("fastnet")] = "resnet18"
+    assert main(args) == 2
+    assert "model (--model) 'resnet18' with model_kwargs (--model-kwargs)" in capsys.readouterr().err
+    args = base_args(missing, tmp_path / "run", "--epochs", "1", "--image-size", "30")
+    args[args.index("fastnet")], args[args.index("--model-kwargs") + 1] = "vit_tiny", "{}"
+    assert main(args) == 2
+    assert "at image size 30: the image size 30x30 must be a multiple of the patch size 4" in capsys.readouterr().err

@@ -120,7 +120,7 @@ def test_vit_parts_and_kept_tokens() -> None:
         torch.testing.assert_close(vit.forward_tokens(x, torch.arange(16).expand(2, -1)), tokens)
     assert PatchEmbed(32, 4, 3, 16)(x).shape == (2, 64, 16)
     assert Block(16, 4)(torch.randn(2, 5, 16)).shape == (2, 5, 16)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="must be a multiple of the patch size"):
         PatchEmbed(30, 4)
 
 

@@ -44,6 +44,26 @@ def checked_build(
     return build()
 
 
+def _backbone_factory(name: str) -> tuple[Callable[..., nn.Module], float]:
+    """(the backbone factory(image_size, in_channels, **kwargs) of model `name`, its logit scale)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {MODEL_NAMES}, got {name!r}")
+    if name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX):
+        timm_name = name[len(TIMM_PREFIX) :]
+        return (lambda image_size, in_channels, **kw: TimmBackbone(timm_name, image_size, in_channels, **kw)), 1.0
+    if name in _BACKBONES:
+        return _BACKBONES[name]
+    raise ValueError(f"unknown model name {name!r}; accepted: {', '.join(MODEL_NAMES)}")
+
+
+def check_model(name: str, image_size: int = 32, in_channels: int = 3, **kwargs: Any) -> None:
+    """Build model `name`'s backbone on the meta device (no memory): a keyword it does not take, or a size
+    it cannot have, raises here as building it would, before any data is read."""
+    factory, _ = _backbone_factory(name)
+    with torch.device("meta"):
+        factory(image_size, in_channels, **kwargs)
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -59,19 +79,7 @@ def build_model(
     `feature_dim`. Extra keyword arguments go to the backbone (e.g. `widths` for fastnet,
     `depth` for vit_tiny, `drop_rate` for timm models).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, one of {MODEL_NAMES}, got {name!r}")
-    if name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX):
-        factory: Callable[..., nn.Module] = (
-            lambda image_size, in_channels, **kw: TimmBackbone(  # noqa: E731
-                name[len(TIMM_PREFIX) :], image_size, in_channels, **kw
-            )
-        )
-        scale = 1.0
-    elif name in _BACKBONES:
-        factory, scale = _BACKBONES[name]
-    else:
-        raise ValueError(f"unknown model name {name!r}; accepted: {', '.join(MODEL_NAMES)}")
+    factory, scale = _backbone_factory(name)
 
     def head(backbone: nn.Module) -> int:
         return (int(backbone.feature_dim) + 1) * int(num_classes)

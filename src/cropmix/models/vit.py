@@ -24,7 +24,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         h, w = _pair(img_size)
         if h % patch_size or w % patch_size:
-            raise ValueError(f"img_size {(h, w)} must be divisible by patch_size={patch_size}")
+            raise ValueError(f"the image size {h}x{w} must be a multiple of the patch size {patch_size} (patch_size)")
         self.img_size = (h, w)
         self.patch_size = patch_size
         self.grid = (h // patch_size, w // patch_size)

@@ -210,7 +210,29 @@ class TrainConfig:
         _check_augmentation(self)
         _check_numbers(self)
         _check_conflicts(self)
+        _check_model(self)
         _check_paths(self)
+
+
+def model_error(config: Any, image_size: int | None, error: Exception) -> Exception:
+    """`error` from building `config`'s model, said in the options' words (the same type, to re-raise)."""
+    at = f" at image size {image_size}" if image_size else ""
+    kwargs = f" with {option('model_kwargs')} {json.dumps(config.model_kwargs)}" if config.model_kwargs else ""
+    return type(error)(f"{option('model')} {config.model!r}{kwargs}{at}: {error}")
+
+
+def _check_model(config: TrainConfig) -> None:
+    """Build the model once on the meta device (no memory, no data), so that a keyword it does not take or
+    a size it cannot have fails before any data is read. timm models are checked when built."""
+    if config.model.startswith("timm:"):
+        return
+    from cropmix.models.registry import check_model
+
+    size = config.image_size or 32  # the data's own size is known only once it is read
+    try:
+        check_model(config.model, image_size=size, **config.model_kwargs)
+    except (TypeError, ValueError) as error:
+        raise model_error(config, config.image_size, error) from error
 
 
 def _need(config: TrainConfig, cond: bool, name: str, accepted: str) -> None:

@@ -22,7 +22,7 @@ from cropmix.models import weights
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states, rng_states, save_atomic
-from .config import TrainConfig
+from .config import TrainConfig, model_error
 from .console import epoch_line, log_tensorboard, open_tensorboard, progress_bar, start_summary
 from .data_setup import prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
@@ -50,9 +50,12 @@ def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> t
 
     key = default_normalisation(config).upper()
     mean, std = getattr(models, f"{key}_MEAN"), getattr(models, f"{key}_STD")
-    return models.build_model(
-        config.model, num_classes, image_size=image_size, mean=mean, std=std, **config.model_kwargs
-    )
+    try:
+        return models.build_model(
+            config.model, num_classes, image_size=image_size, mean=mean, std=std, **config.model_kwargs
+        )
+    except (TypeError, ValueError) as error:  # e.g. a vit patch size the data's image size does not divide
+        raise model_error(config, image_size, error) from error
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
