@@ -163,9 +163,9 @@ def test_a_batch_in_chunks_renders_as_in_one(monkeypatch, mix):
     monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 3 * 3 * 2 * 32 * 32 * 3)  # three images per chunk
     original, seen = kernel._canvas, []
 
-    def spy(images, kind, rows, dtype):
+    def spy(images, kind, rows, *args):
         seen.append(rows)
-        return original(images, kind, rows, dtype)
+        return original(images, kind, rows, *args)
 
     monkeypatch.setattr(kernel, "_canvas", spy)
     assert torch.equal(aug.render(x, params), whole)
