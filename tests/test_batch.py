@@ -446,6 +446,31 @@ def test_cuda_matches_cpu_without_syncs(dtype, mix, method, monkeypatch):
     assert psnr(gpu.float().cpu() * scale, cpu * scale) > 40
 
 
+def _autocast_cases():
+    cases = [("cpu", torch.bfloat16, dtype) for dtype in (torch.uint8, torch.float32, torch.bfloat16)]
+    cases += [pytest.param("cuda", torch.float16, dtype, marks=cuda) for dtype in (torch.uint8, torch.float32)]
+    cases += [pytest.param("cuda", torch.bfloat16, dtype, marks=cuda) for dtype in (torch.uint8, torch.bfloat16)]
+    return cases
+
+
+@pytest.mark.usefixtures("cpu_kernel")
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
+@pytest.mark.parametrize("device, autocast_dtype, dtype", _autocast_cases())
+def test_autocast_leaves_the_kernel_its_own_dtypes(device, autocast_dtype, dtype, mix):
+    """Inside autocast the output is the input's dtype and the values are those rendered outside it."""
+    images = torch.stack([texture(40, 50, i) for i in range(5)]).to(device)
+    images = images.to(dtype) if dtype == torch.uint8 else (images / 255).to(dtype)
+    aug = BatchCropMix(24, mix=mix, generator=gen(50))
+    params = aug.make_params(images)
+    plain = aug.render(images, params)
+    with torch.autocast(device, dtype=autocast_dtype):
+        out = aug.render(images, params)
+        listed = aug.render(list(images), params)
+    assert out.dtype == dtype and listed.dtype == dtype
+    tolerance = 1 if dtype == torch.uint8 else 1e-2
+    assert torch.equal(out, plain) and (listed.float() - plain.float()).abs().max() <= tolerance
+
+
 def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
     x = torch.randint(0, 256, (4, 3, 30, 30), dtype=torch.uint8)
     aug = BatchCropMix(12, generator=gen(33))

@@ -27,6 +27,7 @@ device. The kernel is differentiable in the pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -193,13 +194,16 @@ def render_batch(
 
     images: a (B, C, H, W) tensor or a list of (C, Hi, Wi) tensors. Deterministic: the same
     images and parameters give the same output, of the images' dtype and device, channels-last
-    when the input batch is.
+    when the input batch is, inside autocast too (it is disabled here).
     """
     kind, heights, widths, channels_last = check_images(images)
     if len(params) != len(heights):
         raise ValueError(f"params hold {len(params)} images, the batch has {len(heights)}")
     mode = batch_mode(interpolation)
-    return _render(images, kind, heights, widths, channels_last, params, size, mode, antialias, interpolation)
+    device_type = images[0].device.type
+    # The kernel picks its own dtypes; autocast would recast some matmul operands and not others.
+    with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
+        return _render(images, kind, heights, widths, channels_last, params, size, mode, antialias, interpolation)
 
 
 def _render(
