@@ -144,8 +144,8 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
     aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
     params = aug.make_params(images)
-    for name in ("CHUNK_ELEMENTS", "CPU_CHUNK_ELEMENTS"):
-        monkeypatch.setattr(kernel, name, 30_000)  # several chunks of mixed sizes
+    for name, limit in (("DEVICE_CHUNK_BYTES", 300_000), ("CPU_CHUNK_ELEMENTS", 30_000)):
+        monkeypatch.setattr(kernel, name, limit)  # several chunks of mixed sizes
     out = aug.render(images, params)
     for i, image in enumerate(images):
         alone = aug.render(image[None], params.subset([i]))
