@@ -51,11 +51,11 @@ BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC
 # The kernels `render_batch` has: torch's own per crop (CPU), the separable passes by gather or dense matmul.
 KERNELS = ("per_crop", "gather", "dense")
 # Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`): B=256 photos at
-# 224 from 375x500 render Mixup in one chunk, and the peak stays under 1 GB. The CPU's batched
+# 224 from 375x500 render in one chunk, and with the taps the peak stays under 1 GB. The CPU's batched
 # passes take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32:
 # 2**23 elements gave the fewest faults and the best time, 2**20 to 2**26 were 5-80% slower;
 # benchmarks/RESULTS.md).
-DEVICE_CHUNK_BYTES = 900 * 10**6
+DEVICE_CHUNK_BYTES = 950 * 10**6
 CPU_CHUNK_ELEMENTS = 1 << 23
 # On the CPU, batches whose output area times mean source area reaches this resize each crop with
 # torch's own kernel (`_native_views`); smaller ones are cheaper in the batched passes, whose column
@@ -152,21 +152,22 @@ def _device_bytes(
 ) -> int:
     """The bytes the separable passes hold at once per image off the CPU, for (C, M, height, width) sources.
 
-    The source in the work dtype (and a padded list's canvas index), the dense row matrix and one
-    slot's rows (two during routing), every slot's column taps and the output; with CutMix the
-    views, then the chain's pixel codes and its int64 gather index.
+    The source in the work dtype (and a padded list's canvas index) and the column taps of every
+    slot; Mixup: per slot the dense row matrix and the slot's rows, routed, then the output;
+    CutMix: every slot's rows and views at once (dense: its row matrix, and the views twice, in
+    (h, C) order and transposed), then the chain's pixel codes and int64 gather index.
     """
     C, M, height, width = shape
     h, w = size
     if swapped(height, width, size):
         height, width, h, w = width, height, w, h
-    source = C * height * width * (item + (8 if padded else 0))
-    rows = (height * h * item if kernel == "dense" else 0) + 2 * C * h * width * item
-    passes = source + rows + M * width * w * item + C * h * w * item
+    dense = kernel == "dense"
+    common = C * height * width * (item + (8 if padded else 0)) + M * width * w * item
     if not cut:
-        return passes
+        return common + ((height * h if dense else 0) + 2 * C * h * width + C * h * w) * item
     views = M * C * h * w * item
-    return max(passes + views, views + h * w * 28 + C * h * w * (8 + item))
+    passes = common + (M * height * h * dense + M * C * h * width) * item + views * (1 + dense)
+    return max(passes, views + h * w * 16 + C * h * w * (8 + 2 * item))
 
 
 def _chunks(
@@ -279,24 +280,24 @@ def _render(
     heights, widths = sizes[0][ranked], sizes[1][ranked]
     kernel = kernel or select_kernel(device_type, size, heights, widths)
     padded = kind == "list" and kernel != "per_crop"
-    item = torch.empty((), dtype=work).element_size()
+    item = work.itemsize
     cut = bool(params.cutmix[:, 0].any())
     chunks = _chunks(kernel, device_type, heights, widths, (C, M), size, item, cut, padded)
-    plan = make_plan(params, ranked, chunks, (heights, widths) if padded else None, C, size, first.device)
+    views_mixup = not params.cutmix[:, 0].all() and (kernel == "per_crop" or cut)  # Mixup of views, by bmm
+    plan = make_plan(params, ranked, chunks, (heights, widths) if padded else None, C, size, first.device, views_mixup)
     mode, antialias, interpolation = filters
     taps = (
         None if kernel == "per_crop" else crop_taps(plan.starts, plan.lengths, size, mode, antialias, plan.extent, work)
     )
-    weight = plan.weight.to(work)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
     for k, rows in enumerate(chunks):
         if kernel == "per_crop":
             views = _native_views(images[rows], plan.host_boxes[rows], plan.counts[rows], size, filters, work)
-            mixed, transposed = _mix(views, plan, rows, weight, False), False
+            mixed, transposed = _mix(views, plan, rows, False), False
         else:
             canvas = _canvas(images, kind, rows, work, plan.canvas_maps[k] if padded else None)
-            mixed, transposed = _separable(canvas, plan, rows, weight, taps, size, mode, antialias, kernel, work)
+            mixed, transposed = _separable(canvas, plan, rows, taps, size, mode, antialias, kernel, work)
         mixed = mixed.transpose(-1, -2) if transposed else mixed
         mixed = _round_half_up(mixed, mode) if dtype == torch.uint8 else cast_like(mixed, dtype)
         if plan.rank is not None:
@@ -312,7 +313,6 @@ def _separable(
     canvas: torch.Tensor,
     plan: BatchPlan,
     rows: slice,
-    weight: torch.Tensor,
     taps: Taps,
     size: tuple[int, int],
     mode: str,
@@ -326,9 +326,9 @@ def _separable(
     common = dict(mode=mode, antialias=antialias, work_dtype=work, method=kernel, taps=chunk_taps)
     if plan.host_cut[rows].any():
         views, transposed = resample_crops(canvas, None, size, **common)
-        return _mix(views, plan, rows, weight, transposed), transposed
+        return _mix(views, plan, rows, transposed), transposed
     source = plan.source if whole else plan.source[rows]
-    return resample_mixup(canvas, None, weight[rows], source, size, **common)
+    return resample_mixup(canvas, None, plan.weight[rows].to(work), source, size, **common)
 
 
 def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
@@ -372,7 +372,7 @@ def _native_views(
     return views
 
 
-def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, transposed: bool) -> torch.Tensor:
     """Mix views (b, M, C, h, w) of the positions `rows` into (b, C, h, w): Mixup as one bmm, CutMix
     by each pixel's (view, channel) (`mixing.cutmix_sources`).
 
@@ -383,9 +383,8 @@ def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, weight: torch.Tensor
     flat = views.view(b, M * C, h * w)
     out = None
     if not cut.all():
-        # A[b, d, m * C + c] = weight[b, m] if crop m feeds output channel d from channel c: one small bmm.
-        routing = torch.nn.functional.one_hot(plan.source[rows], C).to(views.dtype) * weight[rows, :, None, None]
-        out = torch.bmm(routing.transpose(1, 2).reshape(b, C, M * C), flat).view(b, C, h, w)
+        assert plan.routing is not None
+        out = torch.bmm(plan.routing[rows].to(views.dtype), flat).view(b, C, h, w)  # the host's Mixup matrices
     if cut.any():
         cut_out = torch.gather(flat, 1, cutmix_sources(*plan.cut(rows), transposed)).view(b, C, h, w)
         out = cut_out if out is None else torch.where(plan.is_cut[rows, None, None, None], cut_out, out)

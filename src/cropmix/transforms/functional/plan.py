@@ -22,11 +22,12 @@ from .mixing import cutmix_tables, mixup_slots
 class BatchPlan:
     """The named parameters of a batch, in rendering order: host arrays where the host decides, the rest on the device.
 
-    Per image (B rows): crop starts and lengths (B, M, 2) as (y, x) (unused slots a 1-pixel crop),
-    weight (B, M) and source (B, M, C) (Mixup), cut_table (B, C, S + 1), row_bits (B, G, h),
-    col_bits (B, G, w) and keep (B, G) (CutMix, None without any), is_cut (B,) (None unless the
-    batch mixes both ops), rank (B,) the output row of each position (lists). canvas_maps: per
-    chunk, the (row, col) index maps of its padded canvas (lists on the separable passes).
+    Per image (B rows): crop starts and lengths (B, M, 2) as (y, x) (unused slots a 1-pixel crop);
+    Mixup weight (B, M) and source (B, M, C), and both as routing matrices (B, C, M * C) where views
+    are mixed; CutMix cut_table (B, C, S + 1), row_bits (B, G, h), col_bits (B, G, w) and keep
+    (B, G) (None without any), is_cut (B,) (None unless the batch mixes both ops); rank (B,) the
+    output row of each position (lists). canvas_maps: per chunk, the (row, col) index maps of its
+    padded canvas (lists on the separable passes).
     """
 
     ranked: np.ndarray
@@ -38,6 +39,7 @@ class BatchPlan:
     starts: torch.Tensor
     lengths: torch.Tensor
     weight: torch.Tensor
+    routing: torch.Tensor | None
     source: torch.Tensor
     cut_table: torch.Tensor | None
     row_bits: torch.Tensor | None
@@ -99,11 +101,13 @@ def make_plan(
     channels: int,
     size: tuple[int, int],
     device: torch.device,
+    views_mixup: bool = False,
 ) -> BatchPlan:
     """The plan of `params` rendered in the order `ranked`, in `chunks` of positions.
 
     sizes: the (heights, widths) of a list's images in rendering order, for their canvas maps;
-    None where no canvas is built (a batch, or crop-by-crop rendering).
+    None where no canvas is built (a batch, or crop-by-crop rendering). views_mixup: whether
+    Mixup images are mixed from their views (and need `routing`).
     """
     params = params.subset(ranked)
     M = params.order.shape[1]
@@ -112,6 +116,9 @@ def make_plan(
     weight, source = mixup_slots(params, channels)
     host_cut = params.cutmix[:, 0].copy()
     arrays = {"starts": boxes[..., :2], "lengths": boxes[..., 2:], "weight": weight, "source": source}
+    if views_mixup:  # routing[b, d, m * C + c] = weight[b, m] if slot m feeds output channel d from its channel c
+        matches = source.transpose(0, 2, 1)[..., None] == np.arange(channels)
+        arrays["routing"] = (weight[:, None, :, None] * matches).reshape(len(weight), channels, -1)
     if host_cut.any():
         names = ("cut_table", "row_bits", "col_bits", "keep")
         arrays |= dict(zip(names, cutmix_tables(params, channels, size), strict=True))
@@ -133,6 +140,7 @@ def make_plan(
         starts=d["starts"],
         lengths=d["lengths"],
         weight=weight_d,
+        routing=d["routing"].view(torch.float64) if "routing" in d else None,
         source=d["source"],
         cut_table=d.get("cut_table"),
         row_bits=d.get("row_bits"),

@@ -4,18 +4,18 @@
 output row is a weighted sum of a few source rows, then every output column of a few source
 columns. This module computes those weights for every crop of a batch on the device, once per
 call (`crop_taps`: the same support, filter and normalisation as torch's `interpolate`,
-antialiased or not, bilinear or bicubic), and applies them crop slot by crop slot, each slot for
-the whole batch in two contractions, neither of which transposes an intermediate:
+antialiased or not, bilinear or bicubic), and applies them as two contractions, neither of
+which transposes an intermediate:
 
-    rows:    R[b, c, i, :] = sum_y Wrow[b, m, i, y] * X[b, c, y, :]
-    columns: V[b, c, i, j] = sum_x R[b, c, i, x] * Wcol[b, m, x, j]   (a matmul on the right)
+    rows:    R[b, m, c, i, :] = sum_y Wrow[b, m, i, y] * X[b, c, y, :]
+    columns: V[b, m, c, i, j] = sum_x R[b, m, c, i, x] * Wcol[b, m, x, j]   (a matmul on the right)
 
 The row pass is a weighted gather of the few taps of each output row ("gather": `embedding_bag`
 over single-channel rows) or one dense matmul per image ("dense": tensor cores make the zeros
-cheap, it is hoped; not measured yet). One slot at a time bounds the largest intermediate by
-one crop's rows. For Mixup the column pass also sums over the slots (`resample_mixup`):
-out[b, d] = sum over m and taps, each output channel d reading its source channel, so the M
-resized views are never written.
+cheap, it is hoped; not measured yet). The views (`resample_crops`, for CutMix) take every
+crop slot at once. For Mixup the column pass also sums over the slots (`resample_mixup`):
+out[b, d] = sum over m and taps, each output channel d reading its source channel, one slot at
+a time, so the M resized views are never written and the largest intermediate is one slot's rows.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _length_taps(
         first = torch.floor(centre - (stretch * (SUPPORT[mode] / 2.0) - 0.5)[:, None]).clamp_(min=0.0)
         pos = first[..., None] + torch.arange(taps, dtype=dtype, device=device)
         weight = _filter((pos - (centre - 0.5)[..., None]) / stretch[:, None, None], mode, CUBIC_A_ANTIALIAS)
-        weight = torch.where(pos < length[:, None, None], weight, 0.0)
+        weight = weight.masked_fill_(pos >= length[:, None, None], 0.0)
     else:
         # torch's plain kernels: a fixed 2 or 4 taps around the source coordinate, border-replicated.
         src = centre - 0.5
@@ -169,51 +169,82 @@ def _method(images: torch.Tensor, method: str | None) -> str:
     return method
 
 
+def _gather_table(images: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """The source's single-channel rows (B * C * H, W) in `work`, the table `embedding_bag` reads."""
+    B, C, H, W = images.shape
+    if images.dtype != work or not images.is_contiguous():  # one copy, whatever the layout
+        images = torch.empty(images.shape, dtype=work, device=images.device).copy_(images)
+    return images.view(B * C * H, W)
+
+
+def _gather_taps(
+    shape: tuple[int, int, int],
+    row_idx: torch.Tensor,
+    row_w: torch.Tensor,
+    source: torch.Tensor | None,
+    work: torch.dtype,
+    slot_major: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gather's table rows and weights, (B, M, C, h, T) (slot-major: (M, B, C, h, T)), contiguous.
+
+    Output row (b, m, d, i) sums the T taps of crop m's output row i in channel source[b, m, d]
+    (its own channel d without `source`) of image b; (i, t) innermost: the broadcast sum runs over
+    rows of h * T indices (with (m, t) innermost, rows of M * T, it measured ~8x slower at 32x32).
+    """
+    B, C, H = shape
+    _, M, h, T = row_idx.shape
+    # int32 indices where they fit: a smaller index table, and embedding_bag reads it faster.
+    index_dtype = torch.int32 if B * C * H < 2**31 else torch.int64
+    if source is None:  # the first row of each channel of each image
+        first = torch.arange(0, B * C * H, H, device=row_idx.device).view(B, 1, C).expand(B, M, C)
+    else:  # the first row of each routed channel
+        first = torch.arange(0, B * C * H, C * H, device=row_idx.device)[:, None, None] + source * H
+    row_w = row_w.to(work)
+    if slot_major:
+        first, row_idx, row_w = first.transpose(0, 1), row_idx.transpose(0, 1), row_w.transpose(0, 1)
+    idx = torch.empty((*first.shape, h, T), dtype=index_dtype, device=row_idx.device)
+    torch.add(first[..., None, None], row_idx[:, :, None], out=idx)  # out: contiguous, and of index_dtype
+    return idx, row_w[:, :, None].expand(idx.shape).contiguous()
+
+
+def _dense_table(images: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """The source as rows of (C, W) vectors, (B, H, C, W) in `work`: the dense matmul contracts whole rows."""
+    B, C, H, W = images.shape
+    return torch.empty((B, H, C, W), dtype=work, device=images.device).copy_(images.permute(0, 2, 1, 3))
+
+
 def _slot_rows(
     images: torch.Tensor,
     row_idx: torch.Tensor,
     row_w: torch.Tensor,
-    source: torch.Tensor | None,
+    source: torch.Tensor,
     method: str,
     work: torch.dtype,
 ) -> Iterator[torch.Tensor]:
-    """The row pass of each crop slot in turn: (B, C, H, W) -> slot m's rows (B, C, h, W), contiguous.
+    """The row pass of each crop slot in turn, routed: (B, C, H, W) -> slot m's rows (B, C, h, W), contiguous.
 
-    With `source` (B, M, C), output channel d of slot m reads channel source[b, m, d] (the Mixup
-    routing); without it each channel its own. "gather" reads only each output row's T taps, in
-    the source's own layout; "dense" multiplies each image's rows, as (C, W) vectors, by a tap matrix.
+    Output channel d of slot m reads channel source[b, m, d] (the Mixup routing). One slot at a
+    time, each slot's intermediates freed before the next's are made: the smallest footprint.
     """
     B, C, H, W = images.shape
     _, M, h, T = row_idx.shape
     if method == "gather":
-        table = images
-        if images.dtype != work or not images.is_contiguous():  # one copy, whatever the layout
-            table = torch.empty(images.shape, dtype=work, device=images.device).copy_(images)
-        table = table.view(B * C * H, W)
-        # int32 indices where they fit: a smaller index table, and embedding_bag reads it faster.
-        index_dtype = torch.int32 if B * C * H < 2**31 else torch.int64
-        first = torch.arange(B, dtype=index_dtype, device=images.device)[:, None, None] * C
-        first = first + (source.to(index_dtype) if source is not None else torch.arange(C, device=images.device))
-        # Slot-major (M, B, C, h, T), with (i, t) innermost: each slot's indices are one contiguous block.
-        idx = torch.empty((M, B, C, h, T), dtype=index_dtype, device=images.device)
-        torch.add(
-            (first * H).transpose(0, 1)[..., None, None], row_idx.to(index_dtype).transpose(0, 1)[:, :, None], out=idx
-        )
-        weight = row_w.transpose(0, 1)[:, :, None].to(work).expand(M, B, C, h, T).contiguous()
+        table = _gather_table(images, work)
+        idx, weight = _gather_taps((B, C, H), row_idx, row_w, source, work, slot_major=True)
         for m in range(M):
             rows = torch.nn.functional.embedding_bag(
                 idx[m].view(-1, T), table, per_sample_weights=weight[m].view(-1, T), mode="sum"
             )
             yield rows.view(B, C, h, W)
         return
-    table = torch.empty((B, H, C, W), dtype=work, device=images.device).copy_(images.permute(0, 2, 1, 3))
+    table = _dense_table(images, work)
     batch = torch.arange(B, device=images.device)[:, None]
     for m in range(M):
-        yield _dense_slot(table, row_idx[:, m], row_w[:, m], None if source is None else (batch, source[:, m]))
+        yield _dense_slot(table, row_idx[:, m], row_w[:, m], (batch, source[:, m]))
 
 
 def _dense_slot(
-    table: torch.Tensor, row_idx: torch.Tensor, row_w: torch.Tensor, route: tuple[torch.Tensor, ...] | None
+    table: torch.Tensor, row_idx: torch.Tensor, row_w: torch.Tensor, route: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
     """One slot's dense row pass: table (B, H, C, W) -> (B, C, h, W), routed by (batch, source) indices.
 
@@ -224,7 +255,7 @@ def _dense_slot(
     matrix = tap_matrix(row_idx, row_w, H, table.dtype)  # (B, H, h)
     mid = torch.bmm(matrix.transpose(1, 2), table.view(B, H, C * W)).view(B, h, C, W).transpose(1, 2)
     del matrix
-    return mid.contiguous() if route is None else mid[route]  # advanced indices first
+    return mid[route]  # advanced indices first: (B, C, h, W), contiguous
 
 
 def _prepare(
@@ -275,14 +306,21 @@ def resample_crops(
     images, (row_idx, row_w, col_idx, col_w), (h, w), swap = _prepare(
         images, boxes, size, mode, antialias, max_extent, taps
     )
-    B, C, _, W = images.shape
-    M = row_idx.shape[1]
-    columns = _columns(col_idx, col_w, W, work_dtype)
-    views = torch.empty((B, M, C, h, w), dtype=work_dtype, device=images.device)
-    for m, rows in enumerate(_slot_rows(images, row_idx, row_w, None, method, work_dtype)):
-        torch.bmm(rows.view(B, C * h, W), columns[:, m], out=views[:, m].view(B, C * h, w))
-        del rows  # before the next slot's rows are made
-    return views, swap
+    B, C, H, W = images.shape
+    M, h, T = row_idx.shape[1:]
+    w = col_idx.shape[2]
+    columns = _columns(col_idx, col_w, W, work_dtype).view(B * M, W, w)
+    if method == "gather":  # every slot at once: fewer ops than slot by slot, and views need the memory anyway
+        idx, weight = _gather_taps((B, C, H), row_idx, row_w, None, work_dtype, slot_major=False)
+        rows = torch.nn.functional.embedding_bag(
+            idx.view(-1, T), _gather_table(images, work_dtype), per_sample_weights=weight.view(-1, T), mode="sum"
+        )
+        return torch.bmm(rows.view(B * M, C * h, W), columns).view(B, M, C, h, w), swap
+    matrix = tap_matrix(row_idx.reshape(B, M * h, T), row_w.reshape(B, M * h, T), H, work_dtype)
+    rows = torch.bmm(matrix.transpose(1, 2), _dense_table(images, work_dtype).view(B, H, C * W))  # (B, M*h, C*W)
+    del matrix
+    views = torch.bmm(rows.view(B * M, h * C, W), columns).view(B, M, h, C, w)
+    return views.transpose(2, 3).contiguous(), swap
 
 
 def resample_mixup(
