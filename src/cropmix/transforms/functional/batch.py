@@ -152,21 +152,22 @@ def _device_bytes(
 ) -> int:
     """The bytes the separable passes hold at once per image off the CPU, for (C, M, height, width) sources.
 
-    The source in the work dtype (and a padded list's canvas index) and the column taps of every
-    slot; Mixup: per slot the dense row matrix and the slot's rows, routed, then the output;
-    CutMix: every slot's rows and views at once (dense: its row matrix, and the views twice, in
-    (h, C) order and transposed), then the chain's pixel codes and int64 gather index.
+    The source in the work dtype (and a padded list's canvas index); Mixup: the column taps of
+    every slot, and per slot the dense row matrix and the slot's rows, routed, then the output;
+    CutMix: every slot's rows at once (dense: by a row matrix), then with the column taps the
+    views (dense: twice, in (h, C) order and transposed), then the chain's pixel codes and int64
+    gather index.
     """
     C, M, height, width = shape
     h, w = size
     if swapped(height, width, size):
         height, width, h, w = width, height, w, h
     dense = kernel == "dense"
-    common = C * height * width * (item + (8 if padded else 0)) + M * width * w * item
+    source = C * height * width * (item + (8 if padded else 0))
     if not cut:
-        return common + ((height * h if dense else 0) + 2 * C * h * width + C * h * w) * item
-    views = M * C * h * w * item
-    passes = common + (M * height * h * dense + M * C * h * width) * item + views * (1 + dense)
+        return source + ((height * h if dense else 0) + 2 * C * h * width + M * width * w + C * h * w) * item
+    rows, views = M * C * h * width * item, M * C * h * w * item
+    passes = max(source + M * height * h * dense * item + rows, rows + M * width * w * item + views, 2 * views)
     return max(passes, views + h * w * 16 + C * h * w * (8 + 2 * item))
 
 

@@ -231,11 +231,10 @@ def _slot_rows(
     if method == "gather":
         table = _gather_table(images, work)
         idx, weight = _gather_taps((B, C, H), row_idx, row_w, source, work, slot_major=True)
-        for m in range(M):
-            rows = torch.nn.functional.embedding_bag(
+        for m in range(M):  # yielded at once: a local would keep these rows alive while the next are made
+            yield torch.nn.functional.embedding_bag(
                 idx[m].view(-1, T), table, per_sample_weights=weight[m].view(-1, T), mode="sum"
-            )
-            yield rows.view(B, C, h, W)
+            ).view(B, C, h, W)
         return
     table = _dense_table(images, work)
     batch = torch.arange(B, device=images.device)[:, None]
@@ -309,17 +308,21 @@ def resample_crops(
     B, C, H, W = images.shape
     M, h, T = row_idx.shape[1:]
     w = col_idx.shape[2]
-    columns = _columns(col_idx, col_w, W, work_dtype).view(B * M, W, w)
-    if method == "gather":  # every slot at once: fewer ops than slot by slot, and views need the memory anyway
+    # Every slot at once: fewer ops than slot by slot, and the views need the memory anyway.
+    if method == "gather":
         idx, weight = _gather_taps((B, C, H), row_idx, row_w, None, work_dtype, slot_major=False)
         rows = torch.nn.functional.embedding_bag(
             idx.view(-1, T), _gather_table(images, work_dtype), per_sample_weights=weight.view(-1, T), mode="sum"
         )
+        del idx, weight
+        columns = _columns(col_idx, col_w, W, work_dtype).view(B * M, W, w)
         return torch.bmm(rows.view(B * M, C * h, W), columns).view(B, M, C, h, w), swap
     matrix = tap_matrix(row_idx.reshape(B, M * h, T), row_w.reshape(B, M * h, T), H, work_dtype)
     rows = torch.bmm(matrix.transpose(1, 2), _dense_table(images, work_dtype).view(B, H, C * W))  # (B, M*h, C*W)
     del matrix
+    columns = _columns(col_idx, col_w, W, work_dtype).view(B * M, W, w)
     views = torch.bmm(rows.view(B * M, h * C, W), columns).view(B, M, h, C, w)
+    del rows, columns  # before the transposed copy
     return views.transpose(2, 3).contiguous(), swap
 
 
@@ -349,9 +352,11 @@ def resample_mixup(
     )
     B, C, _, W = images.shape
     columns = _columns(col_idx, col_w * weight[:, :, None, None].to(col_w.dtype), W, work_dtype)
-    out = None
-    for m, rows in enumerate(_slot_rows(images, row_idx, row_w, source, method, work_dtype)):
+    out, m = None, 0
+    # No enumerate or zip: their cached result tuples would keep a slot's rows alive while the next are made.
+    for rows in _slot_rows(images, row_idx, row_w, source, method, work_dtype):
         rows = rows.view(B, C * h, W)
         out = torch.bmm(rows, columns[:, m]) if out is None else out.baddbmm_(rows, columns[:, m])
         del rows  # before the next slot's rows are made
+        m += 1
     return out.view(B, C, h, w), swap
