@@ -53,7 +53,6 @@ from results_file import environment, machine
 from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import InterpolationMode
 
-import cropmix.transforms.functional.batch as kernel
 import cropmix.transforms.functional.resample as resample
 from cropmix.transforms import BatchCropMix, preset, render_batch, retain_freed_memory
 from cropmix.transforms.functional.ops import count_ops
@@ -121,11 +120,14 @@ def host_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 
     return statistics.median(times)
 
 
-def op_counts(images: torch.Tensor | list[torch.Tensor], name: str, size: int, device: torch.device, **overrides):
+def op_counts(
+    images: torch.Tensor | list[torch.Tensor], name: str, size: int, device: torch.device, kernel: str, **overrides
+) -> dict[str, float]:
     """The CUDA path's aten ops for one batch of this shape, counted on meta tensors (no device, no data),
     beside the host time per batch: on meta (the CUDA path's host work, no GPU needed), of
     `make_params`, and on --device when it is CUDA."""
-    aug = BatchCropMix.from_preset(name, size=size, generator=torch.Generator().manual_seed(0), **overrides)
+    g = torch.Generator().manual_seed(0)
+    aug = BatchCropMix.from_preset(name, size=size, generator=g, kernel=kernel, **overrides)
     if isinstance(images, torch.Tensor):
         meta = torch.empty(images.shape, dtype=images.dtype, device="meta")
     else:
@@ -134,7 +136,7 @@ def op_counts(images: torch.Tensor | list[torch.Tensor], name: str, size: int, d
     config = aug.config
 
     def run() -> torch.Tensor:
-        return render_batch(meta, params, config.size, config.antialias, config.interpolation, device_type="cuda")
+        return render_batch(meta, params, config.size, config.antialias, config.interpolation, kernel, "cuda")
 
     _, counts = count_ops(run)
     row = {
@@ -185,12 +187,11 @@ def kornia_rrc(size: int, scale: tuple[float, float]) -> Callable[[torch.Tensor]
 
 
 def psnr_vs_torchvision(
-    photos: list[torch.Tensor], size: int, interpolation: InterpolationMode, repeats: int = 6
+    photos: list[torch.Tensor], size: int, interpolation: InterpolationMode, kernel: str | None, repeats: int = 6
 ) -> tuple[float, float]:
     """Mean and minimum PSNR (dB) of one-crop BatchCropMix against torchvision's antialiased resized_crop (uint8)."""
-    aug = BatchCropMix(
-        size, scale=(0.01, 1.0), num_crops=1, interpolation=interpolation, generator=torch.Generator().manual_seed(0)
-    )
+    g = torch.Generator().manual_seed(0)
+    aug = BatchCropMix(size, scale=(0.01, 1.0), num_crops=1, interpolation=interpolation, generator=g, kernel=kernel)
     scores = []
     for _ in range(repeats):
         params = aug.make_params(photos)
@@ -209,10 +210,16 @@ def load() -> str:
 
 
 def images_per_second(
-    images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device, **overrides
+    images: torch.Tensor | list[torch.Tensor],
+    name: str,
+    size: int,
+    rounds: int,
+    device: torch.device,
+    kernel: str | None,
+    **overrides,
 ) -> dict[str, float]:
     """Images per second of each method on one batch (kornia and the resize only for a uniform batch)."""
-    batch_aug = BatchCropMix.from_preset(name, size=size, **overrides)
+    batch_aug = BatchCropMix.from_preset(name, size=size, kernel=kernel, **overrides)
     loop_aug = preset(name, size=size, **overrides)
     cpu_images = list(images) if isinstance(images, torch.Tensor) else images
     dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
@@ -280,7 +287,8 @@ def main() -> None:
         "--device-method",
         choices=("dense", "gather"),
         default=resample.DEVICE_METHOD,
-        help="the separable passes off the CPU: batched matmuls or embedding_bag gathers (default: %(default)s)",
+        help="the kernel off the CPU: the separable passes by batched matmuls or by embedding_bag gathers "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--allocator",
@@ -294,7 +302,7 @@ def main() -> None:
     if args.allocator == "retain":
         retained = retain_freed_memory()
         allocator = "retained (retain_freed_memory)" if retained else "not retained (not glibc, or MALLOC_* set)"
-    resample.DEVICE_METHOD = args.device_method
+    device_kernel = None if args.device == "cpu" else args.device_method
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = load()
@@ -312,30 +320,28 @@ def main() -> None:
         ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224, {}),
     ]
     rows = [
-        (title, images_per_second(batch, name, size, args.rounds, device, **overrides))
+        (title, images_per_second(batch, name, size, args.rounds, device, device_kernel, **overrides))
         for title, batch, name, size, overrides in settings
     ]
     settings.insert(
         3, ("224x224, B=256 photos resized to 375x500, CutMix", uniform, "imagenet", 224, {"mix": "cutmix"})
     )
-    ops = [(setting[0], op_counts(*setting[1:4], device, **setting[4])) for setting in settings]
+    ops = [(setting[0], op_counts(*setting[1:4], device, args.device_method, **setting[4])) for setting in settings]
     dev_photos = [p.to(device) for p in photos]
     modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
-    psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
+    psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode, device_kernel) for mode in modes}
     if device.type == "cpu":  # the CPU resizes large crops with torch's own kernel: check the GPU's passes too
-        product, kernel.PER_CROP_MIN_AREA_PRODUCT = kernel.PER_CROP_MIN_AREA_PRODUCT, 1 << 62
-        psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
-        kernel.PER_CROP_MIN_AREA_PRODUCT = product
+        psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode, "gather") for mode in modes}
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
-    method = f" (separable passes: {resample.DEVICE_METHOD})" if device.type != "cpu" else ""
+    method = f" (separable passes: {device_kernel})" if device_kernel else ""
     print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}{method}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, allocator: {allocator}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print()
     print_table(rows)
     print()
-    print(f"The CUDA code path's ops per batch (separable passes: {resample.DEVICE_METHOD}), counted on meta tensors:")
+    print(f"The CUDA code path's ops per batch (separable passes: {args.device_method}), counted on meta tensors:")
     print()
     print_op_table(ops)
     print()

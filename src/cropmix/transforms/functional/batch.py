@@ -4,7 +4,7 @@ Rendering never loops over images on a GPU (only over chunks of them, to bound m
 crop slots):
 
 1. `render_batch` ranks the images (a list by size, so that each chunk pads its images to
-   similar sizes), picks a kernel (`select_kernel`, or the one named), sizes the chunks from the
+   similar sizes), picks a kernel (`select_batch_kernel`, or the one named), sizes the chunks from the
    memory they need, builds the `BatchPlan` (every per-image number, in one copy to the device)
    and, for the separable kernels, every crop's taps: each once per call.
 2. Kernels. "gather" and "dense" resize every crop with torchvision's own separable weights
@@ -49,7 +49,7 @@ from .tensor import cast_like, resized_crop, working_dtype
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
 # The kernels `render_batch` has: torch's own per crop (CPU), the separable passes by gather or dense matmul.
-KERNELS = ("per_crop", "gather", "dense")
+BATCH_KERNELS = ("per_crop", "gather", "dense")
 # Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`): B=256 photos at
 # 224 from 375x500 render in one chunk, and with the taps the peak stays under 1 GB. The CPU's batched
 # passes take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32:
@@ -120,13 +120,13 @@ def batch_mode(interpolation: InterpolationMode) -> str:
 
 
 def check_kernel(kernel: str | None) -> str | None:
-    """`kernel` if it names one of KERNELS (or is None: chosen per batch), else an error naming them."""
-    if kernel is not None and kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {list(KERNELS)} or None, got {kernel!r}")
+    """`kernel` if it names one of BATCH_KERNELS (or is None: chosen per batch), else an error naming them."""
+    if kernel is not None and kernel not in BATCH_KERNELS:
+        raise ValueError(f"kernel must be one of {list(BATCH_KERNELS)} or None, got {kernel!r}")
     return kernel
 
 
-def select_kernel(device_type: str, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> str:
+def select_batch_kernel(device_type: str, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> str:
     """The kernel for a batch: on the CPU "per_crop" for large outputs from large sources, else
     "gather"; off the CPU `resample.DEVICE_METHOD`."""
     if device_type != "cpu":
@@ -138,7 +138,7 @@ def select_kernel(device_type: str, size: tuple[int, int], heights: np.ndarray, 
 def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
     """Whether BatchCropMix on a CPU renders height x width sources to `size` in its batched passes
     (several times the per-image loop at small sizes), not crop by crop (about even with it)."""
-    return select_kernel("cpu", size, np.array([height]), np.array([width])) != "per_crop"
+    return select_batch_kernel("cpu", size, np.array([height]), np.array([width])) != "per_crop"
 
 
 def _cpu_elements(channels: int, crops: int, size: tuple[int, int], height: int, width: int) -> int:
@@ -237,8 +237,8 @@ def render_batch(
 
     images: a (B, C, H, W) tensor or a list of (C, Hi, Wi) tensors. Deterministic: the same
     images and parameters give the same output, of the images' dtype and device, channels-last
-    when the input batch is, inside autocast too (it is disabled here). kernel: one of KERNELS,
-    or None to choose by device and size (`select_kernel`). device_type: the device whose choices
+    when the input batch is, inside autocast too (it is disabled here). kernel: one of BATCH_KERNELS,
+    or None to choose by device and size (`select_batch_kernel`). device_type: the device whose choices
     (kernel, chunks, work dtype) to make, by default the images'; e.g. "cuda" on meta tensors.
     """
     kind, heights, widths, channels_last = check_images(images)
@@ -279,7 +279,7 @@ def _render(
     ranked = np.lexsort(sizes[::-1]) if kind == "list" else np.arange(B)
     images = [images[i] for i in ranked] if kind == "list" else images
     heights, widths = sizes[0][ranked], sizes[1][ranked]
-    kernel = kernel or select_kernel(device_type, size, heights, widths)
+    kernel = kernel or select_batch_kernel(device_type, size, heights, widths)
     padded = kind == "list" and kernel != "per_crop"
     item = work.itemsize
     cut = bool(params.cutmix[:, 0].any())
