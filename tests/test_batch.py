@@ -445,7 +445,7 @@ def test_autocast_leaves_the_kernel_its_own_dtypes(device, autocast_dtype, dtype
     """Inside autocast the output is the input's dtype and the values are those rendered outside it."""
     images = torch.stack([texture(40, 50, i) for i in range(5)]).to(device)
     images = images.to(dtype) if dtype == torch.uint8 else (images / 255).to(dtype)
-    aug = BatchCropMix(24, mix=mix, generator=gen(50), kernel=cpu_kernel)
+    aug = BatchCropMix(24, mix=mix, generator=gen(50), kernel=cpu_kernel if device == "cpu" else None)
     params = aug.make_params(images)
     plain = aug.render(images, params)
     with torch.autocast(device, dtype=autocast_dtype):
@@ -454,6 +454,23 @@ def test_autocast_leaves_the_kernel_its_own_dtypes(device, autocast_dtype, dtype
     assert out.dtype == dtype and listed.dtype == dtype
     tolerance = 1 if dtype == torch.uint8 else 1e-2
     assert torch.equal(out, plain) and (listed.float() - plain.float()).abs().max() <= tolerance
+
+
+@pytest.mark.parametrize("kernel", ["dense", "gather"])
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
+def test_the_cuda_code_path_on_the_cpu_matches_the_cpu_path(kernel, mix, monkeypatch):
+    """CUDA's choices (float16 work, chunks by bytes, the kernel) run on CPU tensors: the same outputs
+    within half precision, for a list in several padded chunks and for a batch."""
+    import cropmix.transforms.functional.batch as batch_kernel
+
+    monkeypatch.setattr(batch_kernel, "DEVICE_CHUNK_BYTES", 200_000)  # several chunks of a list and of a batch
+    images = [texture(60 + 9 * i, 90 - 7 * i, i).to(torch.uint8) for i in range(7)]
+    aug = BatchCropMix(24, mix=mix, generator=gen(23))
+    for batch in (images, torch.stack([img[:, :50, :40] for img in images])):
+        params = aug.make_params(batch)
+        cpu = render_batch(batch, params, (24, 24)).float()
+        cuda_path = render_batch(batch, params, (24, 24), kernel=kernel, device_type="cuda")
+        assert cuda_path.dtype == torch.uint8 and psnr(cuda_path.float(), cpu) > 40
 
 
 def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
