@@ -218,6 +218,19 @@ def test_many_crops_do_not_overflow(cpu_kernel):
         assert BatchCropMix(16, num_crops=(40, 50), mix="cutmix", kernel=cpu_kernel)(x).shape == (32, 3, 16, 16)
 
 
+@pytest.mark.parametrize("kernel", ["gather", "per_crop"])
+def test_long_cutmix_chains_match_the_per_image_chain(kernel):
+    """The CutMix closed form codes CUT_GROUP steps per bit code: chains longer than one group, with
+    channel permutations, must give each image's own chain of mix_step."""
+    images = [texture(40 + 3 * i, 36, i).to(torch.uint8) for i in range(6)]
+    aug = BatchCropMix(20, num_crops=(26, 31), mix="cutmix", generator=gen(41), kernel=kernel)
+    params = aug.make_params(images)
+    assert params.order.shape[1] - 1 > 24
+    out = aug.render(images, params)
+    for i, ref in enumerate(reference(images, params, (20, 20))):
+        assert (out[i].int() - ref.int()).abs().max() <= 1, i
+
+
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 @pytest.mark.parametrize("method", ["dense", "gather"])  # the separable passes off the CPU
 def test_output_stays_on_the_input_device(mix, method):

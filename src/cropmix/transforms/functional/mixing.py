@@ -10,7 +10,9 @@
 `mix_step` is one step as written. A chain of Mixup steps is linear, so it is also one
 weighted sum of channel-mapped views: `mixup_weights` for one image (plain Python: a handful
 of numbers) and `mixup_slots` for a batch (numpy) compute that closed form side by side, the
-same products in the same order (tests/test_fast_paths.py checks they agree).
+same products in the same order (tests/test_fast_paths.py checks they agree). A CutMix chain
+has a closed form too, per output pixel: `cutmix_tables` (host numbers for a batch) and
+`cutmix_sources` (a few device ops, whatever the number of steps).
 """
 
 from __future__ import annotations
