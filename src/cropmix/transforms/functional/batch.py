@@ -50,12 +50,13 @@ from .tensor import cast_like, resized_crop, working_dtype
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
 # The kernels `render_batch` has: torch's own per crop (CPU), the separable passes by gather or dense matmul.
 BATCH_KERNELS = ("per_crop", "gather", "dense")
-# Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`): B=256 photos at
-# 224 from 375x500 render in one chunk, and with the taps the peak stays under 1 GB. The CPU's batched
+# Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`; the output and the
+# taps, a few % more, are left as margin): B=256 photos at 224 from 375x500 render Mixup in one
+# chunk, CutMix in two, and the peak stays under 1 GB (benchmarks/cuda_memory_on_cpu.py). The CPU's batched
 # passes take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32:
 # 2**23 elements gave the fewest faults and the best time, 2**20 to 2**26 were 5-80% slower;
 # benchmarks/RESULTS.md).
-DEVICE_CHUNK_BYTES = 950 * 10**6
+DEVICE_CHUNK_BYTES = 900 * 10**6
 CPU_CHUNK_ELEMENTS = 1 << 23
 # On the CPU, batches whose output area times mean source area reaches this resize each crop with
 # torch's own kernel (`_native_views`); smaller ones are cheaper in the batched passes, whose column
@@ -197,6 +198,7 @@ def _chunks(
         limit, cost = DEVICE_CHUNK_BYTES, lambda H, W: _device_bytes(kernel, (C, M, H, W), size, item, cut, padded)
     if (heights == heights[0]).all() and (widths == widths[0]).all():  # one size (a batch): equal chunks
         step = max(1, limit // cost(int(heights[0]), int(widths[0])))
+        step = -(-len(heights) // -(-len(heights) // step))  # as many chunks, as even as they come
         return [slice(i, min(i + step, len(heights))) for i in range(0, len(heights), step)]
     chunks, start, top, side = [], 0, 0, 0
     for i, (H, W) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
@@ -276,6 +278,7 @@ def _render(
     first = images[0]
     B, C, dtype, M = len(sizes[0]), first.shape[0], first.dtype, params.order.shape[1]
     work = batch_work_dtype(dtype, device_type)
+    # A list is rendered in order of size, so that each chunk pads its images to similar sizes.
     ranked = np.lexsort(sizes[::-1]) if kind == "list" else np.arange(B)
     images = [images[i] for i in ranked] if kind == "list" else images
     heights, widths = sizes[0][ranked], sizes[1][ranked]
