@@ -16,7 +16,10 @@ its time includes the uint8 -> float conversion. "resize" is one antialiased
 torchvision resized_crop of the whole batch, the same central box (80% of each side) for every
 image: the floor no per-image crop-and-mix can beat (a plain resize is a no-op at 32 -> 32).
 The minor page faults of one more BatchCropMix call (this process's, from getrusage) are printed,
-and on CUDA its peak memory. Last, the PSNR of one-crop
+and on CUDA its peak memory. A second table gives, per setting (and for CutMix at 224), the aten
+ops one batch issues on the CUDA code path, counted on meta tensors (kernels, views, host->device
+copies, host reads), beside the host time per batch: on meta (the CUDA path's host work, no GPU
+needed), on CUDA without a sync when --device is CUDA, and of `make_params`. Last, the PSNR of one-crop
 BatchCropMix against torchvision's antialiased resized_crop (uint8, bilinear and bicubic); on the
 CPU, where large crops are resized by torch's own kernel, also that of the
 separable passes a GPU runs.
@@ -50,9 +53,9 @@ from results_file import environment, machine
 from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import InterpolationMode
 
-import cropmix.transforms.functional.batch as kernel
 import cropmix.transforms.functional.resample as resample
-from cropmix.transforms import BatchCropMix, preset, retain_freed_memory
+from cropmix.transforms import BatchCropMix, preset, render_batch, retain_freed_memory
+from cropmix.transforms.functional.ops import count_ops
 
 
 def load_cifar(n: int, folder: str | None) -> torch.Tensor:
@@ -76,16 +79,19 @@ def sync(device: torch.device) -> None:
 def measure(
     methods: dict[str, Callable[[], object]], rounds: int, device: torch.device, block_seconds: float = 0.2
 ) -> dict[str, float]:
-    """Median seconds per call of each method, timed in interleaved rounds after one warm-up call.
+    """Median seconds per call of each method, timed in interleaved rounds after warm-up.
 
     In each round a method runs back to back for at least block_seconds (as timeit's autorange):
-    sustained throughput, as a DataLoader worker producing batch after batch sees it. A single
-    short call right after other work runs on a cold CPU: on the 2-core VM a 14 ms BatchCropMix
-    call took up to 2x as long after 0.1 s idle (benchmarks/RESULTS.md), while the per-image loop,
-    one long call, hardly noticed.
+    sustained throughput, as a DataLoader worker producing batch after batch sees it. The blocks
+    are sized from a warm call (the first call pays for allocations, kernel loading and caches:
+    sized from it, GPU blocks spanned only 1-4 calls). A single short call right after other work
+    runs on a cold CPU: on the 2-core VM a 14 ms BatchCropMix call took up to 2x as long after
+    0.1 s idle (benchmarks/RESULTS.md), while the per-image loop, one long call, hardly noticed.
     """
     calls = {}
     for name, fn in methods.items():
+        fn()  # warm-up
+        sync(device)
         start = time.perf_counter()
         fn()
         sync(device)
@@ -99,6 +105,66 @@ def measure(
             sync(device)
             times[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def host_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 15) -> float:
+    """Median host seconds of one call, the device drained before each (on CUDA: the time to enqueue it)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    sync(device)
+    return statistics.median(times)
+
+
+def op_counts(
+    images: torch.Tensor | list[torch.Tensor], name: str, size: int, device: torch.device, kernel: str, **overrides
+) -> dict[str, float]:
+    """The CUDA path's aten ops for one batch of this shape, counted on meta tensors (no device, no data),
+    beside the host time per batch: on meta (the CUDA path's host work, no GPU needed), of
+    `make_params`, and on --device when it is CUDA."""
+    g = torch.Generator().manual_seed(0)
+    aug = BatchCropMix.from_preset(name, size=size, generator=g, kernel=kernel, **overrides)
+    if isinstance(images, torch.Tensor):
+        meta = torch.empty(images.shape, dtype=images.dtype, device="meta")
+    else:
+        meta = [torch.empty(x.shape, dtype=x.dtype, device="meta") for x in images]
+    params = aug.make_params(meta)
+    config = aug.config
+
+    def run() -> torch.Tensor:
+        return render_batch(meta, params, config.size, config.antialias, config.interpolation, kernel, "cuda")
+
+    _, counts = count_ops(run)
+    row = {
+        "kernels": counts.kernels,
+        "views": counts.views,
+        "copies": counts.host_to_device,
+        "reads": counts.host_reads,
+        "meta ms": 1e3 * host_seconds(run, torch.device("meta")),
+        "params ms": 1e3 * host_seconds(lambda: aug.make_params(meta), torch.device("cpu")),
+    }
+    if device.type == "cuda":
+        dev = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
+        row["cuda ms"] = 1e3 * host_seconds(lambda: aug.render(dev, params), device)
+    return row
+
+
+def print_op_table(rows: list[tuple[str, dict[str, float]]]) -> None:
+    print(
+        "| setting | aten kernels | views | host->device copies | host reads | host ms per batch, meta | "
+        "host ms per batch, CUDA (no sync) | make_params ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for title, r in rows:
+        cuda = f"{r['cuda ms']:.2f}" if "cuda ms" in r else "-"
+        print(
+            f"| {title} | {r['kernels']} | {r['views']} | {r['copies']} | {r['reads']} | {r['meta ms']:.2f} | "
+            f"{cuda} | {r['params ms']:.2f} |"
+        )
 
 
 def one_thread(fn: Callable[[], object]) -> object:
@@ -121,12 +187,11 @@ def kornia_rrc(size: int, scale: tuple[float, float]) -> Callable[[torch.Tensor]
 
 
 def psnr_vs_torchvision(
-    photos: list[torch.Tensor], size: int, interpolation: InterpolationMode, repeats: int = 6
+    photos: list[torch.Tensor], size: int, interpolation: InterpolationMode, kernel: str | None, repeats: int = 6
 ) -> tuple[float, float]:
     """Mean and minimum PSNR (dB) of one-crop BatchCropMix against torchvision's antialiased resized_crop (uint8)."""
-    aug = BatchCropMix(
-        size, scale=(0.01, 1.0), num_crops=1, interpolation=interpolation, generator=torch.Generator().manual_seed(0)
-    )
+    g = torch.Generator().manual_seed(0)
+    aug = BatchCropMix(size, scale=(0.01, 1.0), num_crops=1, interpolation=interpolation, generator=g, kernel=kernel)
     scores = []
     for _ in range(repeats):
         params = aug.make_params(photos)
@@ -145,10 +210,16 @@ def load() -> str:
 
 
 def images_per_second(
-    images: torch.Tensor | list[torch.Tensor], name: str, size: int, rounds: int, device: torch.device, **overrides
+    images: torch.Tensor | list[torch.Tensor],
+    name: str,
+    size: int,
+    rounds: int,
+    device: torch.device,
+    kernel: str | None,
+    **overrides,
 ) -> dict[str, float]:
     """Images per second of each method on one batch (kornia and the resize only for a uniform batch)."""
-    batch_aug = BatchCropMix.from_preset(name, size=size, **overrides)
+    batch_aug = BatchCropMix.from_preset(name, size=size, kernel=kernel, **overrides)
     loop_aug = preset(name, size=size, **overrides)
     cpu_images = list(images) if isinstance(images, torch.Tensor) else images
     dev_images = images.to(device) if isinstance(images, torch.Tensor) else [x.to(device) for x in images]
@@ -216,7 +287,8 @@ def main() -> None:
         "--device-method",
         choices=("dense", "gather"),
         default=resample.DEVICE_METHOD,
-        help="the separable passes off the CPU: batched matmuls or embedding_bag gathers (default: %(default)s)",
+        help="the kernel off the CPU: the separable passes by batched matmuls or by embedding_bag gathers "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--allocator",
@@ -230,7 +302,7 @@ def main() -> None:
     if args.allocator == "retain":
         retained = retain_freed_memory()
         allocator = "retained (retain_freed_memory)" if retained else "not retained (not glibc, or MALLOC_* set)"
-    resample.DEVICE_METHOD = args.device_method
+    device_kernel = None if args.device == "cpu" else args.device_method
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = load()
@@ -248,24 +320,30 @@ def main() -> None:
         ("224x224, B=64 photos at native sizes (list)", native, "imagenet", 224, {}),
     ]
     rows = [
-        (title, images_per_second(batch, name, size, args.rounds, device, **overrides))
+        (title, images_per_second(batch, name, size, args.rounds, device, device_kernel, **overrides))
         for title, batch, name, size, overrides in settings
     ]
+    settings.insert(
+        3, ("224x224, B=256 photos resized to 375x500, CutMix", uniform, "imagenet", 224, {"mix": "cutmix"})
+    )
+    ops = [(setting[0], op_counts(*setting[1:4], device, args.device_method, **setting[4])) for setting in settings]
     dev_photos = [p.to(device) for p in photos]
     modes = (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
-    psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
+    psnr = {(mode, "as dispatched"): psnr_vs_torchvision(dev_photos, 224, mode, device_kernel) for mode in modes}
     if device.type == "cpu":  # the CPU resizes large crops with torch's own kernel: check the GPU's passes too
-        product, kernel.PER_CROP_MIN_AREA_PRODUCT = kernel.PER_CROP_MIN_AREA_PRODUCT, 1 << 62
-        psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode) for mode in modes}
-        kernel.PER_CROP_MIN_AREA_PRODUCT = product
+        psnr |= {(mode, "separable passes"): psnr_vs_torchvision(dev_photos, 224, mode, "gather") for mode in modes}
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {environment()}python benchmarks/{Path(__file__).name} " + " ".join(sys.argv[1:]))
-    method = f" (separable passes: {resample.DEVICE_METHOD})" if device.type != "cpu" else ""
+    method = f" (separable passes: {device_kernel})" if device_kernel else ""
     print(f"machine: {machine()}, {torch.get_num_threads()} torch threads, device {device}{method}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, allocator: {allocator}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load()}")
     print()
     print_table(rows)
+    print()
+    print(f"The CUDA code path's ops per batch (separable passes: {args.device_method}), counted on meta tensors:")
+    print()
+    print_op_table(ops)
     print()
     for (mode, kind), (mean, worst) in psnr.items():
         print(

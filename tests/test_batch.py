@@ -42,56 +42,51 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(params=["separable", "per_crop"])
-def cpu_kernel(request, monkeypatch):
+@pytest.fixture(params=["gather", "per_crop"])
+def cpu_kernel(request) -> str:
     """Run a test under both CPU kernels: the batched separable passes, and torch's own kernel per crop."""
-    import cropmix.transforms.functional.batch as kernel
-
-    monkeypatch.setattr(kernel, "PER_CROP_MIN_AREA_PRODUCT", 0 if request.param == "per_crop" else 1 << 62)
     return request.param
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize(
     "dtype", [torch.uint8, torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int16]
 )
-def test_shape_dtype_device(dtype):
+def test_shape_dtype_device(dtype, cpu_kernel):
     x = (texture(40, 50, 0)[None].repeat(5, 1, 1, 1) / (1 if not dtype.is_floating_point else 255)).to(dtype)
-    out = BatchCropMix((24, 32), generator=gen(0))(x)
+    out = BatchCropMix((24, 32), generator=gen(0), kernel=cpu_kernel)(x)
     assert out.shape == (5, 3, 24, 32) and out.dtype == dtype and out.device == x.device
     if dtype.is_floating_point:
         assert 0 <= out.float().min() and out.float().max() <= 1.0 + 1e-2
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
-def test_same_params_as_cropmix_when_enlarging_uint8(mix):
+def test_same_params_as_cropmix_when_enlarging_uint8(mix, cpu_kernel):
     # CIFAR setting: every crop is enlarged, where bilinear grid sampling is torchvision's resize.
     x = torch.randint(0, 256, (16, 3, 32, 32), generator=gen(1), dtype=torch.uint8)
-    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(2))
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(2), kernel=cpu_kernel)
     params = aug.make_params(x)
-    out = render_batch(x, params, (32, 32))
+    out = render_batch(x, params, (32, 32), kernel=cpu_kernel)
     ref = torch.stack(reference(x, params, (32, 32)))
     diff = (out.int() - ref.int()).abs()
     assert diff.max() <= 1 and diff.float().mean() < 0.35  # rounding: torchvision's uint8 resize rounds per pass
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
-def test_same_params_as_cropmix_when_shrinking(mix):
+def test_same_params_as_cropmix_when_shrinking(mix, cpu_kernel):
     images = [texture(150 + 20 * i, 210 - 15 * i, i) for i in range(6)]  # a list of different sizes
-    aug = BatchCropMix(40, scale=(0.05, 1.0), mix=mix, generator=gen(3))
+    aug = BatchCropMix(40, scale=(0.05, 1.0), mix=mix, generator=gen(3), kernel=cpu_kernel)
     params = aug.make_params(images)
     out = aug.render(images, params)
     scores = [psnr(o, r) for o, r in zip(out, reference(images, params, (40, 40)), strict=False)]
     assert min(scores) >= 45, scores  # batched and per-image CropMix agree to >= 45 dB
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("interpolation", [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC])
-def test_psnr_vs_torchvision_antialiased_resized_crop(interpolation):
+def test_psnr_vs_torchvision_antialiased_resized_crop(interpolation, cpu_kernel):
     images = torch.stack([texture(180, 240, i) for i in range(12)]).round().to(torch.uint8)
-    aug = BatchCropMix(48, scale=(0.02, 1.0), num_crops=1, interpolation=interpolation, generator=gen(4))
+    aug = BatchCropMix(
+        48, scale=(0.02, 1.0), num_crops=1, interpolation=interpolation, generator=gen(4), kernel=cpu_kernel
+    )
     scores, shrinks = [], []
     for _ in range(3):
         params = aug.make_params(images)
@@ -120,32 +115,32 @@ def test_antialias_off_aliases_more():
     assert scores[True] > scores[False] + 5
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_list_input_same_size_matches_stacked_batch():
+def test_list_input_same_size_matches_stacked_batch(cpu_kernel):
     images = [texture(30, 44, i).to(torch.uint8) for i in range(5)]
-    aug = BatchCropMix(16, generator=gen(6))
+    aug = BatchCropMix(16, generator=gen(6), kernel=cpu_kernel)
     params = aug.make_params(images)
-    assert torch.equal(render_batch(images, params, (16, 16)), render_batch(torch.stack(images), params, (16, 16)))
+    assert torch.equal(
+        render_batch(images, params, (16, 16), kernel=cpu_kernel),
+        render_batch(torch.stack(images), params, (16, 16), kernel=cpu_kernel),
+    )
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_list_input_of_different_sizes():
+def test_list_input_of_different_sizes(cpu_kernel):
     images = [texture(h, w, i).to(torch.uint8) for i, (h, w) in enumerate([(20, 30), (64, 48), (33, 33), (100, 7)])]
-    out = BatchCropMix(24, generator=gen(7))(images)
+    out = BatchCropMix(24, generator=gen(7), kernel=cpu_kernel)(images)
     assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch):
+def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch, cpu_kernel):
     """Lists are sorted by size and padded per chunk: neither may leak into any output."""
     import cropmix.transforms.functional.batch as kernel
 
     sizes = [(20, 30), (64, 48), (33, 33), (100, 7), (20, 30), (5, 90)]
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
-    aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8))
+    aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8), kernel=cpu_kernel)
     params = aug.make_params(images)
-    for name in ("CHUNK_ELEMENTS", "CPU_CHUNK_ELEMENTS"):
-        monkeypatch.setattr(kernel, name, 30_000)  # several chunks of mixed sizes
+    for name, limit in (("DEVICE_CHUNK_BYTES", 300_000), ("CPU_CHUNK_ELEMENTS", 30_000)):
+        monkeypatch.setattr(kernel, name, limit)  # several chunks of mixed sizes
     out = aug.render(images, params)
     for i, image in enumerate(images):
         alone = aug.render(image[None], params.subset([i]))
@@ -163,49 +158,48 @@ def test_a_batch_in_chunks_renders_as_in_one(monkeypatch, mix):
     monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 3 * 3 * 2 * 32 * 32 * 3)  # three images per chunk
     original, seen = kernel._canvas, []
 
-    def spy(images, kind, rows, dtype):
+    def spy(images, kind, rows, *args):
         seen.append(rows)
-        return original(images, kind, rows, dtype)
+        return original(images, kind, rows, *args)
 
     monkeypatch.setattr(kernel, "_canvas", spy)
     assert torch.equal(aug.render(x, params), whole)
     assert seen == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("interpolation", [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC])
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
-def test_uint8_extremes_stay_exact(interpolation, mix):
+def test_uint8_extremes_stay_exact(interpolation, mix, cpu_kernel):
     """Flat 0 and 255 images come out exactly 0 and 255: float rounding near 255 must not wrap past
     uint8 (bilinear outputs are not clamped: their weights are convex), at enlarging and shrinking
     sizes, with and without antialiasing."""
     for size, antialias in ((48, True), (12, True), (12, False)):
-        aug = BatchCropMix(size, num_crops=(2, 3), mix=mix, interpolation=interpolation, antialias=antialias)
+        aug = BatchCropMix(
+            size, num_crops=(2, 3), mix=mix, interpolation=interpolation, antialias=antialias, kernel=cpu_kernel
+        )
         for value in (0, 255):
             x = torch.full((6, 3, 30, 37), value, dtype=torch.uint8)
             assert torch.equal(aug(x), torch.full((6, 3, size, size), value, dtype=torch.uint8)), (size, value)
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_channels_last_in_channels_last_out():
+def test_channels_last_in_channels_last_out(cpu_kernel):
     x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
     cl = x.contiguous(memory_format=torch.channels_last)
-    aug = BatchCropMix(20, generator=gen(8))
+    aug = BatchCropMix(20, generator=gen(8), kernel=cpu_kernel)
     params = aug.make_params(x)
-    out = render_batch(cl, params, (20, 20))
+    out = render_batch(cl, params, (20, 20), kernel=cpu_kernel)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(out, render_batch(x, params, (20, 20)))
+    assert torch.equal(out, render_batch(x, params, (20, 20), kernel=cpu_kernel))
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_no_grad_and_autograd():
+def test_no_grad_and_autograd(cpu_kernel):
     x = torch.rand(3, 3, 20, 20)
     with torch.no_grad():
-        assert BatchCropMix(10)(x).shape == (3, 3, 10, 10)
+        assert BatchCropMix(10, kernel=cpu_kernel)(x).shape == (3, 3, 10, 10)
     for seed in range(3):
         # 64 -> 16 shrinks most crops by 2x or more: the pyramid (levels >= 1) is built and sampled.
         x = torch.rand(4, 3, 64, 64, requires_grad=True)
-        aug = BatchCropMix(16, generator=gen(seed))
+        aug = BatchCropMix(16, generator=gen(seed), kernel=cpu_kernel)
         params = aug.make_params(x)
         assert (params.crops[..., 2:].min(axis=-1) >= 32).any()
         out = aug.render(x, params)
@@ -215,27 +209,36 @@ def test_no_grad_and_autograd():
             assert torch.equal(out, aug.render(x, params))  # the grad path computes the same values
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_many_crops_do_not_overflow():
+def test_many_crops_do_not_overflow(cpu_kernel):
     x = torch.randint(0, 256, (32, 3, 48, 48), dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's "overflow in exp" included
-        params = BatchCropMix(16, num_crops=50, generator=gen(30)).make_params(x)
+        params = BatchCropMix(16, num_crops=50, generator=gen(30), kernel=cpu_kernel).make_params(x)
         assert np.isfinite(params.lam).all() and (params.lam >= 0).all() and (params.lam <= 1).all()
-        assert BatchCropMix(16, num_crops=(40, 50), mix="cutmix")(x).shape == (32, 3, 16, 16)
+        assert BatchCropMix(16, num_crops=(40, 50), mix="cutmix", kernel=cpu_kernel)(x).shape == (32, 3, 16, 16)
+
+
+@pytest.mark.parametrize("kernel", ["gather", "per_crop"])
+def test_long_cutmix_chains_match_the_per_image_chain(kernel):
+    """The CutMix closed form codes CUT_GROUP steps per bit code: chains longer than one group, with
+    channel permutations, must give each image's own chain of mix_step."""
+    images = [texture(40 + 3 * i, 36, i).to(torch.uint8) for i in range(6)]
+    aug = BatchCropMix(20, num_crops=(26, 31), mix="cutmix", generator=gen(41), kernel=kernel)
+    params = aug.make_params(images)
+    assert params.order.shape[1] - 1 > 24
+    out = aug.render(images, params)
+    for i, ref in enumerate(reference(images, params, (20, 20))):
+        assert (out[i].int() - ref.int()).abs().max() <= 1, i
 
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 @pytest.mark.parametrize("method", ["dense", "gather"])  # the separable passes off the CPU
-def test_output_stays_on_the_input_device(mix, method, monkeypatch):
-    import cropmix.transforms.functional.resample as resample
-
-    monkeypatch.setattr(resample, "DEVICE_METHOD", method)
+def test_output_stays_on_the_input_device(mix, method):
     for images in (
         torch.empty(3, 4, 40, 50, device="meta"),
         [torch.empty(4, 30 + i, 40, device="meta") for i in range(3)],
     ):
-        out = BatchCropMix(16, mix=mix, generator=gen(31))(images)
+        out = BatchCropMix(16, mix=mix, generator=gen(31), kernel=method)(images)
         assert out.device.type == "meta" and out.shape == (3, 4, 16, 16)
 
 
@@ -267,18 +270,17 @@ def test_generator_reproducibility():
     assert torch.equal(d, BatchCropMix(16)(x))
 
 
-@pytest.mark.usefixtures("cpu_kernel")
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
-def test_every_image_gets_its_own_parameters(mix):
+def test_every_image_gets_its_own_parameters(mix, cpu_kernel):
     x = texture(32, 32, 0).to(torch.uint8)[None].repeat(64, 1, 1, 1)
-    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(11))
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(11), kernel=cpu_kernel)
     params = aug.make_params(x)
     assert len(np.unique(params.lam[:, 0])) == 64
     assert len({tuple(c) for c in params.crops[:, 0]}) > 32
     if mix == "cutmix":
         assert len({tuple(b) for b in params.box[:, 0]}) > 32
     assert len(set(params.n.tolist())) == 2
-    out = render_batch(x, params, (32, 32)).flatten(1)
+    out = render_batch(x, params, (32, 32), kernel=cpu_kernel).flatten(1)
     assert len({tuple(row.tolist()) for row in out}) == 64
 
 
@@ -336,16 +338,15 @@ def test_p_zero_is_one_random_resized_crop_per_image():
         assert psnr(out[i], ref) > 40
 
 
-@pytest.mark.usefixtures("cpu_kernel")
-def test_alpha_and_grayscale():
+def test_alpha_and_grayscale(cpu_kernel):
     rgba = torch.cat(
         [torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8), torch.full((6, 1, 20, 20), 200, dtype=torch.uint8)],
         1,
     )
-    out = BatchCropMix(12, generator=gen(19))(rgba)
+    out = BatchCropMix(12, generator=gen(19), kernel=cpu_kernel)(rgba)
     assert (out[:, 3] == 200).all()
     gray = torch.rand(5, 1, 20, 30)
-    assert BatchCropMix(12, generator=gen(20))(gray).shape == (5, 1, 12, 12)
+    assert BatchCropMix(12, generator=gen(20), kernel=cpu_kernel)(gray).shape == (5, 1, 12, 12)
 
 
 def test_from_preset_matches_preset_settings():
@@ -419,31 +420,70 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("method", ["dense", "gather"])
 @pytest.mark.parametrize("mix", [("mixup", "cutmix"), "mixup"])  # views and mixing, or Mixup folded in
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu_without_syncs(dtype, mix, method, monkeypatch):
-    import cropmix.transforms.functional.resample as resample
-
-    monkeypatch.setattr(resample, "DEVICE_METHOD", method)
+def test_cuda_matches_cpu_without_syncs(dtype, mix, method):
     images = [texture(100 + 9 * i, 140 - 7 * i, i) for i in range(6)]
     images = [(img if dtype == torch.uint8 else img / 255).to(dtype) for img in images]
     aug = BatchCropMix(32, mix=mix, generator=gen(22))
     params = aug.make_params(images)
-    cpu = render_batch(images, params, (32, 32)).float()
+    cpu = render_batch(images, params, (32, 32)).float()  # the CPU's own kernel
     gpu_images = [img.cuda() for img in images]
-    render_batch(gpu_images, params, (32, 32))  # warm-up: allocator, kernels
+    render_batch(gpu_images, params, (32, 32), kernel=method)  # warm-up: allocator, kernels
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        gpu = render_batch(gpu_images, params, (32, 32))
+        gpu = render_batch(gpu_images, params, (32, 32), kernel=method)
         batch = render_batch(
             torch.stack(gpu_images[:1] * 3).contiguous(memory_format=torch.channels_last),
             aug.make_params(gpu_images[:1] * 3),
             (32, 32),
+            kernel=method,
         )
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert gpu.dtype == dtype and gpu.is_cuda and batch.is_contiguous(memory_format=torch.channels_last)
     scale = 1 if dtype == torch.uint8 else 255
     assert psnr(gpu.float().cpu() * scale, cpu * scale) > 40
+
+
+def _autocast_cases():
+    cases = [("cpu", torch.bfloat16, dtype) for dtype in (torch.uint8, torch.float32, torch.bfloat16)]
+    cases += [pytest.param("cuda", torch.float16, dtype, marks=cuda) for dtype in (torch.uint8, torch.float32)]
+    cases += [pytest.param("cuda", torch.bfloat16, dtype, marks=cuda) for dtype in (torch.uint8, torch.bfloat16)]
+    return cases
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
+@pytest.mark.parametrize("device, autocast_dtype, dtype", _autocast_cases())
+def test_autocast_leaves_the_kernel_its_own_dtypes(device, autocast_dtype, dtype, mix, cpu_kernel):
+    """Inside autocast the output is the input's dtype and the values are those rendered outside it."""
+    images = torch.stack([texture(40, 50, i) for i in range(5)]).to(device)
+    images = images.to(dtype) if dtype == torch.uint8 else (images / 255).to(dtype)
+    aug = BatchCropMix(24, mix=mix, generator=gen(50), kernel=cpu_kernel if device == "cpu" else None)
+    params = aug.make_params(images)
+    plain = aug.render(images, params)
+    with torch.autocast(device, dtype=autocast_dtype):
+        out = aug.render(images, params)
+        listed = aug.render(list(images), params)
+    assert out.dtype == dtype and listed.dtype == dtype
+    tolerance = 1 if dtype == torch.uint8 else 1e-2
+    assert torch.equal(out, plain) and (listed.float() - plain.float()).abs().max() <= tolerance
+
+
+@pytest.mark.parametrize("kernel", ["dense", "gather"])
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
+def test_the_cuda_code_path_on_the_cpu_matches_the_cpu_path(kernel, mix, monkeypatch):
+    """CUDA's choices (float16 work, chunks by bytes, the kernel) run on CPU tensors: the same outputs
+    within half precision, for a list in several padded chunks and for a batch."""
+    import cropmix.transforms.functional.batch as batch_kernel
+
+    monkeypatch.setattr(batch_kernel, "DEVICE_CHUNK_BYTES", 200_000)  # several chunks of a list and of a batch
+    images = [texture(60 + 9 * i, 90 - 7 * i, i).to(torch.uint8) for i in range(7)]
+    aug = BatchCropMix(24, mix=mix, generator=gen(23))
+    for batch in (images, torch.stack([img[:, :50, :40] for img in images])):
+        params = aug.make_params(batch)
+        cpu = render_batch(batch, params, (24, 24)).float()
+        cuda_path = render_batch(batch, params, (24, 24), kernel=kernel, device_type="cuda")
+        assert cuda_path.dtype == torch.uint8 and psnr(cuda_path.float(), cpu) > 40
 
 
 def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
@@ -455,16 +495,20 @@ def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
         render(x, params)
 
 
-def test_cpu_dispatch_between_the_batched_passes_and_the_per_crop_kernel(monkeypatch):
-    """Small images take the batched passes; large outputs from large sources torch's kernel per crop."""
-    import cropmix.transforms.functional.batch as kernel
+def test_cpu_dispatch_between_the_batched_passes_and_the_per_crop_kernel():
+    """Small images take the batched passes; large outputs from large sources torch's kernel per crop;
+    other devices the separable passes; a kernel named is the one that runs."""
+    from cropmix.transforms.functional import select_batch_kernel
 
-    calls = []
-    native = kernel._native_views
-    monkeypatch.setattr(kernel, "_native_views", lambda *a, **k: calls.append(1) or native(*a, **k))
     cases = [((32, 32), False), ((64, 48), False), ((128, 32), False), ((128, 112), True), ((256, 64), True)]
     for (source, out), per_crop in cases:
-        calls.clear()
-        x = torch.randint(0, 256, (3, 3, source, source), dtype=torch.uint8)
-        BatchCropMix(out, generator=gen(40))(x)
-        assert bool(calls) == per_crop, (source, out)
+        sizes = np.array([source]), np.array([source])
+        assert select_batch_kernel("cpu", (out, out), *sizes) == ("per_crop" if per_crop else "gather"), (source, out)
+        assert select_batch_kernel("cuda", (out, out), *sizes) in ("dense", "gather")
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    aug = BatchCropMix(48, generator=gen(40))
+    params = aug.make_params(x)
+    per_crop, passes = (render_batch(x, params, (48, 48), kernel=k).float() for k in ("per_crop", "gather"))
+    assert psnr(per_crop, passes) > 40 and not torch.equal(per_crop, passes)  # two kernels, one output
+    with pytest.raises(ValueError, match=r"kernel must be one of \['per_crop', 'gather', 'dense'\]"):
+        BatchCropMix(8, kernel="sparse")

@@ -35,7 +35,7 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 
 from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
-from .functional import batch_mode, check_images, colour_channels, render_batch, tensor_has_alpha
+from .functional import batch_mode, check_images, check_kernel, colour_channels, render_batch, tensor_has_alpha
 from .params import BatchParams
 from .sampling import sample_batch, warn_if_generator_in_worker
 
@@ -76,9 +76,11 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         antialias: bool = True,
         generator: torch.Generator | None = None,
         interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        kernel: str | None = None,
     ) -> None:
         super().__init__()
         batch_mode(interpolation)
+        self.kernel = check_kernel(kernel)
         config = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p, interpolation, antialias)
         if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
             raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
@@ -91,7 +93,8 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         return cls(**preset_kwargs(name, size, **overrides))
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS if name != "interpolation")
+        settings = [f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS if name != "interpolation"]
+        return ", ".join(settings + ([f"kernel={self.kernel!r}"] if self.kernel else []))
 
     def make_params(self, images: torch.Tensor | Sequence[torch.Tensor]) -> BatchParams:
         """Draw the parameters of every image of the batch (one `sample_batch` call)."""
@@ -102,7 +105,8 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
 
     def render(self, images: torch.Tensor | Sequence[torch.Tensor], params: BatchParams) -> torch.Tensor:
         """The outputs for given parameters (from `make_params`, or `sample_batch` with this config)."""
-        return render_batch(images, params, self.config.size, self.config.antialias, self.config.interpolation)
+        config = self.config
+        return render_batch(images, params, config.size, config.antialias, config.interpolation, self.kernel)
 
     def forward(self, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Augment a batch: (B, C, H, W) or a list of (C, Hi, Wi) tensors -> (B, C, h, w)."""

@@ -3,7 +3,8 @@
 As torchvision's functional API dispatches on the input's type, `render` picks the kernel
 from the input and the parameters, here and nowhere else:
 
-- `BatchParams` with a (B, C, H, W) tensor or a list of (C, H, W) tensors: `render_batch`.
+- `BatchParams` with a (B, C, H, W) tensor or a list of (C, H, W) tensors: `render_batch`, whose
+  kernel (`BATCH_KERNELS`) `select_batch_kernel` picks by device and size unless one is named.
 - a small "L"/"RGB" PIL image (up to 128x128 in, 64x64 out, one mixing op, bilinear or
   bicubic, antialiased): PIL's own kernels (`render_pil_small`);
 - any other PIL image: its pixels as a tensor (`pil_to_tensor`, PIL mode rules in pil.py),
@@ -26,7 +27,16 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, CropMixParams
-from .batch import BATCH_MODES, batch_mode, check_images, cpu_batch_passes, render_batch
+from .batch import (
+    BATCH_KERNELS,
+    BATCH_MODES,
+    batch_mode,
+    check_images,
+    check_kernel,
+    cpu_batch_passes,
+    render_batch,
+    select_batch_kernel,
+)
 from .mixing import mix_step, mixup_slots, mixup_uint8_arrays, mixup_weights
 from .pil import MAX_SOURCE_PIXELS, PIL_RESAMPLE, SMALL_MODES, pil_info, pil_to_tensor, render_pil_small, tensor_to_pil
 from .tensor import (
@@ -45,10 +55,12 @@ from .tensor import (
 SMALL_OUTPUT_PIXELS = 64 * 64
 
 __all__ = [
+    "BATCH_KERNELS",
     "BATCH_MODES",
     "batch_mode",
     "cast_like",
     "check_images",
+    "check_kernel",
     "colour_channels",
     "cpu_batch_passes",
     "image_info",
@@ -59,6 +71,7 @@ __all__ = [
     "render",
     "render_batch",
     "resized_crop",
+    "select_batch_kernel",
     "select_kernel",
     "tensor_has_alpha",
     "working_dtype",

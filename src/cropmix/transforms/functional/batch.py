@@ -1,32 +1,38 @@
 """The batched CropMix kernel: a batch of tensors in a few batched ops, on any device.
 
-Rendering never loops over images on a GPU (only over chunks of them, to bound memory):
+Rendering never loops over images on a GPU (only over chunks of them, to bound memory, and over
+crop slots):
 
-1. Every crop of every image is resized with torchvision's own separable weights (bilinear or
-   bicubic, antialiased or not) in two batched passes, rows then columns (`resample.py`):
-   single crops match `torchvision.transforms.v2.functional.resized_crop` to within rounding.
-   A list of different-sized images is padded into one canvas first (the weights never reach
-   outside a crop, so the padding is never read). On the CPU, large outputs from large sources
-   (PER_CROP_MIN_AREA_PRODUCT) instead resize crop by crop with torch's own kernel, exactly
-   torchvision's (`_native_views`): there the batched column matmul over whole source rows costs
-   more than torch's fixed-point kernel over the crop alone (benchmarks/cpu_dispatch.py).
-2. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
+1. `render_batch` ranks the images (a list by size, so that each chunk pads its images to
+   similar sizes), picks a kernel (`select_batch_kernel`, or the one named), sizes the chunks from the
+   memory they need, builds the `BatchPlan` (every per-image number, in one copy to the device)
+   and, for the separable kernels, every crop's taps: each once per call.
+2. Kernels. "gather" and "dense" resize every crop with torchvision's own separable weights
+   (bilinear or bicubic, antialiased or not) in two batched passes (`resample.py`): single crops
+   match `torchvision.transforms.v2.functional.resized_crop` to within rounding. A list of
+   different-sized images is padded into one canvas per chunk first, by one concatenation and
+   one gather whose index maps the host computes (the weights never reach outside a crop, so the
+   padding is never read). "per_crop" resizes crop by crop with torch's own CPU kernel, exactly
+   torchvision's (`_native_views`): on the CPU, for large outputs from large sources
+   (PER_CROP_MIN_AREA_PRODUCT), the batched column matmul over whole source rows costs more than
+   torch's fixed-point kernel over the crop alone (benchmarks/cpu_dispatch.py).
+3. Mixup is linear: all steps, lambdas and channel permutations fold into one weight and one
    source channel per crop slot (`mixing.mixup_slots`), and those fold into the passes
    (`resample.resample_mixup`): a Mixup-only chunk never writes its M views. CutMix needs the
-   views: it runs its (at most M - 1) steps as masked selections over the whole batch, and the
-   Mixup images of a mixed chunk take one `bmm` over their routed views.
+   views: its chains, in closed form (`mixing.cutmix_tables`), select each output pixel's view
+   and channel in a few ops over the whole chunk, and the Mixup images of a mixed chunk take one
+   `bmm` over their routed views.
 
 On CUDA the work is done in float16 (bfloat16 for bfloat16 inputs, the input's dtype for
 float32/64) with float32 accumulation; on the CPU in float32 (float64 for 64-bit inputs).
-Host-side numbers (boxes, mixing matrices, cut boxes) travel to the device in one packed copy
-(pinned and non-blocking on CUDA) and nothing is read back, so a CUDA batch never waits for the
-device. The kernel is differentiable in the pixels.
+Autocast is disabled inside. Nothing is read back from the device, so a CUDA batch never waits
+for it. The kernel is differentiable in the pixels.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -34,17 +40,23 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, Crop
-from .mixing import mixup_slots
-from .resample import resample_crops, resample_mixup
+from . import resample
+from .mixing import cutmix_sources
+from .plan import BatchPlan, make_plan
+from .resample import Taps, crop_taps, resample_crops, resample_mixup, swapped
 from .tensor import cast_like, resized_crop, working_dtype
 
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
-# Images are rendered in chunks whose largest intermediate holds at most this many elements
-# (128 MiB in float16): B=256 photos at 224 fit in about 1 GB on a GPU. The CPU's batched passes
-# take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32: 2**23 gave
-# the fewest faults and the best time, 2**20 to 2**26 were 5-80% slower; benchmarks/RESULTS.md).
-CHUNK_ELEMENTS = 1 << 26
+# The kernels `render_batch` has: torch's own per crop (CPU), the separable passes by gather or dense matmul.
+BATCH_KERNELS = ("per_crop", "gather", "dense")
+# Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`; the output and the
+# taps, a few % more, are left as margin): B=256 photos at 224 from 375x500 render Mixup in one
+# chunk, CutMix in two, and the peak stays under 1 GB (benchmarks/cuda_memory_on_cpu.py). The CPU's batched
+# passes take smaller chunks: fewer fresh pages to fault in per call (measured at B=1024 x 32:
+# 2**23 elements gave the fewest faults and the best time, 2**20 to 2**26 were 5-80% slower;
+# benchmarks/RESULTS.md).
+DEVICE_CHUNK_BYTES = 900 * 10**6
 CPU_CHUNK_ELEMENTS = 1 << 23
 # On the CPU, batches whose output area times mean source area reaches this resize each crop with
 # torch's own kernel (`_native_views`); smaller ones are cheaper in the batched passes, whose column
@@ -89,21 +101,9 @@ def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
     return kind, sizes[:, 0], sizes[:, 1], False
 
 
-def _to_device(host: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """Host arrays as float64 tensors on `device`, in one packed copy."""
-    flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in host])
-    packed = torch.from_numpy(flat)
-    if device.type == "cuda":
-        packed = packed.pin_memory().to(device, non_blocking=True)
-    else:
-        packed = packed.to(device)
-    parts = torch.split(packed, [int(np.prod(np.shape(a))) for a in host])
-    return [t.view(np.shape(a)) for t, a in zip(parts, host, strict=True)]
-
-
-def batch_work_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+def batch_work_dtype(dtype: torch.dtype, device_type: str) -> torch.dtype:
     """The dtype the batched kernel computes in: half precision on CUDA where it holds the input exactly."""
-    if device.type == "cuda":
+    if device_type == "cuda":
         if dtype == torch.bfloat16:
             return torch.bfloat16
         if dtype in (torch.uint8, torch.int8, torch.float16):
@@ -120,49 +120,110 @@ def batch_mode(interpolation: InterpolationMode) -> str:
     return BATCH_MODES[interpolation]
 
 
-def _elements_per_image(channels: int, crops: int, size: tuple[int, int], height: int, width: int) -> int:
-    """The largest intermediate of the separable passes per image, for images padded to height x width."""
+def check_kernel(kernel: str | None) -> str | None:
+    """`kernel` if it names one of BATCH_KERNELS (or is None: chosen per batch), else an error naming them."""
+    if kernel is not None and kernel not in BATCH_KERNELS:
+        raise ValueError(f"kernel must be one of {list(BATCH_KERNELS)} or None, got {kernel!r}")
+    return kernel
+
+
+def select_batch_kernel(device_type: str, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> str:
+    """The kernel for a batch: on the CPU "per_crop" for large outputs from large sources, else
+    "gather"; off the CPU `resample.DEVICE_METHOD`."""
+    if device_type != "cpu":
+        return resample.DEVICE_METHOD
+    large = size[0] * size[1] * float(np.mean(heights * widths)) >= PER_CROP_MIN_AREA_PRODUCT
+    return "per_crop" if large else "gather"
+
+
+def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
+    """Whether BatchCropMix on a CPU renders height x width sources to `size` in its batched passes
+    (several times the per-image loop at small sizes), not crop by crop (about even with it)."""
+    return select_batch_kernel("cpu", size, np.array([height]), np.array([width])) != "per_crop"
+
+
+def _cpu_elements(channels: int, crops: int, size: tuple[int, int], height: int, width: int) -> int:
+    """The CPU's measure of a chunk: its largest intermediate per image, for images padded to height x width."""
     h, w = size
     return channels * max(height * width, crops * min(h * width, w * height), 2 * crops * h * w)
 
 
-def _chunks(
-    heights: np.ndarray, widths: np.ndarray, channels: int, crops: int, size: tuple[int, int], limit: int | None
-) -> list[slice]:
-    """Consecutive images grouped so that no intermediate of a group exceeds `limit` elements (sizes only).
+def _device_bytes(
+    kernel: str, shape: tuple[int, int, int, int], size: tuple[int, int], item: int, cut: bool, padded: bool
+) -> int:
+    """The bytes the separable passes hold at once per image off the CPU, for (C, M, height, width) sources.
 
-    limit None: one image at a time (per-crop rendering, `_native_views`: its buffers then stay in
-    the CPU's caches, which measured faster than any larger chunk).
+    The source in the work dtype (and a padded list's canvas index); Mixup: the column taps of
+    every slot, and per slot the dense row matrix and the slot's rows, routed, then the output;
+    CutMix: every slot's rows at once (dense: by a row matrix), then with the column taps the
+    views (dense: twice, in (h, C) order and transposed), then the chain's pixel codes and int64
+    gather index.
     """
-    if limit is None:
+    C, M, height, width = shape
+    h, w = size
+    if swapped(height, width, size):
+        height, width, h, w = width, height, w, h
+    dense = kernel == "dense"
+    source = C * height * width * (item + (8 if padded else 0))
+    if not cut:
+        return source + ((height * h if dense else 0) + 2 * C * h * width + M * width * w + C * h * w) * item
+    rows, views = M * C * h * width * item, M * C * h * w * item
+    passes = max(source + M * height * h * dense * item + rows, rows + M * width * w * item + views, 2 * views)
+    return max(passes, views + h * w * 16 + C * h * w * (8 + 2 * item))
+
+
+def _chunks(
+    kernel: str,
+    device_type: str,
+    heights: np.ndarray,
+    widths: np.ndarray,
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    item: int,
+    cut: bool,
+    padded: bool,
+) -> list[slice]:
+    """Consecutive images grouped so that no group exceeds its budget (sizes only); shape is (C, M).
+
+    "per_crop": one image at a time (its buffers then stay in the CPU's caches, which measured
+    faster than any larger chunk). The CPU's passes: CPU_CHUNK_ELEMENTS of the largest
+    intermediate; other devices: DEVICE_CHUNK_BYTES (`_device_bytes`).
+    """
+    if kernel == "per_crop":
         return [slice(i, i + 1) for i in range(len(heights))]
+    C, M = shape
+    if device_type == "cpu":
+        limit, cost = CPU_CHUNK_ELEMENTS, lambda H, W: _cpu_elements(C, M, size, H, W)
+    else:
+        limit, cost = DEVICE_CHUNK_BYTES, lambda H, W: _device_bytes(kernel, (C, M, H, W), size, item, cut, padded)
     if (heights == heights[0]).all() and (widths == widths[0]).all():  # one size (a batch): equal chunks
-        step = max(1, limit // _elements_per_image(channels, crops, size, int(heights[0]), int(widths[0])))
+        step = max(1, limit // cost(int(heights[0]), int(widths[0])))
+        step = -(-len(heights) // -(-len(heights) // step))  # as many chunks, as even as they come
         return [slice(i, min(i + step, len(heights))) for i in range(0, len(heights), step)]
     chunks, start, top, side = [], 0, 0, 0
     for i, (H, W) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
         top, side = max(top, H), max(side, W)
-        if i > start and (i + 1 - start) * _elements_per_image(channels, crops, size, top, side) > limit:
+        if i > start and (i + 1 - start) * cost(top, side) > limit:
             chunks.append(slice(start, i))
             start, top, side = i, H, W
     chunks.append(slice(start, len(heights)))
     return chunks
 
 
-def _canvas(images: Any, kind: str, rows: slice, dtype: torch.dtype) -> torch.Tensor:
-    """The images of `rows` as one (b, C, H, W) tensor; a list is zero-padded to its largest image."""
+def _canvas(images: Any, kind: str, rows: slice, dtype: torch.dtype, maps: tuple | None) -> torch.Tensor:
+    """The images of `rows` as one (b, C, H, W) tensor; a list is zero-padded to its largest image.
+
+    A list takes one concatenation and one gather by the host's index maps (`plan.canvas_maps`),
+    so that nothing waits on the device (nested tensors' padding copies its sizes in a blocking copy).
+    """
     if kind == "batch":
         return images[rows]
+    assert maps is not None
     part = images[rows]
-    if part[0].device.type in ("cpu", "cuda"):  # nested tensors pad the whole list in one call
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "nested tensors are a prototype"
-            return torch.nested.as_nested_tensor(part, dtype=dtype).to_padded_tensor(0.0)
-    height, width = max(t.shape[1] for t in part), max(t.shape[2] for t in part)
-    canvas = torch.zeros((len(part), part[0].shape[0], height, width), dtype=dtype, device=part[0].device)
-    for slot, image in zip(canvas, part, strict=True):  # other devices (meta, ...): placement copies
-        slot[:, : image.shape[1], : image.shape[2]] = image
-    return canvas
+    flat = torch.cat([t.reshape(-1) for t in part] + [part[0].new_zeros(1)])
+    row, col = maps
+    index = (row[..., None] + col[:, None, None, :]).clamp_(max=flat.numel() - 1)
+    return flat.to(dtype).index_select(0, index.view(-1)).view(index.shape)  # int64: measured 2x int32's speed
 
 
 def render_batch(
@@ -171,58 +232,107 @@ def render_batch(
     size: tuple[int, int],
     antialias: bool = True,
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    kernel: str | None = None,
+    device_type: str | None = None,
 ) -> torch.Tensor:
     """The CropMix outputs (B, C, h, w) of a batch for given parameters (as drawn by `sample_batch`).
 
     images: a (B, C, H, W) tensor or a list of (C, Hi, Wi) tensors. Deterministic: the same
     images and parameters give the same output, of the images' dtype and device, channels-last
-    when the input batch is.
+    when the input batch is, inside autocast too (it is disabled here). kernel: one of BATCH_KERNELS,
+    or None to choose by device and size (`select_batch_kernel`). device_type: the device whose choices
+    (kernel, chunks, work dtype) to make, by default the images'; e.g. "cuda" on meta tensors.
     """
     kind, heights, widths, channels_last = check_images(images)
     if len(params) != len(heights):
         raise ValueError(f"params hold {len(params)} images, the batch has {len(heights)}")
     mode = batch_mode(interpolation)
+    check_kernel(kernel)
+    on = images[0].device.type
+    # The kernel picks its own dtypes; autocast would recast some matmul operands and not others.
+    with torch.autocast(on, enabled=False) if torch.amp.is_autocast_available(on) else nullcontext():
+        return _render(
+            images,
+            kind,
+            (heights, widths),
+            channels_last,
+            params,
+            size,
+            (mode, antialias, interpolation),
+            kernel,
+            device_type or on,
+        )
+
+
+def _render(
+    images: Any,
+    kind: str,
+    sizes: tuple[np.ndarray, np.ndarray],
+    channels_last: bool,
+    params: BatchParams,
+    size: tuple[int, int],
+    filters: tuple[str, bool, InterpolationMode],
+    kernel: str | None,
+    device_type: str,
+) -> torch.Tensor:
     first = images[0]
-    B, C, dtype, M = len(heights), first.shape[0], first.dtype, params.order.shape[1]
-    work = batch_work_dtype(dtype, first.device)
+    B, C, dtype, M = len(sizes[0]), first.shape[0], first.dtype, params.order.shape[1]
+    work = batch_work_dtype(dtype, device_type)
     # A list is rendered in order of size, so that each chunk pads its images to similar sizes.
-    ranked = np.lexsort((widths, heights)) if kind == "list" else np.arange(B)
+    ranked = np.lexsort(sizes[::-1]) if kind == "list" else np.arange(B)
     images = [images[i] for i in ranked] if kind == "list" else images
-    host = [a[ranked] for a in _host_params(params, C)] + [ranked]
-    on_device = _to_device(host, first.device)
-    boxes_d, rank_d = on_device[0].long(), on_device[-1].long()
-    weight, source, order, box, active, pasted_new, perm, cut_d = on_device[1:-1]
-    mixing = [weight.to(work), source.long(), order.long(), box.long()]
-    mixing += [active.bool(), pasted_new.bool(), perm.long(), cut_d.bool()]
-    extent = (int(host[0][..., 2].max()), int(host[0][..., 3].max()))
-    counts = params.n[ranked]  # crops per image, in rendering order
-    limit = _chunk_limit(first.device, size, heights, widths)
+    heights, widths = sizes[0][ranked], sizes[1][ranked]
+    kernel = kernel or select_batch_kernel(device_type, size, heights, widths)
+    padded = kind == "list" and kernel != "per_crop"
+    item = work.itemsize
+    cut = bool(params.cutmix[:, 0].any())
+    chunks = _chunks(kernel, device_type, heights, widths, (C, M), size, item, cut, padded)
+    views_mixup = not params.cutmix[:, 0].all() and (kernel == "per_crop" or cut)  # Mixup of views, by bmm
+    plan = make_plan(params, ranked, chunks, (heights, widths) if padded else None, C, size, first.device, views_mixup)
+    mode, antialias, interpolation = filters
+    taps = (
+        None if kernel == "per_crop" else crop_taps(plan.starts, plan.lengths, size, mode, antialias, plan.extent, work)
+    )
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
-    for rows in _chunks(heights[ranked], widths[ranked], C, M, size, limit):
-        cut, chunk_mixing = host[-2][rows], [t[rows] for t in mixing]
-        if limit is None:
-            views, transposed = _native_views(
-                images, rows, host[0][rows], counts[rows], size, interpolation, antialias, work
-            )
-            mixed = _mix(views, chunk_mixing, cut, transposed)
+    for k, rows in enumerate(chunks):
+        if kernel == "per_crop":
+            views = _native_views(images[rows], plan.host_boxes[rows], plan.counts[rows], size, filters, work)
+            mixed, transposed = _mix(views, plan, rows, False), False
         else:
-            canvas, boxes = _canvas(images, kind, rows, work), boxes_d[rows]
-            if cut.any():
-                views, transposed = resample_crops(canvas, boxes, size, mode, antialias, work, max_extent=extent)
-                mixed = _mix(views, chunk_mixing, cut, transposed)
-            else:  # Mixup only: folded into the column pass, no views
-                weights, sources = chunk_mixing[:2]
-                mixed, transposed = resample_mixup(
-                    canvas, boxes, weights, sources, size, mode, antialias, work, max_extent=extent
-                )
+            canvas = _canvas(images, kind, rows, work, plan.canvas_maps[k] if padded else None)
+            mixed, transposed = _separable(canvas, plan, rows, taps, size, mode, antialias, kernel, work)
         mixed = mixed.transpose(-1, -2) if transposed else mixed
         mixed = _round_half_up(mixed, mode) if dtype == torch.uint8 else cast_like(mixed, dtype)
-        if kind == "list":
-            out.index_copy_(0, rank_d[rows], mixed.to(dtype))
+        if plan.rank is not None:
+            out.index_copy_(0, plan.rank[rows], mixed.to(dtype))
+        elif len(chunks) == 1:
+            out.copy_(mixed)
         else:
             out[rows] = mixed
     return out
+
+
+def _separable(
+    canvas: torch.Tensor,
+    plan: BatchPlan,
+    rows: slice,
+    taps: Taps,
+    size: tuple[int, int],
+    mode: str,
+    antialias: bool,
+    kernel: str,
+    work: torch.dtype,
+) -> tuple[torch.Tensor, bool]:
+    """One chunk on the separable passes: Mixup folded into the column pass, or views mixed."""
+    whole = rows == slice(0, len(plan.counts))
+    chunk_taps = taps if whole else taps.rows(rows)
+    common = dict(mode=mode, antialias=antialias, work_dtype=work, method=kernel, taps=chunk_taps)
+    if plan.host_cut[rows].any():
+        views, transposed = resample_crops(canvas, None, size, **common)
+        return _mix(views, plan, rows, transposed), transposed
+    source = plan.source if whole else plan.source[rows]
+    return resample_mixup(canvas, None, plan.weight[rows].to(work), source, size, **common)
 
 
 def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
@@ -237,32 +347,15 @@ def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
     return values if exact else values.clamp_(0, 255)
 
 
-def cpu_batch_passes(size: tuple[int, int], height: int, width: int) -> bool:
-    """Whether BatchCropMix on a CPU renders height x width sources to `size` in its batched passes
-    (several times the per-image loop at small sizes), not crop by crop (about even with it)."""
-    return _chunk_limit(torch.device("cpu"), size, np.array([height]), np.array([width])) is not None
-
-
-def _chunk_limit(device: torch.device, size: tuple[int, int], heights: np.ndarray, widths: np.ndarray) -> int | None:
-    """The elements a chunk of the batched passes may hold; None where the CPU resizes crop by crop
-    (large outputs or sources)."""
-    if device.type != "cpu":
-        return CHUNK_ELEMENTS
-    large = size[0] * size[1] * float(np.mean(heights * widths)) >= PER_CROP_MIN_AREA_PRODUCT
-    return None if large else CPU_CHUNK_ELEMENTS
-
-
 def _native_views(
-    images: Any,
-    rows: slice,
+    part: Any,
     boxes: np.ndarray,
     counts: np.ndarray,
     size: tuple[int, int],
-    interpolation: InterpolationMode,
-    antialias: bool,
+    filters: tuple[str, bool, InterpolationMode],
     work: torch.dtype,
-) -> tuple[torch.Tensor, bool]:
-    """Views (b, M, C, h, w) of the images of `rows`, each crop by torch's own CPU kernel (one call per crop).
+) -> torch.Tensor:
+    """Views (b, M, C, h, w) of the images `part`, each crop by torch's own CPU kernel (one call per crop).
 
     On the CPU, torch's uint8 resampling of one crop (vectorised integer arithmetic over the crop
     only) beats every composition of batched float ops at ImageNet sizes: the transposes between
@@ -271,8 +364,8 @@ def _native_views(
     when its crops cover more pixels than it has.
     Slots past an image's crop count are zeroed (the mixing weighs them 0).
     """
-    part = images[rows]
-    views = torch.empty((len(part), boxes.shape[1], part[0].shape[0], *size), dtype=work)
+    _, antialias, interpolation = filters
+    views = torch.empty((len(part), boxes.shape[1], part[0].shape[0], *size), dtype=work, device=part[0].device)
     for k, (image, image_boxes, count) in enumerate(zip(part, boxes.tolist(), counts.tolist(), strict=True)):
         image_boxes = image_boxes[:count]
         if sum(h * w for _, _, h, w in image_boxes) >= image.shape[-2] * image.shape[-1]:
@@ -280,71 +373,23 @@ def _native_views(
         for m, (top, left, height, width) in enumerate(image_boxes):
             views[k, m] = resized_crop(image, Crop(top, left, height, width), size, interpolation, antialias)
         views[k, count:] = 0
-    return views, False
+    return views
 
 
-def _host_params(params: BatchParams, channels: int) -> list[np.ndarray]:
-    """Per-image arrays the kernel needs: crop boxes, Mixup weights and sources, order, cut boxes and sides,
-    perms, CutMix flag."""
-    B, M = params.order.shape
-    S = max(M - 1, 1)
-    used = np.arange(M)[None, :] < params.n[:, None]
-    boxes = np.where(used[..., None], params.crops, np.array([0, 0, 1, 1]))  # unused slots: a 1-pixel crop
-    perm = params.channel_perm
-    if perm is None:
-        perm = np.broadcast_to(np.arange(channels), (B, S, channels))
-    active = np.arange(S)[None, :] < (params.n - 1)[:, None]
-    weight, source = mixup_slots(params, channels)
-    return [boxes, weight, source, params.order, params.box, active, params.pasted_new, perm, params.cutmix[:, 0]]
+def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, transposed: bool) -> torch.Tensor:
+    """Mix views (b, M, C, h, w) of the positions `rows` into (b, C, h, w): Mixup as one bmm, CutMix
+    by each pixel's (view, channel) (`mixing.cutmix_sources`).
 
-
-def _mix(views: torch.Tensor, mixing: list[torch.Tensor], cut: np.ndarray, transposed: bool) -> torch.Tensor:
-    """Mix views (b, M, C, h, w) into (b, C, h, w): Mixup as one bmm, CutMix as masked selections.
-
-    With `transposed` the views are (b, M, C, w, h) and so is the result: the cut boxes are transposed.
+    With `transposed` the views are (b, M, C, w, h) and so is the result.
     """
-    weight, source, order, box, active, pasted_new, perm, cut_d = mixing
     b, M, C, h, w = views.shape
+    cut = plan.host_cut[rows]
+    flat = views.view(b, M * C, h * w)
     out = None
     if not cut.all():
-        # A[b, d, m * C + c] = weight[b, m] if crop m feeds output channel d from channel c: one small bmm.
-        routing = torch.nn.functional.one_hot(source, C).to(views.dtype) * weight[:, :, None, None]  # (b, M, d, c)
-        matrix = routing.transpose(1, 2).reshape(b, C, M * C)
-        out = torch.bmm(matrix, views.view(b, M * C, h * w)).view(b, C, h, w)
+        assert plan.routing is not None
+        out = torch.bmm(plan.routing[rows].to(views.dtype), flat).view(b, C, h, w)  # the host's Mixup matrices
     if cut.any():
-        box = box[..., [1, 0, 3, 2]] if transposed else box
-        cut_out = _cutmix(views, order, box, active, pasted_new, perm)
-        out = cut_out if out is None else torch.where(cut_d[:, None, None, None], cut_out, out)
+        cut_out = torch.gather(flat, 1, cutmix_sources(*plan.cut(rows), transposed)).view(b, C, h, w)
+        out = cut_out if out is None else torch.where(plan.is_cut[rows, None, None, None], cut_out, out)
     return out
-
-
-def _cutmix(
-    views: torch.Tensor,
-    order: torch.Tensor,
-    box: torch.Tensor,
-    active: torch.Tensor,
-    pasted_new: torch.Tensor,
-    perm: torch.Tensor,
-) -> torch.Tensor:
-    """CutMix chains of the whole batch; views (B, M, C, h, w) in band order.
-
-    Every output pixel is one pixel of one view, so the chain runs on a map of (view, channel)
-    indices and the views are read once, by one gather (a chain over the pixels themselves wrote
-    five full-size temporaries per step).
-    """
-    B, M, C, h, w = views.shape
-    channel = torch.arange(C, device=views.device)[None, :, None]
-    source = order[:, :1, None] * C + channel  # (B, C, 1): view order[0], each channel its own
-    ys = torch.arange(h, device=views.device)[None, :, None]
-    xs = torch.arange(w, device=views.device)[None, None, :]
-    for k in range(M - 1):
-        new = order[:, k + 1, None, None] * C + channel
-        top, left, bh, bw = (v[:, None, None] for v in box[:, k].unbind(-1))
-        inside = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw) & active[:, k, None, None]
-        new_pasted = pasted_new[:, k, None, None]
-        pasted = torch.where(new_pasted, new, source)
-        pasted = torch.gather(pasted, 1, perm[:, k, :, None].expand(B, C, pasted.shape[2]))  # channel permutation
-        base = torch.where(active[:, k, None, None] & ~new_pasted, new, source)
-        source = torch.where(inside.view(B, 1, h * w), pasted, base)
-    out = torch.gather(views.view(B, M * C, h * w), 1, source.expand(B, C, h * w))
-    return out.view(B, C, h, w)

@@ -10,7 +10,9 @@
 `mix_step` is one step as written. A chain of Mixup steps is linear, so it is also one
 weighted sum of channel-mapped views: `mixup_weights` for one image (plain Python: a handful
 of numbers) and `mixup_slots` for a batch (numpy) compute that closed form side by side, the
-same products in the same order (tests/test_fast_paths.py checks they agree).
+same products in the same order (tests/test_fast_paths.py checks they agree). A CutMix chain
+has a closed form too, per output pixel: `cutmix_tables` (host numbers for a batch) and
+`cutmix_sources` (a few device ops, whatever the number of steps).
 """
 
 from __future__ import annotations
@@ -108,3 +110,68 @@ def mix_step(running: torch.Tensor, new: torch.Tensor, step: MixStep) -> torch.T
     out = base.clone()
     out[:, top : top + height, left : left + width] = patch
     return out
+
+
+# CutMix steps per bit code: a float32 holds a code of this many bits exactly (`cutmix_sources`).
+CUT_GROUP = 24
+
+
+def cutmix_tables(params: BatchParams, num_channels: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """The CutMix chains of a batch in closed form, for `cutmix_sources`: [table, row_bits, col_bits, keep].
+
+    A step resets an output pixel to its new view (the pasted new view inside its box, or the
+    new view as the base outside it) exactly where "inside the box" equals `pasted_new`; every
+    later step then only permutes channels, the same for every such pixel. So each pixel's
+    (view, channel) is a function of its last reset: table[b, c, r] = view * C + channel after
+    a last reset at step r - 1 (r = 0: none, view order[0]). Inside-box bits of the steps, in
+    groups of CUT_GROUP, are row_bits (B, G, h) & col_bits (B, G, w); keep (B, G) has the bits
+    of the active steps that paste the running mix (their reset is being outside the box).
+    """
+    B, M = params.order.shape
+    S, C = max(M - 1, 1), num_channels
+    h, w = size
+    active = np.arange(S)[None, :] < (params.n - 1)[:, None]
+    perm = params.channel_perm
+    identity = np.broadcast_to(np.arange(C), (B, C))
+    perm = np.broadcast_to(identity[:, None], (B, S, C)) if perm is None else perm
+    pasted = params.pasted_new & active
+    later = identity.copy()  # the channel map of the steps after r - 1, composed
+    table = np.empty((B, C, S + 1), dtype=np.int64)
+    for k in range(S - 1, -1, -1):
+        slot = params.order[:, min(k + 1, M - 1)]
+        base = np.where(pasted[:, k, None], perm[:, k], identity)
+        table[:, :, k + 1] = slot[:, None] * C + np.take_along_axis(base, later, axis=1)
+        permutes = active[:, k] & ~params.pasted_new[:, k]
+        later = np.where(permutes[:, None], np.take_along_axis(perm[:, k], later, axis=1), later)
+    table[:, :, 0] = params.order[:, :1] * C + later
+    bit = np.left_shift(1, np.arange(S) % CUT_GROUP)
+    group = np.arange(S) // CUT_GROUP
+    G = int(group[-1]) + 1
+    top, left, height, width = (params.box[..., i, None] for i in range(4))
+    rows = (np.arange(h) >= top) & (np.arange(h) < top + height) & active[..., None]  # (B, S, h)
+    cols = (np.arange(w) >= left) & (np.arange(w) < left + width) & active[..., None]
+    row_bits, col_bits, keep = np.zeros((B, G, h), np.int64), np.zeros((B, G, w), np.int64), np.zeros((B, G), np.int64)
+    for k in range(S):
+        row_bits[:, group[k]] |= rows[:, k] * bit[k]
+        col_bits[:, group[k]] |= cols[:, k] * bit[k]
+        keep[:, group[k]] |= (active[:, k] & ~params.pasted_new[:, k]) * bit[k]
+    return [table, row_bits, col_bits, keep]
+
+
+def cutmix_sources(
+    table: torch.Tensor, row_bits: torch.Tensor, col_bits: torch.Tensor, keep: torch.Tensor, transposed: bool
+) -> torch.Tensor:
+    """Each output pixel's (view * C + channel) of the CutMix chains (`cutmix_tables`): (B, C, h * w) long.
+
+    A handful of ops whatever the number of steps: the last reset of a pixel is the highest set
+    bit of (inside bits) ^ keep, found as a float32 exponent. With `transposed`, (B, C, w * h).
+    """
+    B, C, _ = table.shape
+    last = None
+    for g in range(row_bits.shape[1]):
+        rows, cols = (col_bits[:, g], row_bits[:, g]) if transposed else (row_bits[:, g], col_bits[:, g])
+        resets = (rows[:, :, None] & cols[:, None, :]) ^ keep[:, g, None, None]
+        found = torch.frexp(resets.to(torch.float32)).exponent  # highest set bit + 1; 0 where none
+        last = found if last is None else torch.where(found > 0, found + g * CUT_GROUP, last)
+    index = last.view(B, 1, -1).long().expand(B, C, last[0].numel())
+    return torch.gather(table, 2, index)
