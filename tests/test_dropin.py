@@ -26,3 +26,28 @@ def test_interpolation_as_torchvision_takes_it(given, mode):
 def test_interpolation_cropmix_cannot_run_is_named(bad):
     with pytest.raises(ValueError, match=r"interpolation must be one of .*BILINEAR.*got"):
         CropMix(16, interpolation=bad)
+
+
+def test_both_transforms_take_the_same_arguments_in_the_same_order():
+    import inspect
+
+    from cropmix import BatchCropMix
+
+    def arguments(cls):
+        return [(p.name, p.kind) for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+
+    assert arguments(BatchCropMix)[: len(arguments(CropMix))] == arguments(CropMix)
+    assert [name for name, kind in arguments(CropMix) if kind == inspect.Parameter.POSITIONAL_OR_KEYWORD] == [
+        "size", "scale", "ratio",
+    ]  # fmt: skip  # as RandomResizedCrop: size, scale, ratio, then keywords
+    assert repr(BatchCropMix(16, interpolation=3)).count("interpolation=<InterpolationMode.BICUBIC") == 1
+
+
+def test_pil_images_in_a_batch_are_told_to_convert_first():
+    import PIL.Image
+
+    from cropmix import BatchCropMix, CropMixCollate
+
+    samples = [(PIL.Image.new("RGB", (12, 10)), 0), (PIL.Image.new("RGB", (12, 10)), 1)]
+    with pytest.raises(TypeError, match=r"got Image \(convert PIL images with torchvision.transforms.v2.PILToTensor"):
+        CropMixCollate(BatchCropMix(8))(samples)

@@ -43,7 +43,8 @@ from .sampling import sample_batch, warn_if_generator_in_worker
 class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
     """CropMix for a batch of tensors, on CPU or GPU, with parameters drawn per image.
 
-    Same arguments and method as `CropMix` (bilinear or bicubic; each crop is
+    Same arguments, in the same order, and method as `CropMix` (size, scale and ratio positional as
+    in RandomResizedCrop, the rest keyword-only; bilinear or bicubic; each crop is
     resized with torchvision's own weights). Call it on a (B, C, H, W) tensor or
     on a list of (C, Hi, Wi) tensors (sizes may differ); it returns a
     (B, C, h, w) tensor of the input's dtype and device, channels-last when the
@@ -68,20 +69,21 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         size: int | Sequence[int],
         scale: Sequence[float] = (0.01, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
+        *,
         num_crops: int | Sequence[int] = (2, 3, 4),
         mix: str | Sequence[str] = "mixup",
         alpha: float = 0.4,
         channel_permute: bool = True,
         p: float = 1.0,
+        interpolation: InterpolationMode | str | int = InterpolationMode.BILINEAR,
         antialias: bool = True,
         generator: torch.Generator | None = None,
-        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
         kernel: str | None = None,
     ) -> None:
         super().__init__()
-        batch_mode(interpolation)
-        self.kernel = check_kernel(kernel)
         config = make_config(size, scale, ratio, num_crops, mix, alpha, channel_permute, p, interpolation, antialias)
+        batch_mode(config.interpolation)
+        self.kernel = check_kernel(kernel)
         if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
             raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
         self.config: CropMixConfig = config
@@ -93,7 +95,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         return cls(**preset_kwargs(name, size, **overrides))
 
     def extra_repr(self) -> str:
-        settings = [f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS if name != "interpolation"]
+        settings = [f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS]
         return ", ".join(settings + ([f"kernel={self.kernel!r}"] if self.kernel else []))
 
     def make_params(self, images: torch.Tensor | Sequence[torch.Tensor]) -> BatchParams:

@@ -66,6 +66,7 @@ class CropMix(ReadOnlyConfig, Transform):
         size: int | Sequence[int],
         scale: Sequence[float] = (0.01, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
+        *,
         num_crops: int | Sequence[int] = (2, 3, 4),
         mix: str | Sequence[str] = "mixup",
         alpha: float = 0.4,

@@ -83,7 +83,10 @@ def check_images(images: Any) -> tuple[str, np.ndarray, np.ndarray, bool]:
     first = tensors[0]
     for i, t in enumerate(tensors):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"images[{i}] must be a torch.Tensor, got {type(t).__name__}")
+            hint = ""
+            if type(t).__module__.startswith("PIL."):
+                hint = " (convert PIL images with torchvision.transforms.v2.PILToTensor() first, e.g. in the dataset)"
+            raise TypeError(f"images[{i}] must be a torch.Tensor, got {type(t).__name__}{hint}")
         if t.ndim != 3 or min(t.shape) < 1:
             raise ValueError(f"images[{i}] must be a non-empty (C, H, W) tensor, got shape {tuple(t.shape)}")
         if t.dtype == torch.bool or t.is_complex():
