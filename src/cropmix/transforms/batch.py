@@ -57,11 +57,11 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
     in `CropMixCollate`): every worker would repeat the same draws (a
     RuntimeWarning says so once). The settings are read-only attributes.
 
-    Where it pays: on a GPU, and on a CPU for small images. For ImageNet-sized
-    images on a CPU, `CropMix` in DataLoader workers is faster
-    (benchmarks/RESULTS.md, "Batched CropMix"). On a CPU with glibc, call
+    Where it pays: on a GPU, and on a CPU for small images; for ImageNet-sized
+    images on a CPU, `CropMix` in DataLoader workers is the faster choice (the
+    measurements are in docs/design.md). On a CPU with glibc, call
     `retain_freed_memory()` once: otherwise each call may fault its tens of MB
-    of buffers in afresh (about half of a 1024-image 32x32 call on a VM).
+    of buffers in afresh.
     """
 
     def __init__(

@@ -11,8 +11,8 @@ which transposes an intermediate:
     columns: V[b, m, c, i, j] = sum_x R[b, m, c, i, x] * Wcol[b, m, x, j]   (a matmul on the right)
 
 The row pass is a weighted gather of the few taps of each output row ("gather": `embedding_bag`
-over single-channel rows) or one dense matmul per image ("dense": tensor cores make the zeros
-cheap, it is hoped; not measured yet). The views (`resample_crops`, for CutMix) take every
+over single-channel rows) or one dense matmul per image ("dense", mostly zeros at ImageNet
+sizes but on tensor cores; which wins on a GPU is for benchmarks/batch_throughput.py to say). The views (`resample_crops`, for CutMix) take every
 crop slot at once. For Mixup the column pass also sums over the slots (`resample_mixup`):
 out[b, d] = sum over m and taps, each output channel d reading its source channel, one slot at
 a time, so the M resized views are never written and the largest intermediate is one slot's rows.
