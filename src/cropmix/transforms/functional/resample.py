@@ -15,8 +15,8 @@ over single-channel rows) or one dense matmul per image ("dense", mostly zeros a
 sizes but on tensor cores; which wins on a GPU is for benchmarks/batch_throughput.py to say).
 The views (`resample_crops`, for CutMix) take every crop slot at once. For Mixup the column
 pass also sums over the slots (`resample_mixup`): out[b, d] = sum over m and taps, each output
-channel d reading its source channel, one slot at
-a time, so the M resized views are never written and the largest intermediate is one slot's rows.
+channel d reading its source channel, one slot at a time, so the M resized views are never
+written and the largest intermediate is one slot's rows.
 """
 
 from __future__ import annotations
