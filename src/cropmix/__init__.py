@@ -8,7 +8,24 @@ on first use, so `from cropmix import CropMix` loads the transforms and nothing 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers and the API docs; at run time they load on first use
+    from .evaluate import evaluate_classifier
+    from .models import build_model
+    from .ssl import PretrainConfig, evaluate_checkpoint, pretrain
+    from .train import TrainConfig, compare_runs, evaluate_ood, evaluate_run, train
+    from .transforms import (
+        BatchCropMix,
+        Crop,
+        CropMix,
+        CropMixCollate,
+        CropMixParams,
+        MixStep,
+        preset,
+        render_batch,
+        retain_freed_memory,
+    )
 
 __version__ = "0.1.0"
 
@@ -54,4 +71,25 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # every name of _LAZY, and the version
+    "BatchCropMix",
+    "Crop",
+    "CropMix",
+    "CropMixCollate",
+    "CropMixParams",
+    "MixStep",
+    "PretrainConfig",
+    "TrainConfig",
+    "__version__",
+    "build_model",
+    "compare_runs",
+    "evaluate_checkpoint",
+    "evaluate_classifier",
+    "evaluate_ood",
+    "evaluate_run",
+    "preset",
+    "pretrain",
+    "render_batch",
+    "retain_freed_memory",
+    "train",
+]
