@@ -80,3 +80,9 @@ def test_version_option_reads_the_package_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"cropmix {cropmix.__version__}"
+
+
+def test_all_lists_every_lazy_name_once():
+    assert sorted(cropmix.__all__) == sorted({"__version__", *cropmix._LAZY}) and len(set(cropmix.__all__)) == len(
+        cropmix.__all__
+    )
