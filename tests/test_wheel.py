@@ -58,3 +58,19 @@ def test_the_installed_wheel_imports_and_reads_its_data(wheel, tmp_path):
     import cropmix
 
     assert done.stdout.strip() == cropmix.__version__
+
+
+def test_the_core_install_needs_only_what_the_transform_uses(wheel):
+    """`pip install cropmix` brings torch, torchvision, numpy, Pillow and tqdm; plots, timm, TensorBoard,
+    Hugging Face datasets and the reference frost images are extras."""
+    (metadata,) = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")]
+    lines = zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+    requires = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    core = {
+        r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for r in requires
+        if "extra ==" not in r
+    }
+    assert core == {"torch", "torchvision", "numpy", "pillow", "tqdm", "tomli"}, core
+    extras = {line.split(":", 1)[1].strip() for line in lines if line.startswith("Provides-Extra:")}
+    assert {"plots", "timm", "tensorboard", "hf", "robustness", "docs", "all"} <= extras
