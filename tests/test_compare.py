@@ -123,3 +123,11 @@ def test_no_error_bars_for_single_runs(tmp_path, monkeypatch) -> None:
     seeded += single
     top1_ax = bars_axes(monkeypatch, seeded, tmp_path)[0]
     assert error_bar_artists(top1_ax) > 0, "an arm with seeds keeps its error bar"
+
+
+def test_a_config_without_aug_takes_the_default_label(tmp_path) -> None:
+    run = train_run(tmp_path / "a")
+    config = json.loads((run / "config.json").read_text())
+    del config["aug"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert [row["label"] for row in summarise_runs([run])] == [TrainConfig().aug]

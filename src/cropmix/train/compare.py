@@ -115,7 +115,8 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
     _warn_different_data(runs)
     groups: dict[str, dict[str, Any]] = {}
     for path, config, final in runs:
-        label = config.get("name") or (f"{config['method']} {config.get('aug')}" if pretrain else config["aug"])
+        aug = config.get("aug") or ("standard" if pretrain else TrainConfig().aug)  # an older or partial config.json
+        label = config.get("name") or (f"{config['method']} {aug}" if pretrain else aug)
         group = groups.setdefault(_arm_key(config), {"label": label, "finals": [], "runs": [], "rows": []})
         group["finals"].append((path, final))
         group["runs"].append(str(path))
