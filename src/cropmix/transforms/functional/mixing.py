@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..mixops import step_op
 from ..params import BatchParams, CropMixParams, MixStep
 
 
@@ -92,24 +93,9 @@ def mixup_uint8_arrays(views: list[np.ndarray], params: CropMixParams) -> np.nda
 
 
 def mix_step(running: torch.Tensor, new: torch.Tensor, step: MixStep) -> torch.Tensor:
-    """One mixing step on (C, h, w) tensors: the running image with the next view (both float for Mixup)."""
-    perm = None if step.channel_perm is None else list(step.channel_perm)
-    if not step.cutmix:
-        if perm is not None:
-            if step.permuted_new:
-                new = new[perm]
-            else:
-                running = running[perm]
-        return torch.lerp(new, running, step.lam)
-    assert step.box is not None
-    top, left, height, width = step.box
-    base, pasted = (running, new) if step.pasted_new else (new, running)
-    patch = pasted[:, top : top + height, left : left + width]
-    if perm is not None:
-        patch = patch[perm]  # under CutMix the pasted view is the permuted one
-    out = base.clone()
-    out[:, top : top + height, left : left + width] = patch
-    return out
+    """One mixing step on (C, h, w) tensors: the running image with the next view (both float for Mixup),
+    by the step's op (`mixops.MixOp.step`)."""
+    return step_op(step).step(running, new, step)
 
 
 # CutMix steps per bit code: a float32 holds a code of this many bits exactly (`cutmix_sources`).
