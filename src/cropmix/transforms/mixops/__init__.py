@@ -5,8 +5,9 @@ is fixed: every image draws every field), its cut box, which view its channel pe
 its per-image step and its renderer in the batched kernels. `make_config` accepts the registered
 names for `mix`; the samplers and `functional.mixing.mix_step` read the entry, never the name.
 
-A new op is one module defining a MixOp plus one `register(...)` line below, and, if neither
-batched renderer fits, a renderer in functional/mixing.py.
+An op is one module defining a MixOp plus one `register(...)` line below, and, if neither batched
+renderer fits, a renderer in functional/mixing.py (BATCHED_RENDERERS). The parameters tell ops apart
+by one flag (`cutmix`), so the registry holds at most two: a third needs an op index there first.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from __future__ import annotations
 from ..params import MixStep
 from .cutmix import CUTMIX, cutmix_box, cutmix_boxes
 from .mixup import MIXUP
-from .op import BATCHED, STEP_DRAWS, MixOp
+from .op import STEP_DRAWS, MixOp
 
 __all__ = [
-    "BATCHED",
     "MIX_OPS",
     "STEP_DRAWS",
     "MixOp",
     "cutmix_box",
     "cutmix_boxes",
     "mix_op",
+    "op_by_cut",
     "register",
     "step_op",
 ]
@@ -48,9 +49,14 @@ def mix_op(name: object) -> MixOp:
     return MIX_OPS[name]
 
 
+def op_by_cut(cut: bool) -> MixOp:
+    """The op whose steps carry this `cutmix` flag in the parameters."""
+    return next(op for op in MIX_OPS.values() if op.cut == cut)
+
+
 def step_op(step: MixStep) -> MixOp:
-    """The op of a drawn step (by its `cutmix` flag)."""
-    return next(op for op in MIX_OPS.values() if op.cut == step.cutmix)
+    """The op of a drawn step."""
+    return op_by_cut(step.cutmix)
 
 
 register(MIXUP)

@@ -15,10 +15,6 @@ from ..params import MixStep
 # "beta" (lam ~ Beta(alpha/N, alpha/N) from the step's gamma uniforms), "cut_y" and "cut_x" (a box
 # centre), "paste" (which view is pasted). Every image draws all of them; an op only says which it uses.
 STEP_DRAWS = ("lam", "beta", "cut_y", "cut_x", "paste")
-# The batched kernels' renderers (functional/mixing.py, BATCHED_RENDERERS): "weighted" mixes each output
-# as a weighted sum of channel-routed views (folded into the resampling passes where it can), "selected"
-# takes each output pixel from one view's channel.
-BATCHED = ("weighted", "selected")
 
 
 @dataclass(frozen=True)
@@ -30,7 +26,8 @@ class MixOp:
     the cut box (top, left, height, width) from (out_h, out_w, lam, u_y, u_x), for one step in
     plain Python and elementwise in numpy (None: no box). permuted_new(lam, pasted_new): whether
     the new view gets the channel permutation, for numbers and for arrays alike. step(running,
-    new, step): one step on (C, h, w) tensors. batched: its renderer in the batched kernels (BATCHED).
+    new, step): one step on (C, h, w) tensors. batched: the name of its renderer in the batched
+    kernels (`functional.mixing.BATCHED_RENDERERS`).
     """
 
     name: str
@@ -51,8 +48,6 @@ class MixOp:
             )
         if (self.box is None) != (self.boxes is None) or (self.box is not None) != ("cut_y" in self.draws):
             raise ValueError(f"{self.name!r} must give box and boxes exactly when it draws cut_y and cut_x")
-        if self.batched not in BATCHED:
-            raise ValueError(f"batched of {self.name!r} must be one of {BATCHED}, got {self.batched!r}")
 
     @property
     def beta(self) -> bool:
