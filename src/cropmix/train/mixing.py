@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cropmix.transforms.sampling import cutmix_box
+from cropmix.transforms.mixops import cutmix_box
 
 
 def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:

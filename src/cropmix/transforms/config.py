@@ -9,7 +9,8 @@ from typing import Any
 
 from torchvision.transforms.v2 import InterpolationMode
 
-MIX_OPS = ("mixup", "cutmix")
+from .mixops import MIX_OPS, mix_op
+
 # torchvision's interpolation modes that work on tensors, with torch's name for each.
 INTERPOLATION_MODES = {
     InterpolationMode.NEAREST: "nearest",
@@ -128,10 +129,12 @@ def _num_crops(num_crops: object) -> tuple[int, ...]:
 def _mix(mix: object) -> tuple[str, ...]:
     mixes = (mix,) if isinstance(mix, str) else mix
     if not isinstance(mixes, Sequence) or len(mixes) == 0:
-        raise TypeError(f"mix must be one of {MIX_OPS} or a non-empty sequence of them, got {mix!r}")
+        raise TypeError(f"mix must be one of {tuple(MIX_OPS)} or a non-empty sequence of them, got {mix!r}")
     for m in mixes:
-        if m not in MIX_OPS:
-            raise ValueError(f"mix must be one of {MIX_OPS} or a sequence of them, got {mix!r}")
+        try:
+            mix_op(m)
+        except ValueError:
+            raise ValueError(f"mix must be one of {tuple(MIX_OPS)} or a sequence of them, got {mix!r}") from None
     return tuple(mixes)
 
 

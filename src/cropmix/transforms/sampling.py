@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .config import CropMixConfig
+from .mixops import MIX_OPS
 from .params import BatchParams, Crop, CropMixParams, MixStep
 
 RRC_TRIES = 10
@@ -126,22 +127,11 @@ def _beta(a: float, u: list[float], generator: torch.Generator | None) -> float:
         u = torch.rand(BETA_UNIFORMS, dtype=torch.float64, generator=generator).tolist()
 
 
-def cutmix_box(out_h: int, out_w: int, lam: float, u_y: float, u_x: float) -> tuple[int, int, int, int]:
-    """CutMix's box (top, left, height, width): sides sqrt(1 - lam) of the output, centred at (u_y, u_x)
-    of it, clipped. The one rule for every CutMix here: CropMix's CutMix of crops and the batch-level one."""
-    side = math.sqrt(1.0 - lam)
-    ch, cw = round(out_h * side), round(out_w * side)
-    y1, x1 = math.floor(u_y * out_h) - ch // 2, math.floor(u_x * out_w) - cw // 2
-    y2, x2 = min(max(y1 + ch, 0), out_h), min(max(x1 + cw, 0), out_w)
-    y1, x1 = min(max(y1, 0), out_h), min(max(x1, 0), out_w)
-    return (y1, x1, y2 - y1, x2 - x1)
-
-
 def _steps_one(
     config: CropMixConfig, n: int, u: list[float], blocks: dict, colour: int, C: int, g: torch.Generator | None
 ) -> tuple[MixStep, ...]:
     """The N - 1 mixing steps of one image from its row u."""
-    cutmix = config.mix[int(u[blocks["mix"][0]] * len(config.mix))] == "cutmix"
+    op = MIX_OPS[config.mix[int(u[blocks["mix"][0]] * len(config.mix))]]
     step0, (_, S) = blocks["step"]
     perm0, beta0 = blocks["perm"][0], blocks["beta"][0]
     alpha = config.alpha / n
@@ -149,19 +139,18 @@ def _steps_one(
     steps = []
     for k in range(S):  # unused steps too, so that a Beta redraw consumes the RNG as sample_batch does
         lam = u[step0 + LAM * S + k]
-        if not cutmix:
+        if op.beta:
             lam = _beta(alpha, u[beta0 + k * BETA_UNIFORMS : beta0 + (k + 1) * BETA_UNIFORMS], g)
         if k >= n - 1:
             continue
-        box = cutmix_box(*config.size, lam, u[step0 + CUT_Y * S + k], u[step0 + CUT_X * S + k]) if cutmix else None
-        pasted_new = u[step0 + PASTE * S + k] < 0.5
+        box = None if op.box is None else op.box(*config.size, lam, u[step0 + CUT_Y * S + k], u[step0 + CUT_X * S + k])
+        pasted_new = u[step0 + PASTE * S + k] < 0.5 if op.pastes else None
         perm = None
         if permute:
             keys = u[perm0 + k * C : perm0 + k * C + colour]
             perm = tuple(sorted(range(colour), key=keys.__getitem__)) + tuple(range(colour, C))
-        # Mixup permutes the view weighing <= 0.5; CutMix permutes the pasted view.
-        permuted_new = None if perm is None else (pasted_new if cutmix else lam > 0.5)
-        steps.append(MixStep(cutmix, lam, box, pasted_new if cutmix else None, permuted_new, perm))
+        permuted_new = None if perm is None else op.permuted_new(lam, pasted_new)
+        steps.append(MixStep(op.cut, lam, box, pasted_new, permuted_new, perm))
     return tuple(steps)
 
 
@@ -274,17 +263,6 @@ def _rrc_boxes(
     return box.astype(np.int64)
 
 
-def _cut_boxes(out_h: int, out_w: int, lam: np.ndarray, u_y: np.ndarray, u_x: np.ndarray) -> np.ndarray:
-    """`cutmix_box` elementwise -> (*lam.shape, 4) int64."""
-    side = np.sqrt(1.0 - lam)
-    ch, cw = np.rint(out_h * side), np.rint(out_w * side)
-    y1 = np.floor(u_y * out_h) - ch // 2
-    x1 = np.floor(u_x * out_w) - cw // 2
-    y2, x2 = np.clip(y1 + ch, 0, out_h), np.clip(x1 + cw, 0, out_w)
-    y1, x1 = np.clip(y1, 0, out_h), np.clip(x1, 0, out_w)
-    return np.stack([y1, x1, y2 - y1, x2 - x1], axis=-1).astype(np.int64)
-
-
 def _block(u: np.ndarray, blocks: dict, name: str) -> np.ndarray:
     offset, shape = blocks[name]
     return u[:, offset : offset + math.prod(shape)].reshape(len(u), *shape)
@@ -294,24 +272,29 @@ def _steps_batch(
     config: CropMixConfig, n: np.ndarray, u: np.ndarray, blocks: dict, colour: int, g: torch.Generator | None
 ) -> dict[str, np.ndarray | None]:
     """The mixing steps of every image, as `_steps_one` draws them: the step fields of `BatchParams`."""
-    mixes = np.asarray([m == "cutmix" for m in config.mix])
+    ops = [MIX_OPS[m] for m in config.mix]
     u_lam, u_y, u_x, u_paste = _block(u, blocks, "step").transpose(1, 0, 2)
     S = u_lam.shape[1]
-    cutmix = np.repeat(mixes[(_block(u, blocks, "mix") * len(mixes)).astype(np.int64)], S, axis=1)
+    chosen = np.repeat((_block(u, blocks, "mix") * len(ops)).astype(np.int64), S, axis=1)  # (B, S) index into ops
+    cutmix = np.asarray([op.cut for op in ops])[chosen]
+    beta = np.asarray([op.beta for op in ops])[chosen]
     lam = u_lam.copy()
-    if not cutmix.all():
+    if beta.any():
         alpha = np.repeat((config.alpha / n)[:, None], S, axis=1)
-        lam[~cutmix] = _beta_array(alpha[~cutmix], _block(u, blocks, "beta")[~cutmix], g)
+        lam[beta] = _beta_array(alpha[beta], _block(u, blocks, "beta")[beta], g)
     box = np.zeros((len(u), S, 4), dtype=np.int64)
-    if cutmix.any():
-        box = np.where(cutmix[..., None], _cut_boxes(*config.size, lam, u_y, u_x), 0)
     pasted_new = u_paste < 0.5
+    permuted_new = np.zeros((len(u), S), dtype=bool)
+    for i, op in enumerate(ops):
+        mine = chosen == i
+        if op.boxes is not None and mine.any():
+            box = np.where(mine[..., None], op.boxes(*config.size, lam, u_y, u_x), box)
+        permuted_new = np.where(mine, op.permuted_new(lam, pasted_new), permuted_new)
     perm = None
     if config.channel_permute and colour > 1:
         keys = _block(u, blocks, "perm").copy()
         keys[..., colour:] = 2.0  # alpha sorts last and stays in place
         perm = np.argsort(keys, axis=-1, kind="stable")
-    permuted_new = np.where(cutmix, pasted_new, lam > 0.5)
     return dict(cutmix=cutmix, lam=lam, box=box, pasted_new=pasted_new, permuted_new=permuted_new, channel_perm=perm)
 
 

@@ -41,7 +41,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, Crop
 from . import resample
-from .mixing import cutmix_sources
+from .mixing import batched_renderer
 from .plan import BatchPlan, make_plan
 from .resample import Taps, crop_taps, resample_crops, resample_mixup, swapped
 from .tensor import cast_like, resized_crop, working_dtype
@@ -288,9 +288,10 @@ def _render(
     kernel = kernel or select_batch_kernel(device_type, size, heights, widths)
     padded = kind == "list" and kernel != "per_crop"
     item = work.itemsize
-    cut = bool(params.cutmix[:, 0].any())
+    renderers = [batched_renderer(flag) for flag in np.unique(params.cutmix[:, 0])]
+    cut = not all(r.folds for r in renderers)  # some images need their views
     chunks = _chunks(kernel, device_type, heights, widths, (C, M), size, item, cut, padded)
-    views_mixup = not params.cutmix[:, 0].all() and (kernel == "per_crop" or cut)  # Mixup of views, by bmm
+    views_mixup = any(r.folds for r in renderers) and (kernel == "per_crop" or cut)  # folding images, from views
     plan = make_plan(params, ranked, chunks, (heights, widths) if padded else None, C, size, first.device, views_mixup)
     mode, antialias, interpolation = filters
     taps = (
@@ -331,7 +332,7 @@ def _separable(
     whole = rows == slice(0, len(plan.counts))
     chunk_taps = taps if whole else taps.rows(rows)
     common = dict(mode=mode, antialias=antialias, work_dtype=work, method=kernel, taps=chunk_taps)
-    if plan.host_cut[rows].any():
+    if not all(batched_renderer(flag).folds for flag in np.unique(plan.host_cut[rows])):
         views, transposed = resample_crops(canvas, None, size, **common)
         return _mix(views, plan, rows, transposed), transposed
     source = plan.source if whole else plan.source[rows]
@@ -380,8 +381,8 @@ def _native_views(
 
 
 def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, transposed: bool) -> torch.Tensor:
-    """Mix views (b, M, C, h, w) of the positions `rows` into (b, C, h, w): Mixup as one bmm, CutMix
-    by each pixel's (view, channel) (`mixing.cutmix_sources`).
+    """Mix views (b, M, C, h, w) of the positions `rows` into (b, C, h, w), each image by its op's batched
+    renderer (`mixing.BATCHED_RENDERERS`): Mixup as one bmm, CutMix by each pixel's (view, channel).
 
     With `transposed` the views are (b, M, C, w, h) and so is the result.
     """
@@ -389,10 +390,8 @@ def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, transposed: bool) ->
     cut = plan.host_cut[rows]
     flat = views.view(b, M * C, h * w)
     out = None
-    if not cut.all():
-        assert plan.routing is not None
-        out = torch.bmm(plan.routing[rows].to(views.dtype), flat).view(b, C, h, w)  # the host's Mixup matrices
-    if cut.any():
-        cut_out = torch.gather(flat, 1, cutmix_sources(*plan.cut(rows), transposed)).view(b, C, h, w)
-        out = cut_out if out is None else torch.where(plan.is_cut[rows, None, None, None], cut_out, out)
+    for flag in (False, True):  # the images of each op, by their cutmix flag; the second placed by is_cut
+        if (cut == flag).any():
+            part = batched_renderer(flag).mix(flat, plan, rows, transposed).view(b, C, h, w)
+            out = part if out is None else torch.where(plan.is_cut[rows, None, None, None], part, out)
     return out

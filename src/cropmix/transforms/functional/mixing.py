@@ -12,14 +12,20 @@ weighted sum of channel-mapped views: `mixup_weights` for one image (plain Pytho
 of numbers) and `mixup_slots` for a batch (numpy) compute that closed form side by side, the
 same products in the same order (tests/test_fast_paths.py checks they agree). A CutMix chain
 has a closed form too, per output pixel: `cutmix_tables` (host numbers for a batch) and
-`cutmix_sources` (a few device ops, whatever the number of steps).
+`cutmix_sources` (a few device ops, whatever the number of steps). The batched kernels reach
+both through BATCHED_RENDERERS, by the renderer each op names (`mixops.MixOp.batched`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 
+from ..mixops import op_by_cut, step_op
 from ..params import BatchParams, CropMixParams, MixStep
 
 
@@ -92,24 +98,9 @@ def mixup_uint8_arrays(views: list[np.ndarray], params: CropMixParams) -> np.nda
 
 
 def mix_step(running: torch.Tensor, new: torch.Tensor, step: MixStep) -> torch.Tensor:
-    """One mixing step on (C, h, w) tensors: the running image with the next view (both float for Mixup)."""
-    perm = None if step.channel_perm is None else list(step.channel_perm)
-    if not step.cutmix:
-        if perm is not None:
-            if step.permuted_new:
-                new = new[perm]
-            else:
-                running = running[perm]
-        return torch.lerp(new, running, step.lam)
-    assert step.box is not None
-    top, left, height, width = step.box
-    base, pasted = (running, new) if step.pasted_new else (new, running)
-    patch = pasted[:, top : top + height, left : left + width]
-    if perm is not None:
-        patch = patch[perm]  # under CutMix the pasted view is the permuted one
-    out = base.clone()
-    out[:, top : top + height, left : left + width] = patch
-    return out
+    """One mixing step on (C, h, w) tensors: the running image with the next view (both float for Mixup),
+    by the step's op (`mixops.MixOp.step`)."""
+    return step_op(step).step(running, new, step)
 
 
 # CutMix steps per bit code: a float32 holds a code of this many bits exactly (`cutmix_sources`).
@@ -175,3 +166,39 @@ def cutmix_sources(
         last = found if last is None else torch.where(found > 0, found + g * CUT_GROUP, last)
     index = last.view(B, 1, -1).long().expand(B, C, last[0].numel())
     return torch.gather(table, 2, index)
+
+
+@dataclass(frozen=True)
+class BatchedRenderer:
+    """One way the batched kernels mix the images of a chunk, named by the ops that use it (`MixOp.batched`).
+
+    folds: whether a chunk of only its images is rendered without views, the mixing folded into the
+    resampling passes (`resample.resample_mixup`). mix(flat, plan, rows, transposed): the views
+    (b, M * C, h * w) of the positions `rows` of a `BatchPlan`, mixed into (b, C, h * w).
+    """
+
+    name: str
+    folds: bool
+    mix: Callable[[torch.Tensor, Any, slice, bool], torch.Tensor]
+
+
+def _weighted(flat: torch.Tensor, plan: Any, rows: slice, transposed: bool) -> torch.Tensor:
+    """Each output channel a weighted sum of channel-routed views: one bmm by the host's Mixup matrices."""
+    assert plan.routing is not None
+    return torch.bmm(plan.routing[rows].to(flat.dtype), flat)
+
+
+def _selected(flat: torch.Tensor, plan: Any, rows: slice, transposed: bool) -> torch.Tensor:
+    """Each output pixel one view's channel, by the closed form of the CutMix chains (`cutmix_sources`)."""
+    return torch.gather(flat, 1, cutmix_sources(*plan.cut(rows), transposed))
+
+
+BATCHED_RENDERERS = {
+    "weighted": BatchedRenderer("weighted", folds=True, mix=_weighted),
+    "selected": BatchedRenderer("selected", folds=False, mix=_selected),
+}
+
+
+def batched_renderer(cut: bool) -> BatchedRenderer:
+    """The batched renderer of the op whose steps carry this `cutmix` flag."""
+    return BATCHED_RENDERERS[op_by_cut(bool(cut)).batched]
