@@ -77,4 +77,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_file import recorded
+
+    with recorded("nvjpeg_race"):
+        main()
