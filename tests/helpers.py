@@ -6,10 +6,12 @@ Test modules import these from here, never from one another.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +283,23 @@ def make_jpeg_folder(root: Path, train_per_class: int = 4, val_per_class: int = 
         for j, (name, mode, fmt) in enumerate(specials):
             (root / split / "dog" / name).write_bytes(encoded(mode, fmt, size=(18, 22), seed=50 + j))
     return root
+
+
+@contextlib.contextmanager
+def ctrl_c_at_epoch(epoch: int) -> Iterator[None]:
+    """Within the block, a `cropmix train` run is interrupted (KeyboardInterrupt, as by Ctrl-C) as its
+    epoch `epoch` (counted from 1) starts."""
+    from cropmix.train import loop
+
+    real = loop.train_one_epoch
+
+    def interrupted(run, index):
+        if index + 1 == epoch:
+            raise KeyboardInterrupt
+        return real(run, index)
+
+    loop.train_one_epoch = interrupted
+    try:
+        yield
+    finally:
+        loop.train_one_epoch = real

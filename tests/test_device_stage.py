@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from helpers import base_args, make_npz, small_folder
+from helpers import base_args, ctrl_c_at_epoch, make_npz, small_folder
 
 from cropmix.cli import main
 from cropmix.data import AugmentSpec, make_loader
@@ -28,23 +28,13 @@ def test_the_stage_augments_whole_batches_on_the_device():
     assert not torch.equal(batches[0][0], batches[1][0])
 
 
-def test_npz_trains_with_cropmix_on_the_device_and_resumes_exactly(tmp_path, monkeypatch):
-    from cropmix.train import loop
-
+def test_npz_trains_with_cropmix_on_the_device_and_resumes_exactly(tmp_path):
     data = make_npz(tmp_path / "d.npz")
     device = ["--aug", "cropmix", "--aug-device", "device", "--epochs", "2"]
     assert main(base_args(data, tmp_path / "whole", *device)) == 0
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["aug_device"] == "device"
-    one_epoch = loop.train_one_epoch
-
-    def stop_in_epoch_2(run, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return one_epoch(run, epoch)
-
-    monkeypatch.setattr(loop, "train_one_epoch", stop_in_epoch_2)
-    assert main(base_args(data, tmp_path / "stopped", *device)) == 130
-    monkeypatch.setattr(loop, "train_one_epoch", one_epoch)
+    with ctrl_c_at_epoch(2):
+        assert main(base_args(data, tmp_path / "stopped", *device)) == 130
     assert main(base_args(data, tmp_path / "stopped", *device, "--resume")) == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     resumed = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["model"]

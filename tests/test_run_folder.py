@@ -14,7 +14,7 @@ import sys
 import PIL.Image
 import pytest
 import torch
-from helpers import base_args, make_npz, pretrain_config, synthetic_images, tiny_mae
+from helpers import base_args, ctrl_c_at_epoch, make_npz, pretrain_config, synthetic_images, tiny_mae
 
 from cropmix.cli import main
 from cropmix.data.arrays import ArraySplit, save_npz
@@ -153,20 +153,12 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, 
     assert [r["epoch"] for r in read_metrics(out)] == [1]
 
 
-def test_ctrl_c_says_what_is_kept_and_how_to_continue(tmp_path, capsys, monkeypatch):
-    real = loop.train_one_epoch
-
-    def interrupted(run, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(run, epoch)
-
-    monkeypatch.setattr(loop, "train_one_epoch", interrupted)
+def test_ctrl_c_says_what_is_kept_and_how_to_continue(tmp_path, capsys):
     data = make_npz(tmp_path / "d.npz")
-    assert main(base_args(data, tmp_path / "run", "--epochs", "3")) == 130
+    with ctrl_c_at_epoch(2):
+        assert main(base_args(data, tmp_path / "run", "--epochs", "3")) == 130
     err = capsys.readouterr().err
     assert "checkpoint of epoch 1" in err and "--resume to continue" in err and "Traceback" not in err
-    monkeypatch.setattr(loop, "train_one_epoch", real)
     assert main(base_args(data, tmp_path / "run", "--epochs", "3", "--resume")) == 0
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
 

@@ -17,6 +17,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from helpers import ctrl_c_at_epoch
 
 from cropmix.cli import main
 from cropmix.data import AugmentSpec, subset
@@ -99,25 +100,15 @@ def test_shards_train_on_the_images_imagefolder_trains_on_and_evaluate(data, tmp
     assert abs(evaluated["top1"] / 10 - round(evaluated["top1"] / 10)) < 1e-6
 
 
-def test_a_shard_run_stopped_after_an_epoch_resumes_as_an_uninterrupted_one(data, tmp_path, monkeypatch) -> None:
+def test_a_shard_run_stopped_after_an_epoch_resumes_as_an_uninterrupted_one(data, tmp_path) -> None:
     """Shard order, shuffle buffer and device augmentation are seeded per epoch: stopping after epoch 1
     and resuming gives the weights of a run that never stopped."""
-    from cropmix.train import loop
-
     _, shards = data
     extra = ("--epochs", "2", "--workers", "1", "--shuffle-buffer", "4")
     assert main(train_args("webdataset", shards, tmp_path / "whole", *extra)) == 0
-    one_epoch = loop.train_one_epoch
-
-    def stop_in_epoch_2(run, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return one_epoch(run, epoch)
-
-    monkeypatch.setattr(loop, "train_one_epoch", stop_in_epoch_2)
-    assert main(train_args("webdataset", shards, tmp_path / "stopped", *extra)) == 130  # Ctrl-C's exit status
+    with ctrl_c_at_epoch(2):
+        assert main(train_args("webdataset", shards, tmp_path / "stopped", *extra)) == 130  # Ctrl-C's exit status
     assert load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["epoch"] == 1
-    monkeypatch.setattr(loop, "train_one_epoch", one_epoch)
     assert main([*train_args("webdataset", shards, tmp_path / "stopped", *extra), "--resume"]) == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     resumed = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["model"]

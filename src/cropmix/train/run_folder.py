@@ -134,8 +134,8 @@ def _check_writable(out: Path) -> None:
 
 
 def _lock(out: Path) -> int:
-    """An open descriptor of out/.lock holding an exclusive flock; FileError naming the holder's pid if
-    another process holds it."""
+    """An open descriptor of out/.lock holding the exclusive lock (`_try_lock`); FileError naming the
+    holder's pid if another process holds it."""
     path = out / LOCK
     flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
