@@ -40,6 +40,11 @@ def test_writing_warns_once_per_bad_file_and_lists_them_in_the_index(tmp_path, c
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["splits"]["train"]["bad_files"] == ["train/cat/junk.jpg"]
     assert index["splits"]["train"]["num_samples"] == 9, "written all the same"
+    assert read_index(tmp_path / "out").bad_files == {"train": ["train/cat/junk.jpg"]}
+    index["splits"]["train"]["bad_files"] = "junk.jpg"  # a received index: not a list of names
+    (tmp_path / "out" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="bad_files must be lists of file names"):
+        read_index(tmp_path / "out")
 
 
 def test_skip_bad_leaves_bad_files_out_of_the_shards(tmp_path) -> None:

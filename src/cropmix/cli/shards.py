@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from . import SUBCOMMANDS
 from .arg_types import positive_int
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     index = read_index(path)
     for name, split in sorted(index.splits.items()):
         print(f"{name}: {split.num_samples} images in {len(split.urls)} shards")
-    bad = sum(len(entry.get("bad_files", [])) for entry in json.loads(path.read_text())["splits"].values())
+    bad = sum(len(files) for files in index.bad_files.values())
     if bad:
         done = "left out" if args.skip_bad else "written anyway; training on them needs --skip-bad"
         print(f"{bad} bad image files ({done}): see the warnings above and bad_files in {path.name}")

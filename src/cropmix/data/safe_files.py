@@ -25,7 +25,6 @@ __all__ = [
     "FileError",
     "atomic_writer",
     "write_text_atomic",
-    "write_bytes_atomic",
     "open_regular",
     "read_regular_bytes",
 ]
@@ -104,12 +103,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` (UTF-8) through `atomic_writer`."""
     with atomic_writer(path, "w") as handle:
         handle.write(text)
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through `atomic_writer`."""
-    with atomic_writer(path, "wb") as handle:
-        handle.write(data)
 
 
 def open_regular(path: str | os.PathLike, max_bytes: int | None = None) -> IO[bytes]:

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -84,6 +84,7 @@ class ShardIndex:
     path: str
     classes: list[str]
     splits: dict[str, ShardSplit]
+    bad_files: dict[str, list[str]] = field(default_factory=dict)  # per split: files written with a bad header
 
     def split(self, name: str) -> ShardSplit:
         """The split `name` ("train", or "val"/"test"), or an error naming the index and what it has."""
@@ -141,7 +142,10 @@ def read_index(path: str | os.PathLike) -> ShardIndex:
     if not isinstance(splits, dict):
         raise ValueError(f"shard index {path!r}: splits must be an object of split names")
     parsed = {name: _split_from_json(name, entry, base, path) for name, entry in splits.items()}
-    return ShardIndex(path, list(classes), parsed)
+    bad = {name: entry.get("bad_files", []) for name, entry in splits.items()}
+    if not all(isinstance(files, list) and all(isinstance(f, str) for f in files) for files in bad.values()):
+        raise ValueError(f"shard index {path!r}: splits.<name>.bad_files must be lists of file names")
+    return ShardIndex(path, list(classes), parsed, {name: files for name, files in bad.items() if files})
 
 
 def _shard_plan(index: FolderIndex, shard_size: int, shuffle_seed: int) -> list[list[int]]:
