@@ -58,23 +58,25 @@ def run_arm(args: argparse.Namespace, aug: str, seed: int) -> dict:
     from cropmix.train import TrainConfig, load_run_model, train
 
     out = Path(args.out) / f"{aug}_s{seed}"
-    config = TrainConfig(
-        dataset="npz",
-        data=str(CACHE),
-        out=str(out),
-        model="fastnet",
-        model_kwargs={"widths": args.widths},
-        aug=aug,
-        preset="cifar",
-        epochs=args.epochs,
-        batch_size=256,
-        lr=args.lr,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        seed=seed,
-        workers=1,
-        threads=args.threads,
-        progress=False,
+    config = TrainConfig.from_dict(
+        dict(
+            dataset="npz",
+            data=str(CACHE),
+            out=str(out),
+            model="fastnet",
+            model_kwargs={"widths": args.widths},
+            aug=aug,
+            preset="cifar",
+            epochs=args.epochs,
+            batch_size=256,
+            lr=args.lr,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            seed=seed,
+            workers=1,
+            threads=args.threads,
+            progress=False,
+        )
     )
     if not (out / "final.json").is_file():
         resume = (out / "checkpoint.pt").is_file()
@@ -104,16 +106,18 @@ def interleaved_timing(args: argparse.Namespace, rounds: int = 6, steps: int = 1
 
     arms = {}
     for aug in args.arms:
-        config = TrainConfig(
-            dataset="npz",
-            data=str(CACHE),
-            out="unused",
-            model="fastnet",
-            model_kwargs={"widths": args.widths},
-            aug=aug,
-            batch_size=256,
-            workers=1,
-            seed=0,
+        config = TrainConfig.from_dict(
+            dict(
+                dataset="npz",
+                data=str(CACHE),
+                out="unused",
+                model="fastnet",
+                model_kwargs={"widths": args.widths},
+                aug=aug,
+                batch_size=256,
+                workers=1,
+                seed=0,
+            )
         )
         data = prepare_data(config, DistInfo(), pin=False)
         loader, classes, size = data.train_loader, data.num_classes, data.image_size

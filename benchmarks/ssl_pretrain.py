@@ -14,7 +14,6 @@ Results: runs/ssl_bench/summary.json and summary.md; finished runs are skipped w
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import subprocess
@@ -121,10 +120,10 @@ def main() -> None:
         if (folder / "final.json").exists():
             summary[name] = json.loads((folder / "final.json").read_text())
             continue
-        config = PretrainConfig(dataset="npz", data=str(npz), out=str(folder), resume=True, **kw)
+        config = PretrainConfig.from_dict(dict(dataset="npz", data=str(npz), out=str(folder), resume=True, **kw))
         model = moco_backbone() if config.method == "moco" else None
         if model is not None:
-            torch.manual_seed(config.seed)
+            torch.manual_seed(config.run.seed)
             model = MoCo(
                 model,
                 dim=config.moco_dim,
@@ -135,7 +134,7 @@ def main() -> None:
             )
         print(f"{time.strftime('%H:%M:%S')} {name}: {json.dumps(kw, default=str)}", flush=True)
         result = pretrain(config, model=model)
-        summary[name] = {**result, "config": dataclasses.asdict(config)}
+        summary[name] = {**result, "config": config.to_dict()}
         print(
             f"{time.strftime('%H:%M:%S')} {name}: "
             + json.dumps({k: result.get(k) for k in ("steps", "train_seconds", "final_loss", "knn_acc", "probe_acc")}),

@@ -141,7 +141,7 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
         eval_batch_size=32,
     )
     values.update(changes)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def tiny_backbone() -> Classifier:
@@ -199,7 +199,7 @@ def pretrain_config(tmp_path, npz_path, method, aug, **kw) -> PretrainConfig:
         lr=0.05 if method == "moco" else 3e-3,
     )
     base.update(kw)
-    return PretrainConfig(**base)
+    return PretrainConfig.from_dict(base)
 
 
 class Crash(torch.nn.Module):

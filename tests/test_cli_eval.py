@@ -35,11 +35,11 @@ def sorted_run(tmp_path_factory) -> Path:
     data = root / "sorted.npz"
     names = np.array([f"c{i}" for i in range(CLASSES)])
     np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
-    config = TrainConfig(
+    config = TrainConfig.from_dict(dict(
         dataset="npz", data=str(data), out=str(root / "run"), model="fastnet", aug="baseline",
         model_kwargs={"widths": [4, 4, 8, 8]}, epochs=1, batch_size=20, workers=0, threads=1, device="cpu",
         progress=False,
-    )  # fmt: skip
+    ))  # fmt: skip
     train(config)
     return root / "run"
 

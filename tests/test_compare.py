@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def train_run(folder: Path, seed: int = 0, top1: float = 50.0, **config) -> Path:
     """A finished `cropmix train` run folder, written by hand: config.json, final.json, metrics.jsonl."""
     folder.mkdir(parents=True)
-    values = {**TrainConfig(dataset="npz", data="d.npz", aug="cropmix", epochs=2, seed=seed).to_dict(), **config}
+    values = {
+        **TrainConfig.from_dict(dict(dataset="npz", data="d.npz", aug="cropmix", epochs=2, seed=seed)).to_dict(),
+        **config,
+    }
     (folder / "config.json").write_text(json.dumps(values))
     (folder / "final.json").write_text(json.dumps({"top1": top1, "ece": 3.0, "rms": 4.0, "epochs": 2}))
     rows = [{"epoch": e, "train_loss": 2.0 / e, "test_top1": top1 - 2 + e, "lr": 0.1 / e} for e in (1, 2)]
@@ -130,4 +133,4 @@ def test_a_config_without_aug_takes_the_default_label(tmp_path) -> None:
     config = json.loads((run / "config.json").read_text())
     del config["aug"]
     (run / "config.json").write_text(json.dumps(config))
-    assert [row["label"] for row in summarise_runs([run])] == [TrainConfig().aug]
+    assert [row["label"] for row in summarise_runs([run])] == [TrainConfig().aug.name]

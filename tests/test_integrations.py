@@ -200,7 +200,7 @@ def test_log_tensorboard_without_the_package_fails_before_any_work(tmp_path, mon
     with pytest.raises(ValueError, match="log"):
         _tiny_train_config(tmp_path, log="wandb").validate(False)
     out = tmp_path / "cli_run"
-    argv = ["train", "--dataset", "npz", "--data", config.data, "--out", str(out), "--log", "tensorboard"]
+    argv = ["train", "--dataset", "npz", "--data", config.data.path, "--out", str(out), "--log", "tensorboard"]
     assert main([*argv, "--model", "fastnet", "--epochs", "1", "--workers", "0"]) == 2
     assert "pip install cropmix[tensorboard]" in capsys.readouterr().err
     assert not out.exists()
@@ -363,8 +363,8 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0  # the saved keys reopen the data
     assert json.loads(capsys.readouterr().out)["step"] == 2
-    with pytest.raises(ValueError, match=r"hf_image_key \(--hf-image-key\) applies to dataset \(--dataset\) 'hf'"):
-        PretrainConfig(dataset="npz", hf_image_key="img")
+    with pytest.raises(ValueError, match=r"hf_image_key \(--hf-image-key\) only applies with dataset \(--dataset\) 'hf'"):
+        PretrainConfig.from_dict(dict(dataset="npz", hf_image_key="img"))
 
 
 def test_the_tensorboard_grid_does_not_change_what_training_draws(tmp_path):

@@ -23,11 +23,11 @@ def test_importing_cropmix_does_not_import_the_recipes():
 
 
 # The README's line, then a call: `train` must be the training function however the package was imported.
-# TrainConfig(epochs=0) fails validation naming `epochs` (before any work), which only the real function reaches.
+# A config of epochs=0 fails validation naming `epochs` (before any work), which only the real function reaches.
 _CALL = """
 from cropmix import TrainConfig, train, evaluate_run, compare_runs
 try:
-    train(TrainConfig(epochs=0), resume=False)
+    train(TrainConfig.from_dict(dict(epochs=0)), resume=False)
 except ValueError as error:
     print("reached:", error)
 """

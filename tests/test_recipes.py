@@ -70,7 +70,7 @@ def test_every_recipe_resolves_to_a_valid_config(name, tmp_path, capsys):
         resolved = config.to_dict()
     else:
         printed = print_config(capsys, "pretrain", "--recipe", name, "--data", data)
-        resolved = PretrainConfig(**printed).__dict__
+        resolved = PretrainConfig.from_dict(printed).to_dict()
     for key, value in recipe.settings.items():  # every setting arrives, as the config stores it
         assert json.loads(json.dumps(resolved[key])) == value, key
     assert printed["data"] == data

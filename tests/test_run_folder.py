@@ -118,11 +118,11 @@ def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monke
     shutil.move(out, moved)
     monkeypatch.chdir(tmp_path)
     config = TrainConfig.load(moved / "config.json")
-    config.out, config.data = str(moved), "./d.npz"  # relative now, absolute when it was trained
+    config.run.out, config.data.path = str(moved), "./d.npz"  # relative now, absolute when it was trained
     assert loop.check_resume(config, moved, resume=True)["epoch"] == 1
     with pytest.raises(ValueError, match="written by a run of 1"):
         loop.check_resume(config, moved, resume=True, world=2)
-    config.lr = 0.5
+    config.optim.lr = 0.5
     with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
         loop.check_resume(config, moved, resume=True)
 
@@ -134,7 +134,7 @@ def test_non_finite_options_are_refused(tmp_path, capsys, option, value):
     assert f"{option}) must be a finite number" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="lr \\(--lr\\) must be a finite number"):
-        PretrainConfig(method="moco", aug="cropmix", lr=float("inf"))
+        PretrainConfig.from_dict(dict(method="moco", aug="cropmix", lr=float("inf")))
 
 
 def test_a_diverging_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
@@ -188,7 +188,7 @@ def test_pretrain_follows_the_same_folder_rules(tmp_path):
     pretrain(config, model=tiny_mae())
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         pretrain(config, model=tiny_mae())
-    final = os.path.join(config.out, "final.json")
+    final = os.path.join(config.run.out, "final.json")
     with open(final) as handle:
         kept = handle.read()
     resumed = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8, resume=True)

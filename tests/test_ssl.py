@@ -381,7 +381,9 @@ def test_train_init_must_exist(tmp_path, npz_path):
     from cropmix.train import TrainConfig, train
 
     missing = tmp_path / "no_such_checkpoint.pt"
-    config = TrainConfig(dataset="npz", data=str(npz_path), out=str(tmp_path / "run"), init=str(missing))
+    config = TrainConfig.from_dict(
+        dict(dataset="npz", data=str(npz_path), out=str(tmp_path / "run"), init=str(missing))
+    )
     with pytest.raises((ValueError, FileNotFoundError), match="init.*no_such_checkpoint.pt"):
         train(config)
     assert not (tmp_path / "run").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -41,15 +40,15 @@ def test_soft_targets_and_batch_mixing():
 
 def test_lr_schedules(tmp_path):
     cosine = tiny_config(tmp_path, epochs=10, warmup_epochs=2, schedule="cosine")
-    steps = [lr_factor(s, 5, cosine) for s in range(50)]
+    steps = [lr_factor(s, 5, cosine.optim) for s in range(50)]
     assert steps[0] == pytest.approx(0.1) and steps[9] == pytest.approx(1.0)
     assert steps[-1] < 0.01 and all(a >= b for a, b in zip(steps[10:], steps[11:], strict=False))
     step = tiny_config(tmp_path, epochs=10, schedule="step", milestones=(4, 8), gamma=0.1)
-    assert [lr_factor(e * 5, 5, step) for e in (0, 4, 8)] == pytest.approx([1.0, 0.1, 0.01])
+    assert [lr_factor(e * 5, 5, step.optim) for e in (0, 4, 8)] == pytest.approx([1.0, 0.1, 0.01])
     onecycle = tiny_config(tmp_path, epochs=4, schedule="onecycle")
-    values = [lr_factor(s, 10, onecycle) for s in range(40)]
+    values = [lr_factor(s, 10, onecycle.optim) for s in range(40)]
     assert max(values) == pytest.approx(1.0) and values[0] < 0.2 and values[-1] < 0.01
-    assert math.isclose(lr_factor(3, 10, tiny_config(tmp_path, schedule="constant")), 1.0)
+    assert math.isclose(lr_factor(3, 10, tiny_config(tmp_path, schedule="constant").optim), 1.0)
 
 
 def test_invalid_configs_are_rejected_before_work(tmp_path):
@@ -82,7 +81,7 @@ def test_train_writes_a_complete_run(tmp_path):
     assert len((out / "metrics.csv").read_text().splitlines()) == 4
     final = json.loads((out / "final.json").read_text())
     assert {"top1", "ece", "rms", "seconds_per_epoch"} <= set(final)
-    assert TrainConfig.load(out / "config.json") == dataclasses.replace(config, image_size=16)  # as used
+    assert TrainConfig.load(out / "config.json") == config.replace(image_size=16)  # as used
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train(config)
     with pytest.raises(ValueError, match="lr"):
@@ -140,35 +139,36 @@ def test_conflicting_options_are_rejected_naming_both(tmp_path):
 
 
 def test_adamw_gets_its_own_learning_rate():
+    from cropmix.train.config_parts import OptimSettings
     from cropmix.train.schedule import build_optimizer
 
     model = torch.nn.Linear(3, 2)
-    adamw = build_optimizer(model, TrainConfig(optimizer="adamw"))
-    sgd = build_optimizer(model, TrainConfig())
+    adamw = build_optimizer(model, OptimSettings(optimizer="adamw"))
+    sgd = build_optimizer(model, OptimSettings())
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert sgd.param_groups[0]["lr"] == pytest.approx(0.1) and sgd.param_groups[0]["nesterov"]
-    assert build_optimizer(model, TrainConfig(optimizer="adamw", lr=0.01)).param_groups[0]["lr"] == 0.01
+    assert build_optimizer(model, OptimSettings(optimizer="adamw", lr=0.01)).param_groups[0]["lr"] == 0.01
 
 
 def test_config_fields_are_type_checked():
     with pytest.raises(TypeError, match=r"lr \(--lr\) must be float \| None, got '0.1' \(str\)"):
-        TrainConfig(lr="0.1")
+        TrainConfig.from_dict(dict(lr="0.1"))
     with pytest.raises(TypeError, match=r"epochs \(--epochs\) must be int, got 2.0"):
-        TrainConfig(epochs=2.0)
+        TrainConfig.from_dict(dict(epochs=2.0))
     with pytest.raises(TypeError, match="cropmix_scale"):
-        TrainConfig(cropmix_scale=(0.1, "1"))
+        TrainConfig.from_dict(dict(cropmix_scale=(0.1, "1")))
     with pytest.raises(TypeError, match="progress"):
-        TrainConfig(progress="no")
-    config = TrainConfig(lr=1, milestones=[2, 3], data=Path("d"))  # an int for a float, a list, a path: fine
-    assert config.milestones == (2, 3) and config.data == "d"
+        TrainConfig.from_dict(dict(progress="no"))
+    config = TrainConfig.from_dict(dict(lr=1, milestones=[2, 3], data=Path("d")))  # an int for a float, a list
+    assert config.optim.milestones == (2, 3) and config.data.path == "d"
 
 
 def test_step_schedule_in_short_runs_and_the_logged_lr(tmp_path):
     """Default milestones stay inside the run (1 epoch: none); metrics log the lr each epoch trained with."""
     one = tiny_config(tmp_path, epochs=1, schedule="step")
-    assert [lr_factor(s, 4, one) for s in range(4)] == [1.0] * 4
+    assert [lr_factor(s, 4, one.optim) for s in range(4)] == [1.0] * 4
     two = tiny_config(tmp_path, epochs=2, schedule="step")
-    assert [lr_factor(s, 4, two) for s in (0, 3, 4, 7)] == pytest.approx([1, 1, 0.1, 0.1])
+    assert [lr_factor(s, 4, two.optim) for s in (0, 3, 4, 7)] == pytest.approx([1, 1, 0.1, 0.1])
     with pytest.raises(ValueError, match="milestones"):
         tiny_config(tmp_path, epochs=4, schedule="step", milestones=(3, 2)).validate(False)
     out = train(tiny_config(tmp_path, epochs=2, schedule="step", lr=0.2))

@@ -164,7 +164,7 @@ def test_shard_options_that_conflict_fail_before_any_work(data, tmp_path, capsys
         err = capsys.readouterr().err
         assert all(word in err for word in words), (extra, err)
         assert not out.exists()
-    config = TrainConfig(dataset="webdataset", data=str(shards / "index.json"), aug_device="device")
+    config = TrainConfig.from_dict(dict(dataset="webdataset", data=str(shards / "index.json"), aug_device="device"))
     config.validate(cuda_available=False)  # the index file itself, and "device" spelled out, are fine
     assert config.augments_on_device() and not TrainConfig().augments_on_device()
 

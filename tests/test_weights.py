@@ -50,7 +50,9 @@ def test_the_cli_never_runs_a_crafted_checkpoint(tmp_path, crafted, capsys):
     assert main(["pretrain", "--eval-only", str(path), "--method", "moco"]) == 2
     run = tmp_path / "run"
     run.mkdir()
-    TrainConfig(dataset="npz", data=str(tmp_path / "none.npz"), out=str(run), epochs=1).save(run / "config.json")
+    TrainConfig.from_dict(dict(dataset="npz", data=str(tmp_path / "none.npz"), out=str(run), epochs=1)).save(
+        run / "config.json"
+    )
     (run / "checkpoint.pt").write_bytes(path.read_bytes())
     assert main(["eval", str(run), "--device", "cpu"]) == 2
     err = capsys.readouterr().err

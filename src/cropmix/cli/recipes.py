@@ -11,7 +11,7 @@ import json
 from . import SUBCOMMANDS
 
 # The configuration class each recipe command fills, as "module:Class" (imported only when used).
-CONFIGS = {"train": "cropmix.train:TrainConfig", "pretrain": "cropmix.ssl.pretrain:PretrainConfig"}
+CONFIGS = {"train": "cropmix.train:TrainConfig", "pretrain": "cropmix.ssl.config:PretrainConfig"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,8 +60,10 @@ def apply_recipe(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     from cropmix.recipes import load_recipe
 
     recipe = load_recipe(args.recipe, args.command)
+    from cropmix.train.settings import by_key
+
     module, name = CONFIGS[args.command].split(":")
-    fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    fields = set(by_key(getattr(importlib.import_module(module), name)))
     unknown = sorted(set(recipe.settings) - fields)
     if unknown:
         raise ValueError(f"recipe {recipe.name!r} sets {unknown}, which are not {name} fields: {sorted(fields)}")

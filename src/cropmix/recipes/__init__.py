@@ -1,10 +1,10 @@
 """The paper's experiments as named recipes: one TOML file per experiment in this folder.
 
 A recipe holds the settings of one run (the field names of `cropmix.train.TrainConfig` or
-`cropmix.ssl.pretrain.PretrainConfig`) without data paths, and says which command it is for, what
+`cropmix.ssl.PretrainConfig`) without data paths, and says which command it is for, what
 it is and where its settings come from. `cropmix train --recipe NAME` / `cropmix pretrain --recipe
 NAME` take them as defaults that explicit options override; in Python:
-`TrainConfig(**{**load_recipe(NAME, "train").settings, "data": ..., "out": ...})`.
+`TrainConfig.from_dict({**load_recipe(NAME, "train").settings, "data": ..., "out": ...})`.
 
 TOML because recipes are read by people (comments, no quoting of keys) and the standard library
 reads it from Python 3.11 (`tomli`, the same parser, before that).

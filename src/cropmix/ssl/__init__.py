@@ -2,11 +2,12 @@
 
 from cropmix.models.weights import backbone_state_dict, load_pretrained  # re-exported: loading lives in models
 
+from .config import PretrainConfig
 from .knn import extract_features, knn_accuracy, knn_predict
 from .linear_probe import linear_probe
 from .mae import MAE, random_masking
 from .moco import MoCo
-from .pretrain import PretrainConfig, build_ssl_model, evaluate_checkpoint, pretrain
+from .pretrain import build_ssl_model, evaluate_checkpoint, pretrain
 from .representation import evaluate_representation
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
 

@@ -13,25 +13,22 @@ Datasets come from `cropmix.data.load_source` (held in memory as uint8), backbon
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from cropmix.integrations.tensorboard import TensorBoardLog, check_log, open_run_log
+from cropmix.integrations.tensorboard import TensorBoardLog, open_run_log
 from cropmix.models.weights import CheckpointError, load_checkpoint
 from cropmix.train.checkpoint import CHECKPOINT, checkpoint_entry, restore_states, save_atomic
-from cropmix.train.config import check_finite
 from cropmix.train.distributed import (
     DistInfo,
     barrier,
-    check_device_name,
     init_distributed,
     resolve_device,
     shutdown,
@@ -49,118 +46,20 @@ from cropmix.train.run_folder import (
 )
 from cropmix.train.schedule import decay_groups, warmup_cosine
 
+from .config import EVALUATION_FIELDS, RESUMABLE_CHANGES, PretrainConfig
 from .mae import MAE
 from .moco import MoCo
 from .representation import SUBSET_SEED, evaluate_split
-from .views import MAE_VIEWS, QUERY_VIEWS, MAEView, TwoViews
-
-if TYPE_CHECKING:
-    from cropmix.data import DataSource
-
-METHODS = ("moco", "mae")
-# Fields that may change between a run and its resumption: how it runs, when it saves, how it is evaluated.
-RESUMABLE_CHANGES = {
-    "resume", "progress", "workers", "threads", "device", "log", "checkpoint_every", "max_seconds",
-    "eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs",
-}  # fmt: skip
-
-
-@dataclass
-class PretrainConfig:
-    """One pre-training run; every field is saved in out/config.json.
-
-    aug: MoCo "standard" | "cropmix" (the query view); MAE "standard" | "mae-mixup" | "mae-cutmix"
-    ("cropmix" means "mae-cutmix"). subset: fraction of the training split to pre-train on (a fixed
-    random subset, the same for every seed). steps: optimiser steps (None: `epochs` passes).
-    lr None: MoCo 0.06 * batch / 256 (SGD), MAE 1e-3 * batch / 256 (AdamW). The schedule is a linear
-    warm-up over `warmup_steps`, then cosine to 0. device: "cpu" | "cuda" | "cuda:N" | "auto" (under
-    torchrun, CUDA means GPU LOCAL_RANK).
-    eval_train: how many training images (a fixed random subset of the whole split) form the kNN
-    bank and the probe's training set (None = all); eval_test likewise for the test split.
-    max_seconds: stop training early (recorded as "stopped_early") once this much time has passed.
-    log: None or "tensorboard" (event files in out/tensorboard as well: the metrics rows, each step's
-    learning rate, a grid of the first batch's inputs, the query view for MoCo).
-    """
-
-    method: str = "moco"
-    aug: str = "standard"
-    dataset: str = "npz"
-    data: str = "examples/cifar10_subset/cifar10_subset.npz"
-    hf_image_key: str | None = None
-    hf_label_key: str | None = None
-    out: str = "runs/pretrain"
-    subset: float = 1.0
-    image_size: int = 32
-    backbone: str = "resnet18"
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    moco_dim: int = 128
-    queue_size: int = 4096
-    moco_momentum: float = 0.99
-    temperature: float = 0.2
-    bn_splits: int = 4
-    mae_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 1
-    steps: int | None = None
-    batch_size: int = 256
-    lr: float | None = None
-    weight_decay: float | None = None
-    warmup_steps: int = 0
-    seed: int = 0
-    threads: int | None = None
-    workers: int = 0
-    device: str = "auto"  # as cropmix train: the GPU when there is one
-    log_every: int = 10
-    checkpoint_every: int = 200
-    resume: bool = False
-    progress: bool = True
-    eval_train: int | None = None
-    eval_test: int | None = None
-    max_seconds: float | None = None
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    probe_epochs: int = 30
-    log: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.method == "mae" and self.aug == "cropmix":
-            self.aug = "mae-cutmix"
-        allowed = QUERY_VIEWS if self.method == "moco" else MAE_VIEWS
-        if self.aug not in allowed:
-            raise ValueError(f"aug for {self.method} must be one of {allowed}, got {self.aug!r}")
-        if not (0.0 < self.subset <= 1.0):
-            raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
-        if self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
-            raise ValueError(
-                f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
-            )
-        keys = {"hf_image_key": self.hf_image_key, "hf_label_key": self.hf_label_key}
-        for name, value in keys.items():
-            if value is not None and self.dataset != "hf":
-                raise ValueError(
-                    f"{name} (--{name.replace('_', '-')}) applies to dataset (--dataset) 'hf' only, "
-                    f"got dataset {self.dataset!r}"
-                )
-        check_finite(self, lambda name: f"{name} (--{name.replace('_', '-')})")
-        check_device_name(self.device)
-        check_log(self.log)  # --log tensorboard without the package fails here, before any work
-
-    def source(self) -> DataSource:
-        """The dataset of this configuration, in memory (a `cropmix.data.DataSource`)."""
-        from cropmix.data import load_source
-
-        keys = (self.hf_image_key or "image", self.hf_label_key or "label")
-        return load_source(self.dataset, self.data, in_memory=True, hf_keys=keys)
+from .views import MAEView, TwoViews
 
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
     if config.method == "mae":
-        return MAE(image_size=config.image_size, num_classes=num_classes, **config.mae_kwargs)
+        return MAE(image_size=config.data.image_size, num_classes=num_classes, **config.mae_kwargs)
     from cropmix.models import build_model
 
-    backbone = build_model(config.backbone, num_classes, image_size=config.image_size, **config.backbone_kwargs)
+    backbone = build_model(config.backbone, num_classes, image_size=config.data.image_size, **config.backbone_kwargs)
     return MoCo(
         backbone,
         dim=config.moco_dim,
@@ -187,9 +86,9 @@ def build_ssl_optimizer(config: PretrainConfig, model: nn.Module, world: int) ->
 
 def setup_process(config: PretrainConfig) -> tuple[DistInfo, torch.device]:
     """Join torchrun's process group (if any) and take this process's device, as training does."""
-    info = init_distributed(uses_cuda(config.device))
+    info = init_distributed(uses_cuda(config.run.device))
     try:
-        return info, resolve_device(config.device, info)
+        return info, resolve_device(config.run.device, info)
     except ValueError:
         shutdown(info)  # e.g. "cuda:1" under torchrun: leave no process group behind
         raise
@@ -213,10 +112,10 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
     `build_ssl_model(config)` (tests use tiny backbones).
     """
     rank, world = launch_env()
-    with run_folder(config.out, config.resume, main=rank == 0) as out:
+    with run_folder(config.run.out, config.resume, main=rank == 0) as out:
         state = _checked_resume(config, out, world)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        if config.run.threads:
+            torch.set_num_threads(config.run.threads)
         info, device = setup_process(config)
         try:
             return _pretrain(config, model, info, device, state)
@@ -259,8 +158,8 @@ def _checked_resume(config: PretrainConfig, out: Path, world: int) -> dict[str, 
     state = load_checkpoint(path)
     if not isinstance(state.get("config"), dict) or not isinstance(state.get("step"), int):
         raise ValueError(f"checkpoint {str(path)!r} holds no pre-training 'config' and 'step'")
-    saved = {**dataclasses.asdict(PretrainConfig()), **state["config"]}
-    changed = changed_fields(dataclasses.asdict(config), saved, RESUMABLE_CHANGES, paths={"data"})
+    saved = {**PretrainConfig().to_dict(), **state["config"]}
+    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES, paths={"data"})
     if changed:
         raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(path)!r}")
     check_world_size(state.get("world_size"), world, path)
@@ -272,10 +171,10 @@ def _pretrain(
 ) -> dict:
     from cropmix.data import subset
 
-    out = Path(config.out)
+    out = Path(config.run.out)
     source = config.source()
     train = subset(source.train, config.subset if config.subset < 1.0 else None, SUBSET_SEED)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.run.seed)
     model = (model if model is not None else build_ssl_model(config, source.num_classes)).to(device)
     optimizer = build_ssl_optimizer(config, model, info.world)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -287,16 +186,15 @@ def _pretrain(
     total = config.steps if config.steps is not None else config.epochs * len(loader)
     if step >= total and (out / "final.json").is_file():  # finished: what eval may have added stays
         return {k: v for k, v in read_json(out / "final.json").items() if k != "config"}
-    view = (
-        TwoViews(config.aug, config.image_size) if config.method == "moco" else MAEView(config.aug, config.image_size)
-    )
+    size = config.data.image_size
+    view = TwoViews(config.aug, size) if config.method == "moco" else MAEView(config.aug, size)
     tail = plain_rows(state.get("metrics_tail", []), out / CHECKPOINT) if state is not None else []
     log = MetricsLog(out, after_step=step if state is not None else None, tail=tail) if info.main else None
     net = wrap_ddp(model, info, device)
     run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log, len(train), step)
     if info.main and state is not None:  # config.json, should a crash have left the checkpoint without it
         _write_config(run)
-    run.tensorboard = open_run_log(config.log, out, step, info.main)
+    run.tensorboard = open_run_log(config.run.log, out, step, info.main)
     try:
         result = _train_steps(run, step)
     except KeyboardInterrupt:
@@ -306,7 +204,7 @@ def _pretrain(
         if run.tensorboard is not None:  # the kNN and probe accuracies at the last step
             run.tensorboard.scalars(result, result["steps"])
             run.tensorboard.close()
-        write_json(out / "final.json", {**result, "config": dataclasses.asdict(config)})
+        write_json(out / "final.json", {**result, "config": config.to_dict()})
     barrier(info)
     return result
 
@@ -320,10 +218,10 @@ def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
         None,
         batch_size=config.batch_size,
         train=True,
-        seed=config.seed,
+        seed=config.run.seed,
         rank=info.rank,
         world=info.world,
-        workers=config.workers,
+        workers=config.run.workers,
     )
     if len(loader) == 0:
         raise ValueError(
@@ -334,7 +232,7 @@ def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
 
 def _write_config(run: _Run) -> None:
     """out/config.json: the config, the number of processes and the training images."""
-    config = dataclasses.asdict(run.config)
+    config = run.config.to_dict()
     write_json(run.out / "config.json", {**config, "world_size": run.info.world, "train_images": run.train_images})
 
 
@@ -374,7 +272,7 @@ def _train_steps(run: _Run, step: int) -> dict[str, Any]:
 
 def _one_step(run: _Run, images: torch.Tensor, step: int) -> tuple[float, dict[str, float], float]:
     """One optimiser step on a batch of uint8 images; (loss, the model's extra metrics, seconds in the views)."""
-    torch.manual_seed(run.config.seed * 1_000_003 + step * 101 + run.info.rank)
+    torch.manual_seed(run.config.run.seed * 1_000_003 + step * 101 + run.info.rank)
     t0 = time.time()
     inputs = run.view(images)
     seconds = time.time() - t0
@@ -415,7 +313,7 @@ def _save_checkpoint(run: _Run, step: int) -> None:
     """The checkpoint at `step` (holding the rows logged since the last one), then those rows appended."""
     state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
     extra = {"world_size": run.info.world, "metrics_tail": run.pending}
-    save_atomic({**state, **extra, "config": dataclasses.asdict(run.config)}, run.out / CHECKPOINT)
+    save_atomic({**state, **extra, "config": run.config.to_dict()}, run.out / CHECKPOINT)
     if not run.saved_step:
         _write_config(run)
     run.saved_step = step
@@ -425,16 +323,11 @@ def _save_checkpoint(run: _Run, step: int) -> None:
 
 
 def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
-    if not (config.progress and info.main):
+    if not (config.run.progress and info.main):
         return None
     from tqdm import tqdm
 
     return tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
-
-
-# What `evaluate_checkpoint` may take from elsewhere than the checkpoint's own config: how it evaluates.
-EVALUATION_FIELDS = ("eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs", "device", "threads",
-                     "progress")  # fmt: skip
 
 
 def evaluate_checkpoint(
@@ -454,12 +347,12 @@ def evaluate_checkpoint(
     unknown = sorted(set(overrides or {}) - set(EVALUATION_FIELDS))
     if unknown:
         raise ValueError(f"overrides may set {EVALUATION_FIELDS} only, got {unknown}")
-    config = config or dataclasses.replace(saved, **(overrides or {}))
+    config = config or saved.replace(**(overrides or {}))
     if model is None:
         model = build_ssl_model(saved, saved.source().num_classes)
     restore_states(state, {"model": model}, checkpoint)
     source = config.source()
-    device = resolve_device(config.device)
+    device = resolve_device(config.run.device)
     step = checkpoint_entry(state, "step", int, checkpoint)
     return {"step": step, **evaluate_split(model.to(device), source, config, device)}
 
@@ -468,12 +361,8 @@ def saved_config(state: dict[str, Any], path: str | os.PathLike) -> PretrainConf
     """The PretrainConfig a checkpoint records, checked (fields, types, values); one-line errors naming
     the file."""
     values = checkpoint_entry(state, "config", dict, path)
-    known = {f.name for f in dataclasses.fields(PretrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise CheckpointError(f"checkpoint {str(path)!r}: its config has unknown fields {unknown[:10]}")
     try:
-        config = PretrainConfig(**values)  # validated as it is made
+        config = PretrainConfig.from_dict(values)  # validated as it is made; unknown keys are an error
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid ({error})") from error
     return config

@@ -12,11 +12,19 @@ from pathlib import Path
 
 from .compare import compare_runs, format_table, summarise_runs
 from .config import TrainConfig
+from .config_parts import AugSettings, DataSettings, ModelSettings, OptimSettings, RunSettings, TrainData, TrainRun
 from .loop import train
 from .report import evaluate_ood, evaluate_run, load_run_model
 
 __all__ = [
+    "AugSettings",
+    "DataSettings",
+    "ModelSettings",
+    "OptimSettings",
+    "RunSettings",
     "TrainConfig",
+    "TrainData",
+    "TrainRun",
     "compare_runs",
     "evaluate_ood",
     "evaluate_run",

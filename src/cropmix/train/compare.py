@@ -6,7 +6,6 @@ pretrain`) on theirs (kNN and linear-probe accuracy, final loss); the two kinds 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -54,8 +53,7 @@ def _arm_key(config: dict[str, Any]) -> str:
     if is_pretrain_run(config):
         settings = dict(config)
     else:
-        default = TrainConfig()
-        settings = {**{f.name: getattr(default, f.name) for f in dataclasses.fields(TrainConfig)}, **config}
+        settings = {**TrainConfig().to_dict(), **config}
     settings["data"] = _data_key(config)
     return json.dumps({k: v for k, v in sorted(settings.items()) if k not in NOT_ARM_FIELDS}, sort_keys=True)
 
@@ -115,7 +113,8 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
     _warn_different_data(runs)
     groups: dict[str, dict[str, Any]] = {}
     for path, config, final in runs:
-        aug = config.get("aug") or ("standard" if pretrain else TrainConfig().aug)  # an older or partial config.json
+        default_aug = "standard" if pretrain else TrainConfig().aug.name
+        aug = config.get("aug") or default_aug  # an older or partial config.json
         label = config.get("name") or (f"{config['method']} {aug}" if pretrain else aug)
         group = groups.setdefault(_arm_key(config), {"label": label, "finals": [], "runs": [], "rows": []})
         group["finals"].append((path, final))

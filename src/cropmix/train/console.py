@@ -17,8 +17,8 @@ def start_summary(run: Any, steps: int) -> str:
     where = f"{run.device}" + (f" x {run.info.world} processes" if run.info.world > 1 else "")
     text = (
         f"training {run.train_images:,} images ({run.test_images:,} test) of {run.num_classes} classes at "
-        f"{run.image_size} px, aug {config.aug}, model {config.model} on {where}: {config.epochs} epochs of "
-        f"{steps} steps (batch {config.batch_size}); run folder {run.out}"
+        f"{run.image_size} px, aug {config.aug.name}, model {config.model.name} on {where}: "
+        f"{config.optim.epochs} epochs of {steps} steps (batch {config.optim.batch_size}); run folder {run.out}"
     )
     return text + (f"; resuming after epoch {run.start_epoch}" if run.start_epoch else "")
 
@@ -36,12 +36,12 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 def progress_bar(config: TrainConfig, info: DistInfo, total: int, epoch: int) -> Any:
     """A tqdm bar over an epoch's `total` steps on rank 0 with progress on; None otherwise."""
-    if not (config.progress and info.main):
+    if not (config.run.progress and info.main):
         return None
     from tqdm import tqdm
 
     return tqdm(
-        total=total, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False, dynamic_ncols=True
+        total=total, desc=f"epoch {epoch + 1}/{config.optim.epochs}", file=sys.stderr, leave=False, dynamic_ncols=True
     )
 
 
@@ -51,7 +51,7 @@ def open_tensorboard(run: Any) -> None:
     (`train_one_epoch`): a separate look at the loader would advance persistent workers' RNG."""
     from cropmix.integrations.tensorboard import open_run_log
 
-    run.tensorboard = open_run_log(run.config.log, run.out, run.start_epoch * len(run.train_loader), run.info.main)
+    run.tensorboard = open_run_log(run.config.run.log, run.out, run.start_epoch * len(run.train_loader), run.info.main)
 
 
 def log_tensorboard(run: Any, row: dict[str, Any], epoch: int) -> None:

@@ -26,29 +26,26 @@ from cropmix.data import (
 from cropmix.data.shards import ShardSplit
 
 from .config import TrainConfig
+from .config_parts import TrainData
 from .distributed import DistInfo
 
 DEFAULT_FILE_SIZE = 224  # the training side of images read from files or shards, unless image_size says
 
 
-def source_of(config: TrainConfig, *, skip_bad: bool = False) -> DataSource:
-    """The dataset `config` names, opened as its run reads it."""
+def source_of(data: TrainData, *, skip_bad: bool = False) -> DataSource:
+    """The dataset `data` names, opened as its run reads it."""
     return load_source(
-        config.dataset,
-        config.data,
-        download=config.download,
-        skip_bad=skip_bad,
-        in_memory=config.in_memory,
-        hf_keys=config.hf_keys(),
-    )
+        data.dataset, data.path, download=data.download, skip_bad=skip_bad, in_memory=data.in_memory,
+        hf_keys=data.hf_keys(),
+    )  # fmt: skip
 
 
-def image_size_of(config: TrainConfig, source: DataSource) -> int:
+def image_size_of(data: TrainData, source: DataSource) -> int:
     """The run's image side: image_size, else the side of in-memory images, else for a folder of
     files the shorter side of the largest of a few (at most 224: small files train at their own
     size, not upsampled), else 224."""
-    if config.image_size:
-        return config.image_size
+    if data.image_size:
+        return data.image_size
     if source.in_memory:
         return int(source.train.images.shape[-1])
     if isinstance(source.train, FolderIndex):
@@ -78,10 +75,11 @@ def prepare_data(
     device: where shards are decoded and augmented (dataset "webdataset"; default the CPU); pin: pinned
     host memory for the batches, for asynchronous copies to a GPU.
     """
-    source = source_of(config, skip_bad=config.skip_bad)
-    train_split = subset(source.train, config.max_train_images)
-    test_split = subset(source.test, config.max_test_images)
-    size = image_size_of(config, source)
+    data = config.data
+    source = source_of(data, skip_bad=data.skip_bad)
+    train_split = subset(source.train, data.max_train_images)
+    test_split = subset(source.test, data.max_test_images)
+    size = image_size_of(data, source)
     if isinstance(train_split, ShardSplit):
         device = torch.device("cpu" if device is None else device)
         loaders = shard_loaders(config, train_split, test_split, source.num_classes, size, info, device)
@@ -89,13 +87,13 @@ def prepare_data(
     in_memory = source.in_memory
     on_device = config.augments_on_device()  # in memory (checked): workers only gather, the device augments
     transform, batched = (None, False) if on_device else worker_transform(config, train_split, size, in_memory)
-    common = dict(workers=config.workers, pin_memory=pin, skip_bad=config.skip_bad)
+    common = dict(workers=config.run.workers, pin_memory=pin, skip_bad=data.skip_bad)
     train_loader = make_loader(
         train_split,
         transform,
-        batch_size=config.batch_size,
+        batch_size=config.optim.batch_size,
         train=True,
-        seed=config.seed,
+        seed=config.run.seed,
         rank=info.rank,
         world=info.world,
         batched_transform=batched,
@@ -104,7 +102,7 @@ def prepare_data(
     if on_device:
         train_loader = device_stage(config, train_loader, size, torch.device("cpu" if device is None else device))
     test_tf = None if in_memory else eval_transform(size, False)
-    eval_common = dict(common, workers=0 if in_memory else config.workers, batch_size=config.eval_batch_size)
+    eval_common = dict(common, workers=0 if in_memory else config.run.workers, batch_size=config.run.eval_batch_size)
     test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
     full_test = make_loader(test_split, test_tf, train=False, **eval_common)
     return RunData(train_loader, test_loader, full_test, source.num_classes, size, len(train_split), len(test_split))
@@ -113,10 +111,10 @@ def prepare_data(
 def worker_transform(config: TrainConfig, split: Any, size: int, in_memory: bool) -> tuple[Any, bool]:
     """(the training transform workers run, whether it takes whole batches) for `config`'s augmentation."""
     spec = config.augment_spec(size)
-    if config.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
+    if config.aug.timm_aug is not None:  # timm's transform around this run's CropMix (aug "cropmix", checked)
         from cropmix.integrations.timm import train_transform as timm_transform
 
-        return timm_transform(size, in_memory, spec.preset, spec.cropmix_overrides, **config.timm_aug), False
+        return timm_transform(size, in_memory, spec.preset, spec.cropmix_overrides, **config.aug.timm_aug), False
     return spec.for_workers(in_memory, largest_file_size(split) if isinstance(split, FolderIndex) else None)
 
 
@@ -146,37 +144,37 @@ def shard_loaders(
     common = dict(
         device=device,
         num_classes=num_classes,
-        workers=config.workers,
-        seed=config.seed,
-        skip_bad=config.skip_bad,
+        workers=config.run.workers,
+        seed=config.run.seed,
+        skip_bad=config.data.skip_bad,
         pin_memory=device.type == "cuda",
     )
     train_loader = webdataset_loader(
         train,
         spec,
         train=True,
-        batch_size=config.batch_size,
+        batch_size=config.optim.batch_size,
         rank=info.rank,
         world=info.world,
-        shuffle_buffer=config.setting("shuffle_buffer"),
+        shuffle_buffer=config.data.setting("shuffle_buffer"),
         **common,
     )
-    evaluation = dict(common, train=False, batch_size=config.eval_batch_size)
+    evaluation = dict(common, train=False, batch_size=config.run.eval_batch_size)
     test_loader = webdataset_loader(test, spec, rank=info.rank, world=info.world, **evaluation)
     full_test = webdataset_loader(test, spec, **evaluation)
     return train_loader, test_loader, full_test
 
 
-def eval_loader(config: TrainConfig, source: DataSource, split: Any, batch_size: int, device: torch.device) -> Any:
-    """Batches of `split` (all of it, in order) for evaluating a run of `config`, the way its test loader
+def eval_loader(data: TrainData, source: DataSource, split: Any, batch_size: int, device: torch.device) -> Any:
+    """Batches of `split` (all of it, in order) for evaluating a run on `data`, the way its test loader
     reads them: uint8 in-memory batches, files resized and centre-cropped in workers, or shards on `device`."""
-    size = image_size_of(config, source)
+    size = image_size_of(data, source)
     if isinstance(split, ShardSplit):
         from cropmix.data.device_loader import webdataset_loader
 
         return webdataset_loader(split, AugmentSpec("none", size), device=device, train=False, batch_size=batch_size,
                                  num_classes=source.num_classes, pin_memory=device.type == "cuda",
-                                 skip_bad=config.skip_bad)  # fmt: skip
+                                 skip_bad=data.skip_bad)  # fmt: skip
     transform = None if source.in_memory else eval_transform(size, False)
     return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2,
-                       skip_bad=config.skip_bad)  # fmt: skip
+                       skip_bad=data.skip_bad)  # fmt: skip

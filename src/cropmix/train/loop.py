@@ -6,7 +6,6 @@ The loop is `build_run` (data, model, optimizer, resumed state), then per epoch 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -41,7 +40,7 @@ __all__ = ["build_model_for", "evaluate", "save_state", "train", "train_one_epoc
 def default_normalisation(config: TrainConfig) -> str:
     from cropmix.data.sources import source_named
 
-    return config.normalisation or source_named(config.dataset).normalisation
+    return config.data.normalisation or source_named(config.data.dataset).normalisation
 
 
 def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> torch.nn.Module:
@@ -52,7 +51,7 @@ def build_model_for(config: TrainConfig, num_classes: int, image_size: int) -> t
     mean, std = getattr(models, f"{key}_MEAN"), getattr(models, f"{key}_STD")
     try:
         return models.build_model(
-            config.model, num_classes, image_size=image_size, mean=mean, std=std, **config.model_kwargs
+            config.model.name, num_classes, image_size=image_size, mean=mean, std=std, **config.model.kwargs
         )
     except (TypeError, ValueError) as error:  # e.g. a vit patch size the data's image size does not divide
         raise model_error(config, image_size, error) from error
@@ -98,7 +97,7 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
     ckpt_path = out / CHECKPOINT
     checkpoint = weights.load_checkpoint(ckpt_path)
     saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
-    automatic = {"image_size"} if config.image_size is None else set()  # resolved from the data, then recorded
+    automatic = {"image_size"} if config.data.image_size is None else set()  # resolved from the data, then recorded
     changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
     if changed:
         hint = ""
@@ -123,15 +122,15 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     """
     config.validate(torch.cuda.is_available())
     rank, world = launch_env()
-    with run_folder(config.out, resume, main=rank == 0) as out:
+    with run_folder(config.run.out, resume, main=rank == 0) as out:
         checkpoint = check_resume(config, out, resume, world)  # before any work: a bad request fails fast
         done = checkpoint_entry(checkpoint, "epoch", int, out / CHECKPOINT) if checkpoint is not None else 0
-        if done >= config.epochs and (out / rf.FINAL).is_file():
+        if done >= config.optim.epochs and (out / rf.FINAL).is_file():
             log.info("%s: the run is finished (%d epochs); nothing to do", out, done)
             return out
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        info = init_distributed(uses_cuda(config.device))
+        if config.run.threads:
+            torch.set_num_threads(config.run.threads)
+        info = init_distributed(uses_cuda(config.run.device))
         run = None
         try:
             run = build_run(config, out, checkpoint, info)
@@ -152,18 +151,18 @@ def run_epochs(run: Run) -> None:
         log.info("%s", start_summary(run, len(run.train_loader)))
     if info.main and run.start_epoch:  # files a crash left behind the checkpoint, rewritten from it
         write_run_files(run)
-    for epoch in range(run.start_epoch, config.epochs):
+    for epoch in range(run.start_epoch, config.optim.epochs):
         row = train_one_epoch(run, epoch)
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.optim.epochs:
             row.update(evaluate(run.net, run.test_loader, run.device, info, run.channels_last, run.amp))
         run.rows.append(row)
         if info.main:
             save_state(run, epoch + 1)
             log_tensorboard(run, row, epoch)
-            log.info("%s", epoch_line(row, config.epochs))
+            log.info("%s", epoch_line(row, config.optim.epochs))
         barrier(info)
     if info.main:
-        finish_run(run.model, run.full_test, run.device, run.out, run.rows, progress=config.progress)
+        finish_run(run.model, run.full_test, run.device, run.out, run.rows, progress=config.run.progress)
     if run.tensorboard is not None:
         run.tensorboard.close()
     barrier(info)
@@ -200,29 +199,29 @@ class Run:
 
 def build_run(config: TrainConfig, out: Path, checkpoint: dict | None, info: DistInfo) -> Run:
     """Data, model, optimizer and schedule for `config`, restored from `checkpoint` when resuming."""
-    device = resolve_device(config.device, info)
+    device = resolve_device(config.run.device, info)
     use_cuda = device.type == "cuda"
-    amp = bool(use_cuda if config.amp is None else config.amp)
+    amp = bool(use_cuda if config.run.amp is None else config.run.amp)
     # channels_last is 2-3x faster for small conv nets on CPU too (oneDNN), so it is on by default.
-    channels_last = True if config.channels_last is None else config.channels_last
-    torch.manual_seed(config.seed)
+    channels_last = config.model.setting("channels_last")
+    torch.manual_seed(config.run.seed)
     data = prepare_data(config, info, pin=use_cuda, device=device)
     train_loader, num_classes, size = data.train_loader, data.num_classes, data.image_size
-    if config.image_size is None:  # recorded as used, in config.json and the checkpoint
-        config = dataclasses.replace(config, image_size=size)
+    if config.data.image_size is None:  # recorded as used, in config.json and the checkpoint
+        config = config.replace(image_size=size)
     model = build_model_for(config, num_classes, size)
-    if config.init is not None and checkpoint is None:  # a resumed run's checkpoint already holds these weights
-        load_init(model, config.init, info.main)
+    if config.model.init is not None and checkpoint is None:  # a resumed run's checkpoint holds these weights
+        load_init(model, config.model.init, info.main)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config.optim)
     if len(train_loader) == 0:
         raise ValueError(
-            f"--batch-size {config.batch_size} x {info.world} process(es) is more than the {data.train_images} "
+            f"--batch-size {config.optim.batch_size} x {info.world} process(es) is more than the {data.train_images} "
             "training images: lower --batch-size"
         )
-    scheduler = build_scheduler(optimizer, len(train_loader), config)
+    scheduler = build_scheduler(optimizer, len(train_loader), config.optim)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch, rows = 0, []
     if checkpoint is not None:
@@ -264,8 +263,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     config, info = run.config, run.info
     seed_epoch(run, epoch)
     run.net.train()
-    _, batch_mix = parse_aug(config.aug)
-    soft = batch_mix is not None or config.label_smoothing > 0
+    _, batch_mix = parse_aug(config.aug.name)
+    soft = batch_mix is not None or config.optim.label_smoothing > 0
     steps = len(run.train_loader)
     skipped_before = skipped_files(run.train_loader)
     loss_sum = correct = count = 0.0
@@ -279,9 +278,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         targets = targets.to(run.device, non_blocking=True)
         with torch.autocast("cuda", enabled=run.amp):
             if soft:
-                goal = soft_targets(targets, run.num_classes, config.label_smoothing)
+                goal = soft_targets(targets, run.num_classes, config.optim.label_smoothing)
                 if batch_mix is not None:
-                    inputs, goal = BATCH_MIX_FUNCTIONS[batch_mix](inputs, goal, config.setting("mix_alpha"))
+                    inputs, goal = BATCH_MIX_FUNCTIONS[batch_mix](inputs, goal, config.aug.setting("mix_alpha"))
                 logits = run.net(inputs)
                 loss = soft_cross_entropy(logits, goal)
             else:
@@ -324,7 +323,7 @@ def finite_loss(run: Run, loss: torch.Tensor, where: str) -> float:
     value = float(loss.detach())
     if not math.isfinite(value):
         saved = f"epoch {run.saved_epoch}" if run.saved_epoch else None
-        raise diverged(value, where, saved, run.out, run.config.setting("lr"))
+        raise diverged(value, where, saved, run.out, run.config.optim.setting("lr"))
     return value
 
 
@@ -339,7 +338,7 @@ def _optimise(run: Run, loss: torch.Tensor) -> None:
 
 def seed_epoch(run: Run, epoch: int) -> None:
     """Seed the RNG and reshuffle for `epoch` (per epoch and rank: a resumed run draws as an uninterrupted one)."""
-    torch.manual_seed(run.config.seed * 1_000_003 + epoch * 1009 + run.info.rank)
+    torch.manual_seed(run.config.run.seed * 1_000_003 + epoch * 1009 + run.info.rank)
     set_epoch(run.train_loader, epoch)
 
 

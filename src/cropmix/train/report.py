@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -42,16 +41,16 @@ def load_run_model(
         )
     config = TrainConfig.from_dict(saved)
     if data is not None:  # the run's data has moved since training
-        config = dataclasses.replace(config, data=os.fspath(data))
+        config = config.replace(data=os.fspath(data))
     if skip_bad:
-        config = dataclasses.replace(config, skip_bad=True)
+        config = config.replace(skip_bad=True)
     path = run_dir / CHECKPOINT
     state = load_checkpoint(path)
     epochs = checkpoint_entry(state, "epoch", int, path)
-    if epochs < config.epochs:
-        raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.epochs} epochs; resume it first")
-    source = source_of(config, skip_bad=skip_bad)
-    size = image_size_of(config, source)
+    if epochs < config.optim.epochs:
+        raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.optim.epochs} epochs; resume it first")
+    source = source_of(config.data, skip_bad=skip_bad)
+    size = image_size_of(config.data, source)
     check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
     restore_states(state, {"model": model}, path)
@@ -68,7 +67,7 @@ def check_data_matches(trained: Any, num_classes: int, image_size: int, config: 
     changed = [f"{k} {trained[k]} -> {v}" for k, v in now.items() if k in trained and trained[k] != v]
     if changed:
         raise ValueError(
-            f"the run's data ({config.dataset} {config.data!r}) no longer matches what it was trained on: "
+            f"the run's data ({config.data.dataset} {config.data.path!r}) no longer matches what it was trained on: "
             + ", ".join(changed)
         )
 
@@ -125,12 +124,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev, skip_bad=skip_bad, data=run_data)
-    source = source_of(config, skip_bad=skip_bad)
-    size = image_size_of(config, source)
-    test = subset(source.test, max_images or config.max_test_images)
+    source = source_of(config.data, skip_bad=skip_bad)
+    size = image_size_of(config.data, source)
+    test = subset(source.test, max_images or config.data.max_test_images)
 
     def loader_of(split: Any) -> Any:
-        return eval_loader(config, source, split, batch_size, dev)
+        return eval_loader(config.data, source, split, batch_size, dev)
 
     results = evaluate_classifier(
         model, loader_of(test), dev, fgsm=fgsm, corruptions=corruptions, reliability_png=run_dir / rf.RELIABILITY,
@@ -199,12 +198,12 @@ def evaluate_ood(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, config = load_run_model(run_dir, dev, data=run_data)
-    source = source_of(config)
+    source = source_of(config.data)
     model_classes = list(source.classes)
     if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
         model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
-    size = image_size_of(config, source)
+    size = image_size_of(config.data, source)
     loader = make_loader(subset(index, max_images), eval_transform(size, False), batch_size=batch_size,
                          train=False, workers=2, skip_bad=skip_bad)  # fmt: skip
     results = {"data": os.path.realpath(data), "class_subset": class_subset}

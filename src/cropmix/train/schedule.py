@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .config import TrainConfig
+from .config_parts import OptimSettings
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -16,13 +16,13 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, optim: OptimSettings) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW over all parameters, weight decay on weights only (not norms/biases)."""
-    groups = decay_groups(model, config.weight_decay)
-    lr = config.setting("lr")
-    if config.optimizer == "sgd":
-        momentum = config.setting("momentum")
-        nesterov = config.setting("nesterov") and momentum > 0
+    groups = decay_groups(model, optim.weight_decay)
+    lr = optim.setting("lr")
+    if optim.optimizer == "sgd":
+        momentum = optim.setting("momentum")
+        nesterov = optim.setting("nesterov") and momentum > 0
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     return torch.optim.AdamW(groups, lr=lr)
 
@@ -33,21 +33,21 @@ def default_milestones(epochs: int) -> tuple[int, ...]:
     return tuple(sorted({m for m in (epochs // 2, (3 * epochs) // 4) if 0 < m < epochs}))
 
 
-def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+def lr_factor(step: int, steps_per_epoch: int, optim: OptimSettings) -> float:
     """The learning-rate multiplier at optimizer step `step` (0-based)."""
-    total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    if config.schedule == "onecycle":
+    total = optim.epochs * steps_per_epoch
+    warmup = int(optim.warmup_epochs * steps_per_epoch)
+    if optim.schedule == "onecycle":
         # Up linearly for the first 25% (or the warm-up), then cosine down to 0.
         warmup = warmup or max(1, int(0.25 * total))
     if step < warmup:
         return (step + 1) / warmup
-    if config.schedule == "constant":
+    if optim.schedule == "constant":
         return 1.0
-    if config.schedule == "step":
-        milestones = config.milestones if config.milestones is not None else default_milestones(config.epochs)
+    if optim.schedule == "step":
+        milestones = optim.milestones if optim.milestones is not None else default_milestones(optim.epochs)
         epoch = step // steps_per_epoch
-        return config.setting("gamma") ** sum(epoch >= m for m in milestones)
+        return optim.setting("gamma") ** sum(epoch >= m for m in milestones)
     return warmup_cosine(step, total, warmup)
 
 
@@ -60,7 +60,7 @@ def warmup_cosine(step: int, total: int, warmup: int = 0) -> float:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, steps_per_epoch: int, config: TrainConfig
+    optimizer: torch.optim.Optimizer, steps_per_epoch: int, optim: OptimSettings
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR following `lr_factor`; its state_dict resumes it exactly."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, config))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, optim))

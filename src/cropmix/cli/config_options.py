@@ -1,0 +1,102 @@
+"""Command-line options built from a configuration's declared settings (cropmix.train.settings), so that
+each option's name, help and default are stated once, in the field that holds it."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Collection
+from typing import Any
+
+from .arg_types import json_object
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    config_class: type,
+    *,
+    required: Collection[str] = (),
+    no_default: Collection[str] = (),
+) -> None:
+    """One option per declared setting of `config_class`, in declaration order, its default the value in
+    `config_class()`. required: keys the command line must give; no_default: keys left None unless given
+    (the command checks them after a recipe had its say)."""
+    from cropmix.train.settings import declared, flatten
+
+    defaults = flatten(config_class())
+    for entry in declared(config_class):
+        kwargs = _argument(entry, None if entry.key in (*required, *no_default) else defaults[entry.key])
+        if entry.key in required:
+            kwargs["required"] = True
+        parser.add_argument(entry.flag, dest=entry.key, **kwargs)
+
+
+def _argument(entry: Any, default: Any) -> dict[str, Any]:
+    """argparse keywords for one setting, from its type and metadata."""
+    cli = dict(entry.meta("cli"))
+    meaning_doc = cli.pop("meaning_doc", None)
+    scalar, many = _shape(entry.hint)
+    kwargs: dict[str, Any] = {"default": default, **cli}
+    if kwargs.get("action") in ("store_true", "store_false"):
+        kwargs["default"] = default if entry.meta("meaning") is None and default is not None else None
+    elif scalar is bool:  # a switch for what is off by default, --x / --no-x for the rest
+        plain_switch = default is False and entry.meta("meaning") is None
+        kwargs["action"] = "store_true" if plain_switch else argparse.BooleanOptionalAction
+    elif scalar is dict:
+        kwargs["type"] = json_object
+    else:
+        kwargs["type"] = scalar
+        if many:
+            kwargs["nargs"] = many
+    own_name = entry.flag.lstrip("-").replace("-", "_")
+    if own_name != entry.key and "action" not in kwargs and "metavar" not in kwargs:
+        kwargs["metavar"] = own_name.upper()  # --num-crops N..., not CROPMIX_NUM_CROPS
+    choices = entry.choices()
+    if choices is not None:
+        kwargs["choices"] = choices
+    kwargs["help"] = _help(entry, default, meaning_doc, kwargs)
+    return kwargs
+
+
+def _shape(hint: Any) -> tuple[type, int | str | None]:
+    """(the scalar type, nargs) of a field's annotation: `tuple[float, float] | None` is (float, 2)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        tuples = [a for a in args if typing.get_origin(a) is tuple]
+        if tuples:
+            inner = typing.get_args(tuples[0])
+            return inner[0], "+" if inner[-1] is Ellipsis else len(inner)
+        return _shape(args[0])
+    if typing.get_origin(hint) is tuple:
+        inner = typing.get_args(hint)
+        return inner[0], "+" if inner[-1] is Ellipsis else len(inner)
+    origin = typing.get_origin(hint) or hint
+    return (origin if isinstance(origin, type) else str), None
+
+
+def _help(entry: Any, default: Any, meaning_doc: str | None, kwargs: dict[str, Any]) -> str:
+    text = entry.meta("help") or ""
+    meaning = entry.meta("meaning")
+    if not (default is None or isinstance(default, (bool, dict))):  # BooleanOptionalAction says its own
+        text += " (default: %(default)s)"
+    elif default is None and (meaning_doc or (meaning is not None and not callable(meaning))):
+        text += f" (default: {meaning_doc or meaning})"
+    return text.replace("%", "%%").replace("%%(default)s", "%(default)s").strip()
+
+
+def config_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The flat keys of `config_class` that `args` holds. A setting that takes one or several values
+    (`int | tuple[int, ...]`, as --num-crops) is a plain value when one was given."""
+    from cropmix.train.settings import by_key
+
+    values = {}
+    for key, entry in by_key(config_class).items():
+        if not hasattr(args, key):
+            continue
+        value = getattr(args, key)
+        one_or_many = int in typing.get_args(entry.hint) and _shape(entry.hint)[1] == "+"
+        if one_or_many and isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        values[key] = value
+    return values

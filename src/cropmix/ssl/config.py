@@ -1,0 +1,122 @@
+"""PretrainConfig: one pre-training run, its data and run parts shared with training's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cropmix.integrations.tensorboard import check_log
+from cropmix.train.config import check_finite
+from cropmix.train.config_parts import DataSettings, RunSettings
+from cropmix.train.distributed import check_device_name
+from cropmix.train.settings import check_only_with, flatten, normalise_part, setting, unflatten
+
+from .views import MAE_VIEWS, QUERY_VIEWS
+
+if TYPE_CHECKING:
+    from cropmix.data import DataSource
+
+METHODS = ("moco", "mae")
+# Fields that may change between a run and its resumption: how it runs, when it saves, how it is evaluated.
+RESUMABLE_CHANGES = {
+    "resume", "progress", "workers", "threads", "device", "log", "checkpoint_every", "max_seconds",
+    "eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs",
+}  # fmt: skip
+# What `evaluate_checkpoint` may take from elsewhere than the checkpoint's own config: how it evaluates.
+EVALUATION_FIELDS = ("eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs", "device", "threads",
+                     "progress")  # fmt: skip
+
+
+def _pretrain_data() -> DataSettings:
+    return DataSettings(dataset="npz", path="examples/cifar10_subset/cifar10_subset.npz", image_size=32)
+
+
+def _pretrain_run() -> RunSettings:
+    return RunSettings(out="runs/pretrain", workers=0)
+
+
+@dataclass
+class PretrainConfig:
+    """One pre-training run; every setting is saved (flat, as `to_dict()`) in out/config.json.
+
+    Build one from flat keys with `PretrainConfig.from_dict({"method": "mae", "data": ...})` or from its
+    parts. aug: MoCo "standard" | "cropmix" (the query view); MAE "standard" | "mae-mixup" | "mae-cutmix"
+    ("cropmix" means "mae-cutmix"). The learning-rate schedule is a linear warm-up over `warmup_steps`,
+    then cosine to 0. eval_train / eval_test: fixed random subsets of the splits for the kNN bank and the
+    probe (None = all).
+    """
+
+    method: str = setting("moco", "the pre-training method (required, unless --recipe gives it)", choices=METHODS)
+    aug: str = setting(
+        "standard", "moco: standard | cropmix (the query view); mae: standard | mae-mixup | mae-cutmix "
+        "(cropmix = mae-cutmix)",
+    )  # fmt: skip
+    data: DataSettings = field(default_factory=_pretrain_data)
+    run: RunSettings = field(default_factory=_pretrain_run)
+    subset: float = setting(1.0, "fraction of the training split to pre-train on (a fixed random subset)")
+    backbone: str = setting("resnet18", "MoCo backbone, a cropmix.models name")
+    backbone_kwargs: dict[str, Any] = setting({}, "JSON keyword arguments of build_model")
+    moco_dim: int = setting(128, "MoCo projection dimension")
+    queue_size: int = setting(4096, "MoCo queue of negative keys")
+    moco_momentum: float = setting(0.99, "MoCo key encoder momentum")
+    temperature: float = setting(0.2, "MoCo InfoNCE temperature")
+    bn_splits: int = setting(4, "MoCo split BatchNorm: chunks per process batch")
+    mae_kwargs: dict[str, Any] = setting(
+        {}, 'JSON keyword arguments of cropmix.ssl.MAE, e.g. \'{"dim": 128, "depth": 4, "heads": 4}\''
+    )
+    epochs: int = setting(1, "passes over the (subset of the) training split")
+    steps: int | None = setting(None, "optimiser steps (overrides --epochs)", meaning="the epochs'")
+    batch_size: int = setting(256, "per process")
+    lr: float | None = setting(None, "learning rate", meaning="MoCo 0.06, MAE 1e-3, x batch / 256 (all processes)")
+    weight_decay: float | None = setting(None, "weight decay", meaning="MoCo 5e-4, MAE 0.05")
+    warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
+    log_every: int = setting(10, "steps between metrics rows")
+    checkpoint_every: int = setting(200, "steps between checkpoints")
+    resume: bool = setting(False, "continue from OUT/checkpoint.pt")
+    eval_train: int | None = setting(None, "labelled training images for kNN / probe", meaning="all")
+    eval_test: int | None = setting(None, "test images for kNN / probe", meaning="all")
+    max_seconds: float | None = setting(None, "stop training after this many seconds (recorded as stopped_early)")
+    knn_k: int = setting(200, "neighbours of the kNN classifier")
+    knn_temperature: float = setting(0.1, "temperature of the kNN vote")
+    probe_epochs: int = setting(30, "linear probe epochs")
+
+    def __post_init__(self) -> None:
+        normalise_part(self)
+        if self.method not in METHODS:
+            raise ValueError(f"method (--method) must be one of {METHODS}, got {self.method!r}")
+        if self.method == "mae" and self.aug == "cropmix":
+            self.aug = "mae-cutmix"
+        allowed = QUERY_VIEWS if self.method == "moco" else MAE_VIEWS
+        if self.aug not in allowed:
+            raise ValueError(f"aug (--aug) for {self.method} must be one of {allowed}, got {self.aug!r}")
+        if not (0.0 < self.subset <= 1.0):
+            raise ValueError(f"subset (--subset) must be a fraction in (0, 1], got {self.subset!r}")
+        if self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise ValueError(
+                f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
+            )
+        if self.data.image_size is None or self.data.image_size < 8:
+            raise ValueError(f"image_size (--image-size) must be an int >= 8, got {self.data.image_size!r}")
+        check_only_with(self)
+        check_finite(self)
+        check_device_name(self.run.device)
+        check_log(self.run.log)  # --log tensorboard without the package fails here, before any work
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat keys and values, as config.json holds them."""
+        return flatten(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
+        """A config from flat keys (config.json, a checkpoint, a recipe, the command line)."""
+        return unflatten(cls, values)
+
+    def replace(self, **values: Any) -> PretrainConfig:
+        """A copy with the flat keys `values` changed."""
+        return PretrainConfig.from_dict({**self.to_dict(), **values})
+
+    def source(self) -> DataSource:
+        """The dataset of this configuration, in memory (a `cropmix.data.DataSource`)."""
+        from cropmix.data import load_source
+
+        return load_source(self.data.dataset, self.data.path, in_memory=True, hf_keys=self.data.hf_keys())

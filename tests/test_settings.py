@@ -1,0 +1,107 @@
+"""Declared settings: the command line, the conflict rules and config.json all come from the fields."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from cropmix.cli import build_parser
+from cropmix.cli.config_options import config_values
+from cropmix.ssl import PretrainConfig
+from cropmix.train import TrainConfig
+from cropmix.train.settings import by_key, declared
+
+CONFIGS = {"train": TrainConfig, "pretrain": PretrainConfig}
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser([command])
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+@pytest.mark.parametrize("command", CONFIGS)
+def test_every_setting_is_one_option_with_help(command):
+    options = {a.dest: a for a in _subparser(command)._actions}
+    for entry in declared(CONFIGS[command]):
+        action = options[entry.key]
+        assert entry.flag in action.option_strings, entry.key
+        assert action.help and action.help.strip(), entry.key
+
+
+def test_the_command_line_defaults_are_the_config_defaults():
+    args = build_parser(["train"]).parse_args(["train", "--data", "d.npz", "--out", "o"])
+    assert TrainConfig.from_dict(config_values(args, TrainConfig)) == TrainConfig.from_dict(
+        {"data": "d.npz", "out": "o"}
+    )
+    args = build_parser(["pretrain"]).parse_args(["pretrain", "--method", "mae"])
+    assert PretrainConfig.from_dict(config_values(args, PretrainConfig)) == PretrainConfig(method="mae")
+
+
+def test_options_arrive_in_their_parts():
+    argv = ["train", "--data", "d", "--out", "o", "--aug", "cropmix", "--num-crops", "2", "3", "--scale", "0.2",
+            "1", "--no-channel-permute", "--lr", "0.3", "--no-nesterov", "--eval-every", "2"]  # fmt: skip
+    config = TrainConfig.from_dict(config_values(build_parser(argv).parse_args(argv), TrainConfig))
+    assert config.aug.num_crops == (2, 3) and config.aug.scale == (0.2, 1.0) and config.aug.channel_permute is False
+    assert config.optim.lr == 0.3 and config.optim.nesterov is False and config.run.eval_every == 2
+    one = build_parser(["train"]).parse_args(["train", "--data", "d", "--out", "o", "--num-crops", "4"])
+    assert config_values(one, TrainConfig)["cropmix_num_crops"] == 4  # one value: a plain int, as in recipes
+
+
+# A value for every setting that only applies with another, given without that other (the defaults, and
+# the optimizer AdamW).
+ALONE = {
+    "hf_image_key": "img", "hf_label_key": "y", "shuffle_buffer": 10, "cropmix_scale": (0.2, 1.0),
+    "cropmix_num_crops": 3, "cropmix_mix": "cutmix", "cropmix_alpha": 0.3, "cropmix_channel_permute": False,
+    "rrc_scale": (0.2, 1.0), "timm_aug": {}, "mix_alpha": 0.5, "momentum": 0.5, "nesterov": False,
+    "milestones": (1,), "gamma": 0.5,
+}  # fmt: skip
+
+
+def test_the_table_covers_every_declared_rule():
+    assert {key for key, entry in by_key(TrainConfig).items() if entry.meta("only_with")} == set(ALONE)
+
+
+@pytest.mark.parametrize("key", sorted(ALONE))
+def test_a_setting_without_the_one_it_applies_with_names_both(key, tmp_path):
+    values = {"dataset": "npz", "data": str(tmp_path / "d.npz"), "optimizer": "adamw", "epochs": 4}
+    config = TrainConfig.from_dict({**values, key: ALONE[key]})
+    rule = by_key(TrainConfig)[key].meta("only_with")
+    other = by_key(TrainConfig)[rule.key]
+    with pytest.raises(ValueError, match="only applies with") as error:
+        config.validate(cuda_available=False)
+    assert by_key(TrainConfig)[key].label in str(error.value) and other.label in str(error.value)
+
+
+def test_config_json_is_flat_and_round_trips():
+    config = TrainConfig.from_dict({"dataset": "npz", "aug": "cropmix+mixup", "cropmix_num_crops": (2, 3),
+                                    "lr": 0.05, "milestones": [3], "schedule": "step", "model_kwargs": {"a": 1}})  # fmt: skip
+    flat = json.loads(json.dumps(config.to_dict()))
+    assert all(not isinstance(v, dict) or k in ("model_kwargs",) for k, v in flat.items())
+    assert TrainConfig.from_dict(flat) == config
+    assert config.replace(seed=3).run.seed == 3 and config.run.seed == 0
+
+
+def test_an_older_config_json_loads_and_unknown_keys_are_named(tmp_path):
+    old = {"dataset": "npz", "data": "d.npz", "aug": "cropmix", "cropmix_num_crops": [2], "extra": {}, "epochs": 2}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert TrainConfig.load(tmp_path / "config.json").aug.num_crops == (2,)
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['bogus'\]; accepted: .*'cropmix_alpha'"):
+        TrainConfig.from_dict({"bogus": 1})
+
+
+def test_parts_are_typed():
+    with pytest.raises(TypeError, match="TrainConfig.data must be a TrainData.*from_dict"):
+        TrainConfig(data="d.npz")
+    with pytest.raises(TypeError, match=r"cropmix_alpha \(--alpha\) must be"):
+        TrainConfig.from_dict({"cropmix_alpha": "0.3"})
+
+
+def test_pretrain_shares_the_data_and_run_parts():
+    config = PretrainConfig.from_dict({"method": "moco", "dataset": "cifar10", "data": "c", "out": "o", "seed": 2})
+    assert type(config.data).__name__ == "DataSettings" and config.data.path == "c"
+    assert config.run.seed == 2 and config.run.workers == 0  # pretrain's own default
+    with pytest.raises(ValueError, match=r"image_size \(--image-size\) must be an int >= 8"):
+        PretrainConfig.from_dict({"image_size": None})
