@@ -19,7 +19,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
-from cropmix.transforms.functional.resample import axis_taps, resample_mixup
+from cropmix.transforms.functional.resample import Resize, axis_taps, resample_mixup
 from cropmix.transforms.functional.resample import resample_crops as resample_views
 
 
@@ -67,7 +67,7 @@ def test_single_crops_match_torchvision(mode, antialias, size):
     for seed, path in enumerate(PHOTOS):
         image = photo(path)
         boxes = boxes_for(*image.shape[1:], seed)
-        out = resample_crops(image[None], boxes[None], size, mode, antialias)[0]  # (M, C, h, w) float32
+        out = resample_crops(image[None], boxes[None], Resize(size, mode, antialias))[0]  # (M, C, h, w) float32
         out_uint8 = out.round().clamp(0, 255).to(torch.uint8)
         for k, (top, left, h, w) in enumerate(boxes.tolist()):
             args = (top, left, h, w, list(size))
@@ -83,10 +83,10 @@ def test_single_crops_match_torchvision(mode, antialias, size):
 def test_dense_and_gather_agree_and_half_precision_holds(mode):
     images = torch.stack([photo(p)[:, :300, :400] for p in PHOTOS])
     boxes = torch.stack([boxes_for(300, 400, seed, count=3) for seed in range(len(PHOTOS))])
-    gather = resample_crops(images, boxes, (56, 56), mode, method="gather")
-    dense = resample_crops(images, boxes, (56, 56), mode, method="dense")
+    gather = resample_crops(images, boxes, Resize((56, 56), mode, method="gather"))
+    dense = resample_crops(images, boxes, Resize((56, 56), mode, method="dense"))
     assert (gather - dense).abs().max() < 1e-2
-    half = resample_crops(images, boxes, (56, 56), mode, work_dtype=torch.float16, method="dense")
+    half = resample_crops(images, boxes, Resize((56, 56), mode, work_dtype=torch.float16, method="dense"))
     assert half.dtype == torch.float16
     assert psnr(half.float().round().clamp(0, 255), gather.round().clamp(0, 255)) >= 50
 
@@ -101,9 +101,9 @@ def test_mixup_folded_into_the_column_pass_is_the_mix_of_the_views(method, size)
     weight = torch.rand(B, M, generator=g)
     weight /= weight.sum(1, keepdim=True)
     source = torch.stack([torch.randperm(C, generator=g) for _ in range(B * M)]).view(B, M, C)
-    folded, transposed = resample_mixup(images, boxes, weight, source, size, "bicubic", method=method)
+    folded, transposed = resample_mixup(images, boxes, weight, source, Resize(size, "bicubic", method=method))
     folded = folded.transpose(-1, -2) if transposed else folded
-    views = resample_crops(images, boxes, size, "bicubic", method="gather")  # (B, M, C, h, w)
+    views = resample_crops(images, boxes, Resize(size, "bicubic", method="gather"))  # (B, M, C, h, w)
     expected = torch.zeros(B, C, *size)
     for b in range(B):
         for m in range(M):
@@ -126,11 +126,16 @@ def test_the_pass_order_does_not_change_the_result():
     boxes = torch.tensor([[[10, 5, 150, 100]]])
     # 30x60 from 200x120 resizes columns first, 60x30 rows first: each must still be torchvision's.
     for size in ((30, 60), (60, 30)):
-        out = resample_crops(image[None], boxes, size, "bilinear")[0, 0]
+        out = resample_crops(image[None], boxes, Resize(size, "bilinear"))[0, 0]
         ref = TF.resized_crop(image.float(), 10, 5, 150, 100, list(size), antialias=True)
         assert (out - ref).abs().max() < 1e-3
 
 
 def test_bad_method_is_named():
     with pytest.raises(ValueError, match="method must be 'dense' or 'gather'"):
-        resample_views(torch.zeros(1, 3, 8, 8), torch.tensor([[[0, 0, 8, 8]]]), (4, 4), method="sparse")
+        resample_views(torch.zeros(1, 3, 8, 8), torch.tensor([[[0, 0, 8, 8]]]), Resize((4, 4), method="sparse"))
+
+
+def test_bad_mode_is_named():
+    with pytest.raises(ValueError, match="mode must be one of \\['bilinear', 'bicubic'\\], got 'nearest'"):
+        Resize((4, 4), mode="nearest")

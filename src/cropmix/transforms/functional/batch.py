@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -43,11 +44,12 @@ from ..params import BatchParams, Crop
 from . import resample
 from .mixing import batched_renderer
 from .plan import BatchPlan, make_plan
-from .resample import Taps, crop_taps, resample_crops, resample_mixup, swapped
+from .resample import Resize, Taps, crop_taps, resample_crops, resample_mixup, swapped
 from .tensor import cast_like, resized_crop, working_dtype
 
 # The batched kernel's filters by torchvision's interpolation mode.
 BATCH_MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
+_INTERPOLATIONS = {name: interpolation for interpolation, name in BATCH_MODES.items()}
 # The kernels `render_batch` has: torch's own per crop (CPU), the separable passes by gather or dense matmul.
 BATCH_KERNELS = ("per_crop", "gather", "dense")
 # Off the CPU, a chunk's intermediates may hold this many bytes (`_device_bytes`; the output and the
@@ -178,23 +180,24 @@ def _device_bytes(
 def _chunks(
     kernel: str,
     device_type: str,
-    heights: np.ndarray,
-    widths: np.ndarray,
+    sizes: tuple[np.ndarray, np.ndarray],
     shape: tuple[int, int],
-    size: tuple[int, int],
-    item: int,
+    resize: Resize,
     cut: bool,
     padded: bool,
 ) -> list[slice]:
-    """Consecutive images grouped so that no group exceeds its budget (sizes only); shape is (C, M).
+    """Consecutive images grouped so that no group exceeds its budget, by their sizes (heights, widths)
+    only; shape is (C, M), resize gives the output size and the work dtype's item size.
 
     "per_crop": one image at a time (its buffers then stay in the CPU's caches, which measured
     faster than any larger chunk). The CPU's passes: CPU_CHUNK_ELEMENTS of the largest
     intermediate; other devices: DEVICE_CHUNK_BYTES (`_device_bytes`).
     """
+    heights, widths = sizes
     if kernel == "per_crop":
         return [slice(i, i + 1) for i in range(len(heights))]
     C, M = shape
+    size, item = resize.size, resize.work_dtype.itemsize
     if device_type == "cpu":
         limit, cost = CPU_CHUNK_ELEMENTS, lambda H, W: _cpu_elements(C, M, size, H, W)
     else:
@@ -251,20 +254,13 @@ def render_batch(
         raise ValueError(f"params hold {len(params)} images, the batch has {len(heights)}")
     mode = batch_mode(interpolation)
     check_kernel(kernel)
-    on = images[0].device.type
+    first = images[0]
+    on = first.device.type
+    device_type = device_type or on
+    resize = Resize(size, mode, antialias, batch_work_dtype(first.dtype, device_type))
     # The kernel picks its own dtypes; autocast would recast some matmul operands and not others.
     with torch.autocast(on, enabled=False) if torch.amp.is_autocast_available(on) else nullcontext():
-        return _render(
-            images,
-            kind,
-            (heights, widths),
-            channels_last,
-            params,
-            size,
-            (mode, antialias, interpolation),
-            kernel,
-            device_type or on,
-        )
+        return _render(images, kind, (heights, widths), channels_last, params, resize, kernel, device_type)
 
 
 def _render(
@@ -273,41 +269,40 @@ def _render(
     sizes: tuple[np.ndarray, np.ndarray],
     channels_last: bool,
     params: BatchParams,
-    size: tuple[int, int],
-    filters: tuple[str, bool, InterpolationMode],
+    resize: Resize,
     kernel: str | None,
     device_type: str,
 ) -> torch.Tensor:
+    """`render_batch` past its checks: resize's method is left to `kernel` (None: chosen here)."""
     first = images[0]
     B, C, dtype, M = len(sizes[0]), first.shape[0], first.dtype, params.order.shape[1]
-    work = batch_work_dtype(dtype, device_type)
+    size, work = resize.size, resize.work_dtype
     # A list is rendered in order of size, so that each chunk pads its images to similar sizes.
     ranked = np.lexsort(sizes[::-1]) if kind == "list" else np.arange(B)
     images = [images[i] for i in ranked] if kind == "list" else images
     heights, widths = sizes[0][ranked], sizes[1][ranked]
     kernel = kernel or select_batch_kernel(device_type, size, heights, widths)
     padded = kind == "list" and kernel != "per_crop"
-    item = work.itemsize
     renderers = [batched_renderer(flag) for flag in np.unique(params.cutmix[:, 0])]
     cut = not all(r.folds for r in renderers)  # some images need their views
-    chunks = _chunks(kernel, device_type, heights, widths, (C, M), size, item, cut, padded)
+    chunks = _chunks(kernel, device_type, (heights, widths), (C, M), resize, cut, padded)
     views_mixup = any(r.folds for r in renderers) and (kernel == "per_crop" or cut)  # folding images, from views
     plan = make_plan(params, ranked, chunks, (heights, widths) if padded else None, C, size, first.device, views_mixup)
-    mode, antialias, interpolation = filters
-    taps = (
-        None if kernel == "per_crop" else crop_taps(plan.starts, plan.lengths, size, mode, antialias, plan.extent, work)
-    )
+    taps = None
+    if kernel != "per_crop":  # the separable passes' row pass is the kernel's
+        resize = replace(resize, method=kernel)
+        taps = crop_taps(plan.starts, plan.lengths, size, resize.mode, resize.antialias, plan.extent, work)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, C, *size), dtype=dtype, device=first.device, memory_format=layout)
     for k, rows in enumerate(chunks):
         if kernel == "per_crop":
-            views = _native_views(images[rows], plan.host_boxes[rows], plan.counts[rows], size, filters, work)
+            views = _native_views(images[rows], plan.host_boxes[rows], plan.counts[rows], resize)
             mixed, transposed = _mix(views, plan, rows, False), False
         else:
             canvas = _canvas(images, kind, rows, work, plan.canvas_maps[k] if padded else None)
-            mixed, transposed = _separable(canvas, plan, rows, taps, size, mode, antialias, kernel, work)
+            mixed, transposed = _separable(canvas, plan, rows, taps, resize)
         mixed = mixed.transpose(-1, -2) if transposed else mixed
-        mixed = _round_half_up(mixed, mode) if dtype == torch.uint8 else cast_like(mixed, dtype)
+        mixed = _round_half_up(mixed, resize.mode) if dtype == torch.uint8 else cast_like(mixed, dtype)
         if plan.rank is not None:
             out.index_copy_(0, plan.rank[rows], mixed.to(dtype))
         elif len(chunks) == 1:
@@ -318,25 +313,16 @@ def _render(
 
 
 def _separable(
-    canvas: torch.Tensor,
-    plan: BatchPlan,
-    rows: slice,
-    taps: Taps,
-    size: tuple[int, int],
-    mode: str,
-    antialias: bool,
-    kernel: str,
-    work: torch.dtype,
+    canvas: torch.Tensor, plan: BatchPlan, rows: slice, taps: Taps, resize: Resize
 ) -> tuple[torch.Tensor, bool]:
     """One chunk on the separable passes: Mixup folded into the column pass, or views mixed."""
     whole = rows == slice(0, len(plan.counts))
     chunk_taps = taps if whole else taps.rows(rows)
-    common = dict(mode=mode, antialias=antialias, work_dtype=work, method=kernel, taps=chunk_taps)
     if not all(batched_renderer(flag).folds for flag in np.unique(plan.host_cut[rows])):
-        views, transposed = resample_crops(canvas, None, size, **common)
+        views, transposed = resample_crops(canvas, None, resize, taps=chunk_taps)
         return _mix(views, plan, rows, transposed), transposed
     source = plan.source if whole else plan.source[rows]
-    return resample_mixup(canvas, None, plan.weight[rows].to(work), source, size, **common)
+    return resample_mixup(canvas, None, plan.weight[rows].to(resize.work_dtype), source, resize, taps=chunk_taps)
 
 
 def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
@@ -351,14 +337,7 @@ def _round_half_up(values: torch.Tensor, mode: str) -> torch.Tensor:
     return values if exact else values.clamp_(0, 255)
 
 
-def _native_views(
-    part: Any,
-    boxes: np.ndarray,
-    counts: np.ndarray,
-    size: tuple[int, int],
-    filters: tuple[str, bool, InterpolationMode],
-    work: torch.dtype,
-) -> torch.Tensor:
+def _native_views(part: Any, boxes: np.ndarray, counts: np.ndarray, resize: Resize) -> torch.Tensor:
     """Views (b, M, C, h, w) of the images `part`, each crop by torch's own CPU kernel (one call per crop).
 
     On the CPU, torch's uint8 resampling of one crop (vectorised integer arithmetic over the crop
@@ -368,8 +347,9 @@ def _native_views(
     when its crops cover more pixels than it has.
     Slots past an image's crop count are zeroed (the mixing weighs them 0).
     """
-    _, antialias, interpolation = filters
-    views = torch.empty((len(part), boxes.shape[1], part[0].shape[0], *size), dtype=work, device=part[0].device)
+    size, antialias, interpolation = resize.size, resize.antialias, _INTERPOLATIONS[resize.mode]
+    shape = (len(part), boxes.shape[1], part[0].shape[0], *size)
+    views = torch.empty(shape, dtype=resize.work_dtype, device=part[0].device)
     for k, (image, image_boxes, count) in enumerate(zip(part, boxes.tolist(), counts.tolist(), strict=True)):
         image_boxes = image_boxes[:count]
         if sum(h * w for _, _, h, w in image_boxes) >= image.shape[-2] * image.shape[-1]:

@@ -163,11 +163,27 @@ DEVICE_METHOD = "dense"
 METHODS = ("dense", "gather")
 
 
-def _method(images: torch.Tensor, method: str | None) -> str:
-    method = method or ("gather" if images.device.type == "cpu" else DEVICE_METHOD)
-    if method not in METHODS:
-        raise ValueError(f"method must be 'dense' or 'gather', got {method!r}")
-    return method
+@dataclass(frozen=True)
+class Resize:
+    """How crops are resized, the settings that travel together through both passes: the output
+    size (h, w), the filter ("bilinear" or "bicubic"), antialiasing, the dtype the passes compute
+    in, and the row pass ("dense" or "gather"; None: "gather" on the CPU, else DEVICE_METHOD)."""
+
+    size: tuple[int, int]
+    mode: str = "bilinear"
+    antialias: bool = True
+    work_dtype: torch.dtype = torch.float32
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in SUPPORT:
+            raise ValueError(f"mode must be one of {list(SUPPORT)}, got {self.mode!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"method must be 'dense' or 'gather', got {self.method!r}")
+
+    def method_for(self, images: torch.Tensor) -> str:
+        """The row pass for `images`: the one named, or the device's own."""
+        return self.method or ("gather" if images.device.type == "cpu" else DEVICE_METHOD)
 
 
 def _gather_table(images: torch.Tensor, work: torch.dtype) -> torch.Tensor:
@@ -261,16 +277,15 @@ def _dense_slot(
 def _prepare(
     images: torch.Tensor,
     boxes: torch.Tensor | None,
-    size: tuple[int, int],
-    mode: str,
-    antialias: bool,
+    resize: Resize,
     max_extent: tuple[int, int] | None,
     taps: Taps | None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[int, int], bool]:
     """The images in pass order (transposed with swap), the taps in that order, the output size so, swap."""
     if taps is None:
         assert boxes is not None
-        taps = crop_taps(boxes[..., :2], boxes[..., 2:], size, mode, antialias, max_extent)
+        taps = crop_taps(boxes[..., :2], boxes[..., 2:], resize.size, resize.mode, resize.antialias, max_extent)
+    size = resize.size
     swap = swapped(images.shape[2], images.shape[3], size)
     images, size = (images.transpose(2, 3), size[::-1]) if swap else (images, size)
     return images, taps.oriented(swap), size, swap
@@ -285,11 +300,7 @@ def _columns(col_idx: torch.Tensor, col_w: torch.Tensor, width: int, work: torch
 def resample_crops(
     images: torch.Tensor,
     boxes: torch.Tensor | None,
-    size: tuple[int, int],
-    mode: str = "bilinear",
-    antialias: bool = True,
-    work_dtype: torch.dtype = torch.float32,
-    method: str | None = None,
+    resize: Resize,
     max_extent: tuple[int, int] | None = None,
     taps: Taps | None = None,
 ) -> tuple[torch.Tensor, bool]:
@@ -297,15 +308,13 @@ def resample_crops(
 
     boxes are (top, left, height, width) in source pixels, each inside its image (a padded
     canvas is fine: the weights never reach outside a box); or pass their `taps` (`crop_taps`).
-    The views come back contiguous in `work_dtype`, (B, M, C, h, w), or (B, M, C, w, h) when the
+    The views come back contiguous in `resize.work_dtype`, (B, M, C, h, w), or (B, M, C, w, h) when the
     returned flag `transposed` is set (per-pixel mixing does not care; the caller transposes the
     result). max_extent: the largest box (height, width), when known on the host; otherwise read
     from `boxes`. CutMix needs these views; Mixup does not (`resample_mixup`).
     """
-    method = _method(images, method)
-    images, (row_idx, row_w, col_idx, col_w), (h, w), swap = _prepare(
-        images, boxes, size, mode, antialias, max_extent, taps
-    )
+    method, work_dtype = resize.method_for(images), resize.work_dtype
+    images, (row_idx, row_w, col_idx, col_w), (h, w), swap = _prepare(images, boxes, resize, max_extent, taps)
     B, C, H, W = images.shape
     M, h, T = row_idx.shape[1:]
     w = col_idx.shape[2]
@@ -332,11 +341,7 @@ def resample_mixup(
     boxes: torch.Tensor | None,
     weight: torch.Tensor,
     source: torch.Tensor,
-    size: tuple[int, int],
-    mode: str = "bilinear",
-    antialias: bool = True,
-    work_dtype: torch.dtype = torch.float32,
-    method: str | None = None,
+    resize: Resize,
     max_extent: tuple[int, int] | None = None,
     taps: Taps | None = None,
 ) -> tuple[torch.Tensor, bool]:
@@ -347,10 +352,8 @@ def resample_mixup(
     source channels, meet its weighted column taps in one matmul, accumulated into the output.
     With the returned flag set the result is (B, C, w, h).
     """
-    method = _method(images, method)
-    images, (row_idx, row_w, col_idx, col_w), (h, w), swap = _prepare(
-        images, boxes, size, mode, antialias, max_extent, taps
-    )
+    method, work_dtype = resize.method_for(images), resize.work_dtype
+    images, (row_idx, row_w, col_idx, col_w), (h, w), swap = _prepare(images, boxes, resize, max_extent, taps)
     B, C, _, W = images.shape
     columns = _columns(col_idx, col_w * weight[:, :, None, None].to(col_w.dtype), W, work_dtype)
     out, m = None, 0
