@@ -1,4 +1,5 @@
-"""Training and run management: TrainConfig, train(), evaluate_run(), evaluate_ood(), compare_runs().
+"""Training and run management: TrainConfig, train(), evaluate_run(), evaluate_ood() (options: EvalOptions),
+compare_runs().
 
 This package is itself callable as `train(config, resume=False)`. `from cropmix import train` is
 documented to give the training function, but once any `cropmix.train.*` module has been imported,
@@ -12,10 +13,12 @@ from pathlib import Path
 
 from .compare import compare_runs, format_table, summarise_runs
 from .config import TrainConfig
+from .eval_options import EvalOptions
 from .loop import train
 from .report import evaluate_ood, evaluate_run, load_run_model
 
 __all__ = [
+    "EvalOptions",
     "TrainConfig",
     "compare_runs",
     "evaluate_ood",
