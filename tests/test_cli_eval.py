@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 import cropmix.evaluate.classifier as classifier
-from cropmix.train import TrainConfig, evaluate_run, train
+from cropmix.evaluate import CorruptionOptions
+from cropmix.train import EvalOptions, TrainConfig, evaluate_run, train
 
 CLASSES = 10
 
@@ -57,17 +58,20 @@ def test_corruption_subset_covers_all_classes_of_a_sorted_split(sorted_run, monk
             seen.extend(targets.tolist())
         if max_images is not None:
             del seen[max_images:]
-        return real(model, loader, device, ["contrast"], (1,), max_images=max_images, progress=False)
+        return real(
+            model, loader, device, CorruptionOptions(("contrast",), (1,)), max_images=max_images, progress=False
+        )
 
     monkeypatch.setattr(classifier, "corruption_accuracy", spy)
-    results = evaluate_run(sorted_run, corruptions=True, max_corruption_images=30, device="cpu", progress=False)
+    options = EvalOptions(corruptions=True, max_corruption_images=30, device="cpu", progress=False)
+    results = evaluate_run(sorted_run, options)
     assert len(seen) == 30
     assert len(set(seen)) >= 8, f"30 of 200 class-sorted images should span most of {CLASSES} classes: {seen}"
     assert set(results["corruption"]["per_corruption"]) == {"contrast"}
     # fixed: the same subset every time
     first = list(seen)
     seen.clear()
-    evaluate_run(sorted_run, corruptions=True, max_corruption_images=30, device="cpu", progress=False)
+    evaluate_run(sorted_run, options)
     assert seen == first
 
 
@@ -92,11 +96,11 @@ def test_bad_options_are_named_and_refused_before_any_work(sorted_run, option, v
 def test_the_python_api_checks_its_options_before_loading(tmp_path) -> None:
     missing = tmp_path / "no_such_run"  # loading it would raise FileNotFoundError, so the check comes first
     with pytest.raises(ValueError, match="max_corruption_images must be None or an int >= 1, got 0"):
-        evaluate_run(missing, corruptions=True, max_corruption_images=0)
+        evaluate_run(missing, EvalOptions(corruptions=True, max_corruption_images=0))
     with pytest.raises(ValueError, match="fgsm_eps"):
-        evaluate_run(missing, fgsm=True, fgsm_eps=2.0)
+        evaluate_run(missing, EvalOptions(fgsm=True, fgsm_eps=2.0))
     with pytest.raises(ValueError, match="device"):
-        evaluate_run(missing, device="tpu")
+        evaluate_run(missing, EvalOptions(device="tpu"))
 
 
 def test_no_progress_silences_the_bars(sorted_run) -> None:
@@ -121,7 +125,9 @@ def test_corruption_bar_advances_per_corruption_and_severity(monkeypatch) -> Non
     images = torch.rand(12, 3, 8, 8)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(12, dtype=torch.long)), 5)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 2))
-    robustness.corruption_accuracy(model, loader, "cpu", ["contrast", "brightness"], (1, 3, 5), max_images=11)
+    robustness.corruption_accuracy(
+        model, loader, "cpu", CorruptionOptions(("contrast", "brightness"), (1, 3, 5)), max_images=11
+    )
     (bar,) = bars
     assert bar.total == 11 * 6 and bar.n == bar.total
 
@@ -146,10 +152,13 @@ def test_cli_eval_data_scores_another_folder(sorted_run, tmp_path) -> None:
     assert printed["images"] == 6 and printed["classes"] == 10 and 0 <= printed["top1"] <= 100
     assert json.loads((sorted_run / "ood_other.json").read_text()) == printed
     # the same through the API; an unknown class is named; options that score the test split are refused
-    assert evaluate_ood(sorted_run, other, device="cpu", progress=False)["top1"] == printed["top1"]
+    on_cpu = EvalOptions(device="cpu", progress=False)
+    assert evaluate_ood(sorted_run, other, on_cpu)["top1"] == printed["top1"]
     bad = _image_folder(tmp_path / "bad", {"c1": (0, 0, 0), "zebra": (9, 9, 9)})
     with pytest.raises(ValueError, match="zebra"):
-        evaluate_ood(sorted_run, bad, device="cpu", progress=False)
+        evaluate_ood(sorted_run, bad, on_cpu)
+    with pytest.raises(ValueError, match="options.fgsm"):
+        evaluate_ood(sorted_run, other, EvalOptions(fgsm=True))
     refused = cli("eval", str(sorted_run), "--data", str(other), "--fgsm")
     assert refused.returncode != 0 and "--fgsm" in refused.stderr
     no_data = cli("eval", str(sorted_run), "--class-subset", "imagenet-r")
@@ -198,7 +207,7 @@ def test_cifar_c_folder_errors_are_named(sorted_run, tmp_path) -> None:
     from cropmix.evaluate import cifar_c_files
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        evaluate_run(sorted_run, cifar_c=tmp_path / "missing", device="cpu", progress=False)
+        evaluate_run(sorted_run, EvalOptions(cifar_c=tmp_path / "missing", device="cpu", progress=False))
     folder = tmp_path / "bad"
     folder.mkdir()
     np.save(folder / "fog.npy", np.zeros((12, 32, 32, 3), np.uint8))
@@ -209,4 +218,4 @@ def test_cifar_c_folder_errors_are_named(sorted_run, tmp_path) -> None:
     np.save(folder / "labels.npy", np.full(10, 99, np.uint8))
     assert cifar_c_files(folder)[0] == ["fog"]
     with pytest.raises(ValueError, match="labels up to 99"):
-        evaluate_run(sorted_run, cifar_c=folder, device="cpu", progress=False)
+        evaluate_run(sorted_run, EvalOptions(cifar_c=folder, device="cpu", progress=False))

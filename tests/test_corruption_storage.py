@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cropmix.evaluate import corruption_accuracy
+from cropmix.evaluate import CorruptionOptions, corruption_accuracy
 from cropmix.evaluate import corruption_ops as ops
 from cropmix.evaluate import corruptions as C
 
@@ -112,7 +112,9 @@ def _loader(size: int) -> list:
 @pytest.mark.parametrize(("size", "storage"), [(32, "uint8"), (72, "uint8 + JPEG q85")])
 def test_corruption_accuracy_scores_stored_images_by_default(size, storage) -> None:
     model = Recorder()
-    result = corruption_accuracy(model, _loader(size), "cpu", ["contrast", "fog"], severities=(2,), progress=False)
+    result = corruption_accuracy(
+        model, _loader(size), "cpu", CorruptionOptions(("contrast", "fog"), (2,)), progress=False
+    )
     assert result["storage"] == storage and "frost_source" not in result
     for batch in model.seen:
         assert torch.allclose(batch * 255, (batch * 255).round(), atol=1e-4)
@@ -122,11 +124,12 @@ def test_corruption_accuracy_scores_stored_images_by_default(size, storage) -> N
 
 def test_corruption_accuracy_storage_false_scores_the_float_outputs() -> None:
     model = Recorder()
-    result = corruption_accuracy(model, _loader(32), "cpu", ["contrast", "frost"], (2,), storage=False, progress=False)
+    options = CorruptionOptions(("contrast", "frost"), (2,), storage=False)
+    result = corruption_accuracy(model, _loader(32), "cpu", options, progress=False)
     assert result["storage"] == "float" and result["frost_source"] in ("imagecorruptions", "procedural")
     assert torch.allclose(model.seen[0], C.contrast(_loader(32)[0][0], 2))
     with pytest.raises(TypeError, match="storage"):
-        corruption_accuracy(model, _loader(32), "cpu", ["contrast"], storage="yes", progress=False)
+        CorruptionOptions(("contrast",), storage="yes")
 
 
 def test_cifar10_benchmark_table_shows_a_missing_rms_as_a_dash(monkeypatch) -> None:

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cropmix.evaluate import (
     CORRUPTIONS,
+    ClassifierEval,
+    CorruptionOptions,
     calibration_errors,
     corruption_accuracy,
     evaluate_classifier,
@@ -285,26 +287,28 @@ def test_random_corruptions_depend_on_the_seed() -> None:
 def test_corruption_accuracy_summary(trained_linear) -> None:
     model, loader = trained_linear
     names = ["gaussian_noise", "contrast"]
-    result = corruption_accuracy(model, loader, "cpu", names, severities=(1, 5), max_images=250, progress=False)
+    options = CorruptionOptions(tuple(names), (1, 5))
+    result = corruption_accuracy(model, loader, "cpu", options, max_images=250, progress=False)
     assert set(result["per_severity"]) == set(names) and all(len(v) == 2 for v in result["per_severity"].values())
     for name in names:
         assert result["per_corruption"][name] == pytest.approx(sum(result["per_severity"][name]) / 2)
     assert result["mean"] == pytest.approx(sum(result["per_corruption"].values()) / 2)
     # heavy noise hurts this pixel-level classifier more than light noise
     assert result["per_severity"]["gaussian_noise"][1] <= result["per_severity"]["gaussian_noise"][0]
-    again = corruption_accuracy(model, loader, "cpu", names, severities=(1, 5), max_images=250, progress=False)
+    again = corruption_accuracy(model, loader, "cpu", options, max_images=250, progress=False)
     assert again == result
     with pytest.raises(ValueError, match="corruptions"):
-        corruption_accuracy(model, loader, "cpu", ["nope"])
+        corruption_accuracy(model, loader, "cpu", CorruptionOptions(("nope",)))
+    with pytest.raises(ValueError, match=r"severities must be a non-empty sequence of ints in 1..5, got \[0\]"):
+        CorruptionOptions(severities=(0,))
 
 
 def test_evaluate_classifier_all_metrics(trained_linear, tmp_path) -> None:
     model, loader = trained_linear
     png = tmp_path / "rel.png"
     few = DataLoader(TensorDataset(*next(iter(loader))), batch_size=50)  # the first 100 images
-    result = evaluate_classifier(
-        model, loader, "cpu", fgsm=True, corruptions=True, reliability_png=png, corruption_loader=few, progress=False,
-    )  # fmt: skip
+    options = ClassifierEval(fgsm=True, corruptions=CorruptionOptions(), progress=False)
+    result = evaluate_classifier(model, loader, "cpu", options, reliability_png=png, corruption_loader=few)
     assert png.exists()
     assert {"top1", "ece", "rms", "fgsm_top1", "corruption_mean", "corruption"} <= set(result)
     assert "top5" not in result  # two classes only
@@ -318,7 +322,7 @@ def test_evaluate_classifier_all_metrics(trained_linear, tmp_path) -> None:
 def test_progress_false_draws_no_bar_and_true_does(trained_linear, capfd) -> None:
     # training turns off the final predict bar with progress=False
     model, loader = trained_linear
-    evaluate_classifier(model, loader, "cpu", fgsm=True, progress=False)
+    evaluate_classifier(model, loader, "cpu", ClassifierEval(fgsm=True, progress=False))
     assert capfd.readouterr().err == ""
     predict(model, loader, "cpu", progress=True)
     assert "predict" in capfd.readouterr().err

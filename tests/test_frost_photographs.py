@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cropmix.evaluate import corruption_accuracy
+from cropmix.evaluate import CorruptionOptions, corruption_accuracy
 from cropmix.evaluate import corruption_frost as frost_module
 from cropmix.evaluate import corruptions as C
 
@@ -113,7 +113,7 @@ def test_the_procedural_texture_can_be_asked_for_and_a_bad_source_is_refused(ins
 def test_corruption_accuracy_reports_the_frost_source(installed) -> None:
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
     loader = [(torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long))]
-    result = corruption_accuracy(model, loader, "cpu", ["frost"], severities=(1,), progress=False)
+    result = corruption_accuracy(model, loader, "cpu", CorruptionOptions(("frost",), (1,)), progress=False)
     assert result["frost_source"] == "imagecorruptions"
 
 

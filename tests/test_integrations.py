@@ -363,7 +363,9 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0  # the saved keys reopen the data
     assert json.loads(capsys.readouterr().out)["step"] == 2
-    with pytest.raises(ValueError, match=r"hf_image_key \(--hf-image-key\) only applies with dataset \(--dataset\) 'hf'"):
+    with pytest.raises(
+        ValueError, match=r"hf_image_key \(--hf-image-key\) only applies with dataset \(--dataset\) 'hf'"
+    ):
         PretrainConfig.from_dict(dict(dataset="npz", hf_image_key="img"))
 
 

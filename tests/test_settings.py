@@ -76,8 +76,8 @@ def test_a_setting_without_the_one_it_applies_with_names_both(key, tmp_path):
 
 
 def test_config_json_is_flat_and_round_trips():
-    config = TrainConfig.from_dict({"dataset": "npz", "aug": "cropmix+mixup", "cropmix_num_crops": (2, 3),
-                                    "lr": 0.05, "milestones": [3], "schedule": "step", "model_kwargs": {"a": 1}})  # fmt: skip
+    values = {"dataset": "npz", "aug": "cropmix+mixup", "cropmix_num_crops": (2, 3), "lr": 0.05}
+    config = TrainConfig.from_dict({**values, "milestones": [3], "schedule": "step", "model_kwargs": {"a": 1}})
     flat = json.loads(json.dumps(config.to_dict()))
     assert all(not isinstance(v, dict) or k in ("model_kwargs",) for k, v in flat.items())
     assert TrainConfig.from_dict(flat) == config

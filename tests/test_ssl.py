@@ -16,7 +16,7 @@ from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
 from cropmix.models.weights import backbone_state_dict, load_checkpoint, load_pretrained
 from cropmix.ssl.knn import knn_accuracy, knn_predict
-from cropmix.ssl.linear_probe import linear_probe
+from cropmix.ssl.linear_probe import ProbeOptions, linear_probe
 from cropmix.ssl.mae import MAE, random_masking
 from cropmix.ssl.moco import MoCo
 from cropmix.ssl.pretrain import pretrain, setup_process, wrap_ddp
@@ -246,8 +246,10 @@ def test_linear_probe_learns_separable_features():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(200) % 3
     x = torch.randn(200, 5, generator=g) * 0.3 + torch.nn.functional.one_hot(y, 5).float() * 2
-    result = linear_probe(x[:150], y[:150], x[150:], y[150:], 3, epochs=10, generator=g)
+    result = linear_probe(x[:150], y[:150], x[150:], y[150:], 3, ProbeOptions(epochs=10), generator=g)
     assert result["test_acc"] > 0.9
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
+        ProbeOptions(epochs=0)
 
 
 # ---- pre-training loop ----

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny_config
 
 from cropmix.models.weights import load_checkpoint
-from cropmix.train import TrainConfig, compare_runs, evaluate_run, train
+from cropmix.train import EvalOptions, TrainConfig, compare_runs, evaluate_run, train
 from cropmix.train.mixing import cutmix_batch, mixup_batch, soft_cross_entropy, soft_targets
 from cropmix.train.schedule import lr_factor
 
@@ -101,7 +101,7 @@ def test_learns_and_evaluates_and_compares(tmp_path):
     runs.append(train(tiny_config(tmp_path, out=str(tmp_path / "cm"), aug="cropmix", epochs=2)))
     final = json.loads((runs[0] / "final.json").read_text())
     assert final["top1"] > 50  # 4 classes of distinct colours: chance is 25%
-    results = evaluate_run(runs[2], fgsm=True)
+    results = evaluate_run(runs[2], EvalOptions(fgsm=True))
     assert {"top1", "ece", "rms", "fgsm_top1"} <= set(results) and (runs[2] / "reliability.png").is_file()
     out = compare_runs(runs, tmp_path / "cmp")
     table = (out / "comparison.md").read_text()

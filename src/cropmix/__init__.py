@@ -11,10 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below, for type checkers and the API docs; at run time they load on first use
-    from .evaluate import evaluate_classifier
+    from .evaluate import ClassifierEval, CorruptionOptions, evaluate_classifier
     from .models import build_model
     from .ssl import PretrainConfig, evaluate_checkpoint, pretrain
-    from .train import TrainConfig, compare_runs, evaluate_ood, evaluate_run, train
+    from .train import EvalOptions, TrainConfig, compare_runs, evaluate_ood, evaluate_run, train
     from .transforms import (
         BatchCropMix,
         Crop,
@@ -47,6 +47,7 @@ _LAZY = {
         "cropmix.transforms",
     ),  # fmt: skip
     "TrainConfig": "cropmix.train",
+    "EvalOptions": "cropmix.train",
     "train": "cropmix.train",
     "evaluate_run": "cropmix.train",
     "evaluate_ood": "cropmix.train",
@@ -56,6 +57,8 @@ _LAZY = {
     "evaluate_checkpoint": "cropmix.ssl",
     "build_model": "cropmix.models",
     "evaluate_classifier": "cropmix.evaluate",
+    "ClassifierEval": "cropmix.evaluate",
+    "CorruptionOptions": "cropmix.evaluate",
 }
 
 
@@ -73,10 +76,13 @@ def __dir__() -> list[str]:
 
 __all__ = [  # every name of _LAZY, and the version
     "BatchCropMix",
+    "ClassifierEval",
+    "CorruptionOptions",
     "Crop",
     "CropMix",
     "CropMixCollate",
     "CropMixParams",
+    "EvalOptions",
     "MixStep",
     "PretrainConfig",
     "TrainConfig",

@@ -4,9 +4,13 @@ or with --data, top-1 on another labelled folder (ImageNet-R, -A, -Sketch)."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import SUBCOMMANDS
 from .arg_types import positive_int, unit_float
+
+if TYPE_CHECKING:
+    from cropmix.train import EvalOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,14 +66,23 @@ def _run_ood(args: argparse.Namespace) -> dict:
     for flag, given in (("--fgsm", args.fgsm), ("--corruptions", args.corruptions), ("--cifar-c", args.cifar_c)):
         if given:
             raise SystemExit(f"cropmix eval: error: {flag} scores the run's test split; it does not go with --data")
-    return evaluate_ood(
-        args.run_dir,
-        args.data,
-        dataset=args.dataset,
-        class_subset=args.class_subset,
+    return evaluate_ood(args.run_dir, args.data, _options(args), dataset=args.dataset, class_subset=args.class_subset)
+
+
+def _options(args: argparse.Namespace) -> EvalOptions:
+    """The EvalOptions of the command line."""
+    from cropmix.train import EvalOptions
+
+    return EvalOptions(
+        fgsm=args.fgsm,
+        fgsm_eps=args.fgsm_eps,
+        corruptions=args.corruptions,
+        corruption_storage=args.corruption_storage,
+        cifar_c=args.cifar_c,
         max_images=args.max_images,
-        device=args.device,
+        max_corruption_images=args.max_corruption_images,
         batch_size=args.batch_size,
+        device=args.device,
         progress=args.progress,
         skip_bad=args.skip_bad,
         run_data=args.run_data,
@@ -87,21 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.class_subset is not None:
         raise SystemExit("cropmix eval: error: --class-subset needs --data (the folder to score)")
-    results = evaluate_run(
-        args.run_dir,
-        fgsm=args.fgsm,
-        corruptions=args.corruptions,
-        fgsm_eps=args.fgsm_eps,
-        max_corruption_images=args.max_corruption_images,
-        max_images=args.max_images,
-        device=args.device,
-        batch_size=args.batch_size,
-        progress=args.progress,
-        cifar_c=args.cifar_c,
-        skip_bad=args.skip_bad,
-        run_data=args.run_data,
-        corruption_storage=args.corruption_storage,
-    )
+    results = evaluate_run(args.run_dir, _options(args))
     print(json.dumps(results, indent=2) if args.json else summary(results, "the run's test split (eval.json)"))
     return 0
 

@@ -10,6 +10,7 @@ from .corruptions import CORRUPTIONS
 from .fgsm import fgsm_accuracy, fgsm_attack
 from .metrics import CalibrationBins, calibration_bins, calibration_errors, topk_accuracy
 from .ood import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
+from .options import ClassifierEval, CorruptionOptions
 from .predict import predict, to_unit_float
 from .reliability import save_reliability_diagram
 from .robustness import corruption_accuracy
@@ -18,6 +19,8 @@ __all__ = [
     "CLASS_SUBSETS",
     "CORRUPTIONS",
     "CalibrationBins",
+    "ClassifierEval",
+    "CorruptionOptions",
     "calibration_bins",
     "calibration_errors",
     "cifar_c_accuracy",

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .corruptions import CORRUPTIONS
+from .options import CorruptionOptions, check_count
 
 SEVERITIES = 5
 
@@ -65,9 +67,8 @@ def cifar_c_accuracy(
     model: nn.Module,
     folder: str | os.PathLike,
     device: torch.device | str,
+    options: CorruptionOptions | None = None,
     *,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
     indices: Sequence[int] | torch.Tensor | None = None,
     image_size: int | None = None,
     batch_size: int = 512,
@@ -78,32 +79,29 @@ def cifar_c_accuracy(
     Returns the same form as `corruption_accuracy`: {"mean", "per_corruption", "per_severity"} over the
     standard corruptions scored (mean None if none is), plus "images" (test images per severity),
     "missing" (standard corruptions not scored) and, when other files were scored, "extras" (the same
-    three keys, its own mean). `indices`: which of the N test images to score (default all);
-    `image_size`: resize (bilinear, antialiased) when the model was trained at another size.
+    three keys, its own mean). `options`: which corruptions (`names`, default every file of the folder)
+    and severities (default 1-5) to score; its storage and seed do not apply (the files are stored).
+    `indices`: which of the N test images to score (default all); `image_size`: resize (bilinear,
+    antialiased) when the model was trained at another size.
     """
     folder = Path(folder)
+    options = CorruptionOptions() if options is None else options
     available, labels = cifar_c_files(folder)
-    names = available if corruptions is None else list(corruptions)
+    names = available if options.names is None else list(options.names)
     missing = [n for n in names if n not in available]
     if missing or not names:
         raise ValueError(f"corruptions {missing or names!r} are not in {str(folder)!r}; it has {available}")
-    if not severities or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in severities):
-        raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {list(severities)!r}")
-    n = len(labels)
-    keep = np.arange(n) if indices is None else np.asarray(torch.as_tensor(indices).tolist(), dtype=np.int64)
+    check_count(batch_size, "batch_size", optional=False)
+    keep = np.arange(len(labels)) if indices is None else np.asarray(torch.as_tensor(indices).tolist(), dtype=np.int64)
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()
-    bar = tqdm(total=len(names) * len(severities) * len(keep), desc="cifar-c", unit="img", file=sys.stderr,
+    bar = tqdm(total=len(names) * len(options.severities) * len(keep), desc="cifar-c", unit="img", file=sys.stderr,
                disable=not progress, leave=False)  # fmt: skip
+    files = _Files(folder, labels, keep)
+    scoring = _Scoring(model, device, image_size, batch_size, bar)
     try:
-        per_severity = {
-            name: [
-                _accuracy(model, folder, name, severity, labels, keep, device, image_size, batch_size, bar)
-                for severity in severities
-            ]
-            for name in names
-        }
+        per_severity = {name: [scoring.accuracy(files, name, s) for s in options.severities] for name in names}
     finally:
         model.train(was_training)
         bar.close()
@@ -122,16 +120,33 @@ def _summary(per_severity: dict[str, list[float]]) -> dict:
     return {"mean": mean, "per_corruption": per_corruption, "per_severity": per_severity}
 
 
-def _accuracy(model, folder, name, severity, labels, keep, device, image_size, batch_size, bar) -> float:
-    """Top-1 (percent) on the `keep` test images of one corruption file at one severity."""
-    correct = 0
-    for start in range(0, len(keep), batch_size):
-        chunk = keep[start : start + batch_size]
-        images = torch.from_numpy(_severity_images(folder, name, len(labels), severity, chunk))
-        images = images.to(device).permute(0, 3, 1, 2).float().div_(255)
-        if image_size is not None and images.shape[-1] != image_size:
-            images = F.interpolate(images, size=image_size, mode="bilinear", antialias=True)
-        targets = torch.from_numpy(labels[chunk]).to(device)
-        correct += int((model(images).argmax(dim=1) == targets).sum())
-        bar.update(len(chunk))
-    return 100.0 * correct / len(keep)
+class _Files(NamedTuple):
+    """The test images of a CIFAR-C folder to score: the folder, all N labels, the indices kept."""
+
+    folder: Path
+    labels: np.ndarray
+    keep: np.ndarray
+
+
+class _Scoring(NamedTuple):
+    """How `cifar_c_accuracy` scores a file: the model on `device`, resized to `image_size`, in batches."""
+
+    model: nn.Module
+    device: torch.device
+    image_size: int | None
+    batch_size: int
+    bar: Any
+
+    def accuracy(self, files: _Files, name: str, severity: int) -> float:
+        """Top-1 (percent) on the kept test images of one corruption file at one severity."""
+        correct = 0
+        for start in range(0, len(files.keep), self.batch_size):
+            chunk = files.keep[start : start + self.batch_size]
+            images = torch.from_numpy(_severity_images(files.folder, name, len(files.labels), severity, chunk))
+            images = images.to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            if self.image_size is not None and images.shape[-1] != self.image_size:
+                images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True)
+            targets = torch.from_numpy(files.labels[chunk]).to(self.device)
+            correct += int((self.model(images).argmax(dim=1) == targets).sum())
+            self.bar.update(len(chunk))
+        return 100.0 * correct / len(files.keep)

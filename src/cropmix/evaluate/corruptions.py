@@ -286,7 +286,7 @@ def stored(images: Tensor, table: str | None = None) -> Tensor:
         if images.shape[1] not in (1, 3):
             raise ValueError(
                 f"images must have 1 or 3 channels to be stored as JPEG (the ImageNet table), got {images.shape[1]}; "
-                "corruption_accuracy(..., storage=False) scores the float outputs"
+                "corruption_accuracy(..., CorruptionOptions(storage=False)) scores the float outputs"
             )
         levels = _jpeg_round_trip(levels, STORED_QUALITY)
     return levels.to(images.device, images.dtype).div_(255)

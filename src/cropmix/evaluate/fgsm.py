@@ -20,12 +20,17 @@ def fgsm_attack(model: nn.Module, images: Tensor, targets: Tensor, eps: float) -
     return (images.detach() + eps * grad.sign()).clamp_(0, 1)
 
 
+def check_eps(eps: object, name: str) -> None:
+    """ValueError naming `name` unless `eps` is an FGSM budget: a number in [0, 1] (pixel units)."""
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 <= eps <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1] (pixel units, e.g. 8/255), got {eps!r}")
+
+
 def fgsm_accuracy(
     model: nn.Module, loader: Iterable, device: torch.device | str, eps: float = 8 / 255, *, progress: bool = True
 ) -> float:
     """Top-1 accuracy (percent) on FGSM images of budget `eps` (in [0, 1] pixel units), model in eval mode."""
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 <= eps <= 1:
-        raise ValueError(f"eps must be a number in [0, 1] (pixel units, e.g. 8/255), got {eps!r}")
+    check_eps(eps, "eps")
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()

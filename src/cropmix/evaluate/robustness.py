@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from .corruptions import CORRUPTIONS, frost_source, storage_of, stored
+from .options import CorruptionOptions, check_count
 from .predict import batches
 
 
@@ -30,16 +31,13 @@ def _image_count(loader: Iterable, max_images: int | None) -> int | None:
     return max_images if n is None else min(n, max_images)
 
 
-def _check_arguments(names: list[str], severities: list, max_images: int | None, storage: bool) -> None:
+def _check_arguments(names: list[str], max_images: int | None) -> None:
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown or not names:
-        raise ValueError(f"corruptions must be a non-empty subset of {list(CORRUPTIONS)}, got {names!r}")
-    if not severities or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in severities):
-        raise ValueError(f"severities must be a non-empty sequence of ints in 1..5, got {severities!r}")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
-    if not isinstance(storage, bool):
-        raise TypeError(f"storage must be True or False, got {storage!r}")
+        raise ValueError(
+            f"names must be None or a non-empty subset of the corruptions {list(CORRUPTIONS)}, got {names!r}"
+        )
+    check_count(max_images, "max_images")
 
 
 @torch.no_grad()
@@ -47,12 +45,9 @@ def corruption_accuracy(
     model: nn.Module,
     loader: Iterable,
     device: torch.device | str,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
-    seed: int = 0,
-    max_images: int | None = None,
+    options: CorruptionOptions | None = None,
     *,
-    storage: bool = True,
+    max_images: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Top-1 accuracy (percent) of `model` on corrupted copies of the loader's images.
@@ -60,17 +55,19 @@ def corruption_accuracy(
     Returns {"mean": mean over all corruptions and severities, "per_corruption": {name: mean
     over severities}, "per_severity": {name: [accuracy per severity]}, "storage": how the corrupted
     images were kept, "frost_source" (when frost is scored): "imagecorruptions" (the reference's
-    photographs) or "procedural"}. `storage=True` (default) scores the images as the published sets
-    hold them, truncated to uint8 and for the ImageNet table (images over 64 px) JPEG q85 round-tripped
+    photographs) or "procedural"}. `options` (default: the 15 corruptions at severities 1-5) says which
+    copies to score. `options.storage=True` (default) scores the images as the published sets hold
+    them, truncated to uint8 and for the ImageNet table (images over 64 px) JPEG q85 round-tripped
     ("uint8" / "uint8 + JPEG q85"); False scores the float outputs ("float"). Each (corruption,
-    severity) pair draws from its own generator seeded from `seed`, so results are reproducible
+    severity) pair draws from its own generator seeded from `options.seed`, so results are reproducible
     for a loader with a fixed order. `max_images` keeps the first images in loader order; for a
     sample of a class-sorted set, pass a loader over a random subset instead (as `cropmix eval` does).
     The progress bar counts images times (corruption, severity) pairs.
     """
-    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
-    severities = list(severities)
-    _check_arguments(names, severities, max_images, storage)
+    options = CorruptionOptions() if options is None else options
+    names = list(CORRUPTIONS) if options.names is None else list(options.names)
+    severities, seed = list(options.severities), options.seed
+    _check_arguments(names, max_images)
     device = torch.device(device)
     generators = {(n, s): torch.Generator().manual_seed(_generator_seed(seed, n, s)) for n in names for s in severities}
     correct = {key: 0 for key in generators}
@@ -88,7 +85,7 @@ def corruption_accuracy(
                 images, targets = images[: max_images - seen], targets[: max_images - seen]
             for (name, severity), generator in generators.items():
                 corrupted = CORRUPTIONS[name](images, severity, generator)
-                if storage:
+                if options.storage:
                     corrupted, kept = stored(corrupted), storage_of(corrupted)
                 correct[(name, severity)] += int((model(corrupted).argmax(dim=1) == targets).sum())
                 bar.update(len(targets))

@@ -4,11 +4,11 @@ from cropmix.models.weights import backbone_state_dict, load_pretrained  # re-ex
 
 from .config import PretrainConfig
 from .knn import extract_features, knn_accuracy, knn_predict
-from .linear_probe import linear_probe
+from .linear_probe import ProbeOptions, linear_probe
 from .mae import MAE, random_masking
 from .moco import MoCo
 from .pretrain import build_ssl_model, evaluate_checkpoint, pretrain
-from .representation import evaluate_representation
+from .representation import RepresentationOptions, evaluate_representation
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "MAEView",
     "MoCo",
     "PretrainConfig",
+    "ProbeOptions",
+    "RepresentationOptions",
     "TwoViews",
     "backbone_state_dict",
     "build_ssl_model",

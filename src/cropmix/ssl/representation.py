@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .knn import extract_features, knn_accuracy
-from .linear_probe import linear_probe
+from .linear_probe import ProbeOptions, linear_probe
 
 SUBSET_SEED = 12345  # the pre-training subset and the evaluation images: the same for every run and seed
+
+
+@dataclass(frozen=True)
+class RepresentationOptions:
+    """How `evaluate_representation` scores features: the kNN's k neighbours and softmax temperature,
+    and the linear probe's training."""
+
+    k: int = 200
+    temperature: float = 0.1
+    probe: ProbeOptions = ProbeOptions()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be an int >= 1, got {self.k!r}")
+        if (
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, (int, float))
+            or self.temperature <= 0
+        ):
+            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+        if not isinstance(self.probe, ProbeOptions):
+            raise TypeError(f"probe must be a ProbeOptions, got {self.probe!r}")
 
 
 def evaluate_representation(
@@ -21,12 +44,12 @@ def evaluate_representation(
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
     num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    probe_epochs: int = 30,
+    options: RepresentationOptions | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """kNN accuracy and linear-probe accuracy of `model.features` on frozen features (eval mode)."""
+    """kNN accuracy and linear-probe accuracy of `model.features` on frozen features (eval mode), as
+    `options` says (default `RepresentationOptions()`)."""
+    options = RepresentationOptions() if options is None else options
     was_training = model.training
     model.eval()
 
@@ -36,8 +59,8 @@ def evaluate_representation(
     train_f = extract_features(feats, train_images)
     test_f = extract_features(feats, test_images)
     model.train(was_training)
-    knn = knn_accuracy(train_f, train_labels, test_f, test_labels, num_classes, k, temperature)
-    probe = linear_probe(train_f, train_labels, test_f, test_labels, num_classes, epochs=probe_epochs)
+    knn = knn_accuracy(train_f, train_labels, test_f, test_labels, num_classes, options.k, options.temperature)
+    probe = linear_probe(train_f, train_labels, test_f, test_labels, num_classes, options.probe)
     return {"knn_acc": knn, "probe_acc": probe["test_acc"], "probe_train_acc": probe["train_acc"]}
 
 
@@ -60,9 +83,7 @@ def evaluate_split(model: nn.Module, source: Any, config: Any, device: torch.dev
         test.images[tidx],
         test.targets[tidx],
         source.num_classes,
-        config.knn_k,
-        config.knn_temperature,
-        config.probe_epochs,
+        RepresentationOptions(config.knn_k, config.knn_temperature, ProbeOptions(epochs=config.probe_epochs)),
         device,
     )
     return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}

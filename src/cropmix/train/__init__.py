@@ -1,4 +1,5 @@
-"""Training and run management: TrainConfig, train(), evaluate_run(), evaluate_ood(), compare_runs().
+"""Training and run management: TrainConfig, train(), evaluate_run(), evaluate_ood() (options: EvalOptions),
+compare_runs().
 
 This package is itself callable as `train(config, resume=False)`. `from cropmix import train` is
 documented to give the training function, but once any `cropmix.train.*` module has been imported,
@@ -13,12 +14,14 @@ from pathlib import Path
 from .compare import compare_runs, format_table, summarise_runs
 from .config import TrainConfig
 from .config_parts import AugSettings, DataSettings, ModelSettings, OptimSettings, RunSettings, TrainData, TrainRun
+from .eval_options import EvalOptions
 from .loop import train
 from .report import evaluate_ood, evaluate_run, load_run_model
 
 __all__ = [
     "AugSettings",
     "DataSettings",
+    "EvalOptions",
     "ModelSettings",
     "OptimSettings",
     "RunSettings",

@@ -386,12 +386,13 @@ def write_run_files(run: Run) -> None:
 
 def finish_run(model, loader, device, out: Path, rows: list[dict[str, Any]], progress: bool = True) -> dict[str, Any]:
     """final.json (top-1, top-5, ECE, RMS, timing) with a reliability diagram, and the training curves."""
-    from cropmix.evaluate import evaluate_classifier
+    from cropmix.evaluate import ClassifierEval, evaluate_classifier
     from cropmix.integrations import optional_picture
     from cropmix.viz.curves import save_training_curves
 
     model.eval()
-    final = evaluate_classifier(model, loader, device, reliability_png=out / rf.RELIABILITY, progress=progress)
+    options = ClassifierEval(progress=progress)
+    final = evaluate_classifier(model, loader, device, options, reliability_png=out / rf.RELIABILITY)
     timed = [r["epoch_seconds"] for r in rows]
     final.update(
         epochs=len(rows),

@@ -16,6 +16,7 @@ from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
+from .eval_options import EvalOptions
 
 
 def load_run_model(
@@ -72,75 +73,39 @@ def check_data_matches(trained: Any, num_classes: int, image_size: int, config: 
         )
 
 
-def _check_eval_options(fgsm_eps: float, max_corruption_images: int | None, max_images: int | None, batch_size: int):
-    """ValueError naming the first bad option of `evaluate_run`, before any data or model is loaded."""
-    limits = {"max_corruption_images": max_corruption_images, "max_images": max_images, "batch_size": batch_size}
-    for name, value in limits.items():
-        if value is None and name != "batch_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            accepted = "an int" if name == "batch_size" else "None or an int"
-            raise ValueError(f"{name} must be {accepted} >= 1, got {value!r}")
-    if isinstance(fgsm_eps, bool) or not isinstance(fgsm_eps, (int, float)) or not 0 <= fgsm_eps <= 1:
-        raise ValueError(f"fgsm_eps must be a number in [0, 1] (pixel units, e.g. 8/255), got {fgsm_eps!r}")
-
-
-def evaluate_run(
-    run_dir: str | os.PathLike,
-    *,
-    fgsm: bool = False,
-    corruptions: bool = False,
-    fgsm_eps: float = 8 / 255,
-    max_corruption_images: int | None = None,
-    max_images: int | None = None,
-    device: str = "auto",
-    batch_size: int = 512,
-    progress: bool = True,
-    cifar_c: str | os.PathLike | None = None,
-    skip_bad: bool = False,
-    run_data: str | os.PathLike | None = None,
-    corruption_storage: bool = True,
-) -> dict[str, Any]:
-    """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and optionally
-    FGSM top-1, accuracy under the 15 standard corruptions generated on the fly ("corruption_mean",
-    "corruption"), and accuracy on published CIFAR-10-C / CIFAR-100-C files in the folder `cifar_c`
-    ("cifar_c_mean", "cifar_c"). Written to run_dir/eval.json and merged into final.json.
-
-    max_images and max_corruption_images pick fixed random subsets (the same for every run, spread over
-    all classes even when the split is sorted by class): the first for every metric, the second, taken
-    from the first, for the corruption pass only; with cifar_c, max_corruption_images picks a fixed random
-    subset of the files' test images. skip_bad: unreadable test files are skipped and counted
-    ("skipped_files") instead of an error. run_data: where the run's dataset is now, if it moved since
-    training. corruption_storage: the on-the-fly corrupted images are stored as the published sets
-    store them (uint8, plus JPEG q85 above 64 px), so scores compare with published ones; False: float.
-    All options are checked before any work starts.
+def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None) -> dict[str, Any]:
+    """The paper's metrics on the run's test split: top-1/5, ECE, RMS (+ reliability.png), and as
+    `options` asks (default: nothing more, on the whole split): FGSM top-1, accuracy under the 15
+    standard corruptions generated on the fly ("corruption_mean", "corruption"), and accuracy on
+    published CIFAR-10-C / CIFAR-100-C files in the folder `options.cifar_c` ("cifar_c_mean",
+    "cifar_c"). Written to run_dir/eval.json and merged into final.json (not when `options.max_images`
+    scores a subset). The options are checked before any work starts (when `EvalOptions` is made).
     """
     from cropmix.evaluate import cifar_c_files, evaluate_classifier
 
     from .distributed import resolve_device
 
-    _check_eval_options(fgsm_eps, max_corruption_images, max_images, batch_size)
-    cifar_c_labels = None if cifar_c is None else cifar_c_files(cifar_c)[1]
+    options = EvalOptions() if options is None else options
+    cifar_c_labels = None if options.cifar_c is None else cifar_c_files(options.cifar_c)[1]
     run_dir = Path(run_dir)
-    dev = resolve_device(device)
-    model, config = load_run_model(run_dir, dev, skip_bad=skip_bad, data=run_data)
-    source = source_of(config.data, skip_bad=skip_bad)
+    dev = resolve_device(options.device)
+    model, config = load_run_model(run_dir, dev, skip_bad=options.skip_bad, data=options.run_data)
+    source = source_of(config.data, skip_bad=options.skip_bad)
     size = image_size_of(config.data, source)
-    test = subset(source.test, max_images or config.data.max_test_images)
+    test = subset(source.test, options.max_images or config.data.max_test_images)
 
     def loader_of(split: Any) -> Any:
-        return eval_loader(config.data, source, split, batch_size, dev)
+        return eval_loader(config.data, source, split, options.batch_size, dev)
 
+    corruption_loader = loader_of(subset(test, options.max_corruption_images)) if options.corruptions else None
+    png = run_dir / rf.RELIABILITY
     results = evaluate_classifier(
-        model, loader_of(test), dev, fgsm=fgsm, corruptions=corruptions, reliability_png=run_dir / rf.RELIABILITY,
-        fgsm_eps=fgsm_eps, progress=progress, corruption_storage=corruption_storage,
-        corruption_loader=loader_of(subset(test, max_corruption_images)) if corruptions else None,
-    )  # fmt: skip
-    if cifar_c is not None:
-        limits = (max_corruption_images, batch_size, progress)
-        results.update(_cifar_c_pass(model, cifar_c, cifar_c_labels, dev, size, source.num_classes, *limits))
+        model, loader_of(test), dev, options.classifier_eval(), reliability_png=png, corruption_loader=corruption_loader
+    )
+    if options.cifar_c is not None:
+        results.update(_cifar_c_pass(model, cifar_c_labels, size, source.num_classes, options, dev))
     rf.write_json(run_dir / "eval.json", results)
-    if max_images is None:  # metrics on a subset stay in eval.json only
+    if options.max_images is None:  # metrics on a subset stay in eval.json only
         merge_final(run_dir / rf.FINAL, results)
     return results
 
@@ -151,64 +116,68 @@ def merge_final(path: Path, results: dict[str, Any]) -> None:
     rf.write_json(path, {**{k: v for k, v in final.items() if k in rf.FINAL_KEYS}, **results})
 
 
-def _cifar_c_pass(model, folder, labels, device, size, num_classes, limit, batch_size, progress) -> dict[str, Any]:
+def _cifar_c_pass(
+    model: torch.nn.Module, labels: Any, size: int, num_classes: int, options: EvalOptions, device: torch.device
+) -> dict[str, Any]:
     """evaluate_run's CIFAR-C part: the files' labels checked against the run's classes, a fixed subset."""
     from cropmix.evaluate import cifar_c_accuracy
 
+    folder, limit = options.cifar_c, options.max_corruption_images
     if int(labels.max()) >= num_classes:
         raise ValueError(
             f"cifar_c {str(folder)!r} has labels up to {int(labels.max())}; the run has {num_classes} classes"
         )
     keep = None if limit is None else fixed_subset(len(labels), limit)
-    summary = cifar_c_accuracy(model, folder, device, indices=keep, image_size=size, batch_size=batch_size,
-                               progress=progress)  # fmt: skip
+    summary = cifar_c_accuracy(model, folder, device, indices=keep, image_size=size, batch_size=options.batch_size,
+                               progress=options.progress)  # fmt: skip
     return {"cifar_c_mean": summary["mean"], "cifar_c": summary}
 
 
 def evaluate_ood(
     run_dir: str | os.PathLike,
     data: str | os.PathLike,
+    options: EvalOptions | None = None,
     *,
     dataset: str = "imagefolder",
     class_subset: str | None = None,
-    max_images: int | None = None,
-    device: str = "auto",
-    batch_size: int = 512,
-    progress: bool = True,
-    skip_bad: bool = False,
-    run_data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Top-1, ECE and RMS of a run's model on another labelled folder `data` (<class>/<images>), e.g.
     ImageNet-R or ImageNet-A (class_subset "imagenet-r" / "imagenet-a": the logits restricted to their 200
     ImageNet classes) or ImageNet-Sketch (all classes). Folder classes are matched to the model's by name
     (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json (see
-    `ood_result_path`). skip_bad: unreadable files are skipped and counted ("skipped_files"). run_data:
-    where the run's own dataset is now, if it moved (its classes name the model's outputs).
+    `ood_result_path`). `options`: max_images, batch_size, device, progress, skip_bad (unreadable files
+    are skipped and counted, "skipped_files") and run_data (where the run's own dataset is now, if it
+    moved: its classes name the model's outputs); fgsm, corruptions and cifar_c score the run's own
+    test split (`evaluate_run`) and are refused here.
     """
     from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
 
     from .distributed import resolve_device
 
-    _check_eval_options(0.0, None, max_images, batch_size)
+    options = EvalOptions() if options is None else options
+    for name in ("fgsm", "corruptions", "cifar_c"):
+        if getattr(options, name) not in (False, None):
+            raise ValueError(f"options.{name} must be False or None for evaluate_ood, got {getattr(options, name)!r}; "
+                             "it scores the run's test split (evaluate_run)")  # fmt: skip
     if dataset != "imagefolder":
         raise ValueError(f"dataset must be 'imagefolder' (a folder of <class>/<images>), got {dataset!r}")
     if class_subset is not None and class_subset not in CLASS_SUBSETS:
         raise ValueError(f"class_subset must be None or one of {CLASS_SUBSETS}, got {class_subset!r}")
     index = index_folder(data)
     run_dir = Path(run_dir)
-    dev = resolve_device(device)
-    model, config = load_run_model(run_dir, dev, data=run_data)
+    dev = resolve_device(options.device)
+    model, config = load_run_model(run_dir, dev, data=options.run_data)
     source = source_of(config.data)
     model_classes = list(source.classes)
     if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
         model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
     size = image_size_of(config.data, source)
-    loader = make_loader(subset(index, max_images), eval_transform(size, False), batch_size=batch_size,
-                         train=False, workers=2, skip_bad=skip_bad)  # fmt: skip
+    loader = make_loader(subset(index, options.max_images), eval_transform(size, False), batch_size=options.batch_size,
+                         train=False, workers=2, skip_bad=options.skip_bad)  # fmt: skip
     results = {"data": os.path.realpath(data), "class_subset": class_subset}
-    results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=progress))
-    if skip_bad:
+    results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))
+    if options.skip_bad:
         results["skipped_files"] = skipped_files(loader)
     rf.write_json(ood_result_path(run_dir, data), results)
     return results
