@@ -77,3 +77,16 @@ def test_hf_splits_subset_like_the_others(tmp_path):
     picked, keep = subset(split, 5, seed=3), fixed_subset(16, 5, seed=3).tolist()
     assert len(picked) == 5 and picked.targets == [split.targets[i] for i in keep]
     assert picked.dataset[0]["image"].tobytes() == split.dataset[keep[0]]["image"].tobytes()
+
+
+def test_a_switch_the_format_has_no_use_for_is_refused_by_name(tmp_path, stripes):
+    for key, flag in (("skip_bad", "--skip-bad"), ("in_memory", "--in-memory")):
+        config = tiny_config(tmp_path, dataset="stripes", data="4", **{key: True})
+        with pytest.raises(ValueError, match=rf"{key} \({flag}\) does not apply to dataset \(--dataset\) 'stripes'"):
+            config.validate(cuda_available=False)
+    with pytest.raises(
+        ValueError, match=r"skip_bad \(--skip-bad\) does not apply to .* 'npz' \(it applies to .*'imagefolder'"
+    ):
+        tiny_config(tmp_path, skip_bad=True).validate(cuda_available=False)
+    stripes.switches = ("skip_bad",)  # a format that skips bad items says so, and the switch is taken
+    tiny_config(tmp_path, dataset="stripes", data="4", skip_bad=True).validate(cuda_available=False)

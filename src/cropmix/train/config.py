@@ -257,16 +257,26 @@ def _check_data_pipeline(config: TrainConfig) -> None:
             f"{data.dataset!r} read from files: add --in-memory, write shards with `cropmix shards`, or use "
             "aug_device 'auto' or 'workers'"
         )
-    if shards and data.in_memory:
-        raise ValueError(
-            f"{option('in_memory')} does not apply to {option('dataset')} 'webdataset' (shards are streamed): "
-            f"drop the one or change the other"
-        )
+    _check_switches(data, source)
     if config.augments_on_device() and config.aug.timm_aug is not None:
         raise ValueError(
             f"{option('timm_aug')} (a per-image CPU transform) does not apply with augmentation on the device "
             f"({option('dataset')} 'webdataset' or {option('aug_device')} 'device'): drop the one or change the other"
         )
+
+
+def _check_switches(data: TrainData, source: Any) -> None:
+    """A switch the dataset's format has no use for (--skip-bad on arrays, --in-memory on shards) is refused
+    by name, not ignored."""
+    from cropmix.data.sources import SOURCES
+
+    for key in ("skip_bad", "in_memory"):
+        if getattr(data, key) and key not in source.switches:
+            takers = ", ".join(repr(s.name) for s in SOURCES.values() if key in s.switches)
+            raise ValueError(
+                f"{option(key)} does not apply to {option('dataset')} {data.dataset!r} (it applies to {takers}): "
+                "drop the one or change the other"
+            )
 
 
 def _check_paths(config: TrainConfig) -> None:

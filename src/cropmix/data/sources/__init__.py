@@ -55,6 +55,9 @@ class Source:
     normalisation = "imagenet"  # the mean/std of models trained on it, unless one is given
     streams = False  # read as shards: augmented on the training device by default
     in_memory = False  # always held in memory as uint8 (the others only with SourceOptions.in_memory)
+    # The SourceOptions switches that mean something for this format ("skip_bad", "in_memory"): a run that
+    # turns on another is refused naming it, not run as if it had been honoured.
+    switches: tuple[str, ...] = ()
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         """Raise FileNotFoundError/ValueError naming `data` (--data) if it is not what this source reads."""

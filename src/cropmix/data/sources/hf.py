@@ -11,6 +11,7 @@ from . import DataSource, Source, SourceOptions, register
 
 class HuggingFace(Source):
     name = "hf"
+    switches = ("skip_bad", "in_memory")
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         from cropmix.integrations.hf import check_hf_data

@@ -14,6 +14,7 @@ from .paths import check_kind
 
 class ImageFolder(Source):
     name = "imagefolder"
+    switches = ("skip_bad", "in_memory")
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         check_kind(self.name, Path(data), wants_file=False, what="a folder with train/ and val/ (or test/) sub-folders")

@@ -13,6 +13,7 @@ from . import DataSource, Source, SourceOptions, register
 
 class Shards(Source):
     name = "webdataset"
+    switches = ("skip_bad",)
     streams = True
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
