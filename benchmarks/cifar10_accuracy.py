@@ -53,7 +53,7 @@ def ensure_cache(src: str | None) -> Path:
 
 
 def run_arm(args: argparse.Namespace, aug: str, seed: int) -> dict:
-    from cropmix.data import load_npz, make_loader, subset
+    from cropmix.data import Batching, load_npz, make_loader, subset
     from cropmix.evaluate import corruption_accuracy, fgsm_accuracy
     from cropmix.train import TrainConfig, load_run_model, train
 
@@ -85,9 +85,13 @@ def run_arm(args: argparse.Namespace, aug: str, seed: int) -> dict:
     if "fgsm_top1" not in final:
         model, _ = load_run_model(out)
         test = load_npz(CACHE, "test")
-        loader = make_loader(subset(test, args.fgsm_images, seed=0), None, batch_size=500, train=False, workers=0)
+        loader = make_loader(
+            subset(test, args.fgsm_images, seed=0), None, Batching(batch_size=500, train=False, workers=0)
+        )
         final["fgsm_top1"] = fgsm_accuracy(model, loader, "cpu", 8 / 255, progress=False)
-        loader = make_loader(subset(test, args.corruption_images, seed=0), None, batch_size=500, train=False, workers=0)
+        loader = make_loader(
+            subset(test, args.corruption_images, seed=0), None, Batching(batch_size=500, train=False, workers=0)
+        )
         corr = corruption_accuracy(model, loader, "cpu", progress=False)
         final["corruption_mean"] = corr["mean"]
         final["corruption"] = corr

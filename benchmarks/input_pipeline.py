@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from cropmix.data import Batching
 from cropmix.data.device_pipeline import DevicePipeline, make_augment
 from cropmix.data.folder import index_folder, split_dir
 from cropmix.data.loaders import make_loader
@@ -96,13 +97,13 @@ def compare(name: str, src: Path, shards: Path, size: int, preset: str, args, de
     train = index_folder(split_dir(src, "train"))
     spec = AugmentSpec("cropmix", size, preset)
     transform = spec.per_image(in_memory=False)
-    common = dict(batch_size=args.batch_size, train=True, workers=args.workers, pin_memory=device.type == "cuda")
-    per_image = make_loader(train, transform, **common)
+    batching = Batching(args.batch_size, train=True, workers=args.workers, pin_memory=device.type == "cuda")
+    per_image = make_loader(train, transform, batching)
     # What `cropmix train` uses for these files: small ones decode per image and run BatchCropMix per batch.
     batch_transform, batched = spec.for_workers(in_memory=False, file_size=largest_file_size(train))
-    files_batched = make_loader(train, batch_transform, batched_transform=True, **common) if batched else None
+    files_batched = make_loader(train, batch_transform, batching, batched_transform=True) if batched else None
     split = read_index(shards).split("train")
-    loader = ShardLoader(split, batch_size=args.batch_size, train=True, workers=args.shard_workers)
+    loader = ShardLoader(split, Batching(batch_size=args.batch_size, train=True, workers=args.shard_workers))
     pipeline = DevicePipeline(
         make_augment("cropmix", size, preset=preset), device=device, mean=IMAGENET_MEAN, std=IMAGENET_STD
     )

@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 import torch
 
-from cropmix.data import AugmentSpec, decode_folder, index_folder, load_npz, make_loader, open_image
+from cropmix.data import AugmentSpec, Batching, decode_folder, index_folder, load_npz, make_loader, open_image
 from cropmix.data.image_files import BadFileError
 from cropmix.viz.grid import open_rgb
 
@@ -104,13 +104,15 @@ def test_worker_error_is_one_line_and_skip_logs_the_path(tmp_path, caplog):
     root, bad = folder_with(tmp_path, "broken.png", b"not an image")
     index = index_folder(root)
     loader = make_loader(
-        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=3, train=False, workers=1
+        index, AugmentSpec("none", 12).per_image(in_memory=False), Batching(batch_size=3, train=False, workers=1)
     )
     with pytest.raises(BadFileError) as caught:
         next(iter(loader))
     assert "\n" not in str(caught.value) and "broken.png" in str(caught.value) and "--skip-bad" in str(caught.value)
     loader = make_loader(
-        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=3, train=False, workers=0, skip_bad=True
+        index,
+        AugmentSpec("none", 12).per_image(in_memory=False),
+        Batching(batch_size=3, train=False, workers=0, skip_bad=True),
     )
     with caplog.at_level("WARNING", logger="cropmix.data"):
         images, _ = next(iter(loader))

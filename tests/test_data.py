@@ -17,6 +17,7 @@ from PIL import Image
 from cropmix.data import (
     ArraySplit,
     AugmentSpec,
+    Batching,
     index_folder,
     load_cifar,
     load_npz,
@@ -75,12 +76,14 @@ def test_imagefolder_accepts_test_as_val_and_names_problems(tmp_path):
     assert len(images) == 6 and index.skipped == [str(bad)]
     # File-based loading: an error names the file; --skip-bad drops it from the batch.
     loader = make_loader(
-        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=7, train=False, workers=0
+        index, AugmentSpec("none", 12).per_image(in_memory=False), Batching(batch_size=7, train=False, workers=0)
     )
     with pytest.raises(ValueError, match="broken.png"):
         next(iter(loader))
     loader = make_loader(
-        index, AugmentSpec("none", 12).per_image(in_memory=False), batch_size=7, train=False, workers=0, skip_bad=True
+        index,
+        AugmentSpec("none", 12).per_image(in_memory=False),
+        Batching(batch_size=7, train=False, workers=0, skip_bad=True),
     )
     images, targets = next(iter(loader))
     assert images.shape == (6, 3, 12, 12) and images.dtype == torch.uint8
@@ -151,7 +154,7 @@ def test_parse_aug():
 def test_in_memory_loader_batches(aug, tmp_path):
     split = load_npz(make_npz(tmp_path / "d.npz"), "train")
     transform = AugmentSpec(aug, 16, "cifar").per_image(in_memory=True)
-    loader = make_loader(split, transform, batch_size=10, train=True, seed=3, workers=0)
+    loader = make_loader(split, transform, Batching(batch_size=10, train=True, seed=3, workers=0))
     batches = list(loader)
     assert len(batches) == 6  # 64 // 10, last partial batch dropped
     images, targets = batches[0]
@@ -164,10 +167,12 @@ def test_distributed_shards_cover_the_data_once(tmp_path):
     split = ArraySplit(torch.zeros(40, 3, 4, 4, dtype=torch.uint8), torch.arange(40), ["a"])
     seen = []
     for rank in range(2):
-        loader = make_loader(split, None, batch_size=5, train=True, seed=1, rank=rank, world=2, workers=0)
+        loader = make_loader(split, None, Batching(batch_size=5, train=True, seed=1, rank=rank, world=2, workers=0))
         seen += [t for _, targets in loader for t in targets.tolist()]
     assert sorted(seen) == list(range(40))
-    evals = [make_loader(split, None, batch_size=7, train=False, rank=r, world=3, workers=0) for r in range(3)]
+    evals = [
+        make_loader(split, None, Batching(batch_size=7, train=False, rank=r, world=3, workers=0)) for r in range(3)
+    ]
     assert sorted(t for loader in evals for _, ts in loader for t in ts.tolist()) == list(range(40))
 
 
@@ -218,7 +223,7 @@ def test_skipped_files_are_counted_across_workers(tmp_path):
         (root / "train" / "class0" / name).write_bytes(b"not an image")
     index = index_folder(split_dir(root, "train"))
     transform = AugmentSpec("none", 12).per_image(in_memory=False)
-    loader = make_loader(index, transform, batch_size=3, train=False, workers=2, skip_bad=True)
+    loader = make_loader(index, transform, Batching(batch_size=3, train=False, workers=2, skip_bad=True))
     assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 2  # read by the worker processes
     assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
 
@@ -257,7 +262,9 @@ def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tm
     monkeypatch.setattr(BatchCropMix, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
     transform, batched = AugmentSpec("cropmix", 32, "cifar").for_workers(False, largest_file_size(index))
     assert batched
-    loader = make_loader(index, transform, batch_size=9, train=True, workers=0, skip_bad=True, batched_transform=True)
+    loader = make_loader(
+        index, transform, Batching(batch_size=9, train=True, workers=0, skip_bad=True), batched_transform=True
+    )
     images, targets = next(iter(loader))
     assert images.shape == (len(targets), 3, 32, 32) and images.dtype == torch.uint8
     assert calls == [8] and len(targets) == 8  # one call for the batch of 9 files, the broken one dropped
@@ -267,3 +274,18 @@ def test_small_files_run_cropmix_batched_in_the_collate_large_files_per_image(tm
     Image.fromarray(np.zeros((300, 200, 3), dtype=np.uint8)).save(big)
     assert largest_file_size(index_folder(split_dir(root, "train"))) == (300, 200)  # one large file decides
     assert largest_file_size(FolderIndex(root, [root / "train" / "class0" / "broken.png"], [0], ["a"])) is None
+
+
+def test_batching_names_the_bad_field():
+    from cropmix.data import Batching
+
+    with pytest.raises(ValueError, match=r"Batching.batch_size must be >= 1, got 0"):
+        Batching(0)
+    with pytest.raises(ValueError, match=r"Batching.rank must be in \[0, world=2\), got 2"):
+        Batching(4, rank=2, world=2)
+    with pytest.raises(ValueError, match=r"Batching.workers must be >= 0"):
+        Batching(4, workers=-1)
+    with pytest.raises(TypeError, match=r"Batching.train must be a bool, got 'yes'"):
+        Batching(4, train="yes")
+    with pytest.raises(TypeError, match=r"Batching.batch_size must be an int, got 4.0"):
+        Batching(4.0)

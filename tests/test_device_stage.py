@@ -8,7 +8,7 @@ import torch
 from helpers import base_args, ctrl_c_at_epoch, make_npz, small_folder
 
 from cropmix.cli import main
-from cropmix.data import AugmentSpec, make_loader
+from cropmix.data import AugmentSpec, Batching, make_loader
 from cropmix.data.arrays import ArraySplit
 from cropmix.data.device_loader import DevicePipeline, DeviceStage
 from cropmix.models.weights import load_checkpoint
@@ -16,8 +16,7 @@ from cropmix.models.weights import load_checkpoint
 
 def test_the_stage_augments_whole_batches_on_the_device():
     images = torch.randint(0, 256, (12, 3, 20, 24), dtype=torch.uint8)
-    loader = make_loader(ArraySplit(images, torch.arange(12) % 3, ["a", "b", "c"]), None, batch_size=4, train=False,
-                         workers=0)  # fmt: skip
+    loader = make_loader(ArraySplit(images, torch.arange(12) % 3, ["a", "b", "c"]), None, Batching(4, workers=0))
     augment = AugmentSpec("cropmix", 16, "cifar").for_device()
     stage = DeviceStage(loader, DevicePipeline(augment, device="cpu", flip=True))
     batches = list(stage)

@@ -239,7 +239,7 @@ def test_pretrain_log_tensorboard_and_resume(tmp_path):
 
 
 def test_hf_source_from_save_to_disk(tmp_path):
-    from cropmix.data import eval_transform, load_source, make_loader
+    from cropmix.data import Batching, eval_transform, load_source, make_loader
     from cropmix.integrations.hf import HFSplit
 
     path = tmp_path / "hf"
@@ -248,7 +248,7 @@ def test_hf_source_from_save_to_disk(tmp_path):
     assert isinstance(source.train, HFSplit) and not source.in_memory
     assert source.classes == ["cat", "dog", "eel"] and len(source.train) == 16 and len(source.test) == 8
     assert source.train.targets[:4] == [0, 1, 2, 0]
-    loader = make_loader(source.test, eval_transform(16, False), batch_size=4, train=False, workers=0)
+    loader = make_loader(source.test, eval_transform(16, False), Batching(batch_size=4, train=False, workers=0))
     images, targets = next(iter(loader))
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8 and targets.tolist() == [0, 1, 2, 0]
     memory = load_source("hf", path, in_memory=True)

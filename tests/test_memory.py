@@ -101,13 +101,13 @@ def test_bad_thresholds_are_named(kwargs, error, match):
 WORKER = """
 import torch
 from cropmix.data.arrays import ArraySplit
-from cropmix.data.loaders import make_loader
+from cropmix.data import Batching, make_loader
 def mmapped(images):
     before = libc.mallinfo2().hblkhd
     block = torch.empty(1 << 22).fill_(1.0)
     return torch.full((len(images),), float(libc.mallinfo2().hblkhd - before))
 split = ArraySplit(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8), ["a"])
-loader = make_loader(split, mmapped, batch_size=4, train=False, workers=1, batched_transform=True)
+loader = make_loader(split, mmapped, Batching(4, workers=1), batched_transform=True)
 print(int(next(iter(loader))[0][0]), int(mmapped(split.images)[0]))
 """
 

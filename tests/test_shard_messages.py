@@ -13,6 +13,7 @@ import PIL.Image
 import pytest
 from helpers import encoded, make_jpeg_folder
 
+from cropmix.data import Batching
 from cropmix.data.device_pipeline import DevicePipeline, make_augment
 from cropmix.data.image_limits import BadImageError, plain_reason
 from cropmix.data.shard_reader import ShardLoader
@@ -52,14 +53,14 @@ def test_skip_bad_leaves_bad_files_out_of_the_shards(tmp_path) -> None:
     write_shards(src, tmp_path / "out", shard_size=4, progress=False, skip_bad=True)
     split = read_index(tmp_path / "out").split("train")
     assert split.num_samples == 8 and sum(split.counts) == 8
-    batches = list(ShardLoader(split, batch_size=8, train=False, workers=0))
+    batches = list(ShardLoader(split, Batching(batch_size=8, train=False, workers=0)))
     assert sum(len(b) for b in batches) == 8 and not any("junk" in s for b in batches for s in b.sources)
 
 
 def test_decode_errors_name_the_source_file_and_a_plain_reason(tmp_path) -> None:
     src = folder_with_bad_files(tmp_path / "src")
     write_shards(src, tmp_path / "out", progress=False, skip_bad=True)
-    (batch,) = ShardLoader(read_index(tmp_path / "out").split("train"), batch_size=8, train=False, workers=0)
+    (batch,) = ShardLoader(read_index(tmp_path / "out").split("train"), Batching(batch_size=8, train=False, workers=0))
     assert sorted(s for s in batch.sources if "cat" in s)[0].startswith("train/cat/")
     with pytest.raises(ValueError) as caught:
         DevicePipeline(make_augment("center", 16))(batch)

@@ -16,6 +16,7 @@ import PIL.Image
 import pytest
 from helpers import png16
 
+from cropmix.data import Batching
 from cropmix.data.loaders import check_data_path
 from cropmix.data.shard_reader import ShardLoader
 from cropmix.data.shard_urls import allow_pipe_url
@@ -63,8 +64,8 @@ def shard_set(root: Path, samples: list[tuple[str, str, bytes]], declared: dict[
     return root
 
 
-def read_all(root: Path, **kwargs) -> tuple[list, ShardLoader]:
-    loader = ShardLoader(read_index(root).split("val"), batch_size=8, train=False, workers=0, **kwargs)
+def read_all(root: Path, skip_bad: bool = False) -> tuple[list, ShardLoader]:
+    loader = ShardLoader(read_index(root).split("val"), Batching(8, workers=0, skip_bad=skip_bad))
     return list(loader), loader
 
 
@@ -192,7 +193,9 @@ def test_an_index_whose_shards_are_all_unreadable_is_a_clear_error(tmp_path) -> 
     root = shard_set(tmp_path / "s", [("k0", "jpg", jpeg()), ("k1", "jpg", jpeg())])
     (root / "a.tar").write_bytes(b"not a tar archive" * 40)
     for train in (False, True):
-        loader = ShardLoader(read_index(root).split("val"), batch_size=1, train=train, workers=0, skip_bad=True)
+        loader = ShardLoader(
+            read_index(root).split("val"), Batching(batch_size=1, train=train, workers=0, skip_bad=True)
+        )
         with pytest.raises(ValueError, match="0 readable samples.*bad or missing"):
             list(loader)
 

@@ -18,7 +18,7 @@ import torch
 from helpers import encoded, make_jpeg_folder
 from torch.utils.data import DataLoader
 
-from cropmix.data import AugmentSpec
+from cropmix.data import AugmentSpec, Batching
 from cropmix.data.device_pipeline import DevicePipeline, batch_decodable, make_augment
 from cropmix.data.shard_reader import ShardLoader, ShardStream, epoch_plan
 from cropmix.data.shards import read_index, write_shards
@@ -127,7 +127,7 @@ def test_epoch_plans_partition_every_epoch(world, workers) -> None:
 
 
 def read_rank(split, rank: int, world: int, epoch: int, workers: int = 2) -> list[str]:
-    stream = ShardStream(split, batch_size=2, num_classes=2, rank=rank, world=world, shuffle=True, seed=3)
+    stream = ShardStream(split, Batching(batch_size=2, rank=rank, world=world, train=True, seed=3), num_classes=2)
     stream.set_epoch(epoch)
     keys = []
     for batch in DataLoader(stream, batch_size=None, num_workers=workers):
@@ -152,14 +152,14 @@ def test_loader_batches_evenly_for_training_and_completely_for_evaluation(shards
     split = read_index(shards).split("train")
     lengths = []
     for rank in (0, 1):
-        loader = ShardLoader(split, batch_size=2, train=True, num_classes=2, rank=rank, world=2, workers=2)
+        loader = ShardLoader(split, Batching(batch_size=2, train=True, rank=rank, world=2, workers=2), num_classes=2)
         loader.set_epoch(0)
         sizes = [len(b) for b in loader]
         assert sizes == [2, 2] and len(loader) == 2, "11 images // 2 ranks // batch 2: every rank 2 full batches"
         lengths.append(len(sizes))
     keys = []
     for rank in (0, 1):
-        loader = ShardLoader(split, batch_size=4, train=False, num_classes=2, rank=rank, world=2, workers=2)
+        loader = ShardLoader(split, Batching(batch_size=4, train=False, rank=rank, world=2, workers=2), num_classes=2)
         batches = list(loader)
         assert [len(b) for b in batches[:-1]] == [4] * (len(batches) - 1) and len(batches) == len(loader)
         keys += [k for b in batches for k in b.keys]
@@ -182,7 +182,7 @@ def decode_reference(data: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_decode_matches_pil_for_jpeg_png_grey_and_cmyk(shards, device) -> None:
-    batch = next(iter(ShardLoader(read_index(shards).split("val"), batch_size=7, train=False, workers=0)))
+    batch = next(iter(ShardLoader(read_index(shards).split("val"), Batching(batch_size=7, train=False, workers=0))))
     assert sum(batch.jpeg) == 4, "4 colour JPEGs batched; PNG, grey, CMYK per image"
     images, kept = DevicePipeline(make_augment("center", 16), device=device).decode(batch.images, batch.keys)
     assert kept == list(range(7))
@@ -198,7 +198,9 @@ def test_device_decode_matches_pil_for_jpeg_png_grey_and_cmyk(shards, device) ->
 @pytest.mark.parametrize("aug", ["cropmix", "rrc"])
 def test_device_pipeline_yields_normalised_float_batches(shards, device, aug) -> None:
     torch.manual_seed(0)
-    loader = ShardLoader(read_index(shards).split("train"), batch_size=4, train=True, num_classes=2, workers=2)
+    loader = ShardLoader(
+        read_index(shards).split("train"), Batching(batch_size=4, train=True, workers=2), num_classes=2
+    )
     pipeline = DevicePipeline(make_augment(aug, 24, preset="imagenet"), device=device, mean=MEAN, std=STD)
     count = 0
     for batch in loader:
@@ -214,7 +216,7 @@ def test_device_pipeline_yields_normalised_float_batches(shards, device, aug) ->
 
 
 def test_normalisation_is_the_given_statistics(shards) -> None:
-    batch = next(iter(ShardLoader(read_index(shards).split("val"), batch_size=7, train=False, workers=0)))
+    batch = next(iter(ShardLoader(read_index(shards).split("val"), Batching(batch_size=7, train=False, workers=0))))
     plain = DevicePipeline(make_augment("center", 16), flip=False)(batch)[0]
     normed = DevicePipeline(make_augment("center", 16), flip=False, mean=MEAN, std=STD)(batch)[0]
     assert 0 <= plain.min() and plain.max() <= 1
@@ -248,8 +250,8 @@ def bad_shards(tmp_path: Path) -> Path:
 def test_bad_members_are_named_or_counted_and_skipped(tmp_path) -> None:
     split = read_index(bad_shards(tmp_path)).split("val")
     with pytest.raises(ValueError, match=r"b\.tar#nolabel.*not an integer"):
-        list(ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0))
-    loader = ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=1, skip_bad=True)
+        list(ShardLoader(split, Batching(batch_size=8, train=False, workers=0), num_classes=2))
+    loader = ShardLoader(split, Batching(batch_size=8, train=False, workers=1, skip_bad=True), num_classes=2)
     batches = list(loader)
     assert [s.rsplit("/", 1)[-1] for s in loader.skipped] == ["b.tar#nolabel"]
     assert len(batches) == 1 and len(batches[0]) == 4
@@ -263,7 +265,7 @@ def test_bad_members_are_named_or_counted_and_skipped(tmp_path) -> None:
 
 def test_a_training_rank_short_of_images_after_skipping_still_gives_its_batches(tmp_path) -> None:
     split = read_index(bad_shards(tmp_path)).split("val")  # 5 members, one with a bad label
-    loader = ShardLoader(split, batch_size=5, train=True, num_classes=2, workers=0, skip_bad=True)
+    loader = ShardLoader(split, Batching(batch_size=5, train=True, workers=0, skip_bad=True), num_classes=2)
     batches = list(loader)
     assert len(loader) == 1 and [len(b) for b in batches] == [5], "topped up from the rank's own share"
     assert len(set(batches[0].keys)) == 4
@@ -276,12 +278,12 @@ def test_a_shard_shorter_than_its_index_is_an_error(tmp_path) -> None:
     meta["splits"]["val"]["counts"] = [3, 4]
     (root / "index.json").write_text(json.dumps(meta))
     split = read_index(root).split("val")
-    loader = ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0, skip_bad=True)
+    loader = ShardLoader(split, Batching(batch_size=8, train=False, workers=0, skip_bad=True), num_classes=2)
     assert sum(len(b) for b in loader) == 4
     assert [s.rsplit("/", 1)[-1] for s in loader.skipped] == ["b.tar#nolabel", "b.tar#<member 3>", "b.tar#<member 4>"]
     split.urls, split.counts = split.urls[:1], [4]
     with pytest.raises(ValueError, match=r"a\.tar#<member 4>.*ends after 3 members"):
-        list(ShardLoader(split, batch_size=8, train=False, num_classes=2, workers=0))
+        list(ShardLoader(split, Batching(batch_size=8, train=False, workers=0), num_classes=2))
 
 
 def test_a_truncated_shard_is_named_or_its_lost_members_counted(shards, tmp_path) -> None:
@@ -294,8 +296,8 @@ def test_a_truncated_shard_is_named_or_its_lost_members_counted(shards, tmp_path
     (tmp_path / "index.json").write_text(json.dumps(meta))
     split = read_index(tmp_path).split("train")
     with pytest.raises(ValueError, match=r"cannot read shard .*cut\.tar.* after member \d"):
-        list(ShardLoader(split, batch_size=3, train=False, workers=0))
-    loader = ShardLoader(split, batch_size=3, train=False, workers=0, skip_bad=True)
+        list(ShardLoader(split, Batching(batch_size=3, train=False, workers=0)))
+    loader = ShardLoader(split, Batching(batch_size=3, train=False, workers=0, skip_bad=True))
     read = sum(len(b) for b in loader)
     assert read < 3 and len(loader.skipped) == 3 - read
 
@@ -332,15 +334,16 @@ def test_webdataset_loader_feeds_a_training_loop_unchanged(shards, device) -> No
     from cropmix.data.device_loader import webdataset_loader
 
     index = read_index(shards)
-    common = dict(device=device, batch_size=4, num_classes=2, workers=1)
-    train = webdataset_loader(index.split("train"), AugmentSpec("cropmix", 24, "imagenet"), train=True, **common)
+    common = dict(device=device, num_classes=2)
+    spec = AugmentSpec("cropmix", 24, "imagenet")
+    train = webdataset_loader(index.split("train"), spec, Batching(4, train=True, workers=1), **common)
     train.set_epoch(1)
     batches = list(train)
     assert len(batches) == len(train) == 2
     for images, labels in batches:
         assert images.shape == (4, 3, 24, 24) and images.dtype == torch.float32 and images.device.type == device
         assert 0 <= images.min() and images.max() <= 1 and labels.device.type == device
-    test = webdataset_loader(index.split("val"), AugmentSpec("cropmix", 24, "imagenet"), train=False, **common)
+    test = webdataset_loader(index.split("val"), spec, Batching(4, workers=1), **common)
     assert [len(labels) for _, labels in test] == [4, 3]
     assert train.skipped == []
     with pytest.raises(ValueError, match="base augmentation"):

@@ -20,7 +20,7 @@ import torch
 from helpers import ctrl_c_at_epoch
 
 from cropmix.cli import main
-from cropmix.data import AugmentSpec, subset
+from cropmix.data import AugmentSpec, Batching, subset
 from cropmix.data.shards import ShardSplit
 from cropmix.models.weights import load_checkpoint
 from cropmix.train import TrainConfig
@@ -136,7 +136,10 @@ def test_the_training_loop_reshuffles_shard_loaders_and_counts_their_skips(data)
     source = load_source("webdataset", shards)
     assert source.classes == ["dark", "light"] and source.test.num_samples == 10 and not source.in_memory
     loader = webdataset_loader(
-        source.train, AugmentSpec("cropmix", 16, "imagenet"), device="cpu", train=True, batch_size=4, workers=0
+        source.train,
+        AugmentSpec("cropmix", 16, "imagenet"),
+        Batching(train=True, batch_size=4, workers=0),
+        device="cpu",
     )
     orders = []
     for epoch in (0, 1):

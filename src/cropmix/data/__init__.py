@@ -3,6 +3,7 @@ cropmix.data.sources), augmentations by name and where they run, loaders, fixed 
 
 from .arrays import ArraySplit, load_cifar, load_npz, save_npz
 from .augment import BASE_AUGS, BATCH_MIXES, AugmentSpec, eval_transform, parse_aug, random_flip
+from .batching import Batching
 from .folder import FolderIndex, decode_folder, index_folder, largest_file_size, open_image, split_dir
 from .loaders import check_data_path, load_source, make_loader, set_epoch, skipped_files
 from .sources import SOURCES, DataSource, Source, SourceOptions, register, source_named
@@ -14,6 +15,7 @@ __all__ = [
     "SOURCES",
     "ArraySplit",
     "AugmentSpec",
+    "Batching",
     "DataSource",
     "FolderIndex",
     "Source",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .augment import AugmentSpec
+from .batching import Batching
 from .device_pipeline import DevicePipeline
 from .shard_reader import ShardLoader
 from .shards import ShardSplit
@@ -63,51 +64,27 @@ class DeviceStage:
 def webdataset_loader(
     split: ShardSplit,
     augment: AugmentSpec,
+    batching: Batching,
     *,
     device: str | torch.device,
-    train: bool,
-    batch_size: int,
     num_classes: int | None = None,
-    rank: int = 0,
-    world: int = 1,
-    workers: int = 2,
-    seed: int = 0,
-    skip_bad: bool = False,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    normalise: tuple[Sequence[float], Sequence[float]] | None = None,
     channels_last: bool = False,
     shuffle_buffer: int = 1000,
-    pin_memory: bool = False,
 ) -> DeviceBatches:
-    """Batches of `split` for training (`train`: shuffled, equal batch counts on every rank, `augment`'s
-    crop + flip) or evaluation (in order, every image once over all ranks, resize + centre crop to
-    `augment.size`).
+    """Batches of `split` for training (`batching.train`: shuffled, equal batch counts on every rank,
+    `augment`'s crop + flip) or evaluation (in order, every image once over all ranks, resize + centre
+    crop to `augment.size`), decoded and augmented on `device`.
 
     Images come out as floats in [0, 1] (cropmix's models normalise inside), or normalised with
-    `mean`/`std` when given. Call `set_epoch(epoch)` before each training epoch. pin_memory: the
-    readers' batches in pinned memory, for asynchronous copies to a GPU.
+    `normalise` = (mean, std) when given. Call `set_epoch(epoch)` before each training epoch.
     """
-    loader = ShardLoader(
-        split,
-        batch_size=batch_size,
-        train=train,
-        num_classes=num_classes,
-        rank=rank,
-        world=world,
-        workers=workers,
-        seed=seed,
-        shuffle_buffer=shuffle_buffer,
-        skip_bad=skip_bad,
-        pin_memory=pin_memory,
-    )
+    loader = ShardLoader(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)
+    train = batching.train
     crop = augment.for_device() if train else AugmentSpec("none", augment.size).for_device()
+    mean, std = normalise if normalise is not None else (None, None)
     pipeline = DevicePipeline(
-        crop,
-        device=device,
-        mean=mean,
-        std=std,
-        flip=train and augment.base != "none",
-        skip_bad=skip_bad,
+        crop, device=device, mean=mean, std=std, flip=train and augment.base != "none", skip_bad=batching.skip_bad,
         channels_last=channels_last,
-    )
+    )  # fmt: skip
     return DeviceBatches(loader, pipeline)

@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 
 from ..transforms import retain_freed_memory
 from .arrays import ArraySplit
+from .batching import Batching
 from .device_loader import DeviceBatches, DeviceStage
 from .folder import FolderDataset, FolderIndex, collate_skip
 from .sources import DataSource, SourceOptions, source_named
@@ -76,25 +77,17 @@ class ShardSampler(torch.utils.data.Sampler):
 
 
 def make_loader(
-    split: Any,
-    transform: Callable | None,
-    *,
-    batch_size: int,
-    train: bool,
-    seed: int = 0,
-    rank: int = 0,
-    world: int = 1,
-    workers: int = 2,
-    pin_memory: bool = False,
-    skip_bad: bool = False,
-    batched_transform: bool = False,
+    split: Any, transform: Callable | None, batching: Batching, *, batched_transform: bool = False
 ) -> DataLoader:
-    """A DataLoader over `split`. Training shuffles with a seeded DistributedSampler (reshuffle with
-    `set_epoch(loader, epoch)`) and drops the last partial batch; evaluation shards in order without padding.
+    """A DataLoader over `split`, batched as `batching` says. Training shuffles with a seeded
+    DistributedSampler (reshuffle with `set_epoch(loader, epoch)`) and drops the last partial batch;
+    evaluation shards in order without padding.
 
     `transform` is per batch if `batched_transform`, else per image. Files are then decoded to uint8
     tensors per image and `transform` takes each batch as a list (sizes may differ).
     """
+    batch_size, train, workers, skip_bad = batching.batch_size, batching.train, batching.workers, batching.skip_bad
+    seed, rank, world = batching.seed, batching.rank, batching.world
     length = len(split.targets)
     if train:
         sampler = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
@@ -103,7 +96,7 @@ def make_loader(
     # In-memory workers restart every epoch (cheap, forked) so that they are seeded from the
     # per-epoch RNG state: a resumed run then draws the same augmentations as an uninterrupted one.
     persistent = workers > 0 and not isinstance(split, ArraySplit)
-    common = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent)
+    common = dict(num_workers=workers, pin_memory=batching.pin_memory, persistent_workers=persistent)
     if workers > 0:
         common["prefetch_factor"] = 4
         if batched_transform:  # forked workers inherit it; spawned or forkserver ones do not
@@ -134,8 +127,8 @@ def _retain_freed_memory(worker_id: int) -> None:
 
 
 def skipped_files(loader: DataLoader | DeviceBatches) -> int:
-    """How many unreadable files a `make_loader(..., skip_bad=True)` loader (or bad shard members a
-    `webdataset_loader(..., skip_bad=True)` one) has skipped so far (all epochs, all workers of this
+    """How many unreadable files a `make_loader` loader with `skip_bad` (or bad shard members a
+    `webdataset_loader` one) has skipped so far (all epochs, all workers of this
     process). Files of an in-memory split were skipped when decoding."""
     if isinstance(loader, DeviceBatches):
         return len(loader.skipped)

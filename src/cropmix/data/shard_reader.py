@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .batching import Batching
 from .device_pipeline import batch_decodable, member_label
 from .folder import IMAGE_EXTENSIONS
 from .image_files import SKIP_HINT
@@ -174,24 +175,16 @@ class ShardStream(IterableDataset):
     def __init__(
         self,
         split: ShardSplit,
+        batching: Batching,
         *,
-        batch_size: int,
         num_classes: int | None = None,
-        rank: int = 0,
-        world: int = 1,
-        shuffle: bool = False,
-        seed: int = 0,
         shuffle_buffer: int = 1000,
-        skip_bad: bool = False,
         max_member_bytes: int = MAX_MEMBER_BYTES,
     ) -> None:
-        if not 0 <= rank < world:
-            raise ValueError(f"rank must be in [0, world={world}), got {rank!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.split, self.batch_size, self.num_classes = split, batch_size, num_classes
-        self.rank, self.world, self.shuffle, self.seed = rank, world, shuffle, seed
-        self.shuffle_buffer, self.skip_bad, self.max_member_bytes = shuffle_buffer, skip_bad, max_member_bytes
+        """`batching.train` shuffles (shards and samples); its workers and pin_memory are ShardLoader's."""
+        self.split, self.batch_size, self.num_classes = split, batching.batch_size, num_classes
+        self.rank, self.world, self.shuffle, self.seed = batching.rank, batching.world, batching.train, batching.seed
+        self.shuffle_buffer, self.skip_bad, self.max_member_bytes = shuffle_buffer, batching.skip_bad, max_member_bytes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -313,35 +306,21 @@ class ShardLoader:
     def __init__(
         self,
         split: ShardSplit,
+        batching: Batching,
         *,
-        batch_size: int,
-        train: bool,
         num_classes: int | None = None,
-        rank: int = 0,
-        world: int = 1,
-        workers: int = 2,
-        seed: int = 0,
         shuffle_buffer: int = 1000,
-        skip_bad: bool = False,
-        pin_memory: bool = False,
         prefetch_factor: int = 4,
     ) -> None:
-        self.stream = ShardStream(
-            split,
-            batch_size=batch_size,
-            num_classes=num_classes,
-            rank=rank,
-            world=world,
-            shuffle=train,
-            seed=seed,
-            shuffle_buffer=shuffle_buffer,
-            skip_bad=skip_bad,
-        )
-        self.batch_size, self.drop_last = batch_size, train
+        self.stream = ShardStream(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)
+        self.batch_size, self.drop_last = batching.batch_size, batching.train
         self.skipped: list[str] = []
+        workers = batching.workers
         extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
         # Not persistent: workers restart each epoch and so read the epoch set by set_epoch.
-        self.loader = DataLoader(self.stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
+        self.loader = DataLoader(
+            self.stream, batch_size=None, num_workers=workers, pin_memory=batching.pin_memory, **extra
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.stream.set_epoch(epoch)

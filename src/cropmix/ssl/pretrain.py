@@ -211,17 +211,10 @@ def _pretrain(
 
 def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
     """This process's shuffled batches of the training images."""
-    from cropmix.data import make_loader
+    from cropmix.data import Batching, make_loader
 
     loader = make_loader(
-        train,
-        None,
-        batch_size=config.batch_size,
-        train=True,
-        seed=config.run.seed,
-        rank=info.rank,
-        world=info.world,
-        workers=config.run.workers,
+        train, None, Batching(config.batch_size, True, config.run.seed, info.rank, info.world, config.run.workers)
     )
     if len(loader) == 0:
         raise ValueError(

@@ -9,12 +9,14 @@ with images as uint8 or as floats in [0, 1]: the models normalise inside.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import torch
 
 from cropmix.data import (
     AugmentSpec,
+    Batching,
     DataSource,
     FolderIndex,
     eval_transform,
@@ -87,24 +89,13 @@ def prepare_data(
     in_memory = source.in_memory
     on_device = config.augments_on_device()  # in memory (checked): workers only gather, the device augments
     transform, batched = (None, False) if on_device else worker_transform(config, train_split, size, in_memory)
-    common = dict(workers=config.run.workers, pin_memory=pin, skip_bad=data.skip_bad)
-    train_loader = make_loader(
-        train_split,
-        transform,
-        batch_size=config.optim.batch_size,
-        train=True,
-        seed=config.run.seed,
-        rank=info.rank,
-        world=info.world,
-        batched_transform=batched,
-        **common,
-    )
+    train_loader = make_loader(train_split, transform, run_batching(config, info, True, pin), batched_transform=batched)
     if on_device:
         train_loader = device_stage(config, train_loader, size, torch.device("cpu" if device is None else device))
     test_tf = None if in_memory else eval_transform(size, False)
-    eval_common = dict(common, workers=0 if in_memory else config.run.workers, batch_size=config.run.eval_batch_size)
-    test_loader = make_loader(test_split, test_tf, train=False, rank=info.rank, world=info.world, **eval_common)
-    full_test = make_loader(test_split, test_tf, train=False, **eval_common)
+    evaluation = run_batching(config, info, False, pin, workers=0 if in_memory else config.run.workers)
+    test_loader = make_loader(test_split, test_tf, evaluation)
+    full_test = make_loader(test_split, test_tf, dataclasses.replace(evaluation, rank=0, world=1))
     return RunData(train_loader, test_loader, full_test, source.num_classes, size, len(train_split), len(test_split))
 
 
@@ -127,6 +118,13 @@ def device_stage(config: TrainConfig, loader: Any, size: int, device: torch.devi
     return DeviceStage(loader, DevicePipeline(spec.for_device(), device=device, flip=spec.base != "none"))
 
 
+def run_batching(config: TrainConfig, info: DistInfo, train: bool, pin: bool, workers: int | None = None) -> Batching:
+    """How this process batches the training (`train`) or test split of `config`'s run."""
+    batch_size = config.optim.batch_size if train else config.run.eval_batch_size
+    workers = config.run.workers if workers is None else workers
+    return Batching(batch_size, train, config.run.seed, info.rank, info.world, workers, pin, config.data.skip_bad)
+
+
 def shard_loaders(
     config: TrainConfig,
     train: ShardSplit,
@@ -141,27 +139,15 @@ def shard_loaders(
     from cropmix.data.device_loader import webdataset_loader
 
     spec = config.augment_spec(size)
-    common = dict(
-        device=device,
-        num_classes=num_classes,
-        workers=config.run.workers,
-        seed=config.run.seed,
-        skip_bad=config.data.skip_bad,
-        pin_memory=device.type == "cuda",
-    )
+    pin, shuffle_buffer = device.type == "cuda", config.data.setting("shuffle_buffer")
+    training = run_batching(config, info, True, pin)
     train_loader = webdataset_loader(
-        train,
-        spec,
-        train=True,
-        batch_size=config.optim.batch_size,
-        rank=info.rank,
-        world=info.world,
-        shuffle_buffer=config.data.setting("shuffle_buffer"),
-        **common,
+        train, spec, training, device=device, num_classes=num_classes, shuffle_buffer=shuffle_buffer
     )
-    evaluation = dict(common, train=False, batch_size=config.run.eval_batch_size)
-    test_loader = webdataset_loader(test, spec, rank=info.rank, world=info.world, **evaluation)
-    full_test = webdataset_loader(test, spec, **evaluation)
+    evaluation = run_batching(config, info, False, pin)
+    test_loader = webdataset_loader(test, spec, evaluation, device=device, num_classes=num_classes)
+    everything = dataclasses.replace(evaluation, rank=0, world=1)
+    full_test = webdataset_loader(test, spec, everything, device=device, num_classes=num_classes)
     return train_loader, test_loader, full_test
 
 
@@ -172,9 +158,11 @@ def eval_loader(data: TrainData, source: DataSource, split: Any, batch_size: int
     if isinstance(split, ShardSplit):
         from cropmix.data.device_loader import webdataset_loader
 
-        return webdataset_loader(split, AugmentSpec("none", size), device=device, train=False, batch_size=batch_size,
-                                 num_classes=source.num_classes, pin_memory=device.type == "cuda",
-                                 skip_bad=data.skip_bad)  # fmt: skip
+        batching = Batching(batch_size, pin_memory=device.type == "cuda", skip_bad=data.skip_bad)
+        return webdataset_loader(
+            split, AugmentSpec("none", size), batching, device=device, num_classes=source.num_classes
+        )
     transform = None if source.in_memory else eval_transform(size, False)
-    return make_loader(split, transform, batch_size=batch_size, train=False, workers=0 if source.in_memory else 2,
-                       skip_bad=data.skip_bad)  # fmt: skip
+    return make_loader(
+        split, transform, Batching(batch_size, workers=0 if source.in_memory else 2, skip_bad=data.skip_bad)
+    )

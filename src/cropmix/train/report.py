@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from cropmix.data import eval_transform, fixed_subset, index_folder, make_loader, skipped_files, subset
+from cropmix.data import Batching, eval_transform, fixed_subset, index_folder, make_loader, skipped_files, subset
 from cropmix.models.weights import load_checkpoint
 
 from . import run_files as rf
@@ -173,8 +173,11 @@ def evaluate_ood(
         model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
     size = image_size_of(config.data, source)
-    loader = make_loader(subset(index, options.max_images), eval_transform(size, False), batch_size=options.batch_size,
-                         train=False, workers=2, skip_bad=options.skip_bad)  # fmt: skip
+    loader = make_loader(
+        subset(index, options.max_images),
+        eval_transform(size, False),
+        Batching(options.batch_size, workers=2, skip_bad=options.skip_bad),
+    )
     results = {"data": os.path.realpath(data), "class_subset": class_subset}
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))
     if options.skip_bad:
