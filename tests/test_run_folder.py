@@ -14,10 +14,9 @@ import sys
 import PIL.Image
 import pytest
 import torch
-from helpers import base_args, ctrl_c_at_epoch, make_npz, pretrain_config, synthetic_images, tiny_mae
+from helpers import base_args, ctrl_c_at_epoch, make_npz, pretrain_config, tiny_mae
 
 from cropmix.cli import main
-from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.data.safe_files import FileError
 from cropmix.models.weights import CheckpointError, load_checkpoint
 from cropmix.ssl import MAE
@@ -180,10 +179,7 @@ def test_a_full_disk_at_the_checkpoint_leaves_metrics_behind_it_not_ahead(tmp_pa
     assert [r["epoch"] for r in read_metrics(out)] == [1] and load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
 
 
-def test_pretrain_follows_the_same_folder_rules(tmp_path):
-    classes = ["a", "b", "c", "d"]
-    (x, y), (xt, yt) = synthetic_images(32), synthetic_images(16, seed=1)
-    npz_path = save_npz(tmp_path / "d.npz", {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
+def test_pretrain_follows_the_same_folder_rules(tmp_path, npz_path):
     config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=2, eval_train=16, eval_test=8)
     pretrain(config, model=tiny_mae())
     with pytest.raises(ValueError, match="already holds a checkpoint"):

@@ -12,7 +12,6 @@ import torchvision.transforms.v2.functional as TF
 from helpers import Crash, pretrain_config, synthetic_images, tiny_backbone, tiny_mae, tiny_moco
 from scipy import stats
 
-from cropmix.data.arrays import ArraySplit, save_npz
 from cropmix.models import build_model
 from cropmix.models.weights import backbone_state_dict, load_checkpoint, load_pretrained
 from cropmix.ssl.knn import knn_accuracy, knn_predict
@@ -31,15 +30,6 @@ from cropmix.ssl.views import (
 from cropmix.transforms import render_batch, sample_batch
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def npz_path(tmp_path_factory):
-    x, y = synthetic_images(64)
-    xt, yt = synthetic_images(32, seed=1)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    classes = ["a", "b", "c", "d"]
-    return save_npz(path, {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
 
 
 # ---- views ----
