@@ -105,3 +105,15 @@ def test_pretrain_shares_the_data_and_run_parts():
     assert config.run.seed == 2 and config.run.workers == 0  # pretrain's own default
     with pytest.raises(ValueError, match=r"image_size \(--image-size\) must be an int >= 8"):
         PretrainConfig.from_dict({"image_size": None})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("knn_temperature", 0.0, r"knn_temperature \(--knn-temperature\) must be > 0"),
+     ("knn_k", 0, r"knn_k \(--knn-k\) must be >= 1"), ("moco_momentum", 1.0, r"must be in \[0, 1\)"),
+     ("workers", -1, r"workers \(--workers\) must be >= 0"), ("steps", 0, r"steps \(--steps\) must be >= 1")],
+)  # fmt: skip
+def test_pretrain_numbers_are_checked_before_any_work(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        PretrainConfig.from_dict({"method": "moco", key: value})
+    assert PretrainConfig.from_dict({"method": "moco", "steps": None, "eval_train": None}).steps is None

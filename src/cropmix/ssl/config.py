@@ -9,7 +9,7 @@ from cropmix.integrations.tensorboard import check_log
 from cropmix.train.config import check_finite
 from cropmix.train.config_parts import DataSettings, RunSettings
 from cropmix.train.distributed import check_device_name
-from cropmix.train.settings import check_only_with, flatten, normalise_part, setting, unflatten
+from cropmix.train.settings import by_key, check_only_with, flatten, normalise_part, setting, unflatten
 
 from .views import MAE_VIEWS, QUERY_VIEWS
 
@@ -25,6 +25,24 @@ RESUMABLE_CHANGES = {
 # What `evaluate_checkpoint` may take from elsewhere than the checkpoint's own config: how it evaluates.
 EVALUATION_FIELDS = ("eval_train", "eval_test", "knn_k", "knn_temperature", "probe_epochs", "device", "threads",
                      "progress")  # fmt: skip
+
+
+# Every number's accepted range, checked when the config is made: a bad evaluation setting would
+# otherwise fail only after the whole pre-training (None, where a field allows it, is always accepted).
+AT_LEAST_ONE = ("epochs", "batch_size", "steps", "moco_dim", "queue_size", "bn_splits", "log_every",
+                "checkpoint_every", "eval_train", "eval_test", "knn_k", "probe_epochs", "threads")  # fmt: skip
+AT_LEAST_ZERO = ("warmup_steps", "workers", "weight_decay")
+ABOVE_ZERO = ("lr", "temperature", "knn_temperature", "max_seconds")
+
+
+def _check_ranges(config: PretrainConfig) -> None:
+    table, values = by_key(PretrainConfig), config.to_dict()
+    rules = [(AT_LEAST_ONE, lambda v: v >= 1, ">= 1"), (AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
+             (ABOVE_ZERO, lambda v: v > 0, "> 0"), (("moco_momentum",), lambda v: 0 <= v < 1, "in [0, 1)")]  # fmt: skip
+    for keys, ok, accepted in rules:
+        for key in keys:
+            if values[key] is not None and not ok(values[key]):
+                raise ValueError(f"{table[key].label} must be {accepted}, got {values[key]!r}")
 
 
 def _pretrain_data() -> DataSettings:
@@ -91,12 +109,9 @@ class PretrainConfig:
             raise ValueError(f"aug (--aug) for {self.method} must be one of {allowed}, got {self.aug!r}")
         if not (0.0 < self.subset <= 1.0):
             raise ValueError(f"subset (--subset) must be a fraction in (0, 1], got {self.subset!r}")
-        if self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
-            raise ValueError(
-                f"batch_size, epochs and steps must be >= 1, got {self.batch_size}, {self.epochs}, {self.steps}"
-            )
         if self.data.image_size is None or self.data.image_size < 8:
             raise ValueError(f"image_size (--image-size) must be an int >= 8, got {self.data.image_size!r}")
+        _check_ranges(self)
         check_only_with(self)
         check_finite(self)
         check_device_name(self.run.device)
