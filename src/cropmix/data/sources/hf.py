@@ -11,7 +11,7 @@ from . import DataSource, Source, SourceOptions, register
 
 class HuggingFace(Source):
     name = "hf"
-    switches = ("skip_bad", "in_memory")
+    switches = ("in_memory",)  # items that fail to decode are errors: datasets decodes them
 
     def check(self, data: str | os.PathLike, options: SourceOptions) -> None:
         from cropmix.integrations.hf import check_hf_data
