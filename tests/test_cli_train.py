@@ -151,3 +151,14 @@ def test_cli_adamw_trains_with_its_own_lr(tmp_path):
     assert main(args) == 0
     row = json.loads((tmp_path / "adamw" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["lr"] == 1e-3 and json.loads((tmp_path / "adamw" / "config.json").read_text())["lr"] is None
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cropmix", "train", "--data", "d", "--out", "o", "--print-config"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # before the command prints: `cropmix ... | head -0`
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

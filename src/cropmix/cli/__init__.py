@@ -64,10 +64,17 @@ def main(argv: list[str] | None = None) -> int:
             from .recipes import apply_recipe
 
             args = apply_recipe(parser, args, argv)
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, so that a reader gone away is seen below and not at exit
+        return code
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"cropmix {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`cropmix ... | head`): no traceback, nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush must not fail too
+        return 1
     except OSError as error:
         from ..data.safe_files import FileError  # here, so `cropmix --help` does not import the data package
 
