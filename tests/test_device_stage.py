@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from helpers import base_args, ctrl_c_at_epoch, make_npz, small_folder
 
@@ -12,6 +13,20 @@ from cropmix.data import AugmentSpec, Batching, make_loader
 from cropmix.data.arrays import ArraySplit
 from cropmix.data.device_loader import DevicePipeline, DeviceStage
 from cropmix.models.weights import load_checkpoint
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_the_stage_gives_every_batch_in_order_as_the_pipeline_makes_it(device):
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    loader = make_loader(ArraySplit(images, torch.arange(10), ["a"]), None, Batching(4, workers=0))
+    evaluation = AugmentSpec("none", 8).for_device()  # deterministic: resize and centre crop
+    stage = DeviceStage(loader, DevicePipeline(evaluation, device=device, flip=False))
+    out = [(x.cpu(), y.cpu()) for x, y in stage]  # on CUDA: copied on the side stream, in order
+    assert [len(y) for _, y in out] == [4, 4, 2] and torch.cat([y for _, y in out]).tolist() == list(range(10))
+    on_cpu = DevicePipeline(evaluation, device="cpu", flip=False)
+    expected = torch.cat([on_cpu.finish(on_cpu.augment(images[k : k + 4])) for k in (0, 4, 8)])
+    assert torch.allclose(torch.cat([x for x, _ in out]), expected, atol=1e-4)
+    assert out[0][0].dtype == torch.float32 and 0 <= expected.min() and expected.max() <= 1
 
 
 def test_the_stage_augments_whole_batches_on_the_device():
@@ -49,3 +64,71 @@ def test_files_read_per_image_need_memory_or_shards(tmp_path, capsys):
     assert main(args) == 2
     assert "needs the images in memory or as shards" in capsys.readouterr().err
     assert main([*args, "--in-memory"]) == 0
+
+
+class _Stream:
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def wait_stream(self, other: _Stream) -> None:
+        self.log.append(("wait", self.name, other.name))
+
+
+class _OnDevice:
+    """Stands in for a CUDA tensor: logs record_stream."""
+
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def record_stream(self, stream: _Stream) -> None:
+        self.log.append(("record", self.name, stream.name))
+
+
+class _Host:
+    """Stands in for a pinned host tensor: its copy to the device is logged with the stream it is queued on."""
+
+    def __init__(self, name: str, log: list, active: list) -> None:
+        self.name, self.log, self.active = name, log, active
+
+    def to(self, device, non_blocking=False) -> _OnDevice:
+        self.log.append(("copy", self.name, self.active[-1].name, non_blocking))
+        return _OnDevice(self.name, self.log)
+
+
+class _Pipeline:
+    def __init__(self, log: list, active: list) -> None:
+        self.device, self.log, self.active = torch.device("cuda", 0), log, active
+
+    def augment(self, images: _OnDevice) -> _OnDevice:
+        self.log.append(("augment", images.name, self.active[-1].name))
+        return images
+
+    def finish(self, images: _OnDevice) -> _OnDevice:
+        return images
+
+
+def test_on_cuda_the_next_batch_is_copied_on_a_side_stream_while_this_one_is_worked_on(monkeypatch):
+    import contextlib
+
+    log: list = []
+    active = [_Stream("caller", log)]
+
+    @contextlib.contextmanager
+    def use(stream):
+        active.append(stream)
+        try:
+            yield
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _Stream("side", log))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: active[0])
+    monkeypatch.setattr(torch.cuda, "stream", use)
+    batches = [(_Host(f"x{k}", log, active), _Host(f"y{k}", log, active)) for k in range(2)]
+    out = [images.name for images, _ in DeviceStage(batches, _Pipeline(log, active))]
+    assert out == ["x0", "x1"]
+    copy = [("copy", "x0", "side", True), ("copy", "y0", "side", True)]
+    take0 = [("wait", "caller", "side"), ("record", "x0", "caller"), ("record", "y0", "caller")]
+    copy1 = [("copy", "x1", "side", True), ("copy", "y1", "side", True)]
+    take1 = [("wait", "caller", "side"), ("record", "x1", "caller"), ("record", "y1", "caller")]
+    assert log == copy + take0 + copy1 + [("augment", "x0", "caller")] + take1 + [("augment", "x1", "caller")]

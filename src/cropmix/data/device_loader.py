@@ -43,10 +43,13 @@ class DeviceBatches:
 
 
 class DeviceStage:
-    """Any loader of (uint8 images (B, C, H, W), labels) batches, augmented on `device`: each batch is
-    copied there (non-blocking from pinned memory), then the pipeline's augmentation, flip and float
-    conversion run on the whole batch (as timm's PrefetchLoader wraps any loader). For data in memory,
-    whose batches workers only gather."""
+    """Any loader of (uint8 images (B, C, H, W), labels) batches, augmented on the pipeline's device: the
+    pipeline's augmentation, flip and float conversion run on whole batches there (as timm's
+    PrefetchLoader wraps any loader). For data in memory, whose batches workers only gather.
+
+    On CUDA the next batch is copied on a side stream while the current one is augmented and trained
+    on; the caller's stream waits for each copy and is recorded on its tensors (so their memory is not
+    reused before the work queued on them is done). No host synchronisation."""
 
     def __init__(self, loader: Any, pipeline: DevicePipeline) -> None:
         self.loader, self.pipeline = loader, pipeline
@@ -56,9 +59,35 @@ class DeviceStage:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.pipeline.device
+        if device.type == "cuda":
+            yield from self._prefetched(device)
+            return
         for images, labels in self.loader:
-            images = images.to(device, non_blocking=True)
-            yield self.pipeline.finish(self.pipeline.augment(images)), labels.to(device, non_blocking=True)
+            yield self._augmented(images.to(device), labels.to(device))
+
+    def _augmented(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pipeline.finish(self.pipeline.augment(images)), labels
+
+    def _prefetched(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        side = torch.cuda.Stream(device)
+        batches = iter(self.loader)
+
+        def copy_next() -> tuple[torch.Tensor, torch.Tensor] | None:
+            batch = next(batches, None)
+            if batch is None:
+                return None
+            with torch.cuda.stream(side):
+                return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+        ahead = copy_next()
+        while ahead is not None:
+            current = torch.cuda.current_stream(device)
+            current.wait_stream(side)
+            for tensor in ahead:
+                tensor.record_stream(current)
+            images, labels = ahead
+            ahead = copy_next()  # queued on the side stream: it overlaps this batch's work
+            yield self._augmented(images, labels)
 
 
 def webdataset_loader(
