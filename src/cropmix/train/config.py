@@ -78,10 +78,6 @@ class TrainConfig:
         streams = self.data.dataset in SOURCES and SOURCES[self.data.dataset].streams
         return self.aug.device == "device" or (self.aug.device == "auto" and streams)
 
-    def label(self) -> str:
-        """A short name for tables: `name`, else the augmentation."""
-        return self.run.name or self.aug.name
-
     def to_dict(self) -> dict[str, Any]:
         """The flat keys and values, as config.json holds them."""
         return flatten(self)
