@@ -10,10 +10,10 @@ import pytest
 from cropmix.cli import build_parser
 from cropmix.cli.config_options import config_values
 from cropmix.ssl import PretrainConfig
-from cropmix.train import TrainConfig
+from cropmix.train import EvalOptions, TrainConfig
 from cropmix.train.settings import by_key, declared
 
-CONFIGS = {"train": TrainConfig, "pretrain": PretrainConfig}
+CONFIGS = {"train": TrainConfig, "pretrain": PretrainConfig, "eval": EvalOptions}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -36,6 +36,8 @@ def test_the_command_line_defaults_are_the_config_defaults():
     assert TrainConfig.from_dict(config_values(args, TrainConfig)) == TrainConfig.from_dict(
         {"data": "d.npz", "out": "o"}
     )
+    args = build_parser(["eval"]).parse_args(["eval", "runs/a"])
+    assert EvalOptions(**config_values(args, EvalOptions)) == EvalOptions()
     args = build_parser(["pretrain"]).parse_args(["pretrain", "--method", "mae"])
     assert PretrainConfig.from_dict(config_values(args, PretrainConfig)) == PretrainConfig(method="mae")
 

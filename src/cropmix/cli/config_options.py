@@ -9,6 +9,7 @@ import typing
 from collections.abc import Collection
 from typing import Any
 
+from . import arg_types
 from .arg_types import json_object
 
 
@@ -45,8 +46,8 @@ def _argument(entry: Any, default: Any) -> dict[str, Any]:
         kwargs["action"] = "store_true" if plain_switch else argparse.BooleanOptionalAction
     elif scalar is dict:
         kwargs["type"] = json_object
-    else:
-        kwargs["type"] = scalar
+    else:  # a parser named in the metadata ("positive_int": cropmix.cli.arg_types), else the type itself
+        kwargs["type"] = getattr(arg_types, kwargs["type"]) if "type" in kwargs else scalar
         if many:
             kwargs["nargs"] = many
     own_name = entry.flag.lstrip("-").replace("-", "_")
@@ -78,10 +79,12 @@ def _shape(hint: Any) -> tuple[type, int | str | None]:
 def _help(entry: Any, default: Any, meaning_doc: str | None, kwargs: dict[str, Any]) -> str:
     text = entry.meta("help") or ""
     meaning = entry.meta("meaning")
-    if not (default is None or isinstance(default, (bool, dict))):  # BooleanOptionalAction says its own
+    if meaning_doc:
+        text += f" (default: {meaning_doc})"
+    elif not (default is None or isinstance(default, (bool, dict))):  # BooleanOptionalAction says its own
         text += " (default: %(default)s)"
-    elif default is None and (meaning_doc or (meaning is not None and not callable(meaning))):
-        text += f" (default: {meaning_doc or meaning})"
+    elif default is None and meaning is not None and not callable(meaning):
+        text += f" (default: {meaning})"
     return text.replace("%", "%%").replace("%%(default)s", "%(default)s").strip()
 
 

@@ -7,7 +7,6 @@ import argparse
 from typing import TYPE_CHECKING
 
 from . import SUBCOMMANDS
-from .arg_types import positive_int, unit_float
 
 if TYPE_CHECKING:
     from cropmix.train import EvalOptions
@@ -16,29 +15,11 @@ if TYPE_CHECKING:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help=SUBCOMMANDS["eval"])
     p.add_argument("run_dir", help="run folder written by `cropmix train`")
-    p.add_argument("--fgsm", action="store_true", help="FGSM top-1")
-    p.add_argument("--fgsm-eps", type=unit_float, default=8 / 255, help="FGSM step in [0, 1] (default: 8/255)")
-    p.add_argument(
-        "--corruptions", action="store_true", help="accuracy under the 15 standard corruptions x 5 severities"
-    )
-    p.add_argument(
-        "--cifar-c",
-        metavar="PATH",
-        help="score the published CIFAR-10-C / CIFAR-100-C files in PATH (<corruption>.npy, labels.npy)",
-    )
-    p.add_argument(
-        "--float-corruptions",
-        dest="corruption_storage",
-        action="store_false",
-        help="score --corruptions on the float outputs, not stored as the published sets are (uint8, and "
-        "JPEG q85 above 64 px); such scores do not compare with published ones",
-    )
-    p.add_argument(
-        "--max-corruption-images",
-        type=positive_int,
-        help="corrupt a fixed random subset of this many test images, all classes (default: all)",
-    )
-    p.add_argument("--max-images", type=positive_int, help="evaluate on a fixed random subset of the test split")
+    from cropmix.train import EvalOptions
+
+    from .config_options import add_config_options
+
+    add_config_options(p, EvalOptions)
     ood = p.add_argument_group("out-of-distribution folder (instead of the run's test split)")
     ood.add_argument("--data", metavar="OTHER", help="a labelled folder <class>/<images> to score the model on")
     ood.add_argument("--dataset", choices=("imagefolder",), default="imagefolder", help="the format of --data")
@@ -48,15 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="restrict the logits to the 200 ImageNet classes of ImageNet-R or ImageNet-A",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON (they are in the run folder too)")
-    p.add_argument("--skip-bad", action="store_true", help="count, log and skip unreadable image files")
-    p.add_argument(
-        "--run-data",
-        metavar="PATH",
-        help="where the run's own dataset is now, if it moved since training (default: the path in config.json)",
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=positive_int, default=512)
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(run=run)
 
 
@@ -73,20 +45,9 @@ def _options(args: argparse.Namespace) -> EvalOptions:
     """The EvalOptions of the command line."""
     from cropmix.train import EvalOptions
 
-    return EvalOptions(
-        fgsm=args.fgsm,
-        fgsm_eps=args.fgsm_eps,
-        corruptions=args.corruptions,
-        corruption_storage=args.corruption_storage,
-        cifar_c=args.cifar_c,
-        max_images=args.max_images,
-        max_corruption_images=args.max_corruption_images,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=args.progress,
-        skip_bad=args.skip_bad,
-        run_data=args.run_data,
-    )
+    from .config_options import config_values
+
+    return EvalOptions(**config_values(args, EvalOptions))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from cropmix.evaluate import ClassifierEval, CorruptionOptions
 from cropmix.evaluate.options import check_count, check_flag
 
 from .distributed import check_device_name
+from .settings import setting
 
 
 @dataclass(frozen=True)
@@ -27,18 +28,33 @@ class EvalOptions:
     run_data: where the run's dataset is now, if it moved since training.
     """
 
-    fgsm: bool = False
-    fgsm_eps: float = 8 / 255
-    corruptions: bool = False
-    corruption_storage: bool = True
-    cifar_c: str | os.PathLike | None = None
-    max_images: int | None = None
-    max_corruption_images: int | None = None
-    batch_size: int = 512
-    device: str = "auto"
-    progress: bool = True
-    skip_bad: bool = False
-    run_data: str | os.PathLike | None = None
+    fgsm: bool = setting(False, "FGSM top-1")
+    fgsm_eps: float = setting(8 / 255, "FGSM step in [0, 1]", cli={"type": "unit_float", "meaning_doc": "8/255"})
+    corruptions: bool = setting(False, "accuracy under the 15 standard corruptions x 5 severities")
+    corruption_storage: bool = setting(
+        True, "score --corruptions on the float outputs, not stored as the published sets are (uint8, and JPEG "
+        "q85 above 64 px); such scores do not compare with published ones", flag="--float-corruptions",
+        cli={"action": "store_false"},
+    )  # fmt: skip
+    cifar_c: str | os.PathLike | None = setting(
+        None, "score the published CIFAR-10-C / CIFAR-100-C files in PATH (<corruption>.npy, labels.npy)",
+        cli={"metavar": "PATH"},
+    )  # fmt: skip
+    max_images: int | None = setting(
+        None, "evaluate on a fixed random subset of the test split", cli={"type": "positive_int"}
+    )
+    max_corruption_images: int | None = setting(
+        None, "corrupt a fixed random subset of this many test images, all classes", meaning="all",
+        cli={"type": "positive_int"},
+    )  # fmt: skip
+    batch_size: int = setting(512, "", cli={"type": "positive_int"})
+    device: str = setting("auto", "", choices=("auto", "cpu", "cuda"))
+    progress: bool = setting(True, "no progress bars", flag="--no-progress", cli={"action": "store_false"})
+    skip_bad: bool = setting(False, "count, log and skip unreadable image files")
+    run_data: str | os.PathLike | None = setting(
+        None, "where the run's own dataset is now, if it moved since training", meaning="the path in config.json",
+        cli={"metavar": "PATH"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_count(self.max_corruption_images, "max_corruption_images")

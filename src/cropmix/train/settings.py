@@ -40,7 +40,8 @@ def setting(
 ) -> Any:
     """A dataclass field with its metadata. meaning: what None stands for (a value, or a function of the
     part for defaults that depend on another field, e.g. lr by optimizer, with `meaning_doc` in help).
-    cli: extra argparse arguments (action, metavar) where the type alone does not say them."""
+    cli: extra argparse arguments where the type alone does not say them (action, metavar; type: the name
+    of a parser in cropmix.cli.arg_types; meaning_doc: the default as help says it)."""
     metadata = {
         "help": help, "key": key, "flag": flag, "meaning": meaning, "choices": choices, "only_with": only_with,
         "cli": cli or {},
