@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from bench_data import cifar_folder
 
+from cropmix.ssl import PretrainConfig, pretrain
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig, pretrain
 
 OUT = Path("runs/ssl_bench")
 

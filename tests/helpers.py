@@ -22,9 +22,9 @@ from PIL import Image
 
 from cropmix.models.classifier import Classifier
 from cropmix.models.fastnet import FastNet
+from cropmix.ssl import PretrainConfig
 from cropmix.ssl.mae import MAE
 from cropmix.ssl.moco import MoCo
-from cropmix.ssl.pretrain import PretrainConfig
 from cropmix.train.config import TrainConfig
 from cropmix.transforms.functional import mix_step
 
@@ -303,3 +303,42 @@ def ctrl_c_at_epoch(epoch: int) -> Iterator[None]:
         yield
     finally:
         loop.train_one_epoch = real
+
+
+class LoggedStream:
+    """Stands in for a torch.cuda.Stream: logs wait_stream calls as ("wait", this, other)."""
+
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def wait_stream(self, other: LoggedStream) -> None:
+        self.log.append(("wait", self.name, other.name))
+
+
+class LoggedTensor:
+    """Stands in for a CUDA tensor: logs record_stream calls as ("record", name, stream)."""
+
+    def __init__(self, name: object, log: list) -> None:
+        self.name, self.log = name, log
+
+    def record_stream(self, stream: LoggedStream) -> None:
+        self.log.append(("record", self.name, stream.name))
+
+
+def simulate_cuda_streams(monkeypatch, log: list) -> list[LoggedStream]:
+    """torch.cuda's stream functions replaced by LoggedStreams: the current stream is the innermost one
+    entered with `torch.cuda.stream` ("caller" outside), a new Stream is "side". Returns that stack."""
+    active = [LoggedStream("caller", log)]
+
+    @contextlib.contextmanager
+    def use(stream: LoggedStream) -> Iterator[None]:
+        active.append(stream)
+        try:
+            yield
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: active[-1])
+    monkeypatch.setattr(torch.cuda, "stream", use)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: LoggedStream("side", log))
+    return active

@@ -3,13 +3,13 @@ runs on the side stream, then the caller's stream waits for it and is recorded o
 
 from __future__ import annotations
 
-import contextlib
 import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import LoggedStream, LoggedTensor, simulate_cuda_streams
 from PIL import Image
 
 from cropmix.data import device_pipeline
@@ -32,54 +32,24 @@ def test_cpu_decode_is_the_plain_batched_decode() -> None:
         assert (image.permute(1, 2, 0).int() - torch.from_numpy(reference.copy()).int()).abs().float().mean() < 3
 
 
-class Stream:
-    """Stands in for a torch.cuda.Stream: logs wait_stream calls."""
-
-    def __init__(self, name: str, log: list) -> None:
-        self.name, self.log = name, log
-
-    def wait_stream(self, other: Stream) -> None:
-        self.log.append(("wait", self.name, other.name))
-
-
-class Decoded:
-    """Stands in for a decoded CUDA tensor: logs record_stream calls."""
-
-    def __init__(self, index: int, log: list) -> None:
-        self.index, self.log = index, log
-
-    def record_stream(self, stream: Stream) -> None:
-        self.log.append(("record", self.index, stream.name))
-
-
 @pytest.fixture
 def simulated_cuda(monkeypatch):
     """torch.cuda's stream functions and the decoder replaced by stand-ins; returns (log, side stream)."""
     log: list = []
-    active = [Stream("caller", log)]
-
-    @contextlib.contextmanager
-    def use(stream: Stream):
-        active.append(stream)
-        try:
-            yield
-        finally:
-            active.pop()
+    active = simulate_cuda_streams(monkeypatch, log)
 
     def decode(data, mode, device):
         log.append(("decode", active[-1].name, len(data), device.type))
-        return [Decoded(i, log) for i in range(len(data))]
+        return [LoggedTensor(i, log) for i in range(len(data))]
 
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: active[-1])
-    monkeypatch.setattr(torch.cuda, "stream", use)
     monkeypatch.setattr(device_pipeline, "decode_jpeg", decode)
-    return log, Stream("side", log)
+    return log, LoggedStream("side", log)
 
 
 def test_cuda_decode_runs_on_the_side_stream_and_orders_the_callers_stream(simulated_cuda) -> None:
     log, side = simulated_cuda
     out = decode_jpegs([jpeg(0), jpeg(1), jpeg(2)], torch.device("cuda"), side)
-    assert [x.index for x in out] == [0, 1, 2]
+    assert [x.name for x in out] == [0, 1, 2]
     assert log == [
         ("decode", "side", 3, "cuda"),
         ("wait", "caller", "side"),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import base_args, ctrl_c_at_epoch, make_npz, small_folder
+from helpers import LoggedTensor, base_args, ctrl_c_at_epoch, make_npz, simulate_cuda_streams, small_folder
 
 from cropmix.cli import main
 from cropmix.data import AugmentSpec, Batching, make_loader
@@ -66,64 +66,32 @@ def test_files_read_per_image_need_memory_or_shards(tmp_path, capsys):
     assert main([*args, "--in-memory"]) == 0
 
 
-class _Stream:
-    def __init__(self, name: str, log: list) -> None:
-        self.name, self.log = name, log
-
-    def wait_stream(self, other: _Stream) -> None:
-        self.log.append(("wait", self.name, other.name))
-
-
-class _OnDevice:
-    """Stands in for a CUDA tensor: logs record_stream."""
-
-    def __init__(self, name: str, log: list) -> None:
-        self.name, self.log = name, log
-
-    def record_stream(self, stream: _Stream) -> None:
-        self.log.append(("record", self.name, stream.name))
-
-
 class _Host:
     """Stands in for a pinned host tensor: its copy to the device is logged with the stream it is queued on."""
 
     def __init__(self, name: str, log: list, active: list) -> None:
         self.name, self.log, self.active = name, log, active
 
-    def to(self, device, non_blocking=False) -> _OnDevice:
+    def to(self, device, non_blocking=False) -> LoggedTensor:
         self.log.append(("copy", self.name, self.active[-1].name, non_blocking))
-        return _OnDevice(self.name, self.log)
+        return LoggedTensor(self.name, self.log)
 
 
 class _Pipeline:
     def __init__(self, log: list, active: list) -> None:
         self.device, self.log, self.active = torch.device("cuda", 0), log, active
 
-    def augment(self, images: _OnDevice) -> _OnDevice:
+    def augment(self, images: LoggedTensor) -> LoggedTensor:
         self.log.append(("augment", images.name, self.active[-1].name))
         return images
 
-    def finish(self, images: _OnDevice) -> _OnDevice:
+    def finish(self, images: LoggedTensor) -> LoggedTensor:
         return images
 
 
 def test_on_cuda_the_next_batch_is_copied_on_a_side_stream_while_this_one_is_worked_on(monkeypatch):
-    import contextlib
-
     log: list = []
-    active = [_Stream("caller", log)]
-
-    @contextlib.contextmanager
-    def use(stream):
-        active.append(stream)
-        try:
-            yield
-        finally:
-            active.pop()
-
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _Stream("side", log))
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: active[0])
-    monkeypatch.setattr(torch.cuda, "stream", use)
+    active = simulate_cuda_streams(monkeypatch, log)
     batches = [(_Host(f"x{k}", log, active), _Host(f"y{k}", log, active)) for k in range(2)]
     out = [images.name for images, _ in DeviceStage(batches, _Pipeline(log, active))]
     assert out == ["x0", "x1"]

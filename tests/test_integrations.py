@@ -347,7 +347,7 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     import json
 
     from cropmix.cli import main
-    from cropmix.ssl.pretrain import PretrainConfig
+    from cropmix.ssl import PretrainConfig
 
     path = tmp_path / "hf"
     hf_dataset_dict(n_train=16, n_test=6, size=16, image_key="img", label_key="name", square=True).save_to_disk(

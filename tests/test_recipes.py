@@ -13,7 +13,7 @@ from helpers import make_npz
 
 from cropmix.cli import main
 from cropmix.recipes import COMMANDS, RUN_FIELDS, Recipe, _parse, list_recipes, load_recipe, recipe_names
-from cropmix.ssl.pretrain import PretrainConfig
+from cropmix.ssl import PretrainConfig
 from cropmix.train import TrainConfig
 
 CROPMIX = [sys.executable, "-m", "cropmix"]

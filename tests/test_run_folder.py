@@ -19,8 +19,7 @@ from helpers import base_args, ctrl_c_at_epoch, make_npz, pretrain_config, tiny_
 from cropmix.cli import main
 from cropmix.data.safe_files import FileError
 from cropmix.models.weights import CheckpointError, load_checkpoint
-from cropmix.ssl import MAE
-from cropmix.ssl.pretrain import PretrainConfig, pretrain
+from cropmix.ssl import MAE, PretrainConfig, pretrain
 from cropmix.train import loop
 from cropmix.train.config import TrainConfig
 from cropmix.train.run_files import read_metrics

@@ -39,8 +39,8 @@ def _argument(entry: Any, default: Any) -> dict[str, Any]:
     meaning_doc = cli.pop("meaning_doc", None)
     scalar, many = _shape(entry.hint)
     kwargs: dict[str, Any] = {"default": default, **cli}
-    if kwargs.get("action") in ("store_true", "store_false"):
-        kwargs["default"] = default if entry.meta("meaning") is None and default is not None else None
+    if "action" in kwargs:  # the field names its own (store_false for a --no-x switch)
+        pass
     elif scalar is bool:  # a switch for what is off by default, --x / --no-x for the rest
         plain_switch = default is False and entry.meta("meaning") is None
         kwargs["action"] = "store_true" if plain_switch else argparse.BooleanOptionalAction

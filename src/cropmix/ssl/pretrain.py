@@ -214,7 +214,16 @@ def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
     from cropmix.data import Batching, make_loader
 
     loader = make_loader(
-        train, None, Batching(config.batch_size, True, config.run.seed, info.rank, info.world, config.run.workers)
+        train,
+        None,
+        Batching(
+            config.batch_size,
+            train=True,
+            seed=config.run.seed,
+            rank=info.rank,
+            world=info.world,
+            workers=config.run.workers,
+        ),
     )
     if len(loader) == 0:
         raise ValueError(

@@ -7,9 +7,11 @@ the flat keys those declare (`cropmix_num_crops`, `lr`, ...), as they always hav
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +65,12 @@ class TrainConfig:
     run: TrainRun = field(default_factory=TrainRun)
 
     def __post_init__(self) -> None:
-        for name, part in (("data", TrainData), ("aug", AugSettings), ("model", ModelSettings),
-                           ("optim", OptimSettings), ("run", TrainRun)):  # fmt: skip
-            if not isinstance(getattr(self, name), part):
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):
+            if not isinstance(getattr(self, f.name), hints[f.name]):
                 raise TypeError(
-                    f"TrainConfig.{name} must be a {part.__name__}, got {type(getattr(self, name)).__name__}: "
-                    "build a config from flat keys with TrainConfig.from_dict"
+                    f"TrainConfig.{f.name} must be a {hints[f.name].__name__}, got "
+                    f"{type(getattr(self, f.name)).__name__}: build a config from flat keys with TrainConfig.from_dict"
                 )
 
     def augments_on_device(self) -> bool:
@@ -116,8 +118,8 @@ class TrainConfig:
 
     def validate(self, cuda_available: bool) -> None:
         """Raise ValueError/TypeError naming the setting (and its option), the bad value and what is accepted."""
-        for part in (self.data, self.aug, self.model, self.optim, self.run):
-            part.__post_init__()  # fields assigned since construction are checked again
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).__post_init__()  # fields assigned since construction are checked again
         check_finite(self)
         _check_choices(self, cuda_available)
         _check_augmentation(self)

@@ -122,7 +122,10 @@ def run_batching(config: TrainConfig, info: DistInfo, train: bool, pin: bool, wo
     """How this process batches the training (`train`) or test split of `config`'s run."""
     batch_size = config.optim.batch_size if train else config.run.eval_batch_size
     workers = config.run.workers if workers is None else workers
-    return Batching(batch_size, train, config.run.seed, info.rank, info.world, workers, pin, config.data.skip_bad)
+    return Batching(
+        batch_size, train=train, seed=config.run.seed, rank=info.rank, world=info.world, workers=workers,
+        pin_memory=pin, skip_bad=config.data.skip_bad,
+    )  # fmt: skip
 
 
 def shard_loaders(

@@ -89,7 +89,7 @@ class Part:
         value = getattr(self, name)
         if value is not None:
             return value
-        meaning = {f.name: f.metadata.get("meaning") for f in dataclasses.fields(self)}[name]
+        meaning = next(f for f in dataclasses.fields(self) if f.name == name).metadata.get("meaning")
         return meaning(self) if callable(meaning) else meaning
 
 
@@ -188,9 +188,8 @@ def normalise_part(part: Any) -> None:
         if not matches(value, hints[f.name]):
             hint = hints[f.name]
             accepted = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-            key = f.metadata.get("key") or f.name
-            flag = f.metadata.get("flag") or "--" + key.replace("_", "-")
-            raise TypeError(f"{key} ({flag}) must be {accepted}, got {value!r} ({type(value).__name__})")
+            label = Declared(None, f, hint).label
+            raise TypeError(f"{label} must be {accepted}, got {value!r} ({type(value).__name__})")
 
 
 def check_only_with(config: Any) -> None:
