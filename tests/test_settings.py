@@ -119,3 +119,11 @@ def test_pretrain_numbers_are_checked_before_any_work(key, value, message):
     with pytest.raises(ValueError, match=message):
         PretrainConfig.from_dict({"method": "moco", key: value})
     assert PretrainConfig.from_dict({"method": "moco", "steps": None, "eval_train": None}).steps is None
+
+
+def test_a_value_outside_the_declared_choices_is_named_with_them(tmp_path):
+    base = {"dataset": "npz", "data": str(tmp_path / "d.npz")}
+    with pytest.raises(ValueError, match=r"schedule \(--schedule\) must be one of \('cosine', 'step'.*got 'linear'"):
+        TrainConfig.from_dict({**base, "schedule": "linear"}).validate(cuda_available=False)
+    with pytest.raises(ValueError, match=r"normalisation \(--normalisation\) must be None or one of .*got 'svhn'"):
+        TrainConfig.from_dict({**base, "normalisation": "svhn"}).validate(cuda_available=False)

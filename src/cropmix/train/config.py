@@ -19,10 +19,6 @@ from typing import Any
 from cropmix.data.safe_files import read_regular_bytes, write_text_atomic
 
 from .config_parts import (
-    AUG_DEVICES,
-    NORMALISATIONS,
-    OPTIMIZERS,
-    SCHEDULES,
     AugSettings,
     ModelSettings,
     OptimSettings,
@@ -30,7 +26,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
-from .settings import by_key, check_only_with, flatten, unflatten
+from .settings import by_key, check_choices, check_only_with, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
 # holding that value still loads.
@@ -168,19 +164,14 @@ def _need(config: TrainConfig, cond: bool, key: str, accepted: str) -> None:
 
 
 def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
-    from cropmix.data.sources import SOURCES
     from cropmix.integrations import require
     from cropmix.integrations.tensorboard import check_log
     from cropmix.models import MODEL_NAMES
 
     data, model, device = config.data, config.model.name, config.run.device
-    _need(config, data.dataset in SOURCES, "dataset", f"one of {tuple(SOURCES)}")
-    _need(config, config.optim.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
-    _need(config, config.optim.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
-    _need(config, config.aug.device in AUG_DEVICES, "aug_device", f"one of {AUG_DEVICES}")
+    check_choices(config)  # dataset, optimizer, schedule, aug_device, normalisation, mix, log
     check_device_name(device)
     check_log(config.run.log)  # --log tensorboard without the package fails here, before any work
-    _need(config, data.normalisation in (None, *NORMALISATIONS), "normalisation", f"None or one of {NORMALISATIONS}")
     _need(config, model in MODEL_NAMES or model.startswith("timm:"), "model", f"one of {MODEL_NAMES} or 'timm:<name>'")
     if model.startswith("timm:"):  # before any data is read
         require("timm", "timm", f"{option('model')} {model!r}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cropmix.data.augment import parse_aug
+from cropmix.integrations.tensorboard import LOG_CHOICES
 
 from .settings import OnlyWith, Part, normalise_part, setting
 
@@ -18,7 +19,6 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
 AUG_DEVICES = ("auto", "workers", "device")
-LOG_CHOICES = ("tensorboard",)
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 
 WITH_HF = OnlyWith("dataset", lambda dataset: dataset == "hf", "'hf'")

@@ -206,3 +206,16 @@ def check_only_with(config: Any) -> None:
                 f"{entry.label} only applies with {table[rule.key].label} {rule.which}, got {rule.key}={other!r}: "
                 "drop the one or change the other"
             )
+
+
+def check_choices(config: Any) -> None:
+    """ValueError naming the first setting of `config` whose value is not one of its declared choices (None
+    passes where the field allows it)."""
+    for entry in declared(type(config)):
+        choices, value = entry.choices(), value_of(config, entry)
+        if choices is None or value in choices:
+            continue
+        optional = matches(None, entry.hint)
+        if not (optional and value is None):
+            accepted = f"None or one of {tuple(choices)}" if optional else f"one of {tuple(choices)}"
+            raise ValueError(f"{entry.label} must be {accepted}, got {value!r}")
