@@ -127,3 +127,9 @@ def test_a_value_outside_the_declared_choices_is_named_with_them(tmp_path):
         TrainConfig.from_dict({**base, "schedule": "linear"}).validate(cuda_available=False)
     with pytest.raises(ValueError, match=r"normalisation \(--normalisation\) must be None or one of .*got 'svhn'"):
         TrainConfig.from_dict({**base, "normalisation": "svhn"}).validate(cuda_available=False)
+
+
+def test_a_received_pretrain_config_cannot_ask_for_a_huge_queue():
+    with pytest.raises(ValueError, match=r"moco_dim x queue_size must be at most 268435456 .*128 x 1073741824"):
+        PretrainConfig.from_dict({"method": "moco", "queue_size": 1 << 30})
+    assert PretrainConfig.from_dict({"method": "moco", "queue_size": 65536}).queue_size == 65536

@@ -33,6 +33,7 @@ AT_LEAST_ONE = ("epochs", "batch_size", "steps", "moco_dim", "queue_size", "bn_s
                 "checkpoint_every", "eval_train", "eval_test", "knn_k", "probe_epochs", "threads")  # fmt: skip
 AT_LEAST_ZERO = ("warmup_steps", "workers", "weight_decay")
 ABOVE_ZERO = ("lr", "temperature", "knn_temperature", "max_seconds")
+MAX_QUEUE_VALUES = 1 << 28  # MoCo's queue of keys, float32: 1 GiB (MoCo v2 on ImageNet: 128 x 65536)
 
 
 def _check_ranges(config: PretrainConfig) -> None:
@@ -43,6 +44,11 @@ def _check_ranges(config: PretrainConfig) -> None:
         for key in keys:
             if values[key] is not None and not ok(values[key]):
                 raise ValueError(f"{table[key].label} must be {accepted}, got {values[key]!r}")
+    if config.moco_dim * config.queue_size > MAX_QUEUE_VALUES:  # a received config must not exhaust memory
+        raise ValueError(
+            f"moco_dim x queue_size must be at most {MAX_QUEUE_VALUES} (a 1 GiB queue), got "
+            f"{config.moco_dim} x {config.queue_size}"
+        )
 
 
 def _pretrain_data() -> DataSettings:
