@@ -26,6 +26,7 @@ from cropmix.ssl import PretrainConfig
 from cropmix.ssl.mae import MAE
 from cropmix.ssl.moco import MoCo
 from cropmix.train.config import TrainConfig
+from cropmix.evaluate.corruptions import CORRUPTIONS
 from cropmix.transforms.functional import mix_step
 
 
@@ -342,3 +343,25 @@ def simulate_cuda_streams(monkeypatch, log: list) -> list[LoggedStream]:
     monkeypatch.setattr(torch.cuda, "stream", use)
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: LoggedStream("side", log))
     return active
+
+
+CIFAR_C_EXTRAS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+
+
+class MeanColour(torch.nn.Module):
+    """Predicts class 0 for dark images, 1 for bright ones."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        level = images.mean(dim=(1, 2, 3))
+        return torch.stack([0.5 - level, level - 0.5], dim=1)
+
+
+def fake_cifar_c(folder: Path, extra_value: int) -> None:
+    n = 4
+    labels = np.array([0, 1, 0, 1])
+    bright = np.where(labels[:, None, None, None] == 1, 250, 5).astype(np.uint8) * np.ones((n, 8, 8, 3), np.uint8)
+    np.save(folder / "labels.npy", np.tile(labels, 5))
+    for name in CORRUPTIONS:  # every standard file: all correct
+        np.save(folder / f"{name}.npy", np.tile(bright, (5, 1, 1, 1)))
+    for name in CIFAR_C_EXTRAS:  # the extras: all one value, half wrong
+        np.save(folder / f"{name}.npy", np.full((5 * n, 8, 8, 3), extra_value, np.uint8))

@@ -177,6 +177,7 @@ def test_npz_zip_bomb_is_refused_unread(tmp_path):
         ({"x_train": np.zeros((2, 2, 2, 3), np.uint8)}, "x_train.*too small"),
         ({"y_train": np.array([0, 5])}, r"y_train.*\[0, 2\)"),
         ({"y_train": np.array([0.0, 1.0])}, "y_train must be 1-d integer"),
+        ({"y_train": np.array([0, "a"], dtype=object)}, "y_train holds Python objects"),
     ],
 )
 def test_npz_wrong_channels_sizes_and_labels_are_named(tmp_path, arrays, message):

@@ -195,3 +195,24 @@ def test_a_huge_position_buffer_counts_too():
 
     with pytest.raises(ValueError, match="MAX_PARAMETERS"):
         build_model("vit_tiny", 10, image_size=8192, patch_size=2, dim=192)
+
+
+def test_a_received_pretrain_config_asking_for_a_huge_moco_head_is_refused_before_allocating():
+    import resource
+
+    from cropmix.ssl import PretrainConfig
+    from cropmix.ssl.pretrain import build_ssl_model
+
+    config = PretrainConfig.from_dict({"method": "moco", "backbone": "fastnet", "moco_dim": 1 << 24, "queue_size": 1})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="MAX_PARAMETERS") as info:
+        build_ssl_model(config)
+    assert "dim=16777216" in str(info.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: far below the 40+ GB asked
+
+
+def test_the_projection_head_formula_matches_the_built_head():
+    from cropmix.ssl.moco import ProjectionHead
+
+    head = ProjectionHead(24, 40, 8)
+    assert ProjectionHead.parameter_count(24, 40, 8) == sum(p.numel() for p in head.parameters())

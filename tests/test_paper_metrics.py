@@ -4,21 +4,17 @@ and the CIFAR-C mean over the 15 standard corruptions only."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cropmix.evaluate import calibration_errors
 from cropmix.evaluate.cifar_c import cifar_c_accuracy
 from cropmix.evaluate.corruptions import CORRUPTIONS
 from cropmix.evaluate.metrics import rms_calibration_error
-
-EXTRAS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-
+from helpers import CIFAR_C_EXTRAS, MeanColour, fake_cifar_c
 
 def reference_rms(confidence: np.ndarray, correct: np.ndarray, beta: int = 100) -> float:
     """A plain re-statement of the reference: sorted bins of beta, the remainder in the last bin, which the
@@ -65,31 +61,12 @@ def test_rms_leaves_out_the_last_bin_and_needs_two_bins() -> None:
         rms_calibration_error(confidence, correct, bin_size=0)
 
 
-class MeanColour(nn.Module):
-    """Predicts class 0 for dark images, 1 for bright ones."""
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        level = images.mean(dim=(1, 2, 3))
-        return torch.stack([0.5 - level, level - 0.5], dim=1)
-
-
-def fake_cifar_c(folder: Path, extra_value: int) -> None:
-    n = 4
-    labels = np.array([0, 1, 0, 1])
-    bright = np.where(labels[:, None, None, None] == 1, 250, 5).astype(np.uint8) * np.ones((n, 4, 4, 3), np.uint8)
-    np.save(folder / "labels.npy", np.tile(labels, 5))
-    for name in CORRUPTIONS:  # every standard file: all correct
-        np.save(folder / f"{name}.npy", np.tile(bright, (5, 1, 1, 1)))
-    for name in EXTRAS:  # the extras: all one value, half wrong
-        np.save(folder / f"{name}.npy", np.full((5 * n, 4, 4, 3), extra_value, np.uint8))
-
-
 def test_cifar_c_mean_is_over_the_15_standard_corruptions(tmp_path) -> None:
     fake_cifar_c(tmp_path, 0)
     summary = cifar_c_accuracy(MeanColour(), tmp_path, "cpu", progress=False)
     assert summary["mean"] == pytest.approx(100.0)
     assert set(summary["per_corruption"]) == set(CORRUPTIONS) and summary["missing"] == []
-    assert set(summary["extras"]["per_corruption"]) == set(EXTRAS)
+    assert set(summary["extras"]["per_corruption"]) == set(CIFAR_C_EXTRAS)
     assert summary["extras"]["mean"] == pytest.approx(50.0)
 
 

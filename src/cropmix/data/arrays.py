@@ -13,6 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import PIL.Image
@@ -100,19 +101,25 @@ def check_npz_sizes(path: Path, limit: int = MAX_ARRAY_BYTES) -> None:
             if info.file_size > limit:
                 raise ValueError(f"{where} declares {info.file_size} bytes, over the limit of {limit}")
             with archive.open(info) as member:
-                try:
-                    version = np.lib.format.read_magic(member)
-                    read = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read(member)
-                except ValueError as error:
-                    raise ValueError(f"{where} has no valid .npy header: {error}") from error
-            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-            if nbytes > limit:
-                raise ValueError(f"{where} of shape {shape} is {nbytes} bytes, over the limit of {limit}")
+                read_npy_header(member, where, limit)
+
+
+def read_npy_header(handle: IO[bytes], where: str, limit: int = MAX_ARRAY_BYTES) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header at `handle`, unread beyond it: ValueError naming `where` if there is
+    no valid header, if the array holds Python objects (which only pickle could load) or if its declared size
+    is over `limit` bytes."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)
+    except ValueError as error:
+        raise ValueError(f"{where} has no valid .npy header: {error}") from error
+    if dtype.hasobject:
+        raise ValueError(f"{where} holds Python objects ({dtype}); only arrays of numbers are read")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > limit:
+        raise ValueError(f"{where} of shape {shape} is {nbytes} bytes, over the limit of {limit}")
+    return tuple(shape), dtype
 
 
 def _images(array: np.ndarray, path: Path, key: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ the 15 is scored and reported apart, under "extras", and never enters the mean.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -22,15 +23,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cropmix.data.arrays import read_npy_header
+from cropmix.data.image_limits import check_image_size
+from cropmix.data.safe_files import open_regular
+
 from .corruptions import CORRUPTIONS
 from .options import CorruptionOptions, check_count
 
 SEVERITIES = 5
+MAX_BATCH_BYTES = 1 << 28  # uint8 pixels read at once (1 GiB as floats): large images come in smaller batches
 
 
 def cifar_c_files(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """The corruption names in `folder` (the 15 standard ones first, in the reference's order, then any
-    others such as speckle_noise alphabetically) and the labels of the N test images (N,)."""
+    others such as speckle_noise alphabetically) and the labels of the N test images (N,).
+
+    The folder may come from anyone: every file's .npy header (shape, dtype, size) is checked before any
+    of it is read, and only regular files are opened."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} does not exist")
@@ -40,26 +49,44 @@ def cifar_c_files(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if not found:
         raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} has no <corruption>.npy files")
     names = [n for n in CORRUPTIONS if n in found] + [n for n in found if n not in CORRUPTIONS]
-    rows = np.load(folder / f"{names[0]}.npy", mmap_mode="r").shape[0]
+    rows = _check_images(folder / f"{names[0]}.npy")[0]
     if rows % SEVERITIES:
         raise ValueError(f"{names[0]}.npy has {rows} images, not {SEVERITIES} severities x N test images")
     n = rows // SEVERITIES
-    raw = np.asarray(np.load(folder / "labels.npy")).astype(np.int64)
-    if raw.shape not in ((n,), (SEVERITIES * n,)):
-        raise ValueError(f"labels.npy must have shape ({n},) or ({SEVERITIES * n},), got {raw.shape}")
-    labels = raw[:n]
-    if len(raw) != n and not (raw.reshape(SEVERITIES, n) == labels).all():
+    shape, dtype = _npy_header(folder / "labels.npy")
+    if shape not in ((n,), (SEVERITIES * n,)) or not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"labels.npy must be integers of shape ({n},) or ({SEVERITIES * n},), got {dtype} {shape}")
+    raw = np.load(folder / "labels.npy", mmap_mode="r", allow_pickle=False)
+    labels = np.array(raw[:n], dtype=np.int64)
+    if len(raw) != n and not all((raw[s * n : (s + 1) * n] == labels).all() for s in range(1, SEVERITIES)):
         raise ValueError(f"{folder / 'labels.npy'}: the five severity blocks must list the same labels")
     if n and int(labels.min()) < 0:
         raise ValueError(f"{folder / 'labels.npy'} holds a negative label ({int(labels.min())}); labels are 0..K-1")
     return names, labels
 
 
-def _severity_images(folder: Path, name: str, n: int, severity: int, indices: np.ndarray) -> np.ndarray:
-    array = np.load(folder / f"{name}.npy", mmap_mode="r")
-    if array.ndim != 4 or array.shape[0] != SEVERITIES * n or array.shape[-1] not in (1, 3):
-        raise ValueError(f"{name}.npy must be uint8 ({SEVERITIES} * {n}, H, W, C), got shape {array.shape}")
-    return np.asarray(array[(severity - 1) * n + indices])
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the .npy file `path`, from its header alone (a regular file, its size bounded)."""
+    with open_regular(path) as handle:
+        return read_npy_header(handle, str(path))
+
+
+def _check_images(path: Path) -> tuple[int, ...]:
+    """The shape of the corruption file `path`, refused unless it is uint8 (rows, H, W, 1 or 3) of images
+    within the pixel limits."""
+    shape, dtype = _npy_header(path)
+    if dtype != np.uint8 or len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ValueError(f"{path.name} must be uint8 ({SEVERITIES} * N, H, W, C) with C 1 or 3, got {dtype} {shape}")
+    check_image_size(shape[2], shape[1], str(path))
+    return shape
+
+
+def _corruption_file(folder: Path, name: str, n: int) -> np.ndarray:
+    """The corruption file `name` of `folder`, checked and memory-mapped (read only where indexed)."""
+    shape = _check_images(folder / f"{name}.npy")
+    if shape[0] != SEVERITIES * n:
+        raise ValueError(f"{name}.npy must hold {SEVERITIES} * {n} images, got shape {shape}")
+    return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
 
 @torch.no_grad()
@@ -139,10 +166,12 @@ class _Scoring(NamedTuple):
 
     def accuracy(self, files: _Files, name: str, severity: int) -> float:
         """Top-1 (percent) on the kept test images of one corruption file at one severity."""
-        correct = 0
-        for start in range(0, len(files.keep), self.batch_size):
-            chunk = files.keep[start : start + self.batch_size]
-            images = torch.from_numpy(_severity_images(files.folder, name, len(files.labels), severity, chunk))
+        correct, n = 0, len(files.labels)
+        array = _corruption_file(files.folder, name, n)
+        step = max(1, min(self.batch_size, MAX_BATCH_BYTES // math.prod(array.shape[1:])))
+        for start in range(0, len(files.keep), step):
+            chunk = files.keep[start : start + step]
+            images = torch.from_numpy(np.asarray(array[(severity - 1) * n + chunk]))
             images = images.to(self.device).permute(0, 3, 1, 2).float().div_(255)
             if self.image_size is not None and images.shape[-1] != self.image_size:
                 images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True)

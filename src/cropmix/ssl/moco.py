@@ -14,12 +14,19 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as nnf
 
+from cropmix.models.size import check_parameter_count
+
 
 class ProjectionHead(nn.Sequential):
     """MoCo v2's MLP head: Linear, ReLU, Linear."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+
+    @staticmethod
+    def parameter_count(in_dim: int, hidden_dim: int, out_dim: int) -> int:
+        """The parameters such a head would have: a formula, so a huge request is refused unbuilt."""
+        return (in_dim + 1) * hidden_dim + (hidden_dim + 1) * out_dim
 
 
 def gather_all(x: torch.Tensor) -> torch.Tensor:
@@ -29,6 +36,15 @@ def gather_all(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+def _check_moco_size(backbone: nn.Module, feat: int, hidden_dim: int, dim: int, queue_size: int) -> None:
+    """Refuse, before anything is allocated, a MoCo whose two encoders, two heads and queue together exceed
+    MAX_PARAMETERS values: its sizes may come from a received config or checkpoint."""
+    backbone_values = sum(t.numel() for t in (*backbone.parameters(), *backbone.buffers()))
+    head = ProjectionHead.parameter_count(feat, hidden_dim, dim)
+    what = f"MoCo (dim={dim}, hidden_dim={hidden_dim}, queue_size={queue_size}, feature_dim={feat})"
+    check_parameter_count(2 * (backbone_values + head) + queue_size * dim, what)
 
 
 class MoCo(nn.Module):
@@ -73,6 +89,7 @@ class MoCo(nn.Module):
         if queue_size < 1 or bn_splits < 1:
             raise ValueError(f"queue_size and bn_splits must be >= 1, got {queue_size!r} and {bn_splits!r}")
         feat = int(backbone.feature_dim)
+        _check_moco_size(backbone, feat, hidden_dim or feat, dim, queue_size)
         self.encoder_q = backbone
         if isinstance(getattr(backbone, "classifier", None), nn.Module):
             backbone.classifier.requires_grad_(False)  # unused in pre-training (and by DDP)
