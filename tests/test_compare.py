@@ -134,3 +134,14 @@ def test_a_config_without_aug_takes_the_default_label(tmp_path) -> None:
     del config["aug"]
     (run / "config.json").write_text(json.dumps(config))
     assert [row["label"] for row in summarise_runs([run])] == [TrainConfig().aug.name]
+
+
+def test_a_missing_metric_is_marked_not_drawn_as_zero(tmp_path, monkeypatch) -> None:
+    table = [
+        {"label": "a", "n": 1, "top1_mean": 60.0, "ece_mean": 5.0},
+        {"label": "b", "n": 1, "top1_mean": 62.0, "ece_mean": None},
+    ]
+    top1_ax, ece_ax = bars_axes(monkeypatch, table, tmp_path)
+    assert len(top1_ax.patches) == 2 and not top1_ax.texts
+    assert [bar.get_height() for bar in ece_ax.patches] == [5.0], "no zero-height bar for the missing run"
+    assert [text.get_text() for text in ece_ax.texts] == ["n/a"]

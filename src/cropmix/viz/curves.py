@@ -64,7 +64,8 @@ LOWER_IS_BETTER = ("ece", "rms", "loss")
 
 def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: str | os.PathLike) -> Path:
     """Bars of final metrics per group: the mean, with the standard deviation as an error bar only where
-    a group has seeds (a `<metric>_std` that is not None and n > 1).
+    a group has seeds (a `<metric>_std` that is not None and n > 1). A group without the metric gets no
+    bar but an "n/a" mark, so a missing figure is never drawn as a zero.
 
     The y axes are zoomed to the values (they do not start at 0), which the titles say, with the
     direction that is better.
@@ -72,26 +73,34 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
     plt = _pyplot()
     metrics = [m for m in metrics if any(row.get(f"{m}_mean") is not None for row in table)]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.2 * max(1, len(metrics)), 3.4), squeeze=False)
-    labels = [row["label"] for row in table]
     for ax, metric in zip(axes[0], metrics, strict=False):
-        means = [row.get(f"{metric}_mean") or 0.0 for row in table]
-        stds = [(row.get(f"{metric}_std") or 0.0) if row.get("n", 1) > 1 else 0.0 for row in table]
-        ax.bar(range(len(labels)), means, color=[f"C{i}" for i in range(len(labels))])
-        seeded = [i for i, row in enumerate(table) if row.get("n", 1) > 1 and row.get(f"{metric}_std") is not None]
-        if seeded:
-            spread = [stds[i] for i in seeded]
-            ax.errorbar(seeded, [means[i] for i in seeded], yerr=spread, fmt="none", ecolor="black", capsize=3)
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-        better = "lower" if any(key in metric for key in LOWER_IS_BETTER) else "higher"
-        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
-        low = min(m - s for m, s in zip(means, stds, strict=True))
-        high = max(m + s for m, s in zip(means, stds, strict=True))
-        if high > low:
-            ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
+        _metric_bars(ax, table, metric)
     seeds = "mean and sd over seeds" if any(row.get("n", 1) > 1 for row in table) else "one run each"
     fig.suptitle(f"{seeds}; y axes zoomed, not from 0", fontsize=8)
     fig.tight_layout()
     return _save_png(plt, fig, Path(path))
+
+
+def _metric_bars(ax: Any, table: list[dict[str, Any]], metric: str) -> None:
+    """One panel of `save_comparison_bars`: the groups that have `metric`, and "n/a" where one has not."""
+    labels = [row["label"] for row in table]
+    present = [i for i, row in enumerate(table) if row.get(f"{metric}_mean") is not None]
+    means = {i: float(table[i][f"{metric}_mean"]) for i in present}
+    seeded = [i for i in present if table[i].get("n", 1) > 1 and table[i].get(f"{metric}_std") is not None]
+    stds = {i: float(table[i][f"{metric}_std"]) if i in seeded else 0.0 for i in present}
+    ax.bar(present, [means[i] for i in present], color=[f"C{i}" for i in present])
+    if seeded:
+        ax.errorbar(seeded, [means[i] for i in seeded], yerr=[stds[i] for i in seeded], fmt="none", ecolor="black",
+                    capsize=3)  # fmt: skip
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(labels) - 0.4)  # every group keeps its place, with a bar or not
+    better = "lower" if any(key in metric for key in LOWER_IS_BETTER) else "higher"
+    ax.set_title(f"{metric} ({better} is better)", fontsize=9)
+    low, high = min(means[i] - stds[i] for i in present), max(means[i] + stds[i] for i in present)
+    if high > low:
+        ax.set_ylim(max(0.0, low - 0.3 * (high - low)), high + 0.15 * (high - low))
+    for i in sorted(set(range(len(labels))) - set(present)):
+        ax.text(i, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
 
 
 def _save_png(plt, fig, path: Path) -> Path:
