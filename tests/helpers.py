@@ -20,13 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
+from cropmix.evaluate.corruptions import CORRUPTIONS
 from cropmix.models.classifier import Classifier
 from cropmix.models.fastnet import FastNet
 from cropmix.ssl import PretrainConfig
 from cropmix.ssl.mae import MAE
 from cropmix.ssl.moco import MoCo
 from cropmix.train.config import TrainConfig
-from cropmix.evaluate.corruptions import CORRUPTIONS
 from cropmix.transforms.functional import mix_step
 
 

@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import MeanColour, fake_cifar_c
 
 from cropmix.evaluate import cifar_c
 from cropmix.evaluate.cifar_c import cifar_c_accuracy
-from helpers import MeanColour, fake_cifar_c
 
 
 class _Payload:

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import CIFAR_C_EXTRAS, MeanColour, fake_cifar_c
 
 from cropmix.evaluate import calibration_errors
 from cropmix.evaluate.cifar_c import cifar_c_accuracy
 from cropmix.evaluate.corruptions import CORRUPTIONS
 from cropmix.evaluate.metrics import rms_calibration_error
-from helpers import CIFAR_C_EXTRAS, MeanColour, fake_cifar_c
+
 
 def reference_rms(confidence: np.ndarray, correct: np.ndarray, beta: int = 100) -> float:
     """A plain re-statement of the reference: sorted bins of beta, the remainder in the last bin, which the
