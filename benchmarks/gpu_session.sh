@@ -119,7 +119,7 @@ if [ "$QUICK" = 1 ]; then  # the same commands, tiny, to check them on a CPU
         --model fastnet --model-kwargs '{"widths": [8, 16, 32, 64]}')
 else
     rounds=7 images=10000 pipeline_rounds=3 epochs=${EPOCHS:-16} corruption=500
-    tests="tests/test_batch.py tests/test_resample.py tests/test_cropmix.py tests/test_device_decode.py
+    tests="tests/test_batch.py tests/test_batch_devices.py tests/test_resample.py tests/test_cropmix.py tests/test_device_decode.py
            tests/test_shards.py tests/test_train_shards.py tests/test_train.py tests/test_device_stage.py"
     cifar=(--npz "$CARRY/cifar10_jpeg.npz")
 fi

@@ -24,3 +24,9 @@ def npz_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     classes = ["a", "b", "c", "d"]
     return save_npz(path, {"train": ArraySplit(x, y, classes), "test": ArraySplit(xt, yt, classes)})
+
+
+@pytest.fixture(params=["gather", "per_crop"])
+def cpu_kernel(request) -> str:
+    """Run a test under both CPU kernels: the batched separable passes, and torch's own kernel per crop."""
+    return request.param

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import struct
 import sys
 import zlib
@@ -365,3 +366,26 @@ def fake_cifar_c(folder: Path, extra_value: int) -> None:
         np.save(folder / f"{name}.npy", np.tile(bright, (5, 1, 1, 1)))
     for name in CIFAR_C_EXTRAS:  # the extras: all one value, half wrong
         np.save(folder / f"{name}.npy", np.full((5 * n, 8, 8, 3), extra_value, np.uint8))
+
+
+def texture(height: int, width: int, seed: int, channels: int = 3) -> torch.Tensor:
+    """A photo-like float image in [0, 255]: smooth colour gradients plus a fine random texture."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
+    smooth = torch.stack([128 + 100 * torch.sin(xx / 37 + c) * torch.cos(yy / 53 - c) for c in range(channels)])
+    noise = torch.rand(1, channels, height // 4 + 1, width // 4 + 1, generator=g) * 255
+    fine = torch.nn.functional.interpolate(noise, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return (0.6 * smooth + 0.4 * fine).clamp(0, 255)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio (dB) of `b` against `a`, both on the 0-255 scale."""
+    mse = ((a.double() - b.double()) ** 2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-20))
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator in the state of `seed`."""
+    return torch.Generator().manual_seed(seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 import warnings
 
@@ -10,27 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from helpers import psnr, seeded, texture
 from scipy import stats
 from torchvision.transforms.v2 import InterpolationMode
 
 from cropmix.transforms import BatchCropMix, CropMix, CropMixCollate, render, render_batch, sample_batch
-
-
-def texture(height: int, width: int, seed: int, channels: int = 3) -> torch.Tensor:
-    """A photo-like float image in [0, 255]: smooth colour gradients plus a fine random texture."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
-    )
-    smooth = torch.stack([128 + 100 * torch.sin(xx / 37 + c) * torch.cos(yy / 53 - c) for c in range(channels)])
-    noise = torch.rand(1, channels, height // 4 + 1, width // 4 + 1, generator=g) * 255
-    fine = torch.nn.functional.interpolate(noise, size=(height, width), mode="bilinear", align_corners=False)[0]
-    return (0.6 * smooth + 0.4 * fine).clamp(0, 255)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a.double() - b.double()) ** 2).mean().item()
-    return 10 * math.log10(255.0**2 / max(mse, 1e-20))
 
 
 def reference(images, params, size) -> list[torch.Tensor]:
@@ -38,22 +21,12 @@ def reference(images, params, size) -> list[torch.Tensor]:
     return [render(img, params.image(i, tuple(img.shape[1:]), size)) for i, img in enumerate(images)]
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(params=["gather", "per_crop"])
-def cpu_kernel(request) -> str:
-    """Run a test under both CPU kernels: the batched separable passes, and torch's own kernel per crop."""
-    return request.param
-
-
 @pytest.mark.parametrize(
     "dtype", [torch.uint8, torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int16]
 )
 def test_shape_dtype_device(dtype, cpu_kernel):
     x = (texture(40, 50, 0)[None].repeat(5, 1, 1, 1) / (1 if not dtype.is_floating_point else 255)).to(dtype)
-    out = BatchCropMix((24, 32), generator=gen(0), kernel=cpu_kernel)(x)
+    out = BatchCropMix((24, 32), generator=seeded(0), kernel=cpu_kernel)(x)
     assert out.shape == (5, 3, 24, 32) and out.dtype == dtype and out.device == x.device
     if dtype.is_floating_point:
         assert 0 <= out.float().min() and out.float().max() <= 1.0 + 1e-2
@@ -62,8 +35,8 @@ def test_shape_dtype_device(dtype, cpu_kernel):
 @pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
 def test_same_params_as_cropmix_when_enlarging_uint8(mix, cpu_kernel):
     # CIFAR setting: every crop is enlarged, where bilinear grid sampling is torchvision's resize.
-    x = torch.randint(0, 256, (16, 3, 32, 32), generator=gen(1), dtype=torch.uint8)
-    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(2), kernel=cpu_kernel)
+    x = torch.randint(0, 256, (16, 3, 32, 32), generator=seeded(1), dtype=torch.uint8)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=seeded(2), kernel=cpu_kernel)
     params = aug.make_params(x)
     out = render_batch(x, params, (32, 32), kernel=cpu_kernel)
     ref = torch.stack(reference(x, params, (32, 32)))
@@ -74,7 +47,7 @@ def test_same_params_as_cropmix_when_enlarging_uint8(mix, cpu_kernel):
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_same_params_as_cropmix_when_shrinking(mix, cpu_kernel):
     images = [texture(150 + 20 * i, 210 - 15 * i, i) for i in range(6)]  # a list of different sizes
-    aug = BatchCropMix(40, scale=(0.05, 1.0), mix=mix, generator=gen(3), kernel=cpu_kernel)
+    aug = BatchCropMix(40, scale=(0.05, 1.0), mix=mix, generator=seeded(3), kernel=cpu_kernel)
     params = aug.make_params(images)
     out = aug.render(images, params)
     scores = [psnr(o, r) for o, r in zip(out, reference(images, params, (40, 40)), strict=False)]
@@ -85,7 +58,7 @@ def test_same_params_as_cropmix_when_shrinking(mix, cpu_kernel):
 def test_psnr_vs_torchvision_antialiased_resized_crop(interpolation, cpu_kernel):
     images = torch.stack([texture(180, 240, i) for i in range(12)]).round().to(torch.uint8)
     aug = BatchCropMix(
-        48, scale=(0.02, 1.0), num_crops=1, interpolation=interpolation, generator=gen(4), kernel=cpu_kernel
+        48, scale=(0.02, 1.0), num_crops=1, interpolation=interpolation, generator=seeded(4), kernel=cpu_kernel
     )
     scores, shrinks = [], []
     for _ in range(3):
@@ -103,7 +76,7 @@ def test_psnr_vs_torchvision_antialiased_resized_crop(interpolation, cpu_kernel)
 
 def test_antialias_off_aliases_more():
     images = torch.stack([texture(300, 300, i) for i in range(4)])
-    params = BatchCropMix(32, scale=(0.8, 1.0), num_crops=1, generator=gen(5)).make_params(images)
+    params = BatchCropMix(32, scale=(0.8, 1.0), num_crops=1, generator=seeded(5)).make_params(images)
     scores = {}
     for aa in (True, False):
         out = render_batch(images, params, (32, 32), antialias=aa)
@@ -117,7 +90,7 @@ def test_antialias_off_aliases_more():
 
 def test_list_input_same_size_matches_stacked_batch(cpu_kernel):
     images = [texture(30, 44, i).to(torch.uint8) for i in range(5)]
-    aug = BatchCropMix(16, generator=gen(6), kernel=cpu_kernel)
+    aug = BatchCropMix(16, generator=seeded(6), kernel=cpu_kernel)
     params = aug.make_params(images)
     assert torch.equal(
         render_batch(images, params, (16, 16), kernel=cpu_kernel),
@@ -127,7 +100,7 @@ def test_list_input_same_size_matches_stacked_batch(cpu_kernel):
 
 def test_list_input_of_different_sizes(cpu_kernel):
     images = [texture(h, w, i).to(torch.uint8) for i, (h, w) in enumerate([(20, 30), (64, 48), (33, 33), (100, 7)])]
-    out = BatchCropMix(24, generator=gen(7), kernel=cpu_kernel)(images)
+    out = BatchCropMix(24, generator=seeded(7), kernel=cpu_kernel)(images)
     assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
 
 
@@ -137,7 +110,7 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch, cpu_kernel)
 
     sizes = [(20, 30), (64, 48), (33, 33), (100, 7), (20, 30), (5, 90)]
     images = [texture(h, w, i) for i, (h, w) in enumerate(sizes)]
-    aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=gen(8), kernel=cpu_kernel)
+    aug = BatchCropMix(24, mix=("mixup", "cutmix"), generator=seeded(8), kernel=cpu_kernel)
     params = aug.make_params(images)
     for name, limit in (("DEVICE_CHUNK_BYTES", 300_000), ("CPU_CHUNK_ELEMENTS", 30_000)):
         monkeypatch.setattr(kernel, name, limit)  # several chunks of mixed sizes
@@ -151,8 +124,8 @@ def test_a_padded_list_renders_each_image_as_on_its_own(monkeypatch, cpu_kernel)
 def test_a_batch_in_chunks_renders_as_in_one(monkeypatch, mix):
     import cropmix.transforms.functional.batch as kernel
 
-    x = torch.randint(0, 256, (10, 3, 32, 32), generator=gen(3), dtype=torch.uint8)
-    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(4))
+    x = torch.randint(0, 256, (10, 3, 32, 32), generator=seeded(3), dtype=torch.uint8)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=seeded(4))
     params = aug.make_params(x)
     whole = aug.render(x, params)
     monkeypatch.setattr(kernel, "CPU_CHUNK_ELEMENTS", 3 * 3 * 2 * 32 * 32 * 3)  # three images per chunk
@@ -185,7 +158,7 @@ def test_uint8_extremes_stay_exact(interpolation, mix, cpu_kernel):
 def test_channels_last_in_channels_last_out(cpu_kernel):
     x = texture(40, 40, 0)[None].repeat(4, 1, 1, 1).to(torch.uint8)
     cl = x.contiguous(memory_format=torch.channels_last)
-    aug = BatchCropMix(20, generator=gen(8), kernel=cpu_kernel)
+    aug = BatchCropMix(20, generator=seeded(8), kernel=cpu_kernel)
     params = aug.make_params(x)
     out = render_batch(cl, params, (20, 20), kernel=cpu_kernel)
     assert out.is_contiguous(memory_format=torch.channels_last)
@@ -199,7 +172,7 @@ def test_no_grad_and_autograd(cpu_kernel):
     for seed in range(3):
         # 64 -> 16 shrinks most crops by 2x or more: the pyramid (levels >= 1) is built and sampled.
         x = torch.rand(4, 3, 64, 64, requires_grad=True)
-        aug = BatchCropMix(16, generator=gen(seed), kernel=cpu_kernel)
+        aug = BatchCropMix(16, generator=seeded(seed), kernel=cpu_kernel)
         params = aug.make_params(x)
         assert (params.crops[..., 2:].min(axis=-1) >= 32).any()
         out = aug.render(x, params)
@@ -213,7 +186,7 @@ def test_many_crops_do_not_overflow(cpu_kernel):
     x = torch.randint(0, 256, (32, 3, 48, 48), dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's "overflow in exp" included
-        params = BatchCropMix(16, num_crops=50, generator=gen(30), kernel=cpu_kernel).make_params(x)
+        params = BatchCropMix(16, num_crops=50, generator=seeded(30), kernel=cpu_kernel).make_params(x)
         assert np.isfinite(params.lam).all() and (params.lam >= 0).all() and (params.lam <= 1).all()
         assert BatchCropMix(16, num_crops=(40, 50), mix="cutmix", kernel=cpu_kernel)(x).shape == (32, 3, 16, 16)
 
@@ -223,7 +196,7 @@ def test_long_cutmix_chains_match_the_per_image_chain(kernel):
     """The CutMix closed form codes CUT_GROUP steps per bit code: chains longer than one group, with
     channel permutations, must give each image's own chain of mix_step."""
     images = [texture(40 + 3 * i, 36, i).to(torch.uint8) for i in range(6)]
-    aug = BatchCropMix(20, num_crops=(26, 31), mix="cutmix", generator=gen(41), kernel=kernel)
+    aug = BatchCropMix(20, num_crops=(26, 31), mix="cutmix", generator=seeded(41), kernel=kernel)
     params = aug.make_params(images)
     assert params.order.shape[1] - 1 > 24
     out = aug.render(images, params)
@@ -238,7 +211,7 @@ def test_output_stays_on_the_input_device(mix, method):
         torch.empty(3, 4, 40, 50, device="meta"),
         [torch.empty(4, 30 + i, 40, device="meta") for i in range(3)],
     ):
-        out = BatchCropMix(16, mix=mix, generator=gen(31), kernel=method)(images)
+        out = BatchCropMix(16, mix=mix, generator=seeded(31), kernel=method)(images)
         assert out.device.type == "meta" and out.shape == (3, 4, 16, 16)
 
 
@@ -249,7 +222,7 @@ def _collate_warnings(samples):
     return out, sum("generator" in str(w.message) for w in caught)
 
 
-_COLLATE = CropMixCollate(BatchCropMix(8, generator=gen(32)))
+_COLLATE = CropMixCollate(BatchCropMix(8, generator=seeded(32)))
 
 
 def test_a_generator_in_collate_workers_warns_once_per_worker():
@@ -260,9 +233,9 @@ def test_a_generator_in_collate_workers_warns_once_per_worker():
 
 def test_generator_reproducibility():
     x = torch.randint(0, 256, (8, 3, 24, 24), dtype=torch.uint8)
-    a = BatchCropMix(16, generator=gen(9))(x)
-    b = BatchCropMix(16, generator=gen(9))(x)
-    c = BatchCropMix(16, generator=gen(10))(x)
+    a = BatchCropMix(16, generator=seeded(9))(x)
+    b = BatchCropMix(16, generator=seeded(9))(x)
+    c = BatchCropMix(16, generator=seeded(10))(x)
     assert torch.equal(a, b) and not torch.equal(a, c)
     torch.manual_seed(3)
     d = BatchCropMix(16)(x)
@@ -273,7 +246,7 @@ def test_generator_reproducibility():
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_every_image_gets_its_own_parameters(mix, cpu_kernel):
     x = texture(32, 32, 0).to(torch.uint8)[None].repeat(64, 1, 1, 1)
-    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=gen(11), kernel=cpu_kernel)
+    aug = BatchCropMix(32, scale=(0.5, 1.0), num_crops=(2, 3), mix=mix, generator=seeded(11), kernel=cpu_kernel)
     params = aug.make_params(x)
     assert len(np.unique(params.lam[:, 0])) == 64
     assert len({tuple(c) for c in params.crops[:, 0]}) > 32
@@ -287,8 +260,8 @@ def test_every_image_gets_its_own_parameters(mix, cpu_kernel):
 def test_parameter_distributions_match_cropmix():
     # BatchCropMix draws one batch; CropMix draws image by image: different streams, same distributions.
     n_images, (H, W) = 1500, (90, 120)
-    batch = BatchCropMix(32, num_crops=(2, 3, 4), generator=gen(12)).make_params(torch.zeros(n_images, 3, H, W))
-    single = CropMix(32, num_crops=(2, 3, 4), generator=gen(13))
+    batch = BatchCropMix(32, num_crops=(2, 3, 4), generator=seeded(12)).make_params(torch.zeros(n_images, 3, H, W))
+    single = CropMix(32, num_crops=(2, 3, 4), generator=seeded(13))
     img = torch.zeros(3, H, W)
     per_image = [single.make_params([img]) for _ in range(n_images)]
     counts_b = np.bincount(batch.n, minlength=5)[2:]
@@ -307,8 +280,10 @@ def test_parameter_distributions_match_cropmix():
 
 def test_cut_areas_match_cropmix():
     n_images = 1500
-    batch = BatchCropMix(32, num_crops=2, mix="cutmix", generator=gen(14)).make_params(torch.zeros(n_images, 3, 40, 40))
-    single = CropMix(32, num_crops=2, mix="cutmix", generator=gen(15))
+    batch = BatchCropMix(32, num_crops=2, mix="cutmix", generator=seeded(14)).make_params(
+        torch.zeros(n_images, 3, 40, 40)
+    )
+    single = CropMix(32, num_crops=2, mix="cutmix", generator=seeded(15))
     per_image = [single.make_params([torch.zeros(3, 40, 40)]) for _ in range(n_images)]
     area_b = batch.box[:, 0, 2] * batch.box[:, 0, 3]
     area_s = np.array([p.steps[0].box[2] * p.steps[0].box[3] for p in per_image])
@@ -320,8 +295,8 @@ def test_output_pixel_statistics_match_cropmix(mix):
     img = texture(48, 64, 3).to(torch.uint8)
     n = 600
     kwargs = dict(size=24, scale=(0.1, 1.0), num_crops=(2, 3), mix=mix)
-    out_b = BatchCropMix(**kwargs, generator=gen(16))(img[None].repeat(n, 1, 1, 1)).double()
-    single = CropMix(**kwargs, generator=gen(17))
+    out_b = BatchCropMix(**kwargs, generator=seeded(16))(img[None].repeat(n, 1, 1, 1)).double()
+    single = CropMix(**kwargs, generator=seeded(17))
     out_s = torch.stack([single(img) for _ in range(n)]).double()
     for stat in (lambda o: o.mean(dim=(1, 2, 3)), lambda o: o.var(dim=(1, 2, 3))):
         assert stats.ks_2samp(stat(out_b).numpy(), stat(out_s).numpy()).pvalue > 1e-3
@@ -329,7 +304,7 @@ def test_output_pixel_statistics_match_cropmix(mix):
 
 def test_p_zero_is_one_random_resized_crop_per_image():
     images = torch.stack([texture(60, 80, i) for i in range(6)])
-    aug = BatchCropMix(30, scale=(0.3, 1.0), p=0.0, generator=gen(18))
+    aug = BatchCropMix(30, scale=(0.3, 1.0), p=0.0, generator=seeded(18))
     params = aug.make_params(images)
     assert (params.n == 1).all()
     out = render_batch(images, params, (30, 30))
@@ -343,10 +318,10 @@ def test_alpha_and_grayscale(cpu_kernel):
         [torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8), torch.full((6, 1, 20, 20), 200, dtype=torch.uint8)],
         1,
     )
-    out = BatchCropMix(12, generator=gen(19), kernel=cpu_kernel)(rgba)
+    out = BatchCropMix(12, generator=seeded(19), kernel=cpu_kernel)(rgba)
     assert (out[:, 3] == 200).all()
     gray = torch.rand(5, 1, 20, 30)
-    assert BatchCropMix(12, generator=gen(20), kernel=cpu_kernel)(gray).shape == (5, 1, 12, 12)
+    assert BatchCropMix(12, generator=seeded(20), kernel=cpu_kernel)(gray).shape == (5, 1, 12, 12)
 
 
 def test_from_preset_matches_preset_settings():
@@ -407,108 +382,7 @@ def test_bad_inputs_and_arguments():
 
 def test_sampler_is_the_shared_one():
     # BatchCropMix must not keep a sampler of its own: same generator state -> same params as sample_batch.
-    aug = BatchCropMix(16, generator=gen(21))
+    aug = BatchCropMix(16, generator=seeded(21))
     mine = aug.make_params(torch.zeros(7, 3, 30, 40))
-    ref = sample_batch(aug.config, [30] * 7, [40] * 7, 3, 3, gen(21))
+    ref = sample_batch(aug.config, [30] * 7, [40] * 7, 3, 3, seeded(21))
     assert np.array_equal(mine.crops, ref.crops) and np.array_equal(mine.lam, ref.lam)
-
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@cuda
-@pytest.mark.parametrize("method", ["dense", "gather"])
-@pytest.mark.parametrize("mix", [("mixup", "cutmix"), "mixup"])  # views and mixing, or Mixup folded in
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu_without_syncs(dtype, mix, method):
-    images = [texture(100 + 9 * i, 140 - 7 * i, i) for i in range(6)]
-    images = [(img if dtype == torch.uint8 else img / 255).to(dtype) for img in images]
-    aug = BatchCropMix(32, mix=mix, generator=gen(22))
-    params = aug.make_params(images)
-    cpu = render_batch(images, params, (32, 32)).float()  # the CPU's own kernel
-    gpu_images = [img.cuda() for img in images]
-    render_batch(gpu_images, params, (32, 32), kernel=method)  # warm-up: allocator, kernels
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        gpu = render_batch(gpu_images, params, (32, 32), kernel=method)
-        batch = render_batch(
-            torch.stack(gpu_images[:1] * 3).contiguous(memory_format=torch.channels_last),
-            aug.make_params(gpu_images[:1] * 3),
-            (32, 32),
-            kernel=method,
-        )
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert gpu.dtype == dtype and gpu.is_cuda and batch.is_contiguous(memory_format=torch.channels_last)
-    scale = 1 if dtype == torch.uint8 else 255
-    assert psnr(gpu.float().cpu() * scale, cpu * scale) > 40
-
-
-def _autocast_cases():
-    cases = [("cpu", torch.bfloat16, dtype) for dtype in (torch.uint8, torch.float32, torch.bfloat16)]
-    cases += [pytest.param("cuda", torch.float16, dtype, marks=cuda) for dtype in (torch.uint8, torch.float32)]
-    cases += [pytest.param("cuda", torch.bfloat16, dtype, marks=cuda) for dtype in (torch.uint8, torch.bfloat16)]
-    return cases
-
-
-@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
-@pytest.mark.parametrize("device, autocast_dtype, dtype", _autocast_cases())
-def test_autocast_leaves_the_kernel_its_own_dtypes(device, autocast_dtype, dtype, mix, cpu_kernel):
-    """Inside autocast the output is the input's dtype and the values are those rendered outside it."""
-    images = torch.stack([texture(40, 50, i) for i in range(5)]).to(device)
-    images = images.to(dtype) if dtype == torch.uint8 else (images / 255).to(dtype)
-    aug = BatchCropMix(24, mix=mix, generator=gen(50), kernel=cpu_kernel if device == "cpu" else None)
-    params = aug.make_params(images)
-    plain = aug.render(images, params)
-    with torch.autocast(device, dtype=autocast_dtype):
-        out = aug.render(images, params)
-        listed = aug.render(list(images), params)
-    assert out.dtype == dtype and listed.dtype == dtype
-    tolerance = 1 if dtype == torch.uint8 else 1e-2
-    assert torch.equal(out, plain) and (listed.float() - plain.float()).abs().max() <= tolerance
-
-
-@pytest.mark.parametrize("kernel", ["dense", "gather"])
-@pytest.mark.parametrize("mix", ["mixup", "cutmix", ("mixup", "cutmix")])
-def test_the_cuda_code_path_on_the_cpu_matches_the_cpu_path(kernel, mix, monkeypatch):
-    """CUDA's choices (float16 work, chunks by bytes, the kernel) run on CPU tensors: the same outputs
-    within half precision, for a list in several padded chunks and for a batch."""
-    import cropmix.transforms.functional.batch as batch_kernel
-
-    monkeypatch.setattr(batch_kernel, "DEVICE_CHUNK_BYTES", 200_000)  # several chunks of a list and of a batch
-    images = [texture(60 + 9 * i, 90 - 7 * i, i).to(torch.uint8) for i in range(7)]
-    aug = BatchCropMix(24, mix=mix, generator=gen(23))
-    for batch in (images, torch.stack([img[:, :50, :40] for img in images])):
-        params = aug.make_params(batch)
-        cpu = render_batch(batch, params, (24, 24)).float()
-        cuda_path = render_batch(batch, params, (24, 24), kernel=kernel, device_type="cuda")
-        assert cuda_path.dtype == torch.uint8 and psnr(cuda_path.float(), cpu) > 40
-
-
-def test_the_one_dispatcher_renders_batch_params_with_the_batched_kernel():
-    x = torch.randint(0, 256, (4, 3, 30, 30), dtype=torch.uint8)
-    aug = BatchCropMix(12, generator=gen(33))
-    params = aug.make_params(x)
-    assert torch.equal(render(x, params, size=(12, 12)), aug.render(x, params))
-    with pytest.raises(TypeError, match="size"):
-        render(x, params)
-
-
-def test_cpu_dispatch_between_the_batched_passes_and_the_per_crop_kernel():
-    """Small images take the batched passes; large outputs from large sources torch's kernel per crop;
-    other devices the separable passes; a kernel named is the one that runs."""
-    from cropmix.transforms.functional import select_batch_kernel
-
-    cases = [((32, 32), False), ((64, 48), False), ((128, 32), False), ((128, 112), True), ((256, 64), True)]
-    for (source, out), per_crop in cases:
-        sizes = np.array([source]), np.array([source])
-        assert select_batch_kernel("cpu", (out, out), *sizes) == ("per_crop" if per_crop else "gather"), (source, out)
-        assert select_batch_kernel("cuda", (out, out), *sizes) in ("dense", "gather")
-    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
-    aug = BatchCropMix(48, generator=gen(40))
-    params = aug.make_params(x)
-    per_crop, passes = (render_batch(x, params, (48, 48), kernel=k).float() for k in ("per_crop", "gather"))
-    assert psnr(per_crop, passes) > 40 and not torch.equal(per_crop, passes)  # two kernels, one output
-    with pytest.raises(ValueError, match=r"kernel must be one of \['per_crop', 'gather', 'dense'\]"):
-        BatchCropMix(8, kernel="sparse")

@@ -17,6 +17,7 @@ import PIL.Image
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from helpers import psnr
 from torchvision.transforms.v2 import InterpolationMode
 
 from cropmix.transforms.functional.resample import Resize, axis_taps, resample_mixup
@@ -35,11 +36,6 @@ MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BI
 
 def photo(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(PIL.Image.open(path).convert("RGB"))).permute(2, 0, 1).contiguous()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a.double() - b.double()) ** 2).mean().item()
-    return 10 * math.log10(255.0**2 / max(mse, 1e-20))
 
 
 def boxes_for(height: int, width: int, seed: int, count: int = 8) -> torch.Tensor:
