@@ -1,11 +1,13 @@
 """Golden outputs: CropMix and BatchCropMix give the recorded bits for fixed seeds.
 
-A refactor of the transforms must not change a drawn parameter or an integer output: those are
-exact on every CPU, so they are compared by hash. Float outputs may differ in their last bits
-between CPU vendors and BLAS builds, so they are stored as arrays (tests/data/golden_float.npz) and
-compared with a tolerance (FLOAT_ATOL relative to the data's range) far below one uint8 level,
-which a real change exceeds. The comparison runs wherever torch, numpy and Pillow are the
-recorded versions, whatever the CPU.
+A refactor of the transforms must not change a drawn parameter or an integer output. The integer
+parameters (crops, order, ops, boxes, permutations) and integer outputs are exact on every CPU, so
+they are compared by hash. Floats may differ in their last bits between CPUs (numpy's vectorised
+log and cos, used by the batched Beta draws, differ between AVX2 and AVX-512, as do BLAS builds), so
+the mixing weights lam and the float outputs are stored as arrays (tests/data/golden_float.npz) and
+compared with a tolerance: LAM_ATOL for lam, and FLOAT_ATOL relative to the data's range for the
+outputs, far below one uint8 level, which a real change exceeds. The comparison runs wherever torch,
+numpy and Pillow are the recorded versions, whatever the CPU.
 
 Re-record after an intended change (e.g. a new batched resampling kernel changes only
 golden_batch.json's "outputs"):
@@ -34,7 +36,8 @@ DATA = Path(__file__).parent / "data"
 RECORD = os.environ.get("CROPMIX_RECORD_GOLDEN") == "1"
 SEEDS = range(6)
 FLOAT_ATOL = 1e-4  # times the data's range: one uint8 level is 1/255, 39x more
-FLOATS: dict[str, np.ndarray] = {}  # float outputs of this run, by case and seed
+LAM_ATOL = 1e-9  # a last-bit difference is ~1e-16; a changed draw moves lam by far more
+FLOATS: dict[str, np.ndarray] = {}  # float outputs and lam of this run, by case and seed
 
 
 def fingerprint() -> dict[str, str]:
@@ -59,29 +62,30 @@ def digest(*parts: object) -> str:
     return h.hexdigest()[:20]
 
 
-def params_tuple(params) -> tuple:
-    """The content of a CropMixParams, independent of how the class spells it."""
+def params_tuple(params) -> tuple[tuple, np.ndarray]:
+    """The exact content of a CropMixParams, independent of how the class spells it, and its lam per step."""
     steps = []
     for s in params.steps:
         pasted = None if s.pasted_new is None else ("new" if s.pasted_new else "mix")
         permuted = None if s.permuted_new is None else ("new" if s.permuted_new else "mix")
         op = "cutmix" if s.cutmix else "mixup"
-        steps.append((op, float(s.lam).hex(), s.box, pasted, permuted, s.channel_perm))
+        steps.append((op, s.box, pasted, permuted, s.channel_perm))
     crops = [(c.top, c.left, c.height, c.width) for c in params.crops]
-    return (params.image_size, params.output_size, crops, params.order, steps)
+    lam = np.array([float(s.lam) for s in params.steps], dtype=np.float64)
+    return (params.image_size, params.output_size, crops, params.order, steps), lam
 
 
-BATCH_FIELDS = ("n", "crops", "order", "cutmix", "lam", "box", "pasted_new", "permuted_new", "channel_perm")
+BATCH_FIELDS = ("n", "crops", "order", "cutmix", "box", "pasted_new", "permuted_new", "channel_perm")
 
 
-def batch_params_arrays(params) -> list[np.ndarray | None]:
-    """The arrays of a BatchParams in a fixed order, independent of the field names."""
+def batch_params_arrays(params) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """The exact arrays of a BatchParams in a fixed order, independent of the field names, and its lam."""
     names = {"pasted_new": "paste_new", "permuted_new": "permute_new", "channel_perm": "perm"}
     out = []
     for field in BATCH_FIELDS:
         value = getattr(params, field) if hasattr(params, field) else getattr(params, names[field])
         out.append(None if value is None else np.asarray(value))
-    return out
+    return out, np.asarray(params.lam, dtype=np.float64)
 
 
 def output_record(out, key: str) -> str:
@@ -162,7 +166,8 @@ def record_cropmix() -> dict:
         for seed in SEEDS:
             g = torch.Generator().manual_seed(seed)
             params = CropMix(**kwargs, generator=g).make_params([image])
-            rows.append([digest(params_tuple(params)), output_record(t.transform(image, params), f"{name}/{seed}")])
+            exact, FLOATS[f"{name}/{seed}/lam"] = params_tuple(params)
+            rows.append([digest(exact), output_record(t.transform(image, params), f"{name}/{seed}")])
         result[name] = rows
     return result
 
@@ -175,7 +180,8 @@ def record_batch() -> tuple[dict, dict]:
         for seed in SEEDS[:3]:
             aug = BatchCropMix(**kwargs, generator=torch.Generator().manual_seed(seed))
             params = aug.make_params(images)
-            p_rows.append(digest(*batch_params_arrays(params)))
+            exact, FLOATS[f"batch/{name}/{seed}/lam"] = batch_params_arrays(params)
+            p_rows.append(digest(*exact))
             o_rows.append(output_record(aug.render(images, params), f"batch/{name}/{seed}"))
         params_out[name], outputs[name] = p_rows, o_rows
     return params_out, outputs
@@ -195,13 +201,19 @@ def assert_float_close(key: str) -> None:
     want = np.load(DATA / "golden_float.npz")[key]
     got = FLOATS[key]
     assert got.shape == want.shape, f"{key}: shape {got.shape}, recorded {want.shape}"
+    if key.endswith("/lam"):
+        worst = float(np.abs(got - want).max(initial=0.0))
+        assert worst <= LAM_ATOL, f"{key}: lam moved by {worst:.2e} (tolerance {LAM_ATOL}): parameters changed"
+        return
     scale = max(1.0, float(np.abs(want).max()))
     worst = float(np.abs(got - want).max()) / scale
     assert worst <= FLOAT_ATOL, f"{key}: float output moved by {worst:.2e} of its range (tolerance {FLOAT_ATOL})"
 
 
 def save_floats() -> None:
-    np.savez_compressed(DATA / "golden_float.npz", **{k: v.astype(np.float32) for k, v in FLOATS.items()})
+    """Write FLOATS: outputs as float32 (their tolerance is far above it), lam as float64."""
+    arrays = {k: v if k.endswith("/lam") else v.astype(np.float32) for k, v in FLOATS.items()}
+    np.savez_compressed(DATA / "golden_float.npz", **arrays)
 
 
 def save(name: str, payload: dict) -> None:
@@ -224,6 +236,7 @@ def test_cropmix_outputs_and_params_are_the_recorded_bits():
         for seed, row in enumerate(rows):
             want = want_rows[seed]
             assert row[0] == want[0], f"{name} seed {seed}: parameters changed"
+            assert_float_close(f"{name}/{seed}/lam")
             assert row[1] == want[1], f"{name} seed {seed}: output bits changed"
             if row[1] == "float":
                 assert_float_close(f"{name}/{seed}")
@@ -238,6 +251,8 @@ def test_batch_cropmix_outputs_and_params_are_the_recorded_bits():
         return
     assert params == golden["params"], "BatchCropMix parameters changed"
     for name in outputs:
+        for seed in range(len(outputs[name])):
+            assert_float_close(f"batch/{name}/{seed}/lam")
         assert outputs[name] == golden["outputs"][name], f"{name}: BatchCropMix output bits changed"
         for seed, row in enumerate(outputs[name]):
             if row == "float":
@@ -257,4 +272,15 @@ def test_float_comparison_sees_a_one_level_change():
     FLOATS[key] = FLOATS[key].copy()
     FLOATS[key].flat[123] += 1 / 255
     with pytest.raises(AssertionError, match="float output moved"):
+        assert_float_close(key)
+
+
+def test_lam_comparison_sees_a_changed_draw_but_not_a_last_bit():
+    record_batch()
+    key = "batch/batch_uint8/0/lam"
+    recorded = np.load(DATA / "golden_float.npz")[key]
+    FLOATS[key] = np.nextafter(recorded, 2.0)
+    assert_float_close(key)
+    FLOATS[key] = recorded + 1e-6
+    with pytest.raises(AssertionError, match="lam moved"):
         assert_float_close(key)
