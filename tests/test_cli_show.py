@@ -114,3 +114,14 @@ def test_every_text_lies_inside_its_picture(tmp_path, monkeypatch, count) -> Non
     words = " ".join(text for text, _, _ in drawn)
     assert "RandomResizedCrop (RRC), both over crop scales (0.01, 1.0)" in words, "the whole title is drawn"
     assert "N = largest (N = crops in that output)" in words, "the whole legend is drawn"
+
+
+def test_show_replaces_a_planted_link_instead_of_writing_through_it(tmp_path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "grid.png").symlink_to(victim)
+    out = save_show_grid(noise_images(tmp_path), tmp_path / "grid.png", n=1, cell=64)
+    assert victim.read_text() == "keep me"
+    assert not out.is_symlink() and PIL.Image.open(out).format == "PNG"
+    with pytest.raises(ValueError, match=r"out must end in an image extension.*grid\.txt"):
+        save_show_grid(noise_images(tmp_path), tmp_path / "grid.txt", n=1, cell=64)

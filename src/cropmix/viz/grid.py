@@ -15,6 +15,7 @@ import torch
 from torchvision.transforms import v2
 
 from cropmix.data.image_files import open_image
+from cropmix.data.safe_files import atomic_writer
 from cropmix.transforms import CropMix, preset
 
 # Band colours from the smallest scale band (blue) to the largest (red).
@@ -199,6 +200,10 @@ def save_show_grid(
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if isinstance(cell, bool) or not isinstance(cell, int) or cell < 32:
         raise ValueError(f"cell must be an int >= 32 (pixels), got {cell!r}")
+    out = Path(out)
+    picture_format = PIL.Image.registered_extensions().get(out.suffix.lower())
+    if picture_format is None:
+        raise ValueError(f"out must end in an image extension such as .png or .jpg, got {str(out)!r}")
     images = [open_rgb(p) for p in paths]  # every file is checked before any drawing
     torch.manual_seed(seed)
     cropmix = preset(preset_name, size)
@@ -215,7 +220,7 @@ def save_show_grid(
     for i, block in enumerate(blocks):
         row, column = divmod(i, columns)
         grid.paste(block, (MARGIN + column * (block_w + BLOCK_GAP), first_y + row * (block_h + BLOCK_GAP)))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    with atomic_writer(out, "wb") as handle:  # a link planted at `out` is replaced, never written through
+        grid.save(handle, format=picture_format)
     return out
