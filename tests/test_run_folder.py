@@ -288,3 +288,36 @@ def test_a_really_full_disk_is_named_and_leaves_no_temporary_files(tmp_path, cap
     assert main(args) == 2
     assert last_line(capsys).endswith(f"no space left on device writing {out / 'checkpoint.pt'}")
     assert sorted(os.listdir(out)) == [".lock"]  # no temporary file, no metrics ahead of a checkpoint
+
+
+def test_eval_never_downloads_where_a_received_config_says(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from cropmix.train import evaluate_run
+
+    _, out = trained(tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    target = tmp_path / "elsewhere" / "deep"
+    config.update(dataset="cifar10", data=str(target), download=True)
+    (out / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", lambda self: pytest.fail("eval downloaded"))
+    with pytest.raises((FileNotFoundError, ValueError), match="deep"):
+        evaluate_run(out)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_pretrain_eval_only_never_downloads_for_a_received_checkpoint(tmp_path, npz_path, monkeypatch):
+    import torchvision.datasets
+
+    from cropmix.ssl.pretrain import evaluate_checkpoint
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", lambda self: pytest.fail("eval downloaded"))
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, eval_train=16, eval_test=8)
+    pretrain(config, model=tiny_mae())
+    checkpoint = os.path.join(config.run.out, "checkpoint.pt")
+    state = load_checkpoint(checkpoint)
+    state["config"].update(dataset="cifar10", data=str(tmp_path / "elsewhere" / "deep"))
+    torch.save(state, checkpoint)
+    with pytest.raises((FileNotFoundError, ValueError), match="deep"):
+        evaluate_checkpoint(checkpoint)
+    assert not (tmp_path / "elsewhere").exists()

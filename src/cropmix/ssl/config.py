@@ -136,8 +136,10 @@ class PretrainConfig:
         """A copy with the flat keys `values` changed."""
         return PretrainConfig.from_dict({**self.to_dict(), **values})
 
-    def source(self) -> DataSource:
-        """The dataset of this configuration, in memory (a `cropmix.data.DataSource`)."""
+    def source(self, download: bool = True) -> DataSource:
+        """The dataset of this configuration, in memory (a `cropmix.data.DataSource`); CIFAR is downloaded
+        when missing only if `download`."""
         from cropmix.data import load_source
 
-        return load_source(self.data.dataset, self.data.path, in_memory=True, hf_keys=self.data.hf_keys())
+        data = self.data
+        return load_source(data.dataset, data.path, download=download, in_memory=True, hf_keys=data.hf_keys())

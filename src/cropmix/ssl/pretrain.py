@@ -350,10 +350,11 @@ def evaluate_checkpoint(
     if unknown:
         raise ValueError(f"overrides may set {EVALUATION_FIELDS} only, got {unknown}")
     config = config or saved.replace(**(overrides or {}))
+    # Evaluation never downloads: a received checkpoint's config must not make cropmix fetch data anywhere.
     if model is None:
-        model = build_ssl_model(saved, saved.source().num_classes)
+        model = build_ssl_model(saved, saved.source(download=False).num_classes)
     restore_states(state, {"model": model}, checkpoint)
-    source = config.source()
+    source = config.source(download=False)
     device = resolve_device(config.run.device)
     step = checkpoint_entry(state, "step", int, checkpoint)
     return {"step": step, **evaluate_split(model.to(device), source, config, device)}

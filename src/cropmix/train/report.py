@@ -40,7 +40,9 @@ def load_run_model(
             f"{str(run_dir)!r} is a `cropmix pretrain` run ({saved['method']}): evaluate it with "
             f"`cropmix pretrain --eval-only {run_dir / CHECKPOINT}`"
         )
-    config = TrainConfig.from_dict(saved)
+    # Evaluation reads the data the run trained on and never downloads: a received config.json must not
+    # make cropmix create folders where it says and fetch into them.
+    config = TrainConfig.from_dict(saved).replace(download=False)
     if data is not None:  # the run's data has moved since training
         config = config.replace(data=os.fspath(data))
     if skip_bad:
