@@ -110,6 +110,25 @@ def test_a_torn_last_line_is_dropped_and_a_bad_middle_line_named(tmp_path, caplo
         read_metrics(tmp_path)
 
 
+def test_planted_metrics_and_json_are_bounded_and_named(tmp_path, monkeypatch):
+    from cropmix.train import run_files
+
+    monkeypatch.setattr(run_files, "MAX_METRICS_ROWS", 100)
+    (tmp_path / "metrics.jsonl").write_text("{}\n" * 101)
+    with pytest.raises(ValueError, match=r"metrics\.jsonl holds more than 100 lines"):
+        read_metrics(tmp_path)
+    long_row = '{"a": "' + "x" * run_files.MAX_ROW_CHARS + '"}'
+    (tmp_path / "metrics.jsonl").write_text(f'{{"step": 1}}\n{long_row}\n{{"step": 3}}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not a JSON object"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n' + "[" * 60_000 + "\n")
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not a JSON object"):
+        read_metrics(tmp_path)
+    (tmp_path / "config.json").write_text("[" * 200_000)
+    with pytest.raises(ValueError, match=r"config\.json .*nested too deep"):
+        run_files.read_json(tmp_path / "config.json")
+
+
 def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monkeypatch):
     _, out = trained(tmp_path, "run", 1)
     moved = tmp_path / "elsewhere" / "run"

@@ -61,7 +61,10 @@ FINAL_KEYS = (
     "train_top1", "fgsm_top1", "corruption_mean", "corruption", "cifar_c_mean", "cifar_c",
 )  # fmt: skip
 MAX_JSON_BYTES = 64 << 20  # a config.json or final.json is kilobytes; anything this large is not one
-MAX_METRICS_BYTES = 1 << 30
+# metrics.jsonl: a row per epoch (train) or per log_every steps (pretrain), each well under a kilobyte.
+# A million rows of up to 64 KiB, 256 MiB in all, is far above any run, and bounds what a planted
+# file can make `compare` and `--resume` hold.
+MAX_METRICS_BYTES, MAX_METRICS_ROWS, MAX_ROW_CHARS = 256 << 20, 1 << 20, 64 << 10
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -74,16 +77,15 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     text = read_regular_bytes(path, MAX_METRICS_BYTES).decode("utf-8", errors="replace")
+    if text.count("\n") > MAX_METRICS_ROWS:
+        raise ValueError(f"{path} holds more than {MAX_METRICS_ROWS} lines (MAX_METRICS_ROWS); no run writes as many")
     lines = text.split("\n")
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         last = number == len(lines)  # no newline after it: cut off while being written
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
+        row = _metrics_row(line) if len(line) <= MAX_ROW_CHARS else None
         if isinstance(row, dict):  # a prefix of a JSON object is never one itself: whole
             rows.append(row)
         elif last:
@@ -91,6 +93,14 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
         else:
             raise ValueError(f"{path} line {number} is not a JSON object: {line[:80]!r}; delete that line or the file")
     return rows
+
+
+def _metrics_row(line: str) -> Any:
+    """The JSON value of one metrics line, or None if it is not valid JSON (or nested too deep to parse)."""
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
 
 
 def plain_rows(rows: Any, source: str | os.PathLike) -> list[dict[str, Any]]:
@@ -212,6 +222,8 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         values = json.loads(read_regular_bytes(path, MAX_JSON_BYTES))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ValueError(f"{path} is not a config or results file: its JSON is nested too deep to read") from error
     if not isinstance(values, dict):
         raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object")
     return values
