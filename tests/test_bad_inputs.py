@@ -191,3 +191,14 @@ def test_npz_grey_images_become_rgb(tmp_path):
     grey = np.arange(2 * 12 * 12, dtype=np.uint8).reshape(2, 12, 12, 1)
     split = load_npz(npz_with(tmp_path / "g.npz", x_train=grey), "train")
     assert split.images.shape == (2, 3, 12, 12) and (split.images[:, 2] == torch.from_numpy(grey[..., 0])).all()
+
+
+def test_a_planted_huge_label_is_refused_before_naming_its_classes(tmp_path):
+    from cropmix.integrations.hf import _label_coding
+
+    with pytest.raises(ValueError, match="10000000000000 classes.*MAX_CLASSES"):
+        _label_coding(None, [0, 1, 10**13 - 1])
+    path = tmp_path / "labels.npz"
+    np.savez(path, x_train=np.zeros((2, 12, 12, 3), np.uint8), y_train=np.array([0, 10**13 - 1]))
+    with pytest.raises(ValueError, match=r"labels\.npz.*y_train names 10000000000000 classes"):
+        load_npz(path, "train")

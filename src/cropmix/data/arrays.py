@@ -24,6 +24,16 @@ from .image_limits import BadImageError, check_image_size
 from .safe_files import open_regular
 
 MAX_ARRAY_BYTES = 4 * 2**30  # per npz member, declared size, checked before anything is inflated
+MAX_CLASSES = 1 << 20  # labels 0..K-1 name K classes; ImageNet-21k has 21,841, a planted label may claim 10^12
+
+
+def check_class_count(count: int, where: str) -> None:
+    """Refuse labels that would name more than MAX_CLASSES classes (a list of that many names, a head that
+    wide), before anything that size is made; `where` names the file and the labels."""
+    if count > MAX_CLASSES:
+        raise ValueError(
+            f"{where} names {count} classes (labels up to {count - 1}), more than MAX_CLASSES = {MAX_CLASSES}"
+        )
 
 
 @dataclass
@@ -139,6 +149,7 @@ def _targets(labels: np.ndarray, path: Path, key: str, num_classes: int | None) 
     if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
         raise ValueError(f"{where} must be 1-d integer labels, got {labels.dtype} {labels.shape}")
     top = num_classes if num_classes is not None else int(labels.max(initial=0)) + 1
+    check_class_count(top, where)
     if labels.size and (labels.min() < 0 or labels.max() >= top):
         raise ValueError(f"{where} holds labels in [{labels.min()}, {labels.max()}]; accepted: [0, {top})")
     return torch.from_numpy(labels.astype(np.int64))

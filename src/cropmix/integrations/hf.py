@@ -21,6 +21,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from cropmix.data.arrays import check_class_count
+
 from . import require
 
 TEST_SPLITS = ("test", "validation", "valid", "val")
@@ -198,6 +200,7 @@ def _label_coding(feature: Any, labels: Sequence[Any]) -> tuple[list[str], Calla
     if names:
         classes = [str(n) for n in names]
     elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        check_class_count(int(max(labels)) + 1, "the training split's labels")
         classes = [str(i) for i in range(int(max(labels)) + 1)]
     else:
         classes = sorted({str(v) for v in labels})
