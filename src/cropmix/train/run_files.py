@@ -60,7 +60,7 @@ FINAL_KEYS = (
     "top1", "top5", "ece", "rms", "rms_equal_width", "epochs", "seconds_per_epoch", "images_per_second",
     "train_top1", "fgsm_top1", "corruption_mean", "corruption", "cifar_c_mean", "cifar_c",
 )  # fmt: skip
-MAX_JSON_BYTES = 64 << 20  # a config.json or final.json is kilobytes; anything this large is not one
+MAX_JSON_BYTES = 16 << 20  # a config.json or final.json is kilobytes; anything this large is not one
 # metrics.jsonl: a row per epoch (train) or per log_every steps (pretrain), each well under a kilobyte.
 # A million rows of up to 64 KiB, 256 MiB in all, is far above any run, and bounds what a planted
 # file can make `compare` and `--resume` hold.
@@ -214,7 +214,7 @@ def write_json(path: str | os.PathLike, values: dict[str, Any]) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object in `path` (a regular file of at most 64 MiB); errors name the file."""
+    """The JSON object in `path` (a regular file of at most 16 MiB); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist")
