@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the names below, for type checkers and the API docs; at run
     from .train import EvalOptions, TrainConfig, compare_runs, evaluate_ood, evaluate_run, train
     from .transforms import (
         BatchCropMix,
+        BatchParams,
         Crop,
         CropMix,
         CropMixCollate,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # the names below, for type checkers and the API docs; at run
         preset,
         render_batch,
         retain_freed_memory,
+        sample_batch,
     )
 
 __version__ = "0.1.0"
@@ -35,6 +37,7 @@ _LAZY = {
     **dict.fromkeys(
         (
             "BatchCropMix",
+            "BatchParams",
             "Crop",
             "CropMix",
             "CropMixCollate",
@@ -43,6 +46,7 @@ _LAZY = {
             "preset",
             "render_batch",
             "retain_freed_memory",
+            "sample_batch",
         ),
         "cropmix.transforms",
     ),  # fmt: skip
@@ -76,6 +80,7 @@ def __dir__() -> list[str]:
 
 __all__ = [  # every name of _LAZY, and the version
     "BatchCropMix",
+    "BatchParams",
     "ClassifierEval",
     "CorruptionOptions",
     "Crop",
@@ -97,5 +102,6 @@ __all__ = [  # every name of _LAZY, and the version
     "pretrain",
     "render_batch",
     "retain_freed_memory",
+    "sample_batch",
     "train",
 ]

@@ -81,7 +81,9 @@ def _help(entry: Any, default: Any, meaning_doc: str | None, kwargs: dict[str, A
     meaning = entry.meta("meaning")
     if meaning_doc:
         text += f" (default: {meaning_doc})"
-    elif not (default is None or isinstance(default, (bool, dict))):  # BooleanOptionalAction says its own
+    elif kwargs.get("action") is argparse.BooleanOptionalAction and isinstance(default, bool):
+        text += f" (default: {'on' if default else 'off'})"  # Python 3.13's BooleanOptionalAction no longer says it
+    elif not (default is None or isinstance(default, (bool, dict))):
         text += " (default: %(default)s)"
     elif default is None and meaning is not None and not callable(meaning):
         text += f" (default: {meaning})"

@@ -18,10 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help=SUBCOMMANDS["train"],
-        description="Train a classifier; writes config.json, metrics.jsonl/.csv, checkpoint.pt, final.json and "
-        "curves.png to --out. Under torchrun every process joins one DDP run. Options that only apply with "
-        "another setting (--num-crops with --aug cropmix, --nesterov with --optimizer sgd, ...) are errors "
-        "without it.",
+        description="Train a classifier; writes config.json, metrics.jsonl/.csv, checkpoint.pt, final.json, "
+        "curves.png and reliability.png to --out. Under torchrun every process joins one DDP run. Options that "
+        "only apply with another setting (--num-crops with --aug cropmix, --nesterov with --optimizer sgd, ...) "
+        "are errors without it.",
     )
     add_config_options(p, TrainConfig, required=("data", "out"))
     p.add_argument(
