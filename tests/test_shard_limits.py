@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from cropmix.data.shard_tar import MAX_HEADER_BYTES, iter_samples
+from cropmix.data.shard_urls import MAX_SHARD_NAMES, expand_braces
 
 HUGE = 5 * 2**30
 
@@ -44,3 +46,22 @@ def test_headers_within_the_limit_are_read_as_before(tmp_path) -> None:
         tar.addfile(info, io.BytesIO(b"abc"))
     samples = list(iter_samples(str(shard), frozenset({"jpg"})))
     assert [(s["__key__"], s["jpg"]) for s in samples] == [("d" * 300 + "/k0", b"abc")]
+
+
+def test_brace_groups_that_multiply_past_the_limit_are_refused_before_expanding() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"'t\{{0\.\.9999\}}\{{0\.\.9999\}}\.tar'.*limit of {MAX_SHARD_NAMES}"):
+        expand_braces("t{0..9999}{0..9999}.tar")
+    with pytest.raises(ValueError, match="limit of"):
+        expand_braces("{a,b}" * 40)
+    assert time.perf_counter() - start < 1
+    assert expand_braces("s-{08..10}{a,b}.tar") == [
+        "s-08a.tar",
+        "s-08b.tar",
+        "s-09a.tar",
+        "s-09b.tar",
+        "s-10a.tar",
+        "s-10b.tar",
+    ]
+    assert expand_braces("{a}{3..1}") == ["{a}3", "{a}2", "{a}1"] and expand_braces("plain") == ["plain"]
+    assert len(expand_braces("{0..99}" * 3)) == 10**6
