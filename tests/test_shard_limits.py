@@ -4,6 +4,8 @@ patterns, declared counts and the index's nesting all have limits, and going ove
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import tarfile
 import time
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from cropmix.data import Batching
+from cropmix.data.shard_reader import ShardStream
 from cropmix.data.shard_tar import MAX_HEADER_BYTES, iter_samples
 from cropmix.data.shard_urls import MAX_SHARD_NAMES, expand_braces
+from cropmix.data.shards import MAX_SAMPLES_PER_SHARD, MAX_SPLIT_SAMPLES, read_index
 
 HUGE = 5 * 2**30
 
@@ -48,6 +53,14 @@ def test_headers_within_the_limit_are_read_as_before(tmp_path) -> None:
     assert [(s["__key__"], s["jpg"]) for s in samples] == [("d" * 300 + "/k0", b"abc")]
 
 
+def index(root: Path, **split) -> Path:
+    """root/index.json with one "val" split (`split`: its shards, counts, ...)."""
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "cropmix-webdataset", "classes": ["x"], "splits": {"val": split}}
+    (root / "index.json").write_text(json.dumps(meta))
+    return root
+
+
 def test_brace_groups_that_multiply_past_the_limit_are_refused_before_expanding() -> None:
     start = time.perf_counter()
     with pytest.raises(ValueError, match=rf"'t\{{0\.\.9999\}}\{{0\.\.9999\}}\.tar'.*limit of {MAX_SHARD_NAMES}"):
@@ -65,3 +78,42 @@ def test_brace_groups_that_multiply_past_the_limit_are_refused_before_expanding(
     ]
     assert expand_braces("{a}{3..1}") == ["{a}3", "{a}2", "{a}1"] and expand_braces("plain") == ["plain"]
     assert len(expand_braces("{0..99}" * 3)) == 10**6
+
+
+def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:
+    root = index(tmp_path / "a", shards=["a.tar"], counts=[10**15])
+    with pytest.raises(ValueError, match=rf"index\.json.*counts.*\[0, {MAX_SAMPLES_PER_SHARD}\].*1000000000000000"):
+        read_index(root)
+    root = index(tmp_path / "b", shards=["a{0..9999}.tar"], counts=[MAX_SAMPLES_PER_SHARD] * 10_000)
+    with pytest.raises(ValueError, match=rf"index\.json.*add up to {10**11}.*limit of {MAX_SPLIT_SAMPLES}"):
+        read_index(root)
+
+
+def small_shard(path: Path, n: int, size: int = 100) -> None:
+    with tarfile.open(path, "w") as tar:
+        for i in range(n):
+            for field, body in (("png", bytes([i % 251]) * size), ("cls", b"0")):
+                info = tarfile.TarInfo(f"k{i:03d}.{field}")
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+
+
+def test_a_shard_far_shorter_than_its_count_is_one_record(tmp_path, caplog) -> None:
+    small_shard(tmp_path / "a.tar", 4)
+    index(tmp_path, shards=["a.tar"], counts=[MAX_SAMPLES_PER_SHARD])
+    split = read_index(tmp_path).split("val")
+    stream = ShardStream(split, Batching(8, train=False, workers=0, skip_bad=True))
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, "cropmix.data"):
+        batches = list(stream)
+    assert time.perf_counter() - start < 1
+    skipped = [name for b in batches for name in b.skipped]
+    assert [name.rsplit("/", 1)[-1] for name in skipped] == [f"a.tar#<members 5..{MAX_SAMPLES_PER_SHARD}>"]
+    assert len(caplog.records) == 1 and f"{MAX_SAMPLES_PER_SHARD - 4} members missing" in caplog.text
+    assert sum(len(b) for b in batches) == 4
+
+
+def test_an_index_nested_too_deeply_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "index.json").write_text("[" * 200_000)
+    with pytest.raises(ValueError, match=r"shard index .*index\.json.* nested too deeply"):
+        read_index(tmp_path)

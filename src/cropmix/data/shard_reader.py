@@ -13,9 +13,9 @@ Workers only read: `ByteBatch` holds the encoded files as uint8 tensors, the lab
 names; decoding and augmentation happen in the main process on the training device
 (cropmix.data.device_pipeline). Shards are read with tarfile (cropmix.data.shard_tar): member sizes and
 image headers are checked before anything is decoded. Bad members (no image, a bad label, a member over
-`max_member_bytes`, an image over the pixel limit) and the members a short shard lacks are an error
-naming the shard, the member and the file it was written from, or with `skip_bad` logged, counted and left out. A
-split of which nothing could be read is an error, not an empty epoch.
+`max_member_bytes`, an image over the pixel limit) and the members a short shard lacks (one record for them
+all) are an error naming the shard, the member and the file it was written from, or with `skip_bad` logged,
+counted and left out. A split of which nothing could be read is an error, not an empty epoch.
 """
 
 from __future__ import annotations
@@ -246,8 +246,11 @@ class ShardStream(IterableDataset):
                 item = self._sample(url, sample, skipped)
                 if item is not None:
                     yield item
-        for missing in range(max(seen, skip) + 1, skip + take + 1):
-            self._bad(skipped, f"{url}#<member {missing}>", f"missing: the shard ends after {seen} members")
+        first, last = max(seen, skip) + 1, skip + take
+        if first <= last:  # one record for the whole missing run, however long the index says it is
+            missing = f"<member {first}>" if first == last else f"<members {first}..{last}>"
+            lost = f"{last - first + 1} members missing" if first < last else "missing"
+            self._bad(skipped, f"{url}#{missing}", f"{lost}: the shard ends after {seen} members")
 
     def _samples(self, plan: list[tuple[int, int, int]], skipped: list[str]) -> Iterator:
         for shard, skip, take in plan:
