@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from cropmix.data import Batching
+from cropmix.data import Batching, shard_reader
 from cropmix.data.shard_reader import ShardStream
 from cropmix.data.shard_tar import MAX_HEADER_BYTES, iter_samples
 from cropmix.data.shard_urls import MAX_SHARD_NAMES, expand_braces
@@ -111,6 +112,30 @@ def test_a_shard_far_shorter_than_its_count_is_one_record(tmp_path, caplog) -> N
     assert [name.rsplit("/", 1)[-1] for name in skipped] == [f"a.tar#<members 5..{MAX_SAMPLES_PER_SHARD}>"]
     assert len(caplog.records) == 1 and f"{MAX_SAMPLES_PER_SHARD - 4} members missing" in caplog.text
     assert sum(len(b) for b in batches) == 4
+
+
+def shuffled(items: list, max_bytes: int | None = None) -> list[int]:
+    return [i for _, i in shard_reader._shuffled(iter(items), 50, torch.Generator().manual_seed(3), max_bytes)]
+
+
+def test_the_shuffle_buffer_holds_at_most_its_byte_bound(monkeypatch) -> None:
+    items = [(bytes(100 + 37 * (i % 7)), i) for i in range(300)]
+    bound, biggest = 2000, max(len(data) for data, _ in items)
+    monkeypatch.setattr(shard_reader, "SHUFFLE_BUFFER_BYTES", bound)
+    given, taken, held = [0], [0], []
+
+    def source():
+        for item in items:
+            given[0] += len(item[0])
+            held.append(given[0] - taken[0])  # the buffer's bytes and the one item just handed to it
+            yield item
+
+    order = []
+    for data, i in shard_reader._shuffled(source(), 50, torch.Generator().manual_seed(3)):
+        taken[0] += len(data)
+        order.append(i)
+    assert sorted(order) == list(range(300)) and max(held) <= bound + biggest
+    assert shuffled(items, 10**9) == shuffled(items, 50 * biggest) != order, "under the bound: the count bound's order"
 
 
 def test_an_index_nested_too_deeply_is_a_one_line_error(tmp_path) -> None:
