@@ -13,9 +13,9 @@ Workers only read: `ByteBatch` holds the encoded files as uint8 tensors, the lab
 names; decoding and augmentation happen in the main process on the training device
 (cropmix.data.device_pipeline). Shards are read with tarfile (cropmix.data.shard_tar): member sizes and
 image headers are checked before anything is decoded. Bad members (no image, a bad label, a member over
-`max_member_bytes`, an image over the pixel limit) and the members a short shard lacks are an error
-naming the shard, the member and the file it was written from, or with `skip_bad` logged, counted and left out. A
-split of which nothing could be read is an error, not an empty epoch.
+`max_member_bytes`, an image over the pixel limit) and the members a short shard lacks (one record for them
+all) are an error naming the shard, the member and the file it was written from, or with `skip_bad` logged,
+counted and left out. A split of which nothing could be read is an error, not an empty epoch.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ log = logging.getLogger("cropmix.data")
 
 IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 _FIELDS = frozenset((*IMAGE_FIELDS, "cls", "path"))
+# A worker's shuffle buffer: at most this many samples and this many bytes of encoded images.
+SHUFFLE_BUFFER = 1000
+SHUFFLE_BUFFER_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -152,18 +155,32 @@ def epoch_plan(
     return plan
 
 
-def _shuffled(items: Iterator, size: int, generator: torch.Generator | None) -> Iterator:
-    """Items through a shuffle buffer of `size` (none when generator is None)."""
+def _shuffled(items: Iterator, size: int, generator: torch.Generator | None, max_bytes: int | None = None) -> Iterator:
+    """Items (encoded bytes first) through a shuffle buffer of `size` items and at most `max_bytes` bytes
+    (SHUFFLE_BUFFER_BYTES by default; one item alone may be larger); no buffer when generator is None.
+
+    While the bytes stay under the bound, the order is that of the count bound alone; over it, random
+    items are given out until the next one fits.
+    """
     if generator is None or size <= 1:
         yield from items
         return
+    max_bytes = SHUFFLE_BUFFER_BYTES if max_bytes is None else max_bytes
     buffer: list = []
+    held = 0
     for item in items:
+        while buffer and held + len(item[0]) > max_bytes:
+            j = int(torch.randint(len(buffer), (1,), generator=generator))
+            buffer[j], buffer[-1] = buffer[-1], buffer[j]
+            held -= len(buffer[-1][0])
+            yield buffer.pop()
+        held += len(item[0])
         if len(buffer) < size:
             buffer.append(item)
             continue
         j = int(torch.randint(size, (1,), generator=generator))
         buffer[j], item = item, buffer[j]
+        held -= len(item[0])
         yield item
     for j in torch.randperm(len(buffer), generator=generator).tolist():
         yield buffer[j]
@@ -178,7 +195,7 @@ class ShardStream(IterableDataset):
         batching: Batching,
         *,
         num_classes: int | None = None,
-        shuffle_buffer: int = 1000,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
         max_member_bytes: int = MAX_MEMBER_BYTES,
     ) -> None:
         """`batching.train` shuffles (shards and samples); its workers and pin_memory are ShardLoader's."""
@@ -246,8 +263,11 @@ class ShardStream(IterableDataset):
                 item = self._sample(url, sample, skipped)
                 if item is not None:
                     yield item
-        for missing in range(max(seen, skip) + 1, skip + take + 1):
-            self._bad(skipped, f"{url}#<member {missing}>", f"missing: the shard ends after {seen} members")
+        first, last = max(seen, skip) + 1, skip + take
+        if first <= last:  # one record for the whole missing run, however long the index says it is
+            missing = f"<member {first}>" if first == last else f"<members {first}..{last}>"
+            lost = f"{last - first + 1} members missing" if first < last else "missing"
+            self._bad(skipped, f"{url}#{missing}", f"{lost}: the shard ends after {seen} members")
 
     def _samples(self, plan: list[tuple[int, int, int]], skipped: list[str]) -> Iterator:
         for shard, skip, take in plan:
@@ -309,7 +329,7 @@ class ShardLoader:
         batching: Batching,
         *,
         num_classes: int | None = None,
-        shuffle_buffer: int = 1000,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
         prefetch_factor: int = 4,
     ) -> None:
         self.stream = ShardStream(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)

@@ -63,38 +63,74 @@ def _check_uncompressed(head: bytes, url: str) -> None:
             )
 
 
+# Pax (x, g), GNU long name/link (L, K) and Solaris (X) headers are read into memory whole: bounded here.
+MAX_HEADER_BYTES = 2**20
+_HEADER_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _HeaderRefused(ValueError):
+    """A tar header iter_samples does not read; it names the shard when it passes it on."""
+
+
+class _BoundedHeaders(tarfile.TarInfo):
+    """TarInfo that refuses a header member over MAX_HEADER_BYTES before tarfile reads it into memory.
+
+    This relies on tarfile's hook TarInfo._proc_member, which tarfile.py documents as the entry point a
+    subclass may override (unchanged in its role since Python 2).
+    """
+
+    def _proc_member(self, archive):
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise _HeaderRefused(
+                f"a {self.type.decode('latin-1')!r} header at byte {self.offset} declares {self.size} bytes, "
+                f"more than the limit of {MAX_HEADER_BYTES} for a tar header"
+            )
+        return super()._proc_member(archive)
+
+
 def iter_samples(url: str, fields: frozenset[str], max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
     """The samples of the shard `url` in order: {"__key__", the `fields` present, "__oversize__": [reasons]}."""
     with open_shard(url) as stream:
         head = stream.read(512)
         _check_uncompressed(head, url)
-        with tarfile.open(fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="r|") as tar:
-            sample: dict | None = None
-            dropped = None  # the key of a sample given out early, at its oversize member
-            for member in tar:
-                match = _MEMBER.match(member.name)
-                if not member.isfile() or match is None or match.group(1) == dropped:
-                    continue
-                key, field = match.groups()
-                if sample is not None and sample["__key__"] != key:
+        try:
+            with tarfile.open(
+                fileobj=io.BufferedReader(_Prefixed(head, stream)), mode="r|", tarinfo=_BoundedHeaders
+            ) as tar:
+                sample: dict | None = None
+                dropped = None  # the key of a sample given out early, at its oversize member
+                for member in tar:
+                    match = _MEMBER.match(member.name)
+                    if not member.isfile() or match is None or match.group(1) == dropped:
+                        continue
+                    key, field = match.groups()
+                    if sample is not None and sample["__key__"] != key:
+                        yield sample
+                        sample = None
+                    if sample is None:
+                        sample = {"__key__": key, "__oversize__": []}
+                    if field.lower() not in fields:
+                        continue
+                    if member.size > max_member_bytes:
+                        sample["__oversize__"].append(
+                            f"member {member.name!r} declares {member.size} bytes, more than the limit of "
+                            f"{max_member_bytes} (max_member_bytes)"
+                        )
+                        # Given out now, before the stream is read past the member (which may be short of it).
+                        yield sample
+                        sample, dropped = None, key
+                        continue
+                    sample[field.lower()] = tar.extractfile(member).read(max_member_bytes + 1)
+                if sample is not None:
                     yield sample
-                    sample = None
-                if sample is None:
-                    sample = {"__key__": key, "__oversize__": []}
-                if field.lower() not in fields:
-                    continue
-                if member.size > max_member_bytes:
-                    sample["__oversize__"].append(
-                        f"member {member.name!r} declares {member.size} bytes, more than the limit of "
-                        f"{max_member_bytes} (max_member_bytes)"
-                    )
-                    # Given out now, before the stream is read past the member (which may be short of it).
-                    yield sample
-                    sample, dropped = None, key
-                    continue
-                sample[field.lower()] = tar.extractfile(member).read(max_member_bytes + 1)
-            if sample is not None:
-                yield sample
+        except _HeaderRefused as error:
+            raise ValueError(f"shard {url!r}: {error}") from error
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ without the braceexpand package.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ from typing import IO
 from .safe_files import open_regular
 
 __all__ = [
+    "MAX_SHARD_NAMES",
     "PIPE_FLAG",
     "URL_TIMEOUT_S",
     "allow_pipe_url",
@@ -38,6 +40,7 @@ __all__ = [
 PIPE_FLAG = "--allow-pipe-urls"
 URL_TIMEOUT_S = 60.0
 PIPE_TIMEOUT_S = 600.0
+MAX_SHARD_NAMES = 10_000_000  # what one brace pattern may name, all its groups together
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")  # a Windows path, not a URL
 _BRACE = re.compile(r"\{([^{}]*)\}")
@@ -140,22 +143,38 @@ def open_shard(url: str) -> IO[bytes]:
     raise ValueError(f"shard {url!r} is not read (scheme {scheme!r}); shards are local paths or http(s) URLs")
 
 
-def expand_braces(pattern: str) -> list[str]:
-    """Every string a brace pattern names, in order: "{a,b}" lists, "{000..012}" zero-padded integer ranges."""
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    body = match.group(1)
+def _choices(body: str, pattern: str) -> list[str] | int:
+    """What one brace group stands for: its choices, or (a range) only their count, to check before listing."""
     numbers = _RANGE.match(body)
-    if numbers:
-        a, b = numbers.group(1), numbers.group(2)
-        lo, hi = int(a), int(b)
-        width = max(len(a), len(b)) if any(len(x) > 1 and x.startswith("0") for x in (a, b)) else 0
-        step = 1 if hi >= lo else -1
-        if abs(hi - lo) >= 10_000_000:
-            raise ValueError(f"brace pattern {pattern!r} names more than 10 million shards")
-        choices = [str(i).zfill(width) for i in range(lo, hi + step, step)]
-    else:
-        choices = body.split(",") if "," in body else ["{" + body + "}"]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [head + choice + rest for choice in choices for rest in expand_braces(tail)]
+    if not numbers:
+        return body.split(",") if "," in body else ["{" + body + "}"]
+    return abs(int(numbers.group(2)) - int(numbers.group(1))) + 1
+
+
+def _range(body: str) -> list[str]:
+    a, b = _RANGE.match(body).groups()
+    lo, hi = int(a), int(b)
+    width = max(len(a), len(b)) if any(len(x) > 1 and x.startswith("0") for x in (a, b)) else 0
+    step = 1 if hi >= lo else -1
+    return [str(i).zfill(width) for i in range(lo, hi + step, step)]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Every string a brace pattern names, in order: "{a,b}" lists, "{000..012}" zero-padded integer ranges.
+
+    At most MAX_SHARD_NAMES in all, counted before any is made (groups multiply: "{0..99}{0..99}" is 10^4).
+    """
+    groups = list(_BRACE.finditer(pattern))
+    total = 1
+    for match in groups:
+        choices = _choices(match.group(1), pattern)
+        total *= choices if isinstance(choices, int) else len(choices)
+        if total > MAX_SHARD_NAMES:
+            raise ValueError(f"brace pattern {pattern[:200]!r} names more than the limit of {MAX_SHARD_NAMES} shards")
+    parts, start = [], 0
+    for match in groups:
+        choices = _choices(match.group(1), pattern)
+        parts += [[pattern[start : match.start()]], _range(match.group(1)) if isinstance(choices, int) else choices]
+        start = match.end()
+    parts.append([pattern[start:]])
+    return ["".join(names) for names in itertools.product(*parts)]

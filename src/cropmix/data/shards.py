@@ -44,6 +44,9 @@ INDEX_FORMAT = "cropmix-webdataset"
 # "test" is accepted as another name of the evaluation split, as for ImageFolder trees.
 SPLIT_ALIASES = {"test": "val"}
 MAX_INDEX_BYTES = 64 * 2**20
+# What an index may declare: more than any tar shard holds, and than any image data set has in a split.
+MAX_SAMPLES_PER_SHARD = 10_000_000
+MAX_SPLIT_SAMPLES = 10**10
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # What write_shards leaves in a folder: the shards and the temporary files of a run that was killed.
 _OWN_FILE = re.compile(
@@ -107,11 +110,17 @@ def _split_from_json(name: str, entry: dict, base: str | None, where: str) -> Sh
     if (
         not isinstance(counts, list)
         or len(counts) != len(urls)
-        or not all(isinstance(c, int) and c >= 0 for c in counts)
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_SAMPLES_PER_SHARD for c in counts)
     ):
+        shown = repr(counts) if len(repr(counts)) <= 200 else repr(counts)[:200] + "..."
         raise ValueError(
-            f"shard index {where!r}: splits.{name}.counts must list the samples of each of the {len(urls)} shards "
-            f"(or give shard_size and num_samples), got {counts!r}"
+            f"shard index {where!r}: splits.{name}.counts must list the samples of each of the {len(urls)} shards, "
+            f"each in [0, {MAX_SAMPLES_PER_SHARD}] (or give shard_size and num_samples), got {shown}"
+        )
+    if sum(counts) > MAX_SPLIT_SAMPLES:
+        raise ValueError(
+            f"shard index {where!r}: splits.{name}.counts add up to {sum(counts)} samples, more than the limit "
+            f"of {MAX_SPLIT_SAMPLES}"
         )
     return ShardSplit(urls, counts)
 
@@ -129,6 +138,8 @@ def read_index(path: str | os.PathLike) -> ShardIndex:
         data = json.loads(read_location(kind, location, MAX_INDEX_BYTES).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"shard index {path!r} is not JSON: {error}") from error
+    except RecursionError as error:  # arrays or objects nested deeper than the parser's stack
+        raise ValueError(f"shard index {path!r} is not JSON this reader takes: it is nested too deeply") from error
     if kind == "file":
         base: str | None = os.path.dirname(os.path.abspath(location))
     else:

@@ -1,0 +1,144 @@
+"""Shard sets from someone else are read in bounded memory and time: tar headers, the shuffle buffer, brace
+patterns, declared counts and the index's nesting all have limits, and going over one is a one-line error."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cropmix.data import Batching, shard_reader
+from cropmix.data.shard_reader import ShardStream
+from cropmix.data.shard_tar import MAX_HEADER_BYTES, iter_samples
+from cropmix.data.shard_urls import MAX_SHARD_NAMES, expand_braces
+from cropmix.data.shards import MAX_SAMPLES_PER_SHARD, MAX_SPLIT_SAMPLES, read_index
+
+HUGE = 5 * 2**30
+
+
+def header(name: str, kind: bytes, size: int) -> bytes:
+    """One 512-byte ustar header of type `kind` declaring `size` bytes."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(format=tarfile.GNU_FORMAT if size >= 8**11 else tarfile.USTAR_FORMAT)
+
+
+def sparse_tar(path: Path, head: bytes, size: int) -> Path:
+    """`head`, then zeros up to `size` bytes: a sparse file, nothing but `head` written to disk."""
+    path.write_bytes(head)
+    os.truncate(path, size)
+    return path
+
+
+@pytest.mark.parametrize("kind", [b"x", b"g", b"L", b"K", b"X"])
+def test_a_header_declaring_gigabytes_is_refused_before_it_is_read(tmp_path, kind) -> None:
+    shard = sparse_tar(tmp_path / "train-000000.tar", header("././@Header", kind, HUGE), HUGE + 1024)
+    with pytest.raises(ValueError, match=rf"train-000000\.tar.*declares {HUGE} bytes.*limit of {MAX_HEADER_BYTES}"):
+        list(iter_samples(str(shard), frozenset({"jpg"})))
+
+
+def test_headers_within_the_limit_are_read_as_before(tmp_path) -> None:
+    shard = tmp_path / "a.tar"
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("d" * 300 + "/k0.jpg")  # a long name: a pax header
+        info.size, info.pax_headers = 3, {"comment": "c" * 100_000}
+        tar.addfile(info, io.BytesIO(b"abc"))
+    samples = list(iter_samples(str(shard), frozenset({"jpg"})))
+    assert [(s["__key__"], s["jpg"]) for s in samples] == [("d" * 300 + "/k0", b"abc")]
+
+
+def index(root: Path, **split) -> Path:
+    """root/index.json with one "val" split (`split`: its shards, counts, ...)."""
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "cropmix-webdataset", "classes": ["x"], "splits": {"val": split}}
+    (root / "index.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_brace_groups_that_multiply_past_the_limit_are_refused_before_expanding() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"'t\{{0\.\.9999\}}\{{0\.\.9999\}}\.tar'.*limit of {MAX_SHARD_NAMES}"):
+        expand_braces("t{0..9999}{0..9999}.tar")
+    with pytest.raises(ValueError, match="limit of"):
+        expand_braces("{a,b}" * 40)
+    assert time.perf_counter() - start < 1
+    assert expand_braces("s-{08..10}{a,b}.tar") == [
+        "s-08a.tar",
+        "s-08b.tar",
+        "s-09a.tar",
+        "s-09b.tar",
+        "s-10a.tar",
+        "s-10b.tar",
+    ]
+    assert expand_braces("{a}{3..1}") == ["{a}3", "{a}2", "{a}1"] and expand_braces("plain") == ["plain"]
+    assert len(expand_braces("{0..99}" * 3)) == 10**6
+
+
+def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:
+    root = index(tmp_path / "a", shards=["a.tar"], counts=[10**15])
+    with pytest.raises(ValueError, match=rf"index\.json.*counts.*\[0, {MAX_SAMPLES_PER_SHARD}\].*1000000000000000"):
+        read_index(root)
+    root = index(tmp_path / "b", shards=["a{0..9999}.tar"], counts=[MAX_SAMPLES_PER_SHARD] * 10_000)
+    with pytest.raises(ValueError, match=rf"index\.json.*add up to {10**11}.*limit of {MAX_SPLIT_SAMPLES}"):
+        read_index(root)
+
+
+def small_shard(path: Path, n: int, size: int = 100) -> None:
+    with tarfile.open(path, "w") as tar:
+        for i in range(n):
+            for field, body in (("png", bytes([i % 251]) * size), ("cls", b"0")):
+                info = tarfile.TarInfo(f"k{i:03d}.{field}")
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+
+
+def test_a_shard_far_shorter_than_its_count_is_one_record(tmp_path, caplog) -> None:
+    small_shard(tmp_path / "a.tar", 4)
+    index(tmp_path, shards=["a.tar"], counts=[MAX_SAMPLES_PER_SHARD])
+    split = read_index(tmp_path).split("val")
+    stream = ShardStream(split, Batching(8, train=False, workers=0, skip_bad=True))
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, "cropmix.data"):
+        batches = list(stream)
+    assert time.perf_counter() - start < 1
+    skipped = [name for b in batches for name in b.skipped]
+    assert [name.rsplit("/", 1)[-1] for name in skipped] == [f"a.tar#<members 5..{MAX_SAMPLES_PER_SHARD}>"]
+    assert len(caplog.records) == 1 and f"{MAX_SAMPLES_PER_SHARD - 4} members missing" in caplog.text
+    assert sum(len(b) for b in batches) == 4
+
+
+def shuffled(items: list, max_bytes: int | None = None) -> list[int]:
+    return [i for _, i in shard_reader._shuffled(iter(items), 50, torch.Generator().manual_seed(3), max_bytes)]
+
+
+def test_the_shuffle_buffer_holds_at_most_its_byte_bound(monkeypatch) -> None:
+    items = [(bytes(100 + 37 * (i % 7)), i) for i in range(300)]
+    bound, biggest = 2000, max(len(data) for data, _ in items)
+    monkeypatch.setattr(shard_reader, "SHUFFLE_BUFFER_BYTES", bound)
+    given, taken, held = [0], [0], []
+
+    def source():
+        for item in items:
+            given[0] += len(item[0])
+            held.append(given[0] - taken[0])  # the buffer's bytes and the one item just handed to it
+            yield item
+
+    order = []
+    for data, i in shard_reader._shuffled(source(), 50, torch.Generator().manual_seed(3)):
+        taken[0] += len(data)
+        order.append(i)
+    assert sorted(order) == list(range(300)) and max(held) <= bound + biggest
+    assert shuffled(items, 10**9) == shuffled(items, 50 * biggest) != order, "under the bound: the count bound's order"
+
+
+def test_an_index_nested_too_deeply_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "index.json").write_text("[" * 200_000)
+    with pytest.raises(ValueError, match=r"shard index .*index\.json.* nested too deeply"):
+        read_index(tmp_path)
