@@ -16,7 +16,7 @@ import torch
 from .augment import AugmentSpec
 from .batching import Batching
 from .device_pipeline import DevicePipeline
-from .shard_reader import ShardLoader
+from .shard_reader import SHUFFLE_BUFFER, ShardLoader
 from .shards import ShardSplit
 
 
@@ -99,7 +99,7 @@ def webdataset_loader(
     num_classes: int | None = None,
     normalise: tuple[Sequence[float], Sequence[float]] | None = None,
     channels_last: bool = False,
-    shuffle_buffer: int = 1000,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
 ) -> DeviceBatches:
     """Batches of `split` for training (`batching.train`: shuffled, equal batch counts on every rank,
     `augment`'s crop + flip) or evaluation (in order, every image once over all ranks, resize + centre
