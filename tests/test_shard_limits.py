@@ -88,6 +88,9 @@ def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:
     root = index(tmp_path / "b", shards=["a{0..9999}.tar"], counts=[MAX_SAMPLES_PER_SHARD] * 10_000)
     with pytest.raises(ValueError, match=rf"index\.json.*add up to {10**11}.*limit of {MAX_SPLIT_SAMPLES}"):
         read_index(root)
+    root = index(tmp_path / "c", shards=["a.tar"], shard_size="many", num_samples=4)
+    with pytest.raises(ValueError, match=r"index\.json.*shard_size and num_samples must be ints >= 0.*'many'"):
+        read_index(root)
 
 
 def small_shard(path: Path, n: int, size: int = 100) -> None:

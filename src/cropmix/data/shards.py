@@ -105,7 +105,12 @@ def _split_from_json(name: str, entry: dict, base: str | None, where: str) -> Sh
     counts = entry.get("counts")
     if counts is None and "shard_size" in entry and "num_samples" in entry:
         # Every shard full but the last: the layout write_shards produces.
-        size, total = int(entry["shard_size"]), int(entry["num_samples"])
+        size, total = entry["shard_size"], entry["num_samples"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (size, total)):
+            raise ValueError(
+                f"shard index {where!r}: splits.{name}.shard_size and num_samples must be ints >= 0, "
+                f"got {str(size)[:50]!r} and {str(total)[:50]!r}"
+            )
         counts = [min(size, total - i * size) for i in range(len(urls))]
     if (
         not isinstance(counts, list)
