@@ -239,7 +239,8 @@ def write_tar(path: Path, members: list[dict]) -> None:
 
 def bad_shards(tmp_path: Path) -> Path:
     good = [{"__key__": f"ok{i}", "jpg": encoded(seed=i), "cls": b"1"} for i in range(3)]
-    write_tar(tmp_path / "a.tar", [good[0], {"__key__": "broken", "jpg": b"\xff\xd8garbage", "cls": b"0"}, good[1]])
+    cut = encoded(seed=9)[:-80]  # its header passes the reader's check; the decoders fail on it
+    write_tar(tmp_path / "a.tar", [good[0], {"__key__": "broken", "jpg": cut, "cls": b"0"}, good[1]])
     write_tar(tmp_path / "b.tar", [good[2], {"__key__": "nolabel", "jpg": encoded(), "cls": b"cat"}])
     meta = {"format": "cropmix-webdataset", "classes": ["x", "y"], "splits": {"val": {"shards": ["a.tar", "b.tar"]}}}
     meta["splits"]["val"]["counts"] = [3, 2]

@@ -1,7 +1,8 @@
 """Opening one image file from a user's folder: bounded before decoding, 16-bit scaled, errors naming the file.
 
 Only regular files of at most MAX_IMAGE_FILE_BYTES are opened (never a FIFO or a device, which would
-hang or read without end); the header's pixel count is checked against MAX_IMAGE_PIXELS before any
+hang or read without end), and only as one of image_limits.IMAGE_FORMATS (`open_pil`: never EPS, which
+Pillow hands to Ghostscript); the header's pixel count is checked against MAX_IMAGE_PIXELS before any
 decode (PIL's own bomb error becomes the same error); 16-bit images are scaled to 8 bits by
 `scale_16bit_to_8bit`, the rule every reading path shares. Every failure is a `BadFileError`.
 """
@@ -10,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
-from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, scale_16bit_to_8bit
+from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, open_pil, scale_16bit_to_8bit
 from .safe_files import FileError, open_regular
 
 __all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "open_image", "image_size", "to_rgb"]
@@ -52,15 +52,9 @@ def _open(path: Path) -> Iterator[PIL.Image.Image]:
         raise BadFileError(str(path), error.strerror or str(error)) from error
     with handle:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-                image = PIL.Image.open(handle)
-        except PIL.Image.DecompressionBombError as error:
-            raise BadFileError(str(path), f"more pixels than the limit ({error})") from error
-        except PIL.UnidentifiedImageError as error:
-            raise BadFileError(str(path), "not an image file that Pillow can identify") from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise BadFileError(str(path), f"cannot read image: {error}") from error
+            image = open_pil(handle, str(path))
+        except BadImageError as error:
+            raise BadFileError(str(path), str(error).removeprefix(f"{path}: ")) from error
         with image:
             yield image
 
