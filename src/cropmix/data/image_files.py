@@ -10,6 +10,7 @@ decode (PIL's own bomb error becomes the same error); 16-bit images are scaled t
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import PIL.Image
 from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, open_pil, scale_16bit_to_8bit
 from .safe_files import FileError, open_regular
 
-__all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "open_image", "image_size", "to_rgb"]
+__all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "image_from_bytes", "image_size", "open_image", "to_rgb"]
 
 MAX_IMAGE_FILE_BYTES = 256 * 2**20
 SKIP_HINT = "(pass --skip-bad, or skip_bad=True, to skip bad files)"
@@ -63,11 +64,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file from its header, checked against the limits; BadFileError otherwise."""
     path = Path(path)
     with _open(path) as image:
-        _check_size(image, path)
+        _check_size(image, str(path))
         return image.size
 
 
-def _check_size(image: PIL.Image.Image, path: Path) -> None:
+def _check_size(image: PIL.Image.Image, path: str) -> None:
     try:
         check_image_size(image.width, image.height, str(path))
     except BadImageError as error:
@@ -86,10 +87,25 @@ def open_image(path: str | os.PathLike) -> PIL.Image.Image:
     """Decode an image file to 8-bit RGB within the limits above; BadFileError naming the file otherwise."""
     path = Path(path)
     with _open(path) as image:
-        _check_size(image, path)
-        try:
-            return to_rgb(image)
-        except BadImageError as error:
-            raise BadFileError(str(path), str(error)) from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise BadFileError(str(path), f"cannot read image: {error}") from error
+        return _decoded(image, str(path))
+
+
+def image_from_bytes(data: bytes, name: str) -> PIL.Image.Image:
+    """Decode an encoded image held in memory (a dataset's stored bytes) as `open_image` decodes a file:
+    one of IMAGE_FORMATS, first frame only, within the limits; BadFileError naming `name` otherwise."""
+    try:
+        image = open_pil(io.BytesIO(data), name)
+    except BadImageError as error:
+        raise BadFileError(name, str(error).removeprefix(f"{name}: ")) from error
+    with image:
+        return _decoded(image, name)
+
+
+def _decoded(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    _check_size(image, name)
+    try:
+        return to_rgb(image)
+    except BadImageError as error:
+        raise BadFileError(name, str(error)) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadFileError(name, f"cannot read image: {error}") from error
