@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import encoded, make_jpeg_folder
+from helpers import encoded, make_jpeg_folder, write_tar
 from torch.utils.data import DataLoader
 
 from cropmix.data import AugmentSpec, Batching
@@ -224,17 +224,6 @@ def test_normalisation_is_the_given_statistics(shards) -> None:
     torch.testing.assert_close(normed, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="mean and std"):
         DevicePipeline(make_augment("center", 16), mean=MEAN)
-
-
-def write_tar(path: Path, members: list[dict]) -> None:
-    """A shard of `members` ({"__key__": key, field: bytes, ...}), as WebDataset lays samples out."""
-    with tarfile.open(path, "w") as tar:
-        for member in members:
-            for field, data in member.items():
-                if field != "__key__":
-                    info = tarfile.TarInfo(f"{member['__key__']}.{field}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
 
 
 def bad_shards(tmp_path: Path) -> Path:

@@ -73,7 +73,10 @@ class _Items(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        return self.dataset[index]["image"], self.targets[index]
+        try:
+            return self.dataset[index]["image"], self.targets[index]
+        except BadFileError as error:  # the transform does not know the row: named here
+            raise BadFileError(f"{error.path} (row {index})", error.reason) from error
 
 
 def to_rgb(value: Any, name: str = "Hugging Face image") -> PIL.Image.Image:
