@@ -11,6 +11,7 @@ import io
 import math
 import struct
 import sys
+import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,3 +390,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def seeded(seed: int) -> torch.Generator:
     """A CPU generator in the state of `seed`."""
     return torch.Generator().manual_seed(seed)
+
+
+def write_tar(path: Path, members: list[dict]) -> None:
+    """A shard of `members` ({"__key__": key, field: bytes, ...}), as WebDataset lays samples out."""
+    with tarfile.open(path, "w") as tar:
+        for member in members:
+            for field, data in member.items():
+                if field != "__key__":
+                    info = tarfile.TarInfo(f"{member['__key__']}.{field}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))

@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import encoded, make_jpeg_folder
+from helpers import encoded, make_jpeg_folder, write_tar
 from torch.utils.data import DataLoader
 
 from cropmix.data import AugmentSpec, Batching
@@ -226,20 +226,10 @@ def test_normalisation_is_the_given_statistics(shards) -> None:
         DevicePipeline(make_augment("center", 16), mean=MEAN)
 
 
-def write_tar(path: Path, members: list[dict]) -> None:
-    """A shard of `members` ({"__key__": key, field: bytes, ...}), as WebDataset lays samples out."""
-    with tarfile.open(path, "w") as tar:
-        for member in members:
-            for field, data in member.items():
-                if field != "__key__":
-                    info = tarfile.TarInfo(f"{member['__key__']}.{field}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-
-
 def bad_shards(tmp_path: Path) -> Path:
     good = [{"__key__": f"ok{i}", "jpg": encoded(seed=i), "cls": b"1"} for i in range(3)]
-    write_tar(tmp_path / "a.tar", [good[0], {"__key__": "broken", "jpg": b"\xff\xd8garbage", "cls": b"0"}, good[1]])
+    cut = encoded(seed=9)[:-80]  # its header passes the reader's check; the decoders fail on it
+    write_tar(tmp_path / "a.tar", [good[0], {"__key__": "broken", "jpg": cut, "cls": b"0"}, good[1]])
     write_tar(tmp_path / "b.tar", [good[2], {"__key__": "nolabel", "jpg": encoded(), "cls": b"cat"}])
     meta = {"format": "cropmix-webdataset", "classes": ["x", "y"], "splits": {"val": {"shards": ["a.tar", "b.tar"]}}}
     meta["splits"]["val"]["counts"] = [3, 2]

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-import PIL.Image
 import torch
 
 from .image_files import to_rgb
-from .image_limits import BadImageError, check_image_size
+from .image_limits import BadImageError, check_image_size, open_pil
 from .safe_files import open_regular
 
 MAX_ARRAY_BYTES = 4 * 2**30  # per npz member, declared size, checked before anything is inflated
@@ -89,16 +88,17 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
 
 
 def decode_jpegs(blob: np.ndarray, offsets: np.ndarray, name: str = "jpeg") -> np.ndarray:
-    """Decode images stored end to end in `blob` at `offsets` into a uint8 (N, H, W, 3) array, each
-    checked against the pixel limits from its header first; errors name `name` and the image."""
+    """Decode images stored end to end in `blob` at `offsets` into a uint8 (N, H, W, 3) array, each opened
+    only as one of IMAGE_FORMATS (`open_pil`) and checked against the pixel limits from its header first;
+    errors name `name` and the image."""
     out = []
     for i in range(len(offsets) - 1):
         data = blob[offsets[i] : offsets[i + 1]].tobytes()
         try:
-            with PIL.Image.open(io.BytesIO(data)) as image:
+            with open_pil(io.BytesIO(data), f"{name}[{i}]") as image:
                 check_image_size(image.width, image.height, f"{name}[{i}]")
                 out.append(np.asarray(to_rgb(image)))
-        except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as error:
+        except (OSError, SyntaxError) as error:
             raise BadImageError(f"{name}[{i}]: cannot read image: {error}") from error
     return np.stack(out)
 

@@ -5,7 +5,8 @@ lists of 1-D uint8 tensors and labels) and
   1. decodes the 3-channel JPEGs with one `torchvision.io.decode_jpeg(list, device=device)` call
      (nvJPEG batched decode on CUDA, on a side stream ordered against the caller's: `decode_jpegs`;
      libjpeg on the CPU); other files (PNG, ...) and greyscale or
-     CMYK JPEGs are decoded per image on the CPU (`decode_image`, RGB) and moved to the device;
+     CMYK JPEGs are decoded per image on the CPU (`_cpu_decode`, RGB, first frame only) and moved
+     to the device;
   2. augments the list of (3, Hi, Wi) uint8 images into one (B, 3, h, w) uint8 batch
      (`make_augment`: BatchCropMix, a random-resized-crop baseline, or resize + centre crop);
   3. flips half the images horizontally (training) and converts to float, normalised with
@@ -23,14 +24,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 from torchvision.transforms.v2 import functional as TF
 
 from .augment import EVAL_CROP_FRACTION, random_flip
 from .image_files import SKIP_HINT
-from .image_limits import plain_reason
+from .image_limits import BadImageError, open_pil, plain_reason
+from .shard_tar import check_member_image
 
 log = logging.getLogger("cropmix.data")
 
@@ -103,16 +104,27 @@ def make_augment(name: str, size: int, *, preset: str = "imagenet", **overrides:
 
 
 def _cpu_decode(data: torch.Tensor) -> torch.Tensor:
-    """One image on the CPU as (3, H, W) uint8: torchvision's decoders, then PIL for the formats they lack."""
-    try:
-        return decode_image(data, mode=ImageReadMode.RGB)
-    except RuntimeError as tv_error:
+    """One image on the CPU as (3, H, W) uint8, its first frame only.
+
+    torchvision's decoders read JPEG and PNG (recognised by their first bytes; libpng gives an
+    animated PNG's default image); every other file, and a JPEG or PNG they fail on, goes to PIL as
+    one of IMAGE_FORMATS (`open_pil`), which decodes the first frame of a GIF, TIFF or WebP only.
+    torchvision's generic decode_image is never used: it decodes every frame of a GIF at once.
+    """
+    head = data[:8].numpy().tobytes()
+    tv_reason = ""
+    if head[:3] == b"\xff\xd8\xff" or head == b"\x89PNG\r\n\x1a\n":
         try:
-            with PIL.Image.open(io.BytesIO(data.numpy().tobytes())) as image:
-                array = np.asarray(image.convert("RGB"))
-        except (OSError, SyntaxError, ValueError) as pil_error:
-            raise ValueError(f"{plain_reason(tv_error)} (PIL: {plain_reason(pil_error)})") from pil_error
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+            return (decode_jpeg if head[:2] == b"\xff\xd8" else decode_png)(data, mode=ImageReadMode.RGB)
+        except RuntimeError as tv_error:  # PIL below gets a say; its error names both
+            tv_reason = f"{plain_reason(tv_error)} (PIL: "
+    try:
+        with open_pil(io.BytesIO(data.numpy().tobytes()), "image") as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as pil_error:
+        reason = plain_reason(pil_error).removeprefix("image: ")
+        raise ValueError(f"{tv_reason}{reason})" if tv_reason else reason) from pil_error
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def decode_jpegs(data: list[torch.Tensor], device: torch.device, side: Any = None) -> list[torch.Tensor]:
@@ -179,8 +191,9 @@ class DevicePipeline:
     ) -> tuple[list[torch.Tensor], list[int]]:
         """Decode on the device: (the (3, H, W) uint8 images, the positions of the samples they are).
         `sources` (the files the members were written from, "" for unknown) are named in errors."""
-        if jpeg is None:
-            jpeg = [batch_decodable(im.numpy().tobytes()[:65536]) for im in images]
+        if jpeg is None:  # bytes not from the shard reader, which checks each member's header: checked here
+            images = [self._checked(im, keys[i], sources[i] if sources else "") for i, im in enumerate(images)]
+            jpeg = [im is not None and batch_decodable(im.numpy().tobytes()[:65536]) for im in images]
         out: list[torch.Tensor | None] = [None] * len(images)
         fast = [i for i, ok in enumerate(jpeg) if ok]
         if fast:
@@ -192,7 +205,7 @@ class DevicePipeline:
                 log.debug("batched JPEG decode failed (%s); decoding one by one", error)
         kept = []
         for i, image in enumerate(out):
-            if image is None:
+            if image is None and images[i] is not None:
                 image = self._decode_one(images[i], keys[i], jpeg[i], sources[i] if sources else "")
             if image is not None:
                 out[i] = image
@@ -208,13 +221,24 @@ class DevicePipeline:
         try:
             return _cpu_decode(data).to(self.device, non_blocking=True)
         except ValueError as error:
-            if not self.skip_bad:
-                raise ValueError(
-                    f"cannot decode shard member {member_label(key, source)}: {error} {SKIP_HINT}"
-                ) from error
-            log.warning("skipping shard member %s: cannot decode it: %s", member_label(key, source), error)
-            self.skipped.append(key)
-            return None
+            return self._bad(key, source, str(error), error)
+
+    def _checked(self, data: torch.Tensor, key: str, source: str) -> torch.Tensor | None:
+        """`data` if its header passes `check_member_image` (16-bit images as 8-bit PNG bytes), else None."""
+        where = member_label(key, source)
+        raw = data.numpy().tobytes()
+        try:
+            checked = check_member_image(raw, where)
+        except BadImageError as error:
+            return self._bad(key, source, str(error).removeprefix(f"{where}: "), error)
+        return data if checked is raw else torch.frombuffer(bytearray(checked), dtype=torch.uint8)
+
+    def _bad(self, key: str, source: str, reason: str, error: Exception) -> None:
+        """A member no decoder may take: an error naming it, or with `skip_bad` logged and counted in `skipped`."""
+        if not self.skip_bad:
+            raise ValueError(f"cannot decode shard member {member_label(key, source)}: {reason} {SKIP_HINT}") from error
+        log.warning("skipping shard member %s: cannot decode it: %s", member_label(key, source), reason)
+        self.skipped.append(key)
 
     def finish(self, images: torch.Tensor) -> torch.Tensor:
         """Flip (when training) and normalise a (B, 3, h, w) uint8 batch on the device."""

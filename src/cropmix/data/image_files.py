@@ -1,7 +1,8 @@
 """Opening one image file from a user's folder: bounded before decoding, 16-bit scaled, errors naming the file.
 
 Only regular files of at most MAX_IMAGE_FILE_BYTES are opened (never a FIFO or a device, which would
-hang or read without end); the header's pixel count is checked against MAX_IMAGE_PIXELS before any
+hang or read without end), and only as one of image_limits.IMAGE_FORMATS (`open_pil`: never EPS, which
+Pillow hands to Ghostscript); the header's pixel count is checked against MAX_IMAGE_PIXELS before any
 decode (PIL's own bomb error becomes the same error); 16-bit images are scaled to 8 bits by
 `scale_16bit_to_8bit`, the rule every reading path shares. Every failure is a `BadFileError`.
 """
@@ -9,18 +10,18 @@ decode (PIL's own bomb error becomes the same error); 16-bit images are scaled t
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
-from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, scale_16bit_to_8bit
+from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, open_pil, scale_16bit_to_8bit
 from .safe_files import FileError, open_regular
 
-__all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "open_image", "image_size", "to_rgb"]
+__all__ = ["MAX_IMAGE_FILE_BYTES", "BadFileError", "image_from_bytes", "image_size", "open_image", "to_rgb"]
 
 MAX_IMAGE_FILE_BYTES = 256 * 2**20
 SKIP_HINT = "(pass --skip-bad, or skip_bad=True, to skip bad files)"
@@ -52,15 +53,9 @@ def _open(path: Path) -> Iterator[PIL.Image.Image]:
         raise BadFileError(str(path), error.strerror or str(error)) from error
     with handle:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-                image = PIL.Image.open(handle)
-        except PIL.Image.DecompressionBombError as error:
-            raise BadFileError(str(path), f"more pixels than the limit ({error})") from error
-        except PIL.UnidentifiedImageError as error:
-            raise BadFileError(str(path), "not an image file that Pillow can identify") from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise BadFileError(str(path), f"cannot read image: {error}") from error
+            image = open_pil(handle, str(path))
+        except BadImageError as error:
+            raise BadFileError(str(path), str(error).removeprefix(f"{path}: ")) from error
         with image:
             yield image
 
@@ -69,11 +64,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file from its header, checked against the limits; BadFileError otherwise."""
     path = Path(path)
     with _open(path) as image:
-        _check_size(image, path)
+        _check_size(image, str(path))
         return image.size
 
 
-def _check_size(image: PIL.Image.Image, path: Path) -> None:
+def _check_size(image: PIL.Image.Image, path: str) -> None:
     try:
         check_image_size(image.width, image.height, str(path))
     except BadImageError as error:
@@ -92,10 +87,25 @@ def open_image(path: str | os.PathLike) -> PIL.Image.Image:
     """Decode an image file to 8-bit RGB within the limits above; BadFileError naming the file otherwise."""
     path = Path(path)
     with _open(path) as image:
-        _check_size(image, path)
-        try:
-            return to_rgb(image)
-        except BadImageError as error:
-            raise BadFileError(str(path), str(error)) from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise BadFileError(str(path), f"cannot read image: {error}") from error
+        return _decoded(image, str(path))
+
+
+def image_from_bytes(data: bytes, name: str) -> PIL.Image.Image:
+    """Decode an encoded image held in memory (a dataset's stored bytes) as `open_image` decodes a file:
+    one of IMAGE_FORMATS, first frame only, within the limits; BadFileError naming `name` otherwise."""
+    try:
+        image = open_pil(io.BytesIO(data), name)
+    except BadImageError as error:
+        raise BadFileError(name, str(error).removeprefix(f"{name}: ")) from error
+    with image:
+        return _decoded(image, name)
+
+
+def _decoded(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    _check_size(image, name)
+    try:
+        return to_rgb(image)
+    except BadImageError as error:
+        raise BadFileError(name, str(error)) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadFileError(name, f"cannot read image: {error}") from error

@@ -6,8 +6,9 @@ form one sample. Only the fields asked for are read, and only when their header 
 `max_member_bytes` (MAX_MEMBER_BYTES by default); a larger one is recorded in the sample's
 "__oversize__" list unread. A compressed stream (gzip, bzip2, xz, zstd) is refused, whatever its name.
 
-`check_member_image` reads an image member's header only (JPEG and PNG here, other formats with
-PIL.Image.open, which does not decode) and refuses more than MAX_IMAGE_PIXELS pixels before any
+`check_member_image` reads an image member's header only (JPEG and PNG here, the other formats of
+image_limits.IMAGE_FORMATS with `open_pil`, which does not decode) and refuses a member in another
+format, one whose size it cannot read, or one of more than MAX_IMAGE_PIXELS pixels before any
 decoder sees it; 16-bit images are scaled to 8 bits (cropmix.data.image_limits) and handed on as
 8-bit PNG bytes, so every decoder downstream gets the same uint8 image.
 """
@@ -18,13 +19,19 @@ import io
 import re
 import struct
 import tarfile
-import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import PIL.Image
 
-from .image_limits import SIXTEEN_BIT_MODES, BadImageError, check_image_size, plain_reason, scale_16bit_to_8bit
+from .image_limits import (
+    SIXTEEN_BIT_MODES,
+    BadImageError,
+    check_image_size,
+    open_pil,
+    plain_reason,
+    scale_16bit_to_8bit,
+)
 from .shard_urls import open_shard
 
 __all__ = ["MAX_MEMBER_BYTES", "check_member_image", "iter_samples"]
@@ -33,6 +40,7 @@ MAX_MEMBER_BYTES = 64 * 2**20
 _MEMBER = re.compile(r"^((?:.*/)?[^./]+)\.([^/]+)$")
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class _Prefixed(io.RawIOBase):
@@ -154,28 +162,30 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _pil_header(data: bytes, name: str) -> tuple[int, int, str] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(io.BytesIO(data)) as image:
-                return image.size[0], image.size[1], image.mode
-    except PIL.Image.DecompressionBombError as error:
-        raise BadImageError(f"{name}: {error}") from error
-    except (OSError, SyntaxError, ValueError):
-        return None  # no header PIL knows: the decoders name the member when they fail on it too
+def _pil_header(data: bytes, name: str) -> tuple[int, int, str]:
+    """(width, height, mode) from the header PIL reads, as one of IMAGE_FORMATS only; BadImageError otherwise."""
+    with open_pil(io.BytesIO(data), name) as image:
+        return image.size[0], image.size[1], image.mode
+
+
+def _16bit_array(data: bytes, name: str) -> np.ndarray:
+    """A 16-bit image's samples: torchvision keeps every channel's 16 bits of a PNG; PIL reads the rest (16-bit
+    TIFF, PGM, ...: one 16-bit or 32-bit int channel) and names what is wrong with a broken one."""
+    if data[:8] == _PNG:
+        import torch
+        from torchvision.io import ImageReadMode, decode_png
+
+        try:
+            image = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+            return image.permute(1, 2, 0).numpy()
+        except RuntimeError:
+            pass  # PIL below reads it, or raises the plainer error about it
+    with open_pil(io.BytesIO(data), name) as opened:
+        return np.asarray(opened)
 
 
 def _to_8bit_png(data: bytes, name: str) -> bytes:
-    import torch
-    from torchvision.io import ImageReadMode, decode_image
-
-    try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
-        array = image.permute(1, 2, 0).numpy()
-    except RuntimeError:  # 16-bit TIFF, PGM, ...: PIL reads those as one 16-bit (or 32-bit int) channel
-        with PIL.Image.open(io.BytesIO(data)) as opened:
-            array = np.asarray(opened)
+    array = _16bit_array(data, name)
     try:
         scaled = scale_16bit_to_8bit(array.astype(np.int64) if array.dtype != np.uint8 else array)
     except BadImageError as error:
@@ -187,20 +197,24 @@ def _to_8bit_png(data: bytes, name: str) -> bytes:
 
 
 def check_member_image(data: bytes, name: str) -> bytes:
-    """`data` if its header allows it (16-bit images as 8-bit PNG bytes); BadImageError naming `name` otherwise."""
+    """`data` if its header allows it (16-bit images as 8-bit PNG bytes); BadImageError naming `name` otherwise.
+
+    Only JPEG, PNG and the other IMAGE_FORMATS are accepted, and only with a size read from the header:
+    a JPEG whose frame header the quick scan misses (a stray byte between segments, which libjpeg
+    skips) is read by PIL, and one no reader finds a size in is refused, never handed on unchecked.
+    """
     sixteen = False
-    if data[:2] == b"\xff\xd8":
-        size = _jpeg_size(data)
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 26:
-        size = struct.unpack(">II", data[16:24])
+    if data[:8] == _PNG and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height = struct.unpack(">II", data[16:24])
         sixteen = data[24] == 16
     else:
-        header = _pil_header(data, name)
-        size = None if header is None else header[:2]
-        sixteen = header is not None and header[2] in SIXTEEN_BIT_MODES
-    if size is None:
-        return data
-    check_image_size(size[0], size[1], name)
+        size = _jpeg_size(data) if data[:2] == b"\xff\xd8" else None
+        if size is None:
+            width, height, mode = _pil_header(data, name)
+            sixteen = mode in SIXTEEN_BIT_MODES
+        else:
+            width, height = size
+    check_image_size(width, height, name)
     if not sixteen:
         return data
     try:

@@ -3,8 +3,9 @@
 `data` is a folder written by `DatasetDict.save_to_disk` (read with `load_from_disk`), or anything
 `datasets.load_dataset` opens offline: a local folder (imagefolder, parquet, ...) or a dataset
 already in the cache. The training split is "train", the test split the first of TEST_SPLITS that
-has labels. Images are decoded per item as PIL images and go through the transform by
-`Dataset.with_transform`, so training sees them as it sees ImageFolder files.
+has labels. Image columns are read undecoded (their stored bytes or paths) and decoded per item by
+cropmix's own opener, as image files are (only the accepted formats, first frame, pixel limit), then
+go through the transform by `Dataset.with_transform`, so training sees them as it sees ImageFolder files.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from cropmix.data.arrays import check_class_count
-
+from ..data.arrays import check_class_count
+from ..data.image_files import BadFileError, image_from_bytes, open_image
 from . import require
 
 TEST_SPLITS = ("test", "validation", "valid", "val")
@@ -73,11 +74,22 @@ class _Items(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        return self.dataset[index]["image"], self.targets[index]
+        try:
+            return self.dataset[index]["image"], self.targets[index]
+        except BadFileError as error:  # the transform does not know the row: named here
+            raise BadFileError(f"{error.path} (row {index})", error.reason) from error
 
 
-def to_rgb(value: Any) -> PIL.Image.Image:
-    """A dataset's image value (a PIL image, or an (H, W[, C]) uint8 array) as an RGB PIL image."""
+def to_rgb(value: Any, name: str = "Hugging Face image") -> PIL.Image.Image:
+    """A dataset's image value as an RGB PIL image: stored bytes or a file path (an undecoded Image column, see
+    `undecoded`) decoded as cropmix decodes files, a PIL image, or an (H, W[, C]) uint8 array."""
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        where = str(value.get("path") or name)
+        if value.get("bytes") is not None:
+            return image_from_bytes(bytes(value["bytes"]), where)
+        if value.get("path"):
+            return open_image(value["path"])
+        raise BadFileError(name, "the image value holds neither bytes nor a path")
     if isinstance(value, PIL.Image.Image):
         return value.convert("RGB")
     array = np.asarray(value)
@@ -86,6 +98,18 @@ def to_rgb(value: Any) -> PIL.Image.Image:
             f"image values must be PIL images or uint8 (H, W[, C]) arrays, got {array.dtype} {array.shape}"
         )
     return PIL.Image.fromarray(array).convert("RGB")
+
+
+def undecoded(dataset: Any, image_key: str) -> Any:
+    """`dataset` with an Image column read as its stored bytes or path, not decoded by `datasets`, which
+    would open them with PIL in any format Pillow knows (EPS runs Ghostscript); `to_rgb` decodes them
+    as one of cropmix's accepted formats instead."""
+    import datasets
+
+    feature = dataset.features.get(image_key)
+    if isinstance(feature, datasets.Image) and feature.decode:
+        return dataset.cast_column(image_key, datasets.Image(decode=False))
+    return dataset
 
 
 def check_hf_data(data: str | os.PathLike) -> None:
@@ -182,6 +206,7 @@ def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = 
                 raise ValueError(
                     f"split {name!r} of {str(data)!r} has no column {key!r} ({option}); columns: {columns}"
                 )
+    splits = {name: undecoded(splits[name], image_key) for name in names}
     train_labels = list(splits["train"][label_key])
     classes, to_int = _label_coding(splits["train"].features[label_key], train_labels)
     train = HFSplit(splits["train"], image_key, [to_int(v) for v in train_labels], classes)
@@ -220,7 +245,7 @@ def decode_split(split: HFSplit) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image of `split` as one uint8 (N, 3, H, W) tensor (all of one size), and int64 targets."""
     arrays, shape = [], None
     for i, value in enumerate(split.dataset[split.image_key]):
-        array = np.asarray(to_rgb(value))
+        array = np.asarray(to_rgb(value, f"image {i}"))
         if shape is not None and array.shape != shape:
             raise ValueError(
                 f"image {i} is {array.shape[1]}x{array.shape[0]} but earlier ones are {shape[1]}x{shape[0]}: "
