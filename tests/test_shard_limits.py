@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import encoded
 
 from cropmix.data import Batching, shard_reader
 from cropmix.data.shard_reader import ShardStream
@@ -93,10 +94,11 @@ def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:
         read_index(root)
 
 
-def small_shard(path: Path, n: int, size: int = 100) -> None:
+def small_shard(path: Path, n: int) -> None:
+    """A shard of `n` real 8x8 PNG images (the reader checks each member's header), labelled 0."""
     with tarfile.open(path, "w") as tar:
         for i in range(n):
-            for field, body in (("png", bytes([i % 251]) * size), ("cls", b"0")):
+            for field, body in (("png", encoded("RGB", "PNG", size=(8, 8), seed=i)), ("cls", b"0")):
                 info = tarfile.TarInfo(f"k{i:03d}.{field}")
                 info.size = len(body)
                 tar.addfile(info, io.BytesIO(body))
