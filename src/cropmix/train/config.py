@@ -222,9 +222,23 @@ def _check_augmentation(config: TrainConfig) -> None:
         kwargs.pop("interpolation", None)
         make_config(**kwargs)  # raises naming the bad CropMix argument
         if aug.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work
-            from cropmix.integrations.timm import train_transform as timm_transform
+            _check_timm_aug(config, kwargs["size"])
 
-            timm_transform(kwargs["size"], False, aug.preset, aug.cropmix_overrides(), **aug.timm_aug)
+
+def _check_timm_aug(config: TrainConfig, size: int) -> None:
+    """Build timm's transform once, so that an argument timm refuses (a keyword create_transform does not
+    take, an unknown auto_augment policy, which timm asserts) is one error naming --timm-aug."""
+    from cropmix.integrations.timm import train_transform as timm_transform
+
+    aug, label = config.aug, option("timm_aug")
+    try:
+        timm_transform(size, False, aug.preset, aug.cropmix_overrides(), **aug.timm_aug)
+    except (TypeError, ValueError, AssertionError, KeyError) as error:
+        if str(error).startswith(label):  # already said in the option's words
+            raise
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        cause = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise kind(f"{label} {json.dumps(aug.timm_aug)} was refused by timm's create_transform: {cause}") from error
 
 
 def _check_data_pipeline(config: TrainConfig) -> None:
