@@ -201,7 +201,7 @@ def check_only_with(config: Any) -> None:
     for entry in table.values():
         rule: OnlyWith | None = entry.meta("only_with")
         value = value_of(config, entry)
-        if rule is None or value is None or value == entry.field.default:
+        if rule is None or value is None or value == _default(entry.field):
             continue
         other = value_of(config, table[rule.key])
         if rule.applies(other) or (rule.or_given and value_of(config, table[rule.or_given]) is not None):
@@ -211,6 +211,13 @@ def check_only_with(config: Any) -> None:
             f"{entry.label} only applies with {table[rule.key].label} {rule.which}{alternative}, got "
             f"{rule.key}={other!r}: drop the one or change the other"
         )
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """The declared default of field `f` (made afresh where it has a factory)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def check_choices(config: Any) -> None:
