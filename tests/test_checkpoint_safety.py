@@ -230,3 +230,17 @@ def test_pretrain_eval_only_of_a_train_checkpoint_says_so_in_one_line(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "`cropmix train` checkpoint" in err and f"cropmix eval {run}" in err, err
     assert "unknown PretrainConfig fields" not in err
+
+
+def test_an_npz_given_as_a_checkpoint_is_said_not_to_be_one(tmp_path, capsys):
+    from helpers import make_npz
+
+    from cropmix.cli import main
+
+    data = make_npz(tmp_path / "d.npz")
+    with pytest.raises(CheckpointError, match="not a torch checkpoint") as info:
+        load_checkpoint(data)
+    assert "inflate" not in str(info.value) and "y_train.npy" in str(info.value)
+    assert main(["pretrain", "--eval-only", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not a torch checkpoint" in err, err
