@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,17 @@ def _check_ranges(config: PretrainConfig) -> None:
             f"moco_dim x queue_size must be at most {MAX_QUEUE_VALUES} (a 1 GiB queue), got "
             f"{config.moco_dim} x {config.queue_size}"
         )
+
+
+def model_error(config: PretrainConfig, error: Exception) -> Exception:
+    """`error` from building `config`'s MAE or MoCo backbone, said with the options that set it (the same
+    type, to re-raise): "mae_kwargs (--mae-kwargs) {...}: dim must be divisible by 4"."""
+    table = by_key(PretrainConfig)
+    if config.method == "mae":
+        return type(error)(f"{table['mae_kwargs'].label} {json.dumps(config.mae_kwargs)}: {error}")
+    kwargs = config.backbone_kwargs
+    with_kwargs = f" with {table['backbone_kwargs'].label} {json.dumps(kwargs)}" if kwargs else ""
+    return type(error)(f"{table['backbone'].label} {config.backbone!r}{with_kwargs}: {error}")
 
 
 def _pretrain_data() -> DataSettings:

@@ -55,11 +55,17 @@ from .views import MAEView, TwoViews
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
-    if config.method == "mae":
-        return MAE(image_size=config.data.image_size, num_classes=num_classes, **config.mae_kwargs)
-    from cropmix.models import build_model
+    from .config import model_error
 
-    backbone = build_model(config.backbone, num_classes, image_size=config.data.image_size, **config.backbone_kwargs)
+    try:
+        if config.method == "mae":
+            return MAE(image_size=config.data.image_size, num_classes=num_classes, **config.mae_kwargs)
+        from cropmix.models import build_model
+
+        size = config.data.image_size
+        backbone = build_model(config.backbone, num_classes, image_size=size, **config.backbone_kwargs)
+    except (TypeError, ValueError) as error:
+        raise model_error(config, error) from error
     return MoCo(
         backbone,
         dim=config.moco_dim,
