@@ -93,7 +93,9 @@ class PretrainConfig:
     run: RunSettings = field(default_factory=_pretrain_run)
     subset: float = setting(1.0, "fraction of the training split to pre-train on (a fixed random subset)")
     backbone: str = setting("resnet18", "MoCo backbone, a cropmix.models name", only_with=WITH_MOCO)
-    backbone_kwargs: dict[str, Any] = setting({}, "JSON keyword arguments of build_model", only_with=WITH_MOCO)
+    backbone_kwargs: dict[str, Any] = setting(
+        {}, "JSON keyword arguments of build_model", only_with=WITH_MOCO, cli={"example": '{"widths": [8, 16, 32, 64]}'}
+    )
     moco_dim: int = setting(128, "MoCo projection dimension", only_with=WITH_MOCO)
     queue_size: int = setting(4096, "MoCo queue of negative keys", only_with=WITH_MOCO)
     moco_momentum: float = setting(0.99, "MoCo key encoder momentum", only_with=WITH_MOCO)
@@ -103,6 +105,7 @@ class PretrainConfig:
         {},
         'JSON keyword arguments of cropmix.ssl.MAE, e.g. \'{"dim": 128, "depth": 4, "heads": 4}\'',
         only_with=WITH_MAE,
+        cli={"example": '{"dim": 128, "depth": 4, "heads": 4}'},
     )
     epochs: int = setting(1, "passes over the (subset of the) training split")
     steps: int | None = setting(None, "optimiser steps (overrides --epochs)", meaning="the epochs'")
