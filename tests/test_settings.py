@@ -172,3 +172,20 @@ def test_a_bad_pretrain_model_argument_names_its_option(tmp_path, method, change
     with pytest.raises((TypeError, ValueError)) as info:
         build_ssl_model(config)
     assert str(info.value).startswith(said), info.value
+
+
+def test_the_api_names_what_it_takes_when_given_the_wrong_kind(tmp_path):
+    from cropmix.train import compare_runs, evaluate_run, train
+
+    for cls in (TrainConfig, PretrainConfig):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}.from_dict values must be a dict.*got a str"):
+            cls.from_dict("abc")
+    with pytest.raises(TypeError, match=r"config must be a TrainConfig, got a dict: pass TrainConfig.from_dict"):
+        train({"dataset": "npz"})
+    with pytest.raises(TypeError, match=r"options must be an EvalOptions, got a dict: pass EvalOptions\(\*\*"):
+        evaluate_run(tmp_path / "run", {"fgsm": True})
+    with pytest.raises(TypeError, match=r"run_dirs must be a list of run folders, got the str 'runs/a'"):
+        compare_runs("runs/a", "runs/b")
+    with pytest.raises(TypeError, match="run_dirs must be a list"):
+        compare_runs(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()

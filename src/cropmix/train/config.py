@@ -26,7 +26,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
-from .settings import by_key, check_choices, check_only_with, declared, flatten, unflatten
+from .settings import by_key, check_choices, check_only_with, check_values, declared, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
 # holding that value still loads.
@@ -83,6 +83,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from flat keys (config.json, a recipe, the command line); absent keys take defaults."""
+        check_values(cls, values)
         values = {k: v for k, v in values.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
         return unflatten(cls, values)
 

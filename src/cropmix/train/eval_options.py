@@ -78,3 +78,13 @@ class EvalOptions:
         """What `evaluate_classifier` scores on the run's test split."""
         corruptions = CorruptionOptions(storage=self.corruption_storage) if self.corruptions else None
         return ClassifierEval(fgsm=self.fgsm, fgsm_eps=self.fgsm_eps, corruptions=corruptions, progress=self.progress)
+
+
+def options_or_default(options: EvalOptions | None) -> EvalOptions:
+    """`options`, or the default EvalOptions() for None; TypeError for anything else (a dict, say)."""
+    if options is None:
+        return EvalOptions()
+    if not isinstance(options, EvalOptions):
+        shown = f"EvalOptions(**{options!r})" if isinstance(options, dict) else "EvalOptions(...)"
+        raise TypeError(f"options must be an EvalOptions, got a {type(options).__name__}: pass {shown}")
+    return options

@@ -16,7 +16,7 @@ from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
-from .eval_options import EvalOptions
+from .eval_options import EvalOptions, options_or_default
 
 
 def _check_run_folder(run_dir: Path) -> None:
@@ -98,7 +98,7 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
 
     from .distributed import resolve_device
 
-    options = EvalOptions() if options is None else options
+    options = options_or_default(options)
     cifar_c_labels = None if options.cifar_c is None else cifar_c_files(options.cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
@@ -167,7 +167,7 @@ def evaluate_ood(
 
     from .distributed import resolve_device
 
-    options = EvalOptions() if options is None else options
+    options = options_or_default(options)
     for name in ("fgsm", "corruptions", "cifar_c"):
         if getattr(options, name) not in (False, None):
             raise ValueError(f"options.{name} must be False or None for evaluate_ood, got {getattr(options, name)!r}; "

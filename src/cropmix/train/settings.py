@@ -137,9 +137,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def check_values(cls: type, values: Any) -> None:
+    """TypeError unless `values` (of `cls.from_dict`) is a dict of flat keys."""
+    if not isinstance(values, dict):
+        raise TypeError(
+            f"{cls.__name__}.from_dict values must be a dict of flat keys (as config.json holds them), got a "
+            f"{type(values).__name__}: {values!r:.80}"
+        )
+
+
 def unflatten(cls: type, values: dict[str, Any]) -> Any:
     """An instance of configuration class `cls` from flat keys; absent keys keep their defaults.
     ValueError naming unknown keys and listing the accepted ones."""
+    check_values(cls, values)
     table = by_key(cls)
     unknown = sorted(set(values) - set(table))
     if unknown:
