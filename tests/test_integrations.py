@@ -361,7 +361,8 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     assert main(args) == 0
     assert json.loads((out / "config.json").read_text())["hf_image_key"] == "img"
     capsys.readouterr()
-    assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0  # the saved keys reopen the data
+    evaluation = ["--eval-only", str(out / "checkpoint.pt"), "--no-progress", "--knn-k", "3", "--probe-epochs", "1"]
+    assert main(["pretrain", *evaluation]) == 0  # the saved keys reopen the data
     assert json.loads(capsys.readouterr().out)["step"] == 2
     with pytest.raises(
         ValueError, match=r"hf_image_key \(--hf-image-key\) only applies with dataset \(--dataset\) 'hf'"
