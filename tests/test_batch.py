@@ -386,3 +386,9 @@ def test_sampler_is_the_shared_one():
     mine = aug.make_params(torch.zeros(7, 3, 30, 40))
     ref = sample_batch(aug.config, [30] * 7, [40] * 7, 3, 3, seeded(21))
     assert np.array_equal(mine.crops, ref.crops) and np.array_equal(mine.lam, ref.lam)
+
+
+def test_collate_of_dict_samples_says_what_samples_it_takes() -> None:
+    collate = CropMixCollate(BatchCropMix(16))
+    with pytest.raises(TypeError, match=r"\(image, target, \.\.\.\) tuples, got a dict"):
+        collate([{"image": torch.zeros(3, 20, 20, dtype=torch.uint8), "label": 0}])

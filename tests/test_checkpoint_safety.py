@@ -216,3 +216,31 @@ def test_the_projection_head_formula_matches_the_built_head():
 
     head = ProjectionHead(24, 40, 8)
     assert ProjectionHead.parameter_count(24, 40, 8) == sum(p.numel() for p in head.parameters())
+
+
+def test_pretrain_eval_only_of_a_train_checkpoint_says_so_in_one_line(tmp_path, capsys):
+    from helpers import tiny_config
+
+    from cropmix.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": tiny_config(tmp_path).to_dict(), "model": {}}, run / "checkpoint.pt")
+    assert main(["pretrain", "--eval-only", str(run / "checkpoint.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "`cropmix train` checkpoint" in err and f"cropmix eval {run}" in err, err
+    assert "unknown PretrainConfig fields" not in err
+
+
+def test_an_npz_given_as_a_checkpoint_is_said_not_to_be_one(tmp_path, capsys):
+    from helpers import make_npz
+
+    from cropmix.cli import main
+
+    data = make_npz(tmp_path / "d.npz")
+    with pytest.raises(CheckpointError, match="not a torch checkpoint") as info:
+        load_checkpoint(data)
+    assert "inflate" not in str(info.value) and "y_train.npy" in str(info.value)
+    assert main(["pretrain", "--eval-only", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not a torch checkpoint" in err, err

@@ -219,3 +219,31 @@ def test_cifar_c_folder_errors_are_named(sorted_run, tmp_path) -> None:
     assert cifar_c_files(folder)[0] == ["fog"]
     with pytest.raises(ValueError, match="labels up to 99"):
         evaluate_run(sorted_run, EvalOptions(cifar_c=folder, device="cpu", progress=False))
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--fgsm-eps", "0.1"], "--fgsm-eps"),
+        (["--max-corruption-images", "5"], "--max-corruption-images"),
+        (["--float-corruptions"], "--float-corruptions"),
+        (["--dataset", "imagefolder"], "--dataset"),
+        (["--class-subset", "imagenet-r"], "--class-subset"),
+    ],
+)
+def test_eval_options_that_do_not_apply_are_usage_errors(tmp_path, capsys, extra, named) -> None:
+    from cropmix.cli import main
+
+    assert main(["eval", str(tmp_path / "run"), *extra]) == 2  # refused before the run folder is read
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and named in err and "does not exist" not in err, err
+
+
+def test_eval_options_only_with_their_switch_through_the_api() -> None:
+    with pytest.raises(ValueError, match=r"fgsm_eps \(--fgsm-eps\) only applies with fgsm \(--fgsm\)"):
+        EvalOptions(fgsm_eps=0.1)
+    with pytest.raises(ValueError, match=r"--float-corruptions\) only applies with corruptions"):
+        EvalOptions(corruption_storage=False)
+    EvalOptions(fgsm=True, fgsm_eps=0.1)
+    EvalOptions(cifar_c="somewhere", max_corruption_images=5)  # picks the CIFAR-C files' subset
+    EvalOptions(corruptions=True, max_corruption_images=5, corruption_storage=False)

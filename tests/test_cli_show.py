@@ -125,3 +125,12 @@ def test_show_replaces_a_planted_link_instead_of_writing_through_it(tmp_path) ->
     assert not out.is_symlink() and PIL.Image.open(out).format == "PNG"
     with pytest.raises(ValueError, match=r"out must end in an image extension.*grid\.txt"):
         save_show_grid(noise_images(tmp_path), tmp_path / "grid.txt", n=1, cell=64)
+
+
+def test_show_of_a_folder_says_it_is_a_folder(tmp_path, capsys) -> None:
+    from cropmix.cli import main
+
+    (tmp_path / "emptydir").mkdir()
+    assert main(["show", str(tmp_path / "emptydir"), "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is a folder, not a file" in err and "FIFO" not in err, err

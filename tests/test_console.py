@@ -127,3 +127,23 @@ def test_model_errors_name_the_options_and_come_before_any_data(tmp_path, capsys
     args[args.index("fastnet")], args[args.index("--model-kwargs") + 1] = "vit_tiny", "{}"
     assert main(args) == 2
     assert "at image size 30: the image size 30x30 must be a multiple of the patch size 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "example"),
+    [
+        ("train", "--timm-aug", '{"auto_augment": "rand-m9-mstd0.5"}'),
+        ("train", "--model-kwargs", '{"widths": [8, 16, 32, 64]}'),
+        ("pretrain", "--mae-kwargs", '{"dim": 128, "depth": 4, "heads": 4}'),
+    ],
+)
+def test_bad_json_shows_the_options_own_example(capsys, command, option, example):
+    with pytest.raises(SystemExit):
+        main([command, "--data", "x", "--out", "y", option, "{bad"])
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be a JSON object such as '{example}'" in err, err
+    if option != "--model-kwargs":
+        assert "widths" not in err
+    with pytest.raises(SystemExit):
+        main([command, "--data", "x", "--out", "y", option, "[1]"])
+    assert f"such as '{example}', got '[1]'" in capsys.readouterr().err

@@ -359,3 +359,18 @@ def test_a_generator_in_dataloader_workers_warns_once_per_worker(with_generator)
         warnings.simplefilter("always")
         t(textured_image(20, 20))  # in the main process: no workers, no warning
     assert not caught
+
+
+def test_numpy_integers_are_accepted_where_ints_are_and_bools_are_not() -> None:
+    aug = CropMix(np.int64(32), num_crops=np.int64(3), scale=(np.float32(0.5), 1), alpha=np.float64(0.4))
+    assert aug.size == (32, 32) and aug.num_crops == (3,) and type(aug.num_crops[0]) is int
+    assert CropMix(32, num_crops=[np.int32(2), 3], interpolation=np.int64(3)).num_crops == (2, 3)
+    with pytest.raises(TypeError, match="num_crops"):
+        CropMix(32, num_crops=True)
+    with pytest.raises(TypeError, match="size"):
+        CropMix(np.bool_(True))
+
+
+def test_transform_with_params_that_are_not_cropmix_params_names_them() -> None:
+    with pytest.raises(TypeError, match="params must be a CropMixParams.*got dict"):
+        CropMix(32).transform(textured_image(40, 40), {})

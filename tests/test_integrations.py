@@ -362,7 +362,8 @@ def test_cli_pretrain_on_a_hf_dataset_with_other_columns(tmp_path, capsys):
     assert main(args) == 0
     assert json.loads((out / "config.json").read_text())["hf_image_key"] == "img"
     capsys.readouterr()
-    assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0  # the saved keys reopen the data
+    evaluation = ["--eval-only", str(out / "checkpoint.pt"), "--no-progress", "--knn-k", "3", "--probe-epochs", "1"]
+    assert main(["pretrain", *evaluation]) == 0  # the saved keys reopen the data
     assert json.loads(capsys.readouterr().out)["step"] == 2
     with pytest.raises(
         ValueError, match=r"hf_image_key \(--hf-image-key\) only applies with dataset \(--dataset\) 'hf'"
@@ -398,3 +399,19 @@ def test_the_tensorboard_grid_does_not_change_what_training_draws(tmp_path):
     assert losses["tensorboard"] == losses[None]
     (image,) = _events(tmp_path / "run_tensorboard").Images("train_inputs")
     assert image.step == 0
+
+
+@pytest.mark.parametrize(
+    ("timm_aug", "said"),
+    [('{"auto_augment": "bogus"}', "Unknown AA policy bogus"), ('{"nonsense_arg": 1}', "nonsense_arg")],
+)
+def test_timm_aug_timm_refuses_is_one_line_naming_the_option(tmp_path, capsys, timm_aug, said):
+    from helpers import base_args, make_npz
+
+    from cropmix.cli import main
+
+    argv = base_args(make_npz(tmp_path / "d.npz"), tmp_path / "out", "--aug", "cropmix", "--timm-aug", timm_aug)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--timm-aug" in err and said in err, err
+    assert not (tmp_path / "out").exists()

@@ -234,14 +234,19 @@ def test_a_planted_final_json_chooses_nothing_written(tmp_path):
     assert "echo pwned >> ~/.bashrc" not in merged and merged["top1"] >= 0 and "epochs" in merged
 
 
-def test_ood_results_of_two_folders_of_one_name_are_both_kept(tmp_path):
+def test_ood_results_of_two_folders_of_one_name_are_both_kept(tmp_path, capsys):
     _, out = trained(tmp_path)
     for parent in ("a", "b"):
         labelled_folder(tmp_path / parent / "val")
+    said = []
+    capsys.readouterr()
     for parent in ("a", "b"):
         assert main(["eval", str(out), "--data", str(tmp_path / parent / "val"), "--no-progress"]) == 0
+        said.append(capsys.readouterr().out.splitlines()[0])
     files = sorted(p.name for p in out.glob("ood_val*.json"))
     assert len(files) == 2
+    assert said[0].endswith("(ood_val.json):") and said[1] != said[0] and "*" not in said[1], said
+    assert any(said[1].endswith(f"({name}):") for name in files)
     sources = {json.loads((out / name).read_text())["data"] for name in files}
     assert sources == {os.path.realpath(tmp_path / p / "val") for p in ("a", "b")}
     assert main(["eval", str(out), "--data", str(tmp_path / "a" / "val"), "--no-progress"]) == 0
@@ -340,3 +345,12 @@ def test_pretrain_eval_only_never_downloads_for_a_received_checkpoint(tmp_path, 
     with pytest.raises((FileNotFoundError, ValueError), match="deep"):
         evaluate_checkpoint(checkpoint)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_eval_of_what_is_not_a_run_folder_says_what_it_is(tmp_path, capsys):
+    (tmp_path / "d.npz").write_bytes(b"PK")
+    (tmp_path / "folder").mkdir()
+    for given, said in (("d.npz", "is a file, not a run folder"), ("folder", "is not a run folder (no config.json)")):
+        assert main(["eval", str(tmp_path / given)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and said in err and "does not exist" not in err, err

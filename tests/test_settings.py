@@ -133,3 +133,59 @@ def test_a_received_pretrain_config_cannot_ask_for_a_huge_queue():
     with pytest.raises(ValueError, match=r"moco_dim x queue_size must be at most 268435456 .*128 x 1073741824"):
         PretrainConfig.from_dict({"method": "moco", "queue_size": 1 << 30})
     assert PretrainConfig.from_dict({"method": "moco", "queue_size": 65536}).queue_size == 65536
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"aug": "cropmix", "cropmix_num_crops": 0}, "cropmix_num_crops (--num-crops) 0: num_crops must be"),
+        ({"aug": "cropmix", "cropmix_scale": (0.9, 0.1)}, "cropmix_scale (--scale) [0.9, 0.1]: scale must"),
+        ({"aug": "rrc", "rrc_scale": (2.0, 3.0)}, "rrc_scale (--rrc-scale) [2.0, 3.0]: scale must"),
+    ],
+)
+def test_a_bad_augmentation_value_names_its_option(tmp_path, changes, said):
+    from helpers import tiny_config
+
+    with pytest.raises(ValueError) as info:
+        tiny_config(tmp_path, **changes).validate(False)
+    assert str(info.value).startswith(said), info.value
+
+
+@pytest.mark.parametrize(
+    ("method", "changes", "said"),
+    [
+        (
+            "moco",
+            {"backbone_kwargs": {"x": 1}},
+            "backbone (--backbone) 'fastnet' with backbone_kwargs (--backbone-kwargs)",
+        ),
+        ("mae", {"mae_kwargs": {"dim": 63, "heads": 4}}, 'mae_kwargs (--mae-kwargs) {"dim": 63, "heads": 4}: dim'),
+    ],
+)
+def test_a_bad_pretrain_model_argument_names_its_option(tmp_path, method, changes, said):
+    from helpers import make_npz, pretrain_config
+
+    from cropmix.ssl.pretrain import build_ssl_model
+
+    changes = {"backbone": "fastnet", **changes} if method == "moco" else changes
+    config = pretrain_config(tmp_path, make_npz(tmp_path / "d.npz"), method, "standard", **changes)
+    with pytest.raises((TypeError, ValueError)) as info:
+        build_ssl_model(config)
+    assert str(info.value).startswith(said), info.value
+
+
+def test_the_api_names_what_it_takes_when_given_the_wrong_kind(tmp_path):
+    from cropmix.train import compare_runs, evaluate_run, train
+
+    for cls in (TrainConfig, PretrainConfig):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}.from_dict values must be a dict.*got a str"):
+            cls.from_dict("abc")
+    with pytest.raises(TypeError, match=r"config must be a TrainConfig, got a dict: pass TrainConfig.from_dict"):
+        train({"dataset": "npz"})
+    with pytest.raises(TypeError, match=r"options must be an EvalOptions, got a dict: pass EvalOptions\(\*\*"):
+        evaluate_run(tmp_path / "run", {"fgsm": True})
+    with pytest.raises(TypeError, match=r"run_dirs must be a list of run folders, got the str 'runs/a'"):
+        compare_runs("runs/a", "runs/b")
+    with pytest.raises(TypeError, match="run_dirs must be a list"):
+        compare_runs(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()

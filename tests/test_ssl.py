@@ -442,7 +442,22 @@ def test_cli_pretrain_mae_and_eval_only(tmp_path, npz_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["aug"] == "mae-cutmix" and config["method"] == "mae"
     capsys.readouterr()
-    assert main(args + ["--eval-only", str(out / "checkpoint.pt")]) == 0
+    evaluation = ["--knn-k", "5", "--probe-epochs", "1", "--threads", "1", "--no-progress"]
+    assert main(["pretrain", "--eval-only", str(out / "checkpoint.pt"), *evaluation]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["step"] == 3 and 0.0 <= printed["knn_acc"] <= 1.0
+    # training options cannot apply to --eval-only: refused by name, before the checkpoint is read
+    assert main(args + ["--epochs", "3", "--eval-only", str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and all(flag in err for flag in ("--method", "--out", "--steps", "--epochs")), err
+    assert "--knn-k," not in err.split("cannot apply")[0]
     assert main(["pretrain", "--method", "moco", "--aug", "mixup", "--data", str(npz_path)]) == 2
+
+
+def test_pretrain_settings_of_the_other_method_are_refused(tmp_path, npz_path):
+    with pytest.raises(ValueError, match=r"mae_kwargs \(--mae-kwargs\) only applies with method \(--method\) 'mae'"):
+        pretrain_config(tmp_path, npz_path, "moco", "standard", mae_kwargs={"dim": 64})
+    for moco_only in ({"backbone": "fastnet"}, {"backbone_kwargs": {"x": 1}}, {"moco_dim": 64}, {"queue_size": 64}):
+        with pytest.raises(ValueError, match=f"{next(iter(moco_only))}.*only applies with method"):
+            pretrain_config(tmp_path, npz_path, "mae", "standard", **moco_only)
+    pretrain_config(tmp_path, npz_path, "mae", "standard", moco_dim=128)  # the default is not a choice made

@@ -47,7 +47,7 @@ def test_load_checkpoint_refuses_objects_and_names_the_file(crafted):
 def test_the_cli_never_runs_a_crafted_checkpoint(tmp_path, crafted, capsys):
     path, target = crafted
     # pretrain --eval-only, eval of a run folder, and train --init all open the file before any work.
-    assert main(["pretrain", "--eval-only", str(path), "--method", "moco"]) == 2
+    assert main(["pretrain", "--eval-only", str(path)]) == 2
     run = tmp_path / "run"
     run.mkdir()
     TrainConfig.from_dict(dict(dataset="npz", data=str(tmp_path / "none.npz"), out=str(run), epochs=1)).save(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -29,15 +30,26 @@ def unit_float(text: str) -> float:
     return value
 
 
-def json_object(text: str) -> dict[str, Any]:
-    """argparse type: a JSON object (keyword arguments), e.g. '{"widths": [8, 16]}'."""
+def json_object(text: str, example: str | None = None) -> dict[str, Any]:
+    """argparse type: a JSON object (keyword arguments); `example`, the option's own, is shown when it is not one."""
+    such_as = f" such as '{example}'" if example else " {...} of keyword arguments"
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(
-            f"must be a JSON object such as '{{\"widths\": [8, 16]}}', got {text!r} ({error.msg} at character "
+            f"must be a JSON object{such_as}, got {text!r} ({error.msg} at character "
             f"{error.pos}; in a shell, quote it with single quotes)"
         ) from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}} of keyword arguments, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a JSON object{such_as}, got {text!r}")
     return value
+
+
+def json_object_like(example: str | None) -> Callable[[str], dict[str, Any]]:
+    """The argparse type `json_object` with the option's own example in its errors."""
+
+    def parse(text: str) -> dict[str, Any]:
+        return json_object(text, example)
+
+    parse.__name__ = "json_object"  # argparse names the type by it
+    return parse

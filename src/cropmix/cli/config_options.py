@@ -10,7 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 from . import arg_types
-from .arg_types import json_object
+from .arg_types import json_object_like
 
 
 def add_config_options(
@@ -37,6 +37,7 @@ def _argument(entry: Any, default: Any) -> dict[str, Any]:
     """argparse keywords for one setting, from its type and metadata."""
     cli = dict(entry.meta("cli"))
     meaning_doc = cli.pop("meaning_doc", None)
+    example = cli.pop("example", None)  # a JSON option's own, for its error
     scalar, many = _shape(entry.hint)
     kwargs: dict[str, Any] = {"default": default, **cli}
     if "action" in kwargs:  # the field names its own (store_false for a --no-x switch)
@@ -45,7 +46,7 @@ def _argument(entry: Any, default: Any) -> dict[str, Any]:
         plain_switch = default is False and entry.meta("meaning") is None
         kwargs["action"] = "store_true" if plain_switch else argparse.BooleanOptionalAction
     elif scalar is dict:
-        kwargs["type"] = json_object
+        kwargs["type"] = json_object_like(example)
     else:  # a parser named in the metadata ("positive_int": cropmix.cli.arg_types), else the type itself
         kwargs["type"] = getattr(arg_types, kwargs["type"]) if "type" in kwargs else scalar
         if many:

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_config_options(p, EvalOptions)
     ood = p.add_argument_group("out-of-distribution folder (instead of the run's test split)")
     ood.add_argument("--data", metavar="OTHER", help="a labelled folder <class>/<images> to score the model on")
-    ood.add_argument("--dataset", choices=("imagefolder",), default="imagefolder", help="the format of --data")
+    ood.add_argument("--dataset", choices=("imagefolder",), help="the format of --data (default: imagefolder)")
     ood.add_argument(
         "--class-subset",
         choices=("imagenet-r", "imagenet-a"),
@@ -37,8 +37,16 @@ def _run_ood(args: argparse.Namespace) -> dict:
 
     for flag, given in (("--fgsm", args.fgsm), ("--corruptions", args.corruptions), ("--cifar-c", args.cifar_c)):
         if given:
-            raise SystemExit(f"cropmix eval: error: {flag} scores the run's test split; it does not go with --data")
-    return evaluate_ood(args.run_dir, args.data, _options(args), dataset=args.dataset, class_subset=args.class_subset)
+            raise ValueError(f"{flag} scores the run's test split; it does not go with --data")
+    dataset = args.dataset or "imagefolder"
+    return evaluate_ood(args.run_dir, args.data, _options(args), dataset=dataset, class_subset=args.class_subset)
+
+
+def _check_ood_options(args: argparse.Namespace) -> None:
+    """--dataset and --class-subset say how to read and score --data: refused without it, not ignored."""
+    for flag, given in (("--dataset", args.dataset), ("--class-subset", args.class_subset)):
+        if given is not None and args.data is None:
+            raise ValueError(f"{flag} {given!r} only applies with --data (the folder to score); drop it or add --data")
 
 
 def _options(args: argparse.Namespace) -> EvalOptions:
@@ -55,12 +63,16 @@ def run(args: argparse.Namespace) -> int:
 
     from cropmix.train import evaluate_run
 
+    _check_ood_options(args)
     if args.data is not None:
+        from pathlib import Path
+
+        from cropmix.train.report import ood_result_path
+
         results = _run_ood(args)
-        print(json.dumps(results, indent=2) if args.json else summary(results, f"{args.data} (ood_*.json)"))
+        written = ood_result_path(Path(args.run_dir), args.data).name  # the file evaluate_ood wrote
+        print(json.dumps(results, indent=2) if args.json else summary(results, f"{args.data} ({written})"))
         return 0
-    if args.class_subset is not None:
-        raise SystemExit("cropmix eval: error: --class-subset needs --data (the folder to score)")
     results = evaluate_run(args.run_dir, _options(args))
     print(json.dumps(results, indent=2) if args.json else summary(results, "the run's test split (eval.json)"))
     return 0

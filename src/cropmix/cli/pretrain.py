@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_only:
         from cropmix.ssl.config import EVALUATION_FIELDS
 
+        _check_eval_only(args)
         overrides = {name: getattr(args, name) for name in EVALUATION_FIELDS if hasattr(args, name)}
         return run_guarded("pretrain", lambda: report(evaluate_checkpoint(args.eval_only, overrides=overrides)))
     config = config_from_args(args)
@@ -56,6 +57,32 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return run_guarded("pretrain", lambda: report(pretrain(config)))
+
+
+def _check_eval_only(args: argparse.Namespace) -> None:
+    """--eval-only takes its model, method and data from the checkpoint: a training option given with it
+    (--epochs, --out, --steps, --method, ...) could not apply, so it is refused by name, not ignored."""
+    from cropmix.ssl.config import EVALUATION_FIELDS, PretrainConfig
+    from cropmix.train.settings import by_key, flatten
+
+    from .config_options import config_values
+
+    defaults, table = flatten(PretrainConfig()), by_key(PretrainConfig)
+
+    def plain(value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    given = [
+        table[key].flag
+        for key, value in config_values(args, PretrainConfig).items()
+        if key not in EVALUATION_FIELDS and value is not None and plain(value) != plain(defaults[key])
+    ]
+    given += [flag for flag, value in (("--recipe", args.recipe), ("--print-config", args.print_config)) if value]
+    if given:
+        raise ValueError(
+            f"--eval-only takes the model, method and data from its checkpoint; {', '.join(given)} cannot apply "
+            f"to it (it takes {', '.join(table[key].flag for key in EVALUATION_FIELDS)}): drop them"
+        )
 
 
 def report(result: dict) -> int:

@@ -131,6 +131,8 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None) -> IO[by
 
 
 def _check_regular(info: os.stat_result, path: Path, max_bytes: int | None) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise FileError(errno.EISDIR, f"{path} is a folder, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise FileError(errno.EINVAL, f"{path} is not a regular file (a FIFO, device or socket is never read)")
     if max_bytes is not None and info.st_size > max_bytes:

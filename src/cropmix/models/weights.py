@@ -36,6 +36,12 @@ def check_archive(path: str | os.PathLike, handle: Any) -> None:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a torch zip archive ({error})") from error
+    if not any(e.filename.count("/") == 1 and e.filename.endswith("/data.pkl") for e in entries):
+        shown = [e.filename for e in entries[:3]] + (["..."] if len(entries) > 3 else [])
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is a zip archive but not a torch checkpoint (torch.save writes a "
+            f"<name>/data.pkl entry; this one holds {shown}): give a checkpoint.pt that cropmix wrote"
+        )
     total = 0
     for entry in entries:
         total += entry.file_size

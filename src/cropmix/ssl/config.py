@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,7 @@ from cropmix.integrations.tensorboard import check_log
 from cropmix.train.config import check_finite
 from cropmix.train.config_parts import DataSettings, RunSettings
 from cropmix.train.distributed import check_device_name
-from cropmix.train.settings import by_key, check_only_with, flatten, normalise_part, setting, unflatten
+from cropmix.train.settings import OnlyWith, by_key, check_only_with, flatten, normalise_part, setting, unflatten
 
 from .views import MAE_VIEWS, QUERY_VIEWS
 
@@ -33,6 +34,8 @@ AT_LEAST_ONE = ("epochs", "batch_size", "steps", "moco_dim", "queue_size", "bn_s
                 "checkpoint_every", "eval_train", "eval_test", "knn_k", "probe_epochs", "threads")  # fmt: skip
 AT_LEAST_ZERO = ("warmup_steps", "workers", "weight_decay")
 ABOVE_ZERO = ("lr", "temperature", "knn_temperature", "max_seconds")
+WITH_MOCO = OnlyWith("method", lambda method: method == "moco", "'moco'")
+WITH_MAE = OnlyWith("method", lambda method: method == "mae", "'mae'")
 MAX_QUEUE_VALUES = 1 << 28  # MoCo's queue of keys, float32: 1 GiB (MoCo v2 on ImageNet: 128 x 65536)
 
 
@@ -49,6 +52,17 @@ def _check_ranges(config: PretrainConfig) -> None:
             f"moco_dim x queue_size must be at most {MAX_QUEUE_VALUES} (a 1 GiB queue), got "
             f"{config.moco_dim} x {config.queue_size}"
         )
+
+
+def model_error(config: PretrainConfig, error: Exception) -> Exception:
+    """`error` from building `config`'s MAE or MoCo backbone, said with the options that set it (the same
+    type, to re-raise): "mae_kwargs (--mae-kwargs) {...}: dim must be divisible by 4"."""
+    table = by_key(PretrainConfig)
+    if config.method == "mae":
+        return type(error)(f"{table['mae_kwargs'].label} {json.dumps(config.mae_kwargs)}: {error}")
+    kwargs = config.backbone_kwargs
+    with_kwargs = f" with {table['backbone_kwargs'].label} {json.dumps(kwargs)}" if kwargs else ""
+    return type(error)(f"{table['backbone'].label} {config.backbone!r}{with_kwargs}: {error}")
 
 
 def _pretrain_data() -> DataSettings:
@@ -78,15 +92,20 @@ class PretrainConfig:
     data: DataSettings = field(default_factory=_pretrain_data)
     run: RunSettings = field(default_factory=_pretrain_run)
     subset: float = setting(1.0, "fraction of the training split to pre-train on (a fixed random subset)")
-    backbone: str = setting("resnet18", "MoCo backbone, a cropmix.models name")
-    backbone_kwargs: dict[str, Any] = setting({}, "JSON keyword arguments of build_model")
-    moco_dim: int = setting(128, "MoCo projection dimension")
-    queue_size: int = setting(4096, "MoCo queue of negative keys")
-    moco_momentum: float = setting(0.99, "MoCo key encoder momentum")
-    temperature: float = setting(0.2, "MoCo InfoNCE temperature")
-    bn_splits: int = setting(4, "MoCo split BatchNorm: chunks per process batch")
+    backbone: str = setting("resnet18", "MoCo backbone, a cropmix.models name", only_with=WITH_MOCO)
+    backbone_kwargs: dict[str, Any] = setting(
+        {}, "JSON keyword arguments of build_model", only_with=WITH_MOCO, cli={"example": '{"widths": [8, 16, 32, 64]}'}
+    )
+    moco_dim: int = setting(128, "MoCo projection dimension", only_with=WITH_MOCO)
+    queue_size: int = setting(4096, "MoCo queue of negative keys", only_with=WITH_MOCO)
+    moco_momentum: float = setting(0.99, "MoCo key encoder momentum", only_with=WITH_MOCO)
+    temperature: float = setting(0.2, "MoCo InfoNCE temperature", only_with=WITH_MOCO)
+    bn_splits: int = setting(4, "MoCo split BatchNorm: chunks per process batch", only_with=WITH_MOCO)
     mae_kwargs: dict[str, Any] = setting(
-        {}, 'JSON keyword arguments of cropmix.ssl.MAE, e.g. \'{"dim": 128, "depth": 4, "heads": 4}\''
+        {},
+        'JSON keyword arguments of cropmix.ssl.MAE, e.g. \'{"dim": 128, "depth": 4, "heads": 4}\'',
+        only_with=WITH_MAE,
+        cli={"example": '{"dim": 128, "depth": 4, "heads": 4}'},
     )
     epochs: int = setting(1, "passes over the (subset of the) training split")
     steps: int | None = setting(None, "optimiser steps (overrides --epochs)", meaning="the epochs'")

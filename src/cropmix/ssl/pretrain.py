@@ -55,11 +55,17 @@ from .views import MAEView, TwoViews
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
-    if config.method == "mae":
-        return MAE(image_size=config.data.image_size, num_classes=num_classes, **config.mae_kwargs)
-    from cropmix.models import build_model
+    from .config import model_error
 
-    backbone = build_model(config.backbone, num_classes, image_size=config.data.image_size, **config.backbone_kwargs)
+    try:
+        if config.method == "mae":
+            return MAE(image_size=config.data.image_size, num_classes=num_classes, **config.mae_kwargs)
+        from cropmix.models import build_model
+
+        size = config.data.image_size
+        backbone = build_model(config.backbone, num_classes, image_size=size, **config.backbone_kwargs)
+    except (TypeError, ValueError) as error:
+        raise model_error(config, error) from error
     return MoCo(
         backbone,
         dim=config.moco_dim,
@@ -364,8 +370,24 @@ def saved_config(state: dict[str, Any], path: str | os.PathLike) -> PretrainConf
     """The PretrainConfig a checkpoint records, checked (fields, types, values); one-line errors naming
     the file."""
     values = checkpoint_entry(state, "config", dict, path)
+    _refuse_train_checkpoint(values, path)
     try:
         config = PretrainConfig.from_dict(values)  # validated as it is made; unknown keys are an error
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid ({error})") from error
     return config
+
+
+def _refuse_train_checkpoint(values: dict[str, Any], path: str | os.PathLike) -> None:
+    """A `cropmix train` checkpoint (a classifier, its config TrainConfig's fields) is said to be one, with
+    the command that evaluates it, instead of a list of fields PretrainConfig does not know."""
+    from cropmix.train.config import TrainConfig
+    from cropmix.train.settings import by_key
+
+    unknown = set(values) - set(by_key(PretrainConfig))
+    if unknown and unknown <= set(by_key(TrainConfig)):
+        folder = Path(path).parent
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is a `cropmix train` checkpoint, not a `cropmix pretrain` one: evaluate it "
+            f"with `cropmix eval {folder}` (its run folder)"
+        )

@@ -60,7 +60,13 @@ def _arm_key(config: dict[str, Any]) -> str:
 
 def unique_runs(run_dirs: list[str | os.PathLike]) -> list[Path]:
     """The run folders in order, each once: a folder given twice (in any spelling of its path) is one run,
-    not two seeds; a warning names it."""
+    not two seeds; a warning names it. TypeError for one path (a str, bytes or PathLike), which would be
+    read as a sequence of characters."""
+    if isinstance(run_dirs, (str, bytes, os.PathLike)) or not hasattr(run_dirs, "__iter__"):
+        raise TypeError(
+            f"run_dirs must be a list of run folders, got the {type(run_dirs).__name__} {run_dirs!r}: pass "
+            f"[{str(run_dirs)!r}, ...] (compare_runs(run_dirs, out) takes the output folder second)"
+        )
     spellings: dict[str, list[str]] = {}
     for run_dir in run_dirs:
         spellings.setdefault(os.path.realpath(run_dir), []).append(str(run_dir))

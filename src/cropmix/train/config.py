@@ -26,7 +26,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
-from .settings import by_key, check_choices, check_only_with, flatten, unflatten
+from .settings import by_key, check_choices, check_only_with, check_values, declared, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
 # holding that value still loads.
@@ -83,6 +83,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from flat keys (config.json, a recipe, the command line); absent keys take defaults."""
+        check_values(cls, values)
         values = {k: v for k, v in values.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
         return unflatten(cls, values)
 
@@ -216,15 +217,48 @@ def _check_augmentation(config: TrainConfig) -> None:
     base, _ = parse_aug(aug.name)
     _need(config, aug.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}")
     if aug.rrc_scale is not None:
-        make_config(32, scale=aug.rrc_scale)
+        try:
+            make_config(32, scale=aug.rrc_scale)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{option('rrc_scale')} {list(aug.rrc_scale)}: {error}") from error
     if base == "cropmix":
         kwargs = config.augment_spec(config.data.image_size or 32).cropmix_kwargs()
         kwargs.pop("interpolation", None)
-        make_config(**kwargs)  # raises naming the bad CropMix argument
+        try:
+            make_config(**kwargs)  # raises naming the bad CropMix argument
+        except (TypeError, ValueError) as error:
+            raise cropmix_error(config, error) from error
         if aug.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work
-            from cropmix.integrations.timm import train_transform as timm_transform
+            _check_timm_aug(config, kwargs["size"])
 
-            timm_transform(kwargs["size"], False, aug.preset, aug.cropmix_overrides(), **aug.timm_aug)
+
+def _check_timm_aug(config: TrainConfig, size: int) -> None:
+    """Build timm's transform once, so that an argument timm refuses (a keyword create_transform does not
+    take, an unknown auto_augment policy, which timm asserts) is one error naming --timm-aug."""
+    from cropmix.integrations.timm import train_transform as timm_transform
+
+    aug, label = config.aug, option("timm_aug")
+    try:
+        timm_transform(size, False, aug.preset, aug.cropmix_overrides(), **aug.timm_aug)
+    except (TypeError, ValueError, AssertionError, KeyError) as error:
+        if str(error).startswith(label):  # already said in the option's words
+            raise
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        cause = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise kind(f"{label} {json.dumps(aug.timm_aug)} was refused by timm's create_transform: {cause}") from error
+
+
+def cropmix_error(config: TrainConfig, error: Exception) -> Exception:
+    """`error` from making CropMix's configuration (it names a CropMix argument: "num_crops must be >= 1"),
+    said with the option that set it (the same type, to re-raise); else with the preset it came from."""
+    given = {name: value for name, value in config.aug.cropmix_overrides().items() if value is not None}
+    named = next((name for name in given if str(error).startswith(name)), None)
+    if named is None:
+        return type(error)(f"CropMix of {option('preset')} {config.aug.preset!r}: {error}")
+    value = given[named]
+    shown = list(value) if isinstance(value, tuple) else value
+    label = next(entry.label for entry in declared(AugSettings) if entry.field.name == named)
+    return type(error)(f"{label} {shown}: {error}")
 
 
 def _check_data_pipeline(config: TrainConfig) -> None:

@@ -117,7 +117,7 @@ class AugSettings(_Checked):
     timm_aug: dict[str, Any] | None = setting(
         None, "timm's training transform with CropMix as its crop; JSON of timm.data.create_transform arguments, "
         "e.g. '{\"auto_augment\": \"rand-m9-mstd0.5\"}' (cropmix[timm])", only_with=WITH_CROPMIX,
-        cli={"metavar": "JSON"},
+        cli={"metavar": "JSON", "example": '{"auto_augment": "rand-m9-mstd0.5"}'},
     )  # fmt: skip
     mix_alpha: float | None = setting(None, "batch Mixup/CutMix Beta alpha", meaning=1.0, only_with=WITH_BATCH_MIX)
     device: str = setting(
@@ -142,7 +142,10 @@ class ModelSettings(_Checked):
         "resnet18", "resnet18 | preact_resnet18 | wrn28_10 | fastnet | vit_tiny | timm:<name>", key="model"
     )
     kwargs: dict[str, Any] = setting(
-        {}, "backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}' with --model fastnet", key="model_kwargs"
+        {},
+        "backbone arguments as JSON, e.g. '{\"widths\": [8, 16, 32, 64]}' with --model fastnet",
+        key="model_kwargs",
+        cli={"example": '{"widths": [8, 16, 32, 64]}'},
     )
     init: str | None = setting(
         None, "start from the backbone of a cropmix pretrain checkpoint (MoCo or MAE)", cli={"metavar": "PATH"}

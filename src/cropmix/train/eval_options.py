@@ -10,7 +10,10 @@ from cropmix.evaluate import ClassifierEval, CorruptionOptions
 from cropmix.evaluate.options import check_count, check_flag
 
 from .distributed import check_device_name
-from .settings import setting
+from .settings import OnlyWith, check_only_with, setting
+
+WITH_FGSM = OnlyWith("fgsm", lambda fgsm: fgsm is True, "on")
+WITH_CORRUPTIONS = OnlyWith("corruptions", lambda corruptions: corruptions is True, "on")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,17 @@ class EvalOptions:
     """
 
     fgsm: bool = setting(False, "FGSM top-1")
-    fgsm_eps: float = setting(8 / 255, "FGSM step in [0, 1]", cli={"type": "unit_float", "meaning_doc": "8/255"})
+    fgsm_eps: float = setting(
+        8 / 255,
+        "FGSM step in [0, 1]",
+        cli={"type": "unit_float", "meaning_doc": "8/255"},
+        only_with=WITH_FGSM,
+    )
     corruptions: bool = setting(False, "accuracy under the 15 standard corruptions x 5 severities")
     corruption_storage: bool = setting(
         True, "score --corruptions on the float outputs, not stored as the published sets are (uint8, and JPEG "
         "q85 above 64 px); such scores do not compare with published ones", flag="--float-corruptions",
-        cli={"action": "store_false"},
+        cli={"action": "store_false"}, only_with=WITH_CORRUPTIONS,
     )  # fmt: skip
     cifar_c: str | os.PathLike | None = setting(
         None, "score the published CIFAR-10-C / CIFAR-100-C files in PATH (<corruption>.npy, labels.npy)",
@@ -45,7 +53,7 @@ class EvalOptions:
     )
     max_corruption_images: int | None = setting(
         None, "corrupt a fixed random subset of this many test images, all classes", meaning="all",
-        cli={"type": "positive_int"},
+        cli={"type": "positive_int"}, only_with=OnlyWith("corruptions", WITH_CORRUPTIONS.applies, "on", "cifar_c"),
     )  # fmt: skip
     batch_size: int = setting(512, "", cli={"type": "positive_int"})
     device: str = setting("auto", "", choices=("auto", "cpu", "cuda"))
@@ -64,8 +72,19 @@ class EvalOptions:
             check_flag(getattr(self, name), name)
         self.classifier_eval()  # fgsm, fgsm_eps, corruption_storage and progress, checked where they are used
         check_device_name(self.device)
+        check_only_with(self)  # --fgsm-eps without --fgsm, --max-corruption-images without corruptions, ...
 
     def classifier_eval(self) -> ClassifierEval:
         """What `evaluate_classifier` scores on the run's test split."""
         corruptions = CorruptionOptions(storage=self.corruption_storage) if self.corruptions else None
         return ClassifierEval(fgsm=self.fgsm, fgsm_eps=self.fgsm_eps, corruptions=corruptions, progress=self.progress)
+
+
+def options_or_default(options: EvalOptions | None) -> EvalOptions:
+    """`options`, or the default EvalOptions() for None; TypeError for anything else (a dict, say)."""
+    if options is None:
+        return EvalOptions()
+    if not isinstance(options, EvalOptions):
+        shown = f"EvalOptions(**{options!r})" if isinstance(options, dict) else "EvalOptions(...)"
+        raise TypeError(f"options must be an EvalOptions, got a {type(options).__name__}: pass {shown}")
+    return options

@@ -120,6 +120,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     nothing (its final.json, with what `cropmix eval` added, stays). Raises DivergedError when the loss
     becomes non-finite and RunInterrupted on Ctrl-C; either way the last checkpoint is kept.
     """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config must be a TrainConfig, got a {type(config).__name__}: pass TrainConfig.from_dict(...) "
+            "(flat keys, as config.json holds them)"
+        )
     config.validate(torch.cuda.is_available())
     rank, world = launch_env()
     with run_folder(config.run.out, resume, main=rank == 0) as out:

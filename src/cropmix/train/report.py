@@ -16,7 +16,19 @@ from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
 from .data_setup import eval_loader, image_size_of, source_of
-from .eval_options import EvalOptions
+from .eval_options import EvalOptions, options_or_default
+
+
+def _check_run_folder(run_dir: Path) -> None:
+    """A path that is not a run folder is said to be what it is: missing, a file, or a folder without config.json."""
+    what = "a folder written by `cropmix train` (config.json, checkpoint.pt)"
+    if run_dir.is_dir():
+        if not (run_dir / rf.CONFIG).exists():
+            raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no {rf.CONFIG}); give {what}")
+    elif run_dir.exists():
+        raise ValueError(f"{str(run_dir)!r} is a file, not a run folder; give {what}")
+    else:
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
 
 
 def load_run_model(
@@ -32,8 +44,7 @@ def load_run_model(
     from .loop import build_model_for
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
+    _check_run_folder(run_dir)
     saved = rf.read_json(run_dir / rf.CONFIG)
     if saved.get("method") in ("moco", "mae"):
         raise ValueError(
@@ -87,7 +98,7 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
 
     from .distributed import resolve_device
 
-    options = EvalOptions() if options is None else options
+    options = options_or_default(options)
     cifar_c_labels = None if options.cifar_c is None else cifar_c_files(options.cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
@@ -156,7 +167,7 @@ def evaluate_ood(
 
     from .distributed import resolve_device
 
-    options = EvalOptions() if options is None else options
+    options = options_or_default(options)
     for name in ("fgsm", "corruptions", "cifar_c"):
         if getattr(options, name) not in (False, None):
             raise ValueError(f"options.{name} must be False or None for evaluate_ood, got {getattr(options, name)!r}; "

@@ -20,11 +20,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class OnlyWith:
-    """A setting that only applies when the setting `key` passes `applies` (said as `which`)."""
+    """A setting that only applies when the setting `key` passes `applies` (said as `which`), or, with
+    `or_given`, when that other setting is given (not None)."""
 
     key: str
     applies: Callable[[Any], bool]
     which: str
+    or_given: str | None = None
 
 
 def setting(
@@ -135,9 +137,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def check_values(cls: type, values: Any) -> None:
+    """TypeError unless `values` (of `cls.from_dict`) is a dict of flat keys."""
+    if not isinstance(values, dict):
+        raise TypeError(
+            f"{cls.__name__}.from_dict values must be a dict of flat keys (as config.json holds them), got a "
+            f"{type(values).__name__}: {values!r:.80}"
+        )
+
+
 def unflatten(cls: type, values: dict[str, Any]) -> Any:
     """An instance of configuration class `cls` from flat keys; absent keys keep their defaults.
     ValueError naming unknown keys and listing the accepted ones."""
+    check_values(cls, values)
     table = by_key(cls)
     unknown = sorted(set(values) - set(table))
     if unknown:
@@ -193,19 +205,29 @@ def normalise_part(part: Any) -> None:
 
 
 def check_only_with(config: Any) -> None:
-    """ValueError naming both settings when one declared `only_with` another is given without it."""
+    """ValueError naming both settings when one declared `only_with` another is given (not None, and not
+    its declared default) without it."""
     table = by_key(type(config))
     for entry in table.values():
         rule: OnlyWith | None = entry.meta("only_with")
         value = value_of(config, entry)
-        if rule is None or value is None:
+        if rule is None or value is None or value == _default(entry.field):
             continue
         other = value_of(config, table[rule.key])
-        if not rule.applies(other):
-            raise ValueError(
-                f"{entry.label} only applies with {table[rule.key].label} {rule.which}, got {rule.key}={other!r}: "
-                "drop the one or change the other"
-            )
+        if rule.applies(other) or (rule.or_given and value_of(config, table[rule.or_given]) is not None):
+            continue
+        alternative = f" or with {table[rule.or_given].label}" if rule.or_given else ""
+        raise ValueError(
+            f"{entry.label} only applies with {table[rule.key].label} {rule.which}{alternative}, got "
+            f"{rule.key}={other!r}: drop the one or change the other"
+        )
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """The declared default of field `f` (made afresh where it has a factory)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def check_choices(config: Any) -> None:

@@ -133,6 +133,12 @@ class CropMixCollate:
             raise ValueError("CropMixCollate got an empty batch")
         if isinstance(samples[0], torch.Tensor):
             return self.aug(list(samples))
+        if not isinstance(samples[0], (tuple, list)):
+            raise TypeError(
+                f"CropMixCollate takes samples that are (C, H, W) image tensors or (image, target, ...) tuples, "
+                f"got a {type(samples[0]).__name__}"
+                + (" (a dict: have the dataset return (image, label) tuples)" if isinstance(samples[0], dict) else "")
+            )
         images = self.aug([s[0] for s in samples])
         rest = torch.utils.data.default_collate([tuple(s[1:]) for s in samples])
         return (images, *rest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +30,23 @@ PIL_INTERPOLATION = {
 }
 
 
+def is_int(value: object) -> bool:
+    """Whether `value` is an integer (a Python or numpy one), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """Whether `value` is a real number (a Python or numpy one), never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def interpolation_mode(value: Any) -> InterpolationMode:
     """`value` as an InterpolationMode, accepted as torchvision accepts it: the mode, its name or value
     ("bilinear", "BILINEAR") or PIL's constant (2); ValueError naming interpolation and the modes
     CropMix runs with (those that work on tensors) otherwise."""
     mode = value
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = PIL_INTERPOLATION.get(value)
+    if is_int(value):
+        mode = PIL_INTERPOLATION.get(int(value))
     elif isinstance(value, str) and not isinstance(value, InterpolationMode):
         mode = next((m for m in InterpolationMode if value.lower() in (m.value, m.name.lower())), None)
     if mode not in INTERPOLATION_MODES:
@@ -93,19 +104,19 @@ def _pair(name: str, value: object) -> tuple[float, float]:
         raise TypeError(f"{name} must be a pair (low, high) of numbers, got {value!r}")
     low, high = value
     for v in (low, high):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_number(v) or not math.isfinite(v):
             raise TypeError(f"{name} must hold finite numbers, got {value!r}")
     return float(low), float(high)
 
 
 def _size(value: object) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         value = (value, value)
     if (
         not isinstance(value, Sequence)
         or isinstance(value, str)
         or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not all(is_int(v) for v in value)
     ):
         raise TypeError(f"size must be an int or a (height, width) pair of ints, got {value!r}")
     if min(value) < 1:
@@ -114,12 +125,8 @@ def _size(value: object) -> tuple[int, int]:
 
 
 def _num_crops(num_crops: object) -> tuple[int, ...]:
-    crops = (num_crops,) if isinstance(num_crops, int) else num_crops
-    if (
-        not isinstance(crops, Sequence)
-        or len(crops) == 0
-        or not all(isinstance(n, int) and not isinstance(n, bool) for n in crops)
-    ):
+    crops = (num_crops,) if is_int(num_crops) else num_crops
+    if not isinstance(crops, Sequence) or len(crops) == 0 or not all(is_int(n) for n in crops):
         raise TypeError(f"num_crops must be an int or a non-empty sequence of ints, got {num_crops!r}")
     if min(crops) < 1:
         raise ValueError(f"num_crops must be >= 1, got {num_crops!r}")
@@ -139,7 +146,7 @@ def _mix(mix: object) -> tuple[str, ...]:
 
 
 def _number(name: str, value: object, accepted: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be {accepted}, got {value!r}")
     return float(value)
 

@@ -115,6 +115,10 @@ class CropMix(ReadOnlyConfig, Transform):
 
     def transform(self, inpt: Any, params: CropMixParams) -> Any:  # type: ignore[override]
         """Render `inpt` with `params`; the same inputs always give the same output."""
+        if not isinstance(params, CropMixParams):
+            raise TypeError(
+                f"params must be a CropMixParams (from make_params or sample_one), got {type(params).__name__}"
+            )
         return render(inpt, params, self.config.interpolation, self.config.antialias)
 
 
