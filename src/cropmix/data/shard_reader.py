@@ -334,7 +334,8 @@ class ShardLoader:
     ) -> None:
         self.stream = ShardStream(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)
         self.batch_size, self.drop_last = batching.batch_size, batching.train
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # each bad member once, over all epochs, in the order first met
+        self._skipped_seen: set[str] = set()  # the same names, to keep that list free of repeats in O(1)
         workers = batching.workers
         extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
         # Not persistent: workers restart each epoch and so read the epoch set by set_epoch.
@@ -366,7 +367,10 @@ class ShardLoader:
         pending: list[ByteBatch] = []
         waiting = 0
         for batch in self._passes():
-            self.skipped.extend(name for name in batch.skipped if name not in self.skipped)
+            for name in batch.skipped:
+                if name not in self._skipped_seen:
+                    self._skipped_seen.add(name)
+                    self.skipped.append(name)
             if len(batch) == self.batch_size and not pending:
                 out = [batch]
             else:
