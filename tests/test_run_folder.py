@@ -354,3 +354,10 @@ def test_eval_of_what_is_not_a_run_folder_says_what_it_is(tmp_path, capsys):
         assert main(["eval", str(tmp_path / given)]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and said in err and "does not exist" not in err, err
+
+
+def test_pretrain_names_missing_data_before_making_its_folder(tmp_path, npz_path):
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1).replace(data=str(tmp_path / "no.npz"))
+    with pytest.raises(FileNotFoundError, match=r"data \(--data\) .*no\.npz' does not exist"):
+        pretrain(config, model=tiny_mae())
+    assert not os.path.exists(config.run.out)

@@ -117,6 +117,9 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
     loss and RunInterrupted on Ctrl-C, the last checkpoint kept. `model` overrides
     `build_ssl_model(config)` (tests use tiny backbones).
     """
+    from cropmix.data import check_data_path
+
+    check_data_path(config.data.dataset, config.data.path, in_memory=True)  # before the run folder is made
     rank, world = launch_env()
     with run_folder(config.run.out, config.resume, main=rank == 0) as out:
         state = _checked_resume(config, out, world)
