@@ -147,3 +147,19 @@ def test_an_index_nested_too_deeply_is_a_one_line_error(tmp_path) -> None:
     (tmp_path / "index.json").write_text("[" * 200_000)
     with pytest.raises(ValueError, match=r"shard index .*index\.json.* nested too deeply"):
         read_index(tmp_path)
+
+
+def test_reading_a_shard_does_not_keep_every_header(tmp_path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "many.tar"
+    with tarfile.open(path, "w") as tar:
+        for i in range(4_000):  # members no sample uses, each header kept by tarfile's stream unless dropped
+            info = tarfile.TarInfo(f"k{i:06d}.txt")
+            info.pax_headers = {"comment": "x" * 200}
+            tar.addfile(info, io.BytesIO())
+    tracemalloc.start()
+    samples = sum(1 for _ in iter_samples(str(path), frozenset({"png", "cls"})))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert samples == 4_000 and peak < 1_500_000, peak  # 4,000 headers held take about 3.6 MB

@@ -114,6 +114,7 @@ def iter_samples(url: str, fields: frozenset[str], max_member_bytes: int = MAX_M
                 sample: dict | None = None
                 dropped = None  # the key of a sample given out early, at its oversize member
                 for member in tar:
+                    tar.members.clear()  # a stream keeps every header it read: millions, for a planted shard
                     match = _MEMBER.match(member.name)
                     if not member.isfile() or match is None or match.group(1) == dropped:
                         continue
