@@ -65,13 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     _check_ood_options(args)
     if args.data is not None:
-        from pathlib import Path
-
-        from cropmix.train.report import ood_result_path
-
         results = _run_ood(args)
-        written = ood_result_path(Path(args.run_dir), args.data).name  # the file evaluate_ood wrote
-        print(json.dumps(results, indent=2) if args.json else summary(results, f"{args.data} ({written})"))
+        print(json.dumps(results, indent=2) if args.json else summary(results, f"{args.data} ({results['file']})"))
         return 0
     results = evaluate_run(args.run_dir, _options(args))
     print(json.dumps(results, indent=2) if args.json else summary(results, "the run's test split (eval.json)"))

@@ -70,7 +70,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def _check_size(image: PIL.Image.Image, path: str) -> None:
     try:
-        check_image_size(image.width, image.height, str(path))
+        check_image_size(image.width, image.height, path)
     except BadImageError as error:
         raise BadFileError(str(path), str(error).removeprefix(f"{path}: ")) from error
 

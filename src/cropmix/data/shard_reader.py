@@ -334,8 +334,7 @@ class ShardLoader:
     ) -> None:
         self.stream = ShardStream(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)
         self.batch_size, self.drop_last = batching.batch_size, batching.train
-        self.skipped: list[str] = []  # each bad member once, over all epochs, in the order first met
-        self._skipped_seen: set[str] = set()  # the same names, to keep that list free of repeats in O(1)
+        self._skipped: dict[str, None] = {}  # each bad member once, over all epochs, in the order first met
         workers = batching.workers
         extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
         # Not persistent: workers restart each epoch and so read the epoch set by set_epoch.
@@ -345,6 +344,11 @@ class ShardLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.stream.set_epoch(epoch)
+
+    @property
+    def skipped(self) -> list[str]:
+        """The bad members met so far, each once, in the order first met."""
+        return list(self._skipped)
 
     def __len__(self) -> int:
         split, world = self.stream.split, self.stream.world
@@ -367,10 +371,7 @@ class ShardLoader:
         pending: list[ByteBatch] = []
         waiting = 0
         for batch in self._passes():
-            for name in batch.skipped:
-                if name not in self._skipped_seen:
-                    self._skipped_seen.add(name)
-                    self.skipped.append(name)
+            self._skipped.update(dict.fromkeys(batch.skipped))
             if len(batch) == self.batch_size and not pending:
                 out = [batch]
             else:

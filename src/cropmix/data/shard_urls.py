@@ -16,6 +16,7 @@ without the braceexpand package.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import subprocess
@@ -143,16 +144,20 @@ def open_shard(url: str) -> IO[bytes]:
     raise ValueError(f"shard {url!r} is not read (scheme {scheme!r}); shards are local paths or http(s) URLs")
 
 
-def _choices(body: str, pattern: str) -> list[str] | int:
-    """What one brace group stands for: its choices, or (a range) only their count, to check before listing."""
+def _count(body: str) -> int:
+    """How many strings one brace group stands for, without listing them (a range may be huge)."""
+    numbers = _RANGE.match(body)
+    if numbers:
+        return abs(int(numbers.group(2)) - int(numbers.group(1))) + 1
+    return len(body.split(","))  # a group without a comma is itself: one
+
+
+def _choices(body: str) -> list[str]:
+    """The strings one brace group stands for: a list, a zero-padded integer range, or itself, braces kept."""
     numbers = _RANGE.match(body)
     if not numbers:
         return body.split(",") if "," in body else ["{" + body + "}"]
-    return abs(int(numbers.group(2)) - int(numbers.group(1))) + 1
-
-
-def _range(body: str) -> list[str]:
-    a, b = _RANGE.match(body).groups()
+    a, b = numbers.groups()
     lo, hi = int(a), int(b)
     width = max(len(a), len(b)) if any(len(x) > 1 and x.startswith("0") for x in (a, b)) else 0
     step = 1 if hi >= lo else -1
@@ -165,16 +170,11 @@ def expand_braces(pattern: str) -> list[str]:
     At most MAX_SHARD_NAMES in all, counted before any is made (groups multiply: "{0..99}{0..99}" is 10^4).
     """
     groups = list(_BRACE.finditer(pattern))
-    total = 1
-    for match in groups:
-        choices = _choices(match.group(1), pattern)
-        total *= choices if isinstance(choices, int) else len(choices)
-        if total > MAX_SHARD_NAMES:
-            raise ValueError(f"brace pattern {pattern[:200]!r} names more than the limit of {MAX_SHARD_NAMES} shards")
+    if math.prod(_count(match.group(1)) for match in groups) > MAX_SHARD_NAMES:
+        raise ValueError(f"brace pattern {pattern[:200]!r} names more than the limit of {MAX_SHARD_NAMES} shards")
     parts, start = [], 0
     for match in groups:
-        choices = _choices(match.group(1), pattern)
-        parts += [[pattern[start : match.start()]], _range(match.group(1)) if isinstance(choices, int) else choices]
+        parts += [[pattern[start : match.start()]], _choices(match.group(1))]
         start = match.end()
     parts.append([pattern[start:]])
     return ["".join(names) for names in itertools.product(*parts)]

@@ -117,7 +117,8 @@ def _split_from_json(name: str, entry: dict, base: str | None, where: str) -> Sh
         or len(counts) != len(urls)
         or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_SAMPLES_PER_SHARD for c in counts)
     ):
-        shown = repr(counts) if len(repr(counts)) <= 200 else repr(counts)[:200] + "..."
+        shown = repr(counts)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
         raise ValueError(
             f"shard index {where!r}: splits.{name}.counts must list the samples of each of the {len(urls)} shards, "
             f"each in [0, {MAX_SAMPLES_PER_SHARD}] (or give shard_size and num_samples), got {shown}"

@@ -125,10 +125,13 @@ def cifar_c_accuracy(
     model.to(device).eval()
     bar = tqdm(total=len(names) * len(options.severities) * len(keep), desc="cifar-c", unit="img", file=sys.stderr,
                disable=not progress, leave=False)  # fmt: skip
-    files = _Files(folder, labels, keep)
+    files = _Files(labels, keep)
     scoring = _Scoring(model, device, image_size, batch_size, bar)
     try:
-        per_severity = {name: [scoring.accuracy(files, name, s) for s in options.severities] for name in names}
+        per_severity = {}
+        for name in names:
+            array = _corruption_file(folder, name, len(labels))  # checked and mapped once for its severities
+            per_severity[name] = [scoring.accuracy(files, array, s) for s in options.severities]
     finally:
         model.train(was_training)
         bar.close()
@@ -148,9 +151,8 @@ def _summary(per_severity: dict[str, list[float]]) -> dict:
 
 
 class _Files(NamedTuple):
-    """The test images of a CIFAR-C folder to score: the folder, all N labels, the indices kept."""
+    """The test images of a CIFAR-C folder to score: all N labels, the indices kept."""
 
-    folder: Path
     labels: np.ndarray
     keep: np.ndarray
 
@@ -164,10 +166,9 @@ class _Scoring(NamedTuple):
     batch_size: int
     bar: Any
 
-    def accuracy(self, files: _Files, name: str, severity: int) -> float:
-        """Top-1 (percent) on the kept test images of one corruption file at one severity."""
+    def accuracy(self, files: _Files, array: np.ndarray, severity: int) -> float:
+        """Top-1 (percent) on the kept test images of one corruption file (`array`, memory-mapped) at one severity."""
         correct, n = 0, len(files.labels)
-        array = _corruption_file(files.folder, name, n)
         step = max(1, min(self.batch_size, MAX_BATCH_BYTES // math.prod(array.shape[1:])))
         for start in range(0, len(files.keep), step):
             chunk = files.keep[start : start + step]

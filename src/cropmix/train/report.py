@@ -158,10 +158,10 @@ def evaluate_ood(
     ImageNet-R or ImageNet-A (class_subset "imagenet-r" / "imagenet-a": the logits restricted to their 200
     ImageNet classes) or ImageNet-Sketch (all classes). Folder classes are matched to the model's by name
     (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json (see
-    `ood_result_path`). `options`: max_images, batch_size, device, progress, skip_bad (unreadable files
-    are skipped and counted, "skipped_files") and run_data (where the run's own dataset is now, if it
-    moved: its classes name the model's outputs); fgsm, corruptions and cifar_c score the run's own
-    test split (`evaluate_run`) and are refused here.
+    `ood_result_path`; its name is returned as "file"). `options`: max_images, batch_size, device, progress,
+    skip_bad (unreadable files are skipped and counted, "skipped_files") and run_data (where the run's own
+    dataset is now, if it moved: its classes name the model's outputs); fgsm, corruptions and cifar_c
+    score the run's own test split (`evaluate_run`) and are refused here.
     """
     from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
 
@@ -195,7 +195,9 @@ def evaluate_ood(
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))
     if options.skip_bad:
         results["skipped_files"] = skipped_files(loader)
-    rf.write_json(ood_result_path(run_dir, data), results)
+    path = ood_result_path(run_dir, data)
+    results["file"] = path.name  # which ood_*.json holds them, as a folder of the same name may have one
+    rf.write_json(path, results)
     return results
 
 
