@@ -311,7 +311,8 @@ def test_a_really_full_disk_is_named_and_leaves_no_temporary_files(tmp_path, cap
     args[args.index("--model-kwargs") + 1] = '{"widths": [16, 32, 64, 64]}'  # a checkpoint larger than the disk
     assert main(args) == 2
     assert last_line(capsys).endswith(f"no space left on device writing {out / 'checkpoint.pt'}")
-    assert sorted(os.listdir(out)) == [".lock"]  # no temporary file, no metrics ahead of a checkpoint
+    # No temporary file, no metrics ahead of a checkpoint: nothing was kept, so the folder it made is gone.
+    assert not os.path.lexists(out)
 
 
 def test_eval_never_downloads_where_a_received_config_says(tmp_path, monkeypatch):
@@ -361,3 +362,27 @@ def test_pretrain_names_missing_data_before_making_its_folder(tmp_path, npz_path
     with pytest.raises(FileNotFoundError, match=r"data \(--data\) .*no\.npz' does not exist"):
         pretrain(config, model=tiny_mae())
     assert not os.path.exists(config.run.out)
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_behind(tmp_path, npz_path, capsys):
+    data = make_npz(tmp_path / "d.npz")
+    out = tmp_path / "new" / "run"
+    assert main(base_args(data, out, "--epochs", "1", "--model-kwargs", '{"no_such_option": 1}')) == 2
+    assert "no_such_option" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the parent it made is gone too
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1).replace(mae_kwargs={"no_such_option": 1})
+    with pytest.raises(TypeError, match="mae_kwargs"):
+        pretrain(config)
+    assert not os.path.exists(config.run.out)
+
+
+def test_a_failed_run_keeps_a_folder_it_did_not_make_or_wrote_into(tmp_path):
+    given, written = tmp_path / "given", tmp_path / "written"
+    given.mkdir()
+    with pytest.raises(RuntimeError), run_folder(given, resume=False):
+        raise RuntimeError("model build failed")
+    assert given.is_dir()
+    with pytest.raises(RuntimeError), run_folder(written, resume=False) as out:
+        (out / "notes.txt").write_text("kept")
+        raise RuntimeError("failed later")
+    assert (written / "notes.txt").read_text() == "kept"

@@ -5,7 +5,8 @@ earlier run used unless asked to resume it (and a resume with no checkpoint), cr
 checks that it can be written, and takes an exclusive lock (a POSIX record lock on OUT/.lock, which
 records the holder's pid), so a second process on the same folder is refused instead of mixing two
 runs. The lock belongs to the process that took it (not to the data-loader workers it forks) and
-ends with it, however it ends. Under torchrun only rank 0 writes, so only rank 0 locks.
+ends with it, however it ends. Under torchrun only rank 0 writes, so only rank 0 locks. A run that
+fails before writing anything (a bad model option, say) removes the folders it created.
 
 Resuming compares the request with the configuration stored in the checkpoint (`changed_fields`):
 paths compare resolved, so a relative path, an absolute one and a trailing slash agree, and the
@@ -106,19 +107,44 @@ def run_folder(out: str | os.PathLike, resume: bool, main: bool = True) -> Itera
     if not main:
         yield out
         return
+    created = [p for p in (out, *out.parents) if not os.path.lexists(p)]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         message = f"cannot create run folder {out} ({error.strerror}): choose another --out"
         raise FileError(error.errno, message) from error
-    _check_writable(out)
-    fd = _lock(out)
+    try:
+        _check_writable(out)
+        fd = _lock(out)
+    except BaseException:
+        _remove_if_unused(out, created)
+        raise
     try:
         check_reuse(out, resume)  # again under the lock: another process may have written meanwhile
         _remove_stale_temporaries(out)
         yield out
+    except BaseException:
+        _remove_if_unused(out, created)
+        raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _remove_if_unused(out: Path, created: list[Path]) -> None:
+    """After a run failed before writing anything (a bad model option, say), remove the folders this run
+    created (`created`, innermost first), so that the failure leaves no empty run folder behind."""
+    if not created:
+        return
+    try:
+        if os.listdir(out) == [LOCK]:
+            os.unlink(out / LOCK)
+    except OSError:  # the folder went away or cannot be read: the run's own error is the one to show
+        return
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written, or another process uses it): kept
+            return
 
 
 def _check_writable(out: Path) -> None:
