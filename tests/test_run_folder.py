@@ -20,7 +20,7 @@ from cropmix.cli import main
 from cropmix.data.safe_files import FileError
 from cropmix.models.weights import CheckpointError, load_checkpoint
 from cropmix.ssl import MAE, PretrainConfig, pretrain
-from cropmix.train import loop
+from cropmix.train import loop, resume
 from cropmix.train.config import TrainConfig
 from cropmix.train.run_files import read_metrics
 from cropmix.train.run_folder import run_folder
@@ -136,12 +136,12 @@ def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     config = TrainConfig.load(moved / "config.json")
     config.run.out, config.data.path = str(moved), "./d.npz"  # relative now, absolute when it was trained
-    assert loop.check_resume(config, moved, resume=True)["epoch"] == 1
+    assert resume.check_resume(config, moved, resume=True)["epoch"] == 1
     with pytest.raises(ValueError, match="written by a run of 1"):
-        loop.check_resume(config, moved, resume=True, world=2)
+        resume.check_resume(config, moved, resume=True, world=2)
     config.optim.lr = 0.5
     with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
-        loop.check_resume(config, moved, resume=True)
+        resume.check_resume(config, moved, resume=True)
 
 
 @pytest.mark.parametrize("option,value", [("--lr", "inf"), ("--weight-decay", "nan")])

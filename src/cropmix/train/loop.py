@@ -20,19 +20,17 @@ from cropmix.data import parse_aug, set_epoch, skipped_files
 from cropmix.models import weights
 
 from . import run_files as rf
-from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states, rng_states, save_atomic
+from .checkpoint import CHECKPOINT, checkpoint_entry, rng_states, save_atomic
 from .config import TrainConfig, model_error
 from .console import epoch_line, log_tensorboard, open_tensorboard, progress_bar, start_summary
 from .data_setup import prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, resolve_device, shutdown, uses_cuda
 from .mixing import BATCH_MIX_FUNCTIONS, soft_cross_entropy, soft_targets
-from .run_folder import changed_fields, check_world_size, diverged, interrupted, launch_env, run_folder
+from .resume import check_resume, restore_run
+from .run_folder import diverged, interrupted, launch_env, run_folder
 from .schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger("cropmix.train")
-
-# Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size", "log"}
 
 __all__ = ["build_model_for", "evaluate", "save_state", "train", "train_one_epoch"]
 
@@ -86,31 +84,6 @@ def evaluate(model, loader, device, info: DistInfo, channels_last: bool, amp: bo
         if info.main:
             log.warning("skipped %d unreadable test files", int(skipped))
     return row
-
-
-def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None for a new run), after checking that it fits the request: the
-    request is compared with the config stored in the checkpoint itself (config.json is only written
-    beside it), paths resolved and `out` left out, and the number of processes with the stored one."""
-    if not resume:
-        return None
-    ckpt_path = out / CHECKPOINT
-    checkpoint = weights.load_checkpoint(ckpt_path)
-    saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
-    automatic = {"image_size"} if config.data.image_size is None else set()  # resolved from the data, then recorded
-    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
-    if changed:
-        hint = ""
-        if "epochs" in changed:  # the most common wish: train a finished run for longer
-            hint = (
-                "; --epochs cannot change on --resume, as the learning-rate schedule spans all epochs: to train "
-                f"further, start a new run with --init {ckpt_path}"
-            )
-        raise ValueError(
-            f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}{hint}"
-        )
-    check_world_size(checkpoint.get("world_size"), world, ckpt_path)
-    return checkpoint
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -345,22 +318,6 @@ def seed_epoch(run: Run, epoch: int) -> None:
     """Seed the RNG and reshuffle for `epoch` (per epoch and rank: a resumed run draws as an uninterrupted one)."""
     torch.manual_seed(run.config.run.seed * 1_000_003 + epoch * 1009 + run.info.rank)
     set_epoch(run.train_loader, epoch)
-
-
-def restore_run(checkpoint: dict[str, Any], states: dict[str, Any], out: Path) -> tuple[int, list[dict[str, Any]]]:
-    """Load `checkpoint` into `states` (see `restore_states`); the epochs done and their metrics rows."""
-    path = out / CHECKPOINT
-    restore_states(checkpoint, states, path)
-    start_epoch = checkpoint_entry(checkpoint, "epoch", int, path)
-    return start_epoch, resumed_rows(checkpoint, out, start_epoch)
-
-
-def resumed_rows(checkpoint: dict[str, Any], out: Path, epochs_done: int) -> list[dict[str, Any]]:
-    """The metrics rows up to the checkpoint: those it holds (from metrics.jsonl for a checkpoint
-    written before it held them)."""
-    if "metrics" in checkpoint:
-        return rf.plain_rows(checkpoint["metrics"], out / CHECKPOINT)
-    return [r for r in rf.read_metrics(out) if r.get("epoch", 0) <= epochs_done]
 
 
 def save_state(run: Run, epochs_done: int) -> None:
