@@ -247,3 +247,21 @@ def test_eval_options_only_with_their_switch_through_the_api() -> None:
     EvalOptions(fgsm=True, fgsm_eps=0.1)
     EvalOptions(cifar_c="somewhere", max_corruption_images=5)  # picks the CIFAR-C files' subset
     EvalOptions(corruptions=True, max_corruption_images=5, corruption_storage=False)
+
+
+def test_evaluation_opens_the_runs_data_once(sorted_run, tmp_path, monkeypatch) -> None:
+    # A folder dataset is indexed when opened (minutes for ImageNet): evaluation must not open it twice.
+    from cropmix.train import report
+
+    real, opened = report.source_of, []
+
+    def counting(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "source_of", counting)
+    evaluate_run(sorted_run, EvalOptions(device="cpu", progress=False, max_images=10))
+    assert len(opened) == 1
+    other = _image_folder(tmp_path / "other", {"c3": (20, 40, 200)}, per_class=1)
+    report.evaluate_ood(sorted_run, other, EvalOptions(device="cpu", progress=False))
+    assert len(opened) == 2

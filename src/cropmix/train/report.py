@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,25 @@ def load_run_model(
     still has the classes and image size it was trained on. skip_bad: unreadable files of the run's
     data are skipped (and counted) rather than an error. data: where the run's dataset is now, if it
     moved (default: config.json's)."""
+    loaded = _load_run(Path(run_dir), device, skip_bad, data)
+    return loaded.model, loaded.config
+
+
+@dataclass
+class _LoadedRun:
+    """A run's model with what was opened to check it: its config, its data source and the image side,
+    so that evaluation does not open (for a folder: index) the run's data a second time."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    source: Any
+    size: int
+
+
+def _load_run(run_dir: Path, device: torch.device | str, skip_bad: bool, data: str | os.PathLike | None) -> _LoadedRun:
+    """`load_run_model`, keeping the source and the image side."""
     from .loop import build_model_for
 
-    run_dir = Path(run_dir)
     _check_run_folder(run_dir)
     saved = rf.read_json(run_dir / rf.CONFIG)
     if saved.get("method") in ("moco", "mae"):
@@ -68,7 +85,7 @@ def load_run_model(
     check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
     restore_states(state, {"model": model}, path)
-    return model.to(device).eval(), config
+    return _LoadedRun(model.to(device).eval(), config, source, size)
 
 
 def check_data_matches(trained: Any, num_classes: int, image_size: int, config: TrainConfig) -> None:
@@ -102,9 +119,8 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
     cifar_c_labels = None if options.cifar_c is None else cifar_c_files(options.cifar_c)[1]
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
-    model, config = load_run_model(run_dir, dev, skip_bad=options.skip_bad, data=options.run_data)
-    source = source_of(config.data, skip_bad=options.skip_bad)
-    size = image_size_of(config.data, source)
+    run = _load_run(run_dir, dev, options.skip_bad, options.run_data)
+    model, config, source, size = run.model, run.config, run.source, run.size
     test = subset(source.test, options.max_images or config.data.max_test_images)
 
     def loader_of(split: Any) -> Any:
@@ -179,13 +195,12 @@ def evaluate_ood(
     index = index_folder(data)
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
-    model, config = load_run_model(run_dir, dev, data=options.run_data)
-    source = source_of(config.data)
+    run = _load_run(run_dir, dev, False, options.run_data)
+    model, source, size = run.model, run.source, run.size
     model_classes = list(source.classes)
     if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
         model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
     logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
-    size = image_size_of(config.data, source)
     loader = make_loader(
         subset(index, options.max_images),
         eval_transform(size, False),
