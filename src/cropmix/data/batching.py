@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Shard readers shuffle their samples through a buffer of this many (`cropmix train --shuffle-buffer`).
+SHUFFLE_BUFFER = 1000
+
 
 @dataclass(frozen=True)
 class Batching:

@@ -16,7 +16,8 @@ import torch
 from .augment import AugmentSpec
 from .batching import Batching
 from .device_pipeline import DevicePipeline
-from .shard_reader import SHUFFLE_BUFFER, ShardLoader
+from .batching import SHUFFLE_BUFFER
+from .shard_reader import ShardLoader
 from .shards import ShardSplit
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .batching import Batching
+from .batching import SHUFFLE_BUFFER, Batching
 from .device_pipeline import batch_decodable, member_label
 from .folder import IMAGE_EXTENSIONS
 from .image_files import SKIP_HINT
@@ -41,8 +41,7 @@ log = logging.getLogger("cropmix.data")
 
 IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 _FIELDS = frozenset((*IMAGE_FIELDS, "cls", "path"))
-# A worker's shuffle buffer: at most this many samples and this many bytes of encoded images.
-SHUFFLE_BUFFER = 1000
+# A worker's shuffle buffer: at most SHUFFLE_BUFFER samples and this many bytes of encoded images.
 SHUFFLE_BUFFER_BYTES = 512 * 2**20
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cropmix.data.augment import parse_aug
+from cropmix.data.batching import SHUFFLE_BUFFER
 from cropmix.integrations.tensorboard import LOG_CHOICES
 
 from .settings import OnlyWith, Part, normalise_part, setting
@@ -79,7 +80,7 @@ class TrainData(DataSettings):
     in_memory: bool = setting(False, "ImageFolder: decode all images into memory once")
     download: bool = setting(True, "download CIFAR when it is not in --data")
     shuffle_buffer: int | None = setting(
-        None, "webdataset: samples each shard reader shuffles among", meaning=1000, only_with=WITH_SHARDS
+        None, "webdataset: samples each shard reader shuffles among", meaning=SHUFFLE_BUFFER, only_with=WITH_SHARDS
     )
 
 
