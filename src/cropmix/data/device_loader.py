@@ -14,9 +14,8 @@ from typing import Any
 import torch
 
 from .augment import AugmentSpec
-from .batching import Batching
+from .batching import SHUFFLE_BUFFER, Batching
 from .device_pipeline import DevicePipeline
-from .batching import SHUFFLE_BUFFER
 from .shard_reader import ShardLoader
 from .shards import ShardSplit
 
