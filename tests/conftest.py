@@ -1,6 +1,6 @@
-"""Fixtures shared by several test modules. Plain helpers live in tests/helpers.py (no test module
-imports another); this folder is put on sys.path so that `from helpers import ...` works under any
-pytest import mode."""
+"""Fixtures shared by several test modules. Plain helpers live in tests/helpers.py and
+tests/encoded_files.py (no test module imports another); this folder is put on sys.path so that
+`from helpers import ...` works under any pytest import mode."""
 
 from __future__ import annotations
 

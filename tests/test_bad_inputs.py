@@ -87,7 +87,7 @@ def test_16bit_png_is_scaled_not_clamped(tmp_path):
 
 
 def test_16bit_rgb_png_reads_alike_from_a_folder_and_a_shard(tmp_path):
-    from helpers import png16
+    from encoded_files import png16
 
     from cropmix.data.shard_tar import check_member_image
 

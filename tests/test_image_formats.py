@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import encoded, write_tar
+from encoded_files import encoded, write_tar
 
 from cropmix.data import Batching
 from cropmix.data.arrays import decode_jpegs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import encoded
+from encoded_files import encoded
 
 from cropmix.data import Batching, shard_reader
 from cropmix.data.shard_reader import ShardStream

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from helpers import encoded, make_jpeg_folder
+from encoded_files import encoded, make_jpeg_folder
 
 from cropmix.data import Batching
 from cropmix.data.device_pipeline import DevicePipeline, make_augment

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from helpers import png16
+from encoded_files import png16
 
 from cropmix.data import Batching
 from cropmix.data.loaders import check_data_path

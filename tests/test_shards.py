@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import encoded, make_jpeg_folder, write_tar
+from encoded_files import encoded, make_jpeg_folder, write_tar
 from torch.utils.data import DataLoader
 
 from cropmix.data import AugmentSpec, Batching
