@@ -370,8 +370,8 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_behind(tmp_path, npz_p
     assert main(base_args(data, out, "--epochs", "1", "--model-kwargs", '{"no_such_option": 1}')) == 2
     assert "no_such_option" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()  # the parent it made is gone too
-    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1).replace(mae_kwargs={"no_such_option": 1})
-    with pytest.raises(TypeError, match="mae_kwargs"):
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1).replace(mae_kwargs={"mask_ratio": 1.5})
+    with pytest.raises(ValueError, match="mask_ratio"):
         pretrain(config)
     assert not os.path.exists(config.run.out)
 

@@ -152,24 +152,34 @@ def test_a_bad_augmentation_value_names_its_option(tmp_path, changes, said):
 
 
 @pytest.mark.parametrize(
-    ("method", "changes", "said"),
+    ("method", "changes", "said", "when_made"),
     [
         (
             "moco",
             {"backbone_kwargs": {"x": 1}},
             "backbone (--backbone) 'fastnet' with backbone_kwargs (--backbone-kwargs)",
+            True,
         ),
-        ("mae", {"mae_kwargs": {"dim": 63, "heads": 4}}, 'mae_kwargs (--mae-kwargs) {"dim": 63, "heads": 4}: dim'),
+        ("mae", {"mae_kwargs": {"x": 1}}, 'mae_kwargs (--mae-kwargs) {"x": 1}: got an unexpected keyword', True),
+        (
+            "mae",
+            {"mae_kwargs": {"dim": 63, "heads": 4}},
+            'mae_kwargs (--mae-kwargs) {"dim": 63, "heads": 4}: dim',
+            False,
+        ),
     ],
 )
-def test_a_bad_pretrain_model_argument_names_its_option(tmp_path, method, changes, said):
+def test_a_bad_pretrain_model_argument_names_its_option(tmp_path, method, changes, said, when_made):
+    # A keyword the model does not take fails when the config is made, before any data is read.
     from helpers import make_npz, pretrain_config
 
     from cropmix.ssl.pretrain import build_ssl_model
 
     changes = {"backbone": "fastnet", **changes} if method == "moco" else changes
-    config = pretrain_config(tmp_path, make_npz(tmp_path / "d.npz"), method, "standard", **changes)
+    data = make_npz(tmp_path / "d.npz")
     with pytest.raises((TypeError, ValueError)) as info:
+        config = pretrain_config(tmp_path, data, method, "standard", **changes)
+        assert not when_made, "the config should have been refused when made"
         build_ssl_model(config)
     assert str(info.value).startswith(said), info.value
 

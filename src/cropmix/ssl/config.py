@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,23 @@ def model_error(config: PretrainConfig, error: Exception) -> Exception:
     kwargs = config.backbone_kwargs
     with_kwargs = f" with {table['backbone_kwargs'].label} {json.dumps(kwargs)}" if kwargs else ""
     return type(error)(f"{table['backbone'].label} {config.backbone!r}{with_kwargs}: {error}")
+
+
+def _check_model(config: PretrainConfig) -> None:
+    """A keyword the model does not take (or a size its backbone cannot have) fails here, before any data is
+    read, as in training: MoCo's backbone is built on the meta device, MAE's keywords are bound to its
+    signature (its own checks run when it is built). timm backbones are checked when built."""
+    try:
+        if config.method == "mae":
+            from .mae import MAE
+
+            inspect.signature(MAE).bind(image_size=config.data.image_size, num_classes=1, **config.mae_kwargs)
+        elif not config.backbone.startswith("timm:"):
+            from cropmix.models.registry import check_model
+
+            check_model(config.backbone, image_size=config.data.image_size, **config.backbone_kwargs)
+    except (TypeError, ValueError) as error:
+        raise model_error(config, error) from error
 
 
 def _pretrain_data() -> DataSettings:
@@ -139,6 +157,7 @@ class PretrainConfig:
         _check_ranges(self)
         check_only_with(self)
         check_finite(self)
+        _check_model(self)
         check_device_name(self.run.device)
         check_log(self.run.log)  # --log tensorboard without the package fails here, before any work
 
