@@ -1,5 +1,6 @@
-"""Shard sets from someone else are read in bounded memory and time: tar headers, the shuffle buffer, brace
-patterns, declared counts and the index's nesting all have limits, and going over one is a one-line error."""
+"""Shard sets from someone else are read in bounded memory and time: tar headers, the shuffle buffer, a batch's
+bytes, brace patterns, declared counts and the index's nesting all have limits, and going over one is a one-line
+error."""
 
 from __future__ import annotations
 
@@ -163,3 +164,61 @@ def test_reading_a_shard_does_not_keep_every_header(tmp_path) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert samples == 4_000 and peak < 1_500_000, peak  # 4,000 headers held take about 3.6 MB
+
+
+def sized_split(root: Path, n: int) -> tuple:
+    """A split of one shard of `n` small PNGs (small_shard's), and the images' encoded bytes in order."""
+    small_shard(root / "a.tar", n)
+    index(root, shards=["a.tar"], counts=[n])
+    return read_index(root).split("val"), [encoded("RGB", "PNG", size=(8, 8), seed=i) for i in range(n)]
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_batch_over_its_byte_bound_is_an_error_naming_the_shard(tmp_path, monkeypatch, skip_bad) -> None:
+    split, files = sized_split(tmp_path, 6)
+    bound = sum(map(len, files[:4])) - 1
+    monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", bound)
+    stream = ShardStream(split, Batching(4, train=False, workers=0, skip_bad=skip_bad))
+    with pytest.raises(ValueError) as error:
+        list(stream)
+    message = str(error.value)
+    assert "batch size 4" in message and f"limit of {bound} bytes" in message and "a.tar'" in message
+    assert f"a.tar#k003': its 4 images hold {bound + 1} bytes" in message, "checked as the 4th image came"
+    assert "smaller batch size (--batch-size" in message
+
+
+def test_a_batch_within_its_byte_bound_is_read_unchanged(tmp_path, monkeypatch) -> None:
+    split, files = sized_split(tmp_path, 6)
+    monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", sum(map(len, files[:4])))  # the first batch exactly
+    batches = list(ShardStream(split, Batching(4, train=False, workers=0)))
+    assert [len(b) for b in batches] == [4, 2]
+    assert [bytes(image.numpy()) for b in batches for image in b.images] == files
+
+
+def test_merging_the_workers_partial_batches_keeps_the_byte_bound(tmp_path, monkeypatch) -> None:
+    split, files = sized_split(tmp_path, 6)  # two workers: 3 images each, a merged batch of 4
+    bound = max(sum(map(len, files[:3])), sum(map(len, files[3:])))
+    assert sum(map(len, files[:4])) > bound
+    monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", bound)  # forked workers see it too
+    loader = shard_reader.ShardLoader(split, Batching(4, train=False, workers=2))
+    with pytest.raises(ValueError, match=rf"batch size 4 from shard\(s\) '.*a\.tar'.*limit of {bound} bytes"):
+        list(loader)
+    monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", sum(map(len, files[:4])))
+    batches = list(loader)
+    assert [bytes(image.numpy()) for b in batches for image in b.images] == files
+
+
+def test_a_batch_is_built_with_one_copy_of_its_files() -> None:
+    import tracemalloc
+    import warnings
+
+    files = [bytes([i]) * (2**20 + 37 * i) for i in range(8)] + [b"", b"xyz"]
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.frombuffer warns on read-only bytes
+        batch = shard_reader.ByteBatch.from_bytes(files, list(range(10)), [f"k{i}" for i in range(10)], [True] * 10)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes of Python objects: the files were joined before the batch was filled"
+    assert [bytes(image.numpy()) for image in batch.images] == files
+    assert batch.offsets.tolist() == [sum(map(len, files[:i])) for i in range(11)] and len(batch) == 10

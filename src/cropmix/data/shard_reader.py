@@ -16,6 +16,14 @@ image headers are checked before anything is decoded. Bad members (no image, a b
 `max_member_bytes`, an image over the pixel limit) and the members a short shard lacks (one record for them
 all) are an error naming the shard, the member and the file it was written from, or with `skip_bad` logged,
 counted and left out. A split of which nothing could be read is an error, not an empty epoch.
+
+Memory: a worker holds at most its shuffle buffer (SHUFFLE_BUFFER_BYTES of encoded images, plus the member
+just read, at most `max_member_bytes`), the samples of the batch it is building (at most MAX_BATCH_BYTES)
+and, while packing them, their one copy into a `ByteBatch`; the DataLoader keeps up to prefetch_factor
+finished batches per worker in shared memory, each at most MAX_BATCH_BYTES. Merging the workers' partial
+batches copies only the samples of the batch being made, also within MAX_BATCH_BYTES. A batch going over
+it is an error, with or without `skip_bad`: it is too large a batch, not a bad member, and leaving images
+out to fit would bias the data.
 """
 
 from __future__ import annotations
@@ -23,13 +31,13 @@ from __future__ import annotations
 import logging
 import math
 import tarfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .batching import SHUFFLE_BUFFER, Batching
+from .byte_batch import ByteBatch
 from .device_pipeline import batch_decodable, member_label
 from .folder import IMAGE_EXTENSIONS
 from .image_files import SKIP_HINT
@@ -43,89 +51,9 @@ IMAGE_FIELDS = tuple(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 _FIELDS = frozenset((*IMAGE_FIELDS, "cls", "path"))
 # A worker's shuffle buffer: at most SHUFFLE_BUFFER samples and this many bytes of encoded images.
 SHUFFLE_BUFFER_BYTES = 512 * 2**20
-
-
-@dataclass
-class ByteBatch:
-    """Encoded images stored end to end in one uint8 tensor (`data`, image i at offsets[i]:offsets[i + 1]:
-    one shared-memory block per batch between processes), int64 labels, member names ("shard#key"),
-    which images the batched JPEG decoder takes (`jpeg`) and the files the members were written from
-    (`sources`, "" where the shard does not say); `skipped` names the bad members met since the last batch."""
-
-    data: torch.Tensor
-    offsets: torch.Tensor
-    labels: torch.Tensor
-    keys: list[str]
-    jpeg: list[bool]
-    skipped: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_bytes(
-        cls,
-        files: list[bytes],
-        labels: list[int],
-        keys: list[str],
-        jpeg: list[bool],
-        skipped: Sequence[str] = (),
-        sources: Sequence[str] = (),
-    ) -> ByteBatch:
-        """A batch of encoded files, stored end to end."""
-        sizes = torch.tensor([0] + [len(f) for f in files], dtype=torch.int64)
-        data = (
-            torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
-            if files
-            else torch.zeros(0, dtype=torch.uint8)
-        )
-        labels_t = torch.tensor(labels, dtype=torch.int64)
-        return cls(data, sizes.cumsum(0), labels_t, keys, jpeg, list(skipped), list(sources) or [""] * len(keys))
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    @property
-    def images(self) -> list[torch.Tensor]:
-        """The encoded files as 1-D uint8 views of `data`."""
-        bounds = self.offsets.tolist()
-        return [self.data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def pin_memory(self) -> ByteBatch:
-        """Pinned copies (DataLoader(pin_memory=True) calls this), for asynchronous copies to the GPU."""
-        return ByteBatch(
-            self.data.pin_memory(),
-            self.offsets,
-            self.labels.pin_memory(),
-            self.keys,
-            self.jpeg,
-            self.skipped,
-            self.sources,
-        )
-
-    @staticmethod
-    def cat(batches: list[ByteBatch]) -> ByteBatch:
-        """One batch holding the samples (and skip records) of `batches`, in order."""
-        starts = [0]
-        for b in batches[:-1]:
-            starts.append(starts[-1] + len(b.data))
-        offsets = [b.offsets[:-1] + s for b, s in zip(batches, starts, strict=True)]
-        total = torch.tensor([starts[-1] + len(batches[-1].data)], dtype=torch.int64)
-        return ByteBatch(
-            torch.cat([b.data for b in batches]),
-            torch.cat([*offsets, total]),
-            torch.cat([b.labels for b in batches]),
-            [key for b in batches for key in b.keys],
-            [flag for b in batches for flag in b.jpeg],
-            [name for b in batches for name in b.skipped],
-            [source for b in batches for source in b.sources],
-        )
-
-    def split(self, n: int) -> tuple[ByteBatch, ByteBatch]:
-        """The first `n` samples (with the skip records) and the rest."""
-        cut = int(self.offsets[n])
-        offsets, labels, keys, jpeg, sources = self.offsets, self.labels, self.keys, self.jpeg, self.sources
-        head = ByteBatch(self.data[:cut], offsets[: n + 1], labels[:n], keys[:n], jpeg[:n], self.skipped, sources[:n])
-        tail = ByteBatch(self.data[cut:], offsets[n:] - cut, labels[n:], keys[n:], jpeg[n:], [], sources[n:])
-        return head, tail
+# The encoded bytes of one batch. Far above real data (1024 ImageNet JPEGs of ~110 KB are ~110 MB, 256 photos
+# of ~5 MB are ~1.3 GB) and far below what batch_size members of MAX_MEMBER_BYTES could ask for (16 GiB at 256).
+MAX_BATCH_BYTES = 2 * 2**30
 
 
 def part(n: int, i: int, k: int) -> tuple[int, int]:
@@ -291,13 +219,30 @@ class ShardStream(IterableDataset):
             generator = torch.Generator().manual_seed(key % (2**63))
         skipped: list[str] = []
         items: list = []
+        held = 0
         for item in _shuffled(self._samples(plan, skipped), self.shuffle_buffer, generator):
+            held += len(item[0])
+            if held > MAX_BATCH_BYTES:  # checked as samples come, so a batch never holds much more
+                raise _too_large([it[2] for it in items] + [item[2]], held, self.batch_size)
             items.append(item)
             if len(items) == self.batch_size:
-                yield _collate(items, skipped)
-                items, skipped[:] = [], []
+                batch = _collate(items, skipped)
+                items, held, skipped[:] = [], 0, []
+                yield batch
         if items or skipped:
             yield _collate(items, skipped)
+
+
+def _too_large(names: list[str], held: int, batch_size: int) -> ValueError:
+    """The error for a batch whose samples (`names`, "shard#key", the last one going over) hold `held` bytes."""
+    shards = list(dict.fromkeys(name.rpartition("#")[0] for name in names))
+    shown = ", ".join(repr(url) for url in shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")
+    return ValueError(
+        f"a batch of batch size {batch_size} from shard(s) {shown} went over the limit of {MAX_BATCH_BYTES} bytes "
+        f"of encoded images per batch (MAX_BATCH_BYTES) at member {names[-1]!r}: its {len(names)} images hold "
+        f"{held} bytes ({held // len(names)} each on average); use a smaller batch size (--batch-size, or "
+        "--eval-batch-size for evaluation), or check the shards: their images are unusually large"
+    )
 
 
 def _collate(items: list, skipped: list[str]) -> ByteBatch:
@@ -364,6 +309,25 @@ class ShardLoader:
             log.warning("rank %d: bad members left it short; repeating images to fill the epoch", self.stream.rank)
             yield from self.loader
 
+    def _take(self, pending: list[ByteBatch]) -> ByteBatch:
+        """The first batch_size samples of `pending` (which has that many), removed from it, as one batch."""
+        pieces, count = [], 0
+        while count < self.batch_size:
+            piece = pending.pop(0)
+            if count + len(piece) > self.batch_size:
+                piece, rest = piece.split(self.batch_size - count)
+                pending.insert(0, rest)
+            pieces.append(piece)
+            count += len(piece)
+        return self._joined(pieces)
+
+    def _joined(self, pieces: list[ByteBatch]) -> ByteBatch:
+        """`pieces` as one batch within MAX_BATCH_BYTES, copied only when there are several."""
+        held = sum(len(piece.data) for piece in pieces)
+        if held > MAX_BATCH_BYTES:
+            raise _too_large([key for piece in pieces for key in piece.keys], held, self.batch_size)
+        return pieces[0] if len(pieces) == 1 else ByteBatch.cat(pieces)
+
     def __iter__(self) -> Iterator[ByteBatch]:
         limit = len(self)
         emitted = 0
@@ -378,16 +342,15 @@ class ShardLoader:
                 waiting += len(batch)
                 out = []
                 while waiting >= self.batch_size:
-                    head, tail = ByteBatch.cat(pending).split(self.batch_size)
-                    out.append(head)
-                    pending, waiting = [tail], len(tail)
+                    out.append(self._take(pending))
+                    waiting -= self.batch_size
             for full in out[: limit - emitted]:
                 emitted += 1
                 yield full
             if emitted == limit:
                 return
         if waiting and not self.drop_last:
-            yield ByteBatch.cat(pending)
+            yield self._joined(pending)
         elif emitted == 0 and limit > 0:
             urls = self.stream.split.urls
             raise ValueError(
