@@ -38,7 +38,7 @@ def simulated_cuda(monkeypatch):
     log: list = []
     active = simulate_cuda_streams(monkeypatch, log)
 
-    def decode(data, mode, device):
+    def decode(data, device):
         log.append(("decode", active[-1].name, len(data), device.type))
         return [LoggedTensor(i, log) for i in range(len(data))]
 

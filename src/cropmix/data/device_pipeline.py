@@ -2,9 +2,9 @@
 
 `DevicePipeline` takes a batch of encoded images (a `ByteBatch` from cropmix.data.shard_reader, or
 lists of 1-D uint8 tensors and labels) and
-  1. decodes the 3-channel JPEGs with one `torchvision.io.decode_jpeg(list, device=device)` call
-     (nvJPEG batched decode on CUDA, on a side stream ordered against the caller's: `decode_jpegs`;
-     libjpeg on the CPU); other files (PNG, ...) and greyscale or
+  1. decodes the 3-channel JPEGs with one batched `decode_jpeg(list, device)` call (torchvision's or
+     TorchCodec's, cropmix.data.image_decoders: nvJPEG on CUDA, on a side stream ordered against the
+     caller's, `decode_jpegs`; libjpeg on the CPU); other files (PNG, ...) and greyscale or
      CMYK JPEGs are decoded per image on the CPU (`_cpu_decode`, RGB, first frame only) and moved
      to the device;
   2. augments the list of (3, Hi, Wi) uint8 images into one (B, 3, h, w) uint8 batch
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 from torchvision.transforms.v2 import functional as TF
 
 from .augment import EVAL_CROP_FRACTION, random_flip
+from .image_decoders import decode_jpeg, decode_png
 from .image_files import SKIP_HINT
 from .image_limits import BadImageError, open_pil, plain_reason
 from .shard_tar import check_member_image
@@ -106,16 +106,16 @@ def make_augment(name: str, size: int, *, preset: str = "imagenet", **overrides:
 def _cpu_decode(data: torch.Tensor) -> torch.Tensor:
     """One image on the CPU as (3, H, W) uint8, its first frame only.
 
-    torchvision's decoders read JPEG and PNG (recognised by their first bytes; libpng gives an
+    The JPEG and PNG decoders (`image_decoders`) read those (recognised by their first bytes; libpng gives an
     animated PNG's default image); every other file, and a JPEG or PNG they fail on, goes to PIL as
     one of IMAGE_FORMATS (`open_pil`), which decodes the first frame of a GIF, TIFF or WebP only.
-    torchvision's generic decode_image is never used: it decodes every frame of a GIF at once.
+    The generic decode_image (of either package) is never used: it decodes every frame of a GIF at once.
     """
     head = data[:8].numpy().tobytes()
     tv_reason = ""
     if head[:3] == b"\xff\xd8\xff" or head == b"\x89PNG\r\n\x1a\n":
         try:
-            return (decode_jpeg if head[:2] == b"\xff\xd8" else decode_png)(data, mode=ImageReadMode.RGB)
+            return decode_jpeg(data) if head[:2] == b"\xff\xd8" else decode_png(data)
         except RuntimeError as tv_error:  # PIL below gets a say; its error names both
             tv_reason = f"{plain_reason(tv_error)} (PIL: "
     try:
@@ -138,12 +138,12 @@ def decode_jpegs(data: list[torch.Tensor], device: torch.device, side: Any = Non
     done; the caller's stream then waits for the decode (`wait_stream`). No host synchronisation.
     """
     if device.type != "cuda":
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return decode_jpeg(data, device)
     if side is None:
         raise ValueError("side must be a torch.cuda.Stream for a CUDA decode, got None")
     current = torch.cuda.current_stream(device)
     with torch.cuda.stream(side):
-        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        decoded = decode_jpeg(data, device)
     current.wait_stream(side)
     for image in decoded:
         image.record_stream(current)

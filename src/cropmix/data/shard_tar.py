@@ -174,10 +174,11 @@ def _16bit_array(data: bytes, name: str) -> np.ndarray:
     TIFF, PGM, ...: one 16-bit or 32-bit int channel) and names what is wrong with a broken one."""
     if data[:8] == _PNG:
         import torch
-        from torchvision.io import ImageReadMode, decode_png
+
+        from .image_decoders import decode_png
 
         try:
-            image = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+            image = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), keep_depth=True)
             return image.permute(1, 2, 0).numpy()
         except RuntimeError:
             pass  # PIL below reads it, or raises the plainer error about it
