@@ -120,7 +120,8 @@ if [ "$QUICK" = 1 ]; then  # the same commands, tiny, to check them on a CPU
 else
     rounds=7 images=10000 pipeline_rounds=3 epochs=${EPOCHS:-16} corruption=500
     tests="tests/test_batch.py tests/test_batch_devices.py tests/test_resample.py tests/test_cropmix.py tests/test_device_decode.py
-           tests/test_shards.py tests/test_train_shards.py tests/test_train.py tests/test_device_stage.py"
+           tests/test_shards.py tests/test_shard_limits.py tests/test_train_shards.py tests/test_train.py tests/test_device_stage.py
+           tests/test_image_decoders.py"
     cifar=(--npz "$CARRY/cifar10_jpeg.npz")
 fi
 

@@ -222,3 +222,12 @@ def test_a_batch_is_built_with_one_copy_of_its_files() -> None:
     assert peak < 2**20, f"{peak} bytes of Python objects: the files were joined before the batch was filled"
     assert [bytes(image.numpy()) for image in batch.images] == files
     assert batch.offsets.tolist() == [sum(map(len, files[:i])) for i in range(11)] and len(batch) == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (pinned memory)")
+def test_merged_batches_stay_pinned_for_asynchronous_copies(tmp_path) -> None:
+    split, files = sized_split(tmp_path, 6)  # two workers: 3 images each, merged into batches of 4 and 2
+    batches = list(shard_reader.ShardLoader(split, Batching(4, train=False, workers=2, pin_memory=True)))
+    assert [len(b) for b in batches] == [4, 2]
+    assert all(b.data.is_pinned() and b.labels.is_pinned() for b in batches)
+    assert [bytes(image.numpy()) for b in batches for image in b.images] == files

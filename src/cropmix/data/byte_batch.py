@@ -72,17 +72,20 @@ class ByteBatch:
         )
 
     @staticmethod
-    def cat(batches: list[ByteBatch]) -> ByteBatch:
-        """One batch holding the samples (and skip records) of `batches`, in order."""
+    def cat(batches: list[ByteBatch], pin_memory: bool = False) -> ByteBatch:
+        """One batch holding the samples (and skip records) of `batches`, in order; `pin_memory`: its data and
+        labels written straight into pinned memory (a batch the DataLoader pinned is pinned again once merged)."""
         starts = [0]
         for b in batches[:-1]:
             starts.append(starts[-1] + len(b.data))
         offsets = [b.offsets[:-1] + s for b, s in zip(batches, starts, strict=True)]
-        total = torch.tensor([starts[-1] + len(batches[-1].data)], dtype=torch.int64)
+        total = starts[-1] + len(batches[-1].data)
+        data = torch.empty(total, dtype=torch.uint8, pin_memory=pin_memory)
+        labels = torch.empty(sum(len(b.labels) for b in batches), dtype=torch.int64, pin_memory=pin_memory)
         return ByteBatch(
-            torch.cat([b.data for b in batches]),
-            torch.cat([*offsets, total]),
-            torch.cat([b.labels for b in batches]),
+            torch.cat([b.data for b in batches], out=data),
+            torch.cat([*offsets, torch.tensor([total], dtype=torch.int64)]),
+            torch.cat([b.labels for b in batches], out=labels),
             [key for b in batches for key in b.keys],
             [flag for b in batches for flag in b.jpeg],
             [name for b in batches for name in b.skipped],

@@ -277,7 +277,7 @@ class ShardLoader:
         prefetch_factor: int = 4,
     ) -> None:
         self.stream = ShardStream(split, batching, num_classes=num_classes, shuffle_buffer=shuffle_buffer)
-        self.batch_size, self.drop_last = batching.batch_size, batching.train
+        self.batch_size, self.drop_last, self.pin_memory = batching.batch_size, batching.train, batching.pin_memory
         self._skipped: dict[str, None] = {}  # each bad member once, over all epochs, in the order first met
         workers = batching.workers
         extra = {"prefetch_factor": prefetch_factor} if workers > 0 else {}
@@ -326,7 +326,7 @@ class ShardLoader:
         held = sum(len(piece.data) for piece in pieces)
         if held > MAX_BATCH_BYTES:
             raise _too_large([key for piece in pieces for key in piece.keys], held, self.batch_size)
-        return pieces[0] if len(pieces) == 1 else ByteBatch.cat(pieces)
+        return pieces[0] if len(pieces) == 1 else ByteBatch.cat(pieces, pin_memory=self.pin_memory)
 
     def __iter__(self) -> Iterator[ByteBatch]:
         limit = len(self)
