@@ -133,6 +133,12 @@ def test_cifar_download_path_with_a_fake_archive(tmp_path, monkeypatch, request)
     root = tmp_path / "root"
     with pytest.raises(FileNotFoundError, match="download is off"):
         load_cifar("cifar10", root, train=True, download=False)
+    # A download that fails (here: a missing file on the server) leaves no empty folder behind it.
+    with monkeypatch.context() as wrong:
+        wrong.setattr(datasets.CIFAR10, "url", f"http://127.0.0.1:{server.server_port}/missing.tar.gz")
+        with pytest.raises(FileNotFoundError, match="downloading it failed"):
+            load_cifar("cifar10", tmp_path / "new" / "root", train=True, download=True)
+    assert not (tmp_path / "new").exists()
     train = load_cifar("cifar10", root, train=True, download=True)
     assert (root / "cifar-10-batches-py" / "data_batch_1").is_file()
     assert train.images.shape == (20, 3, 32, 32) and train.classes[3] == "class3"

@@ -127,6 +127,8 @@ def test_a_value_outside_the_declared_choices_is_named_with_them(tmp_path):
         TrainConfig.from_dict({**base, "schedule": "linear"}).validate(cuda_available=False)
     with pytest.raises(ValueError, match=r"normalisation \(--normalisation\) must be None or one of .*got 'svhn'"):
         TrainConfig.from_dict({**base, "normalisation": "svhn"}).validate(cuda_available=False)
+    with pytest.raises(ValueError, match=r"'vit_tiny', 'timm:<name>'\) \(a timm model as 'timm:resnet50'\), got"):
+        TrainConfig.from_dict({**base, "model": "resnet50"}).validate(cuda_available=False)
 
 
 def test_a_received_pretrain_config_cannot_ask_for_a_huge_queue():

@@ -20,7 +20,7 @@ import torch
 
 from .image_files import to_rgb
 from .image_limits import BadImageError, check_image_size, open_pil
-from .safe_files import open_regular
+from .safe_files import missing_folders, open_regular, remove_empty_folders
 
 MAX_ARRAY_BYTES = 4 * 2**30  # per npz member, declared size, checked before anything is inflated
 MAX_CLASSES = 1 << 20  # labels 0..K-1 name K classes; ImageNet-21k has 21,841, a planted label may claim 10^12
@@ -77,9 +77,11 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
             raise FileNotFoundError(
                 f"no {name} data in torchvision's format under {str(root)!r} (and download is off): {error}"
             ) from error
+        created = missing_folders(root)
         try:
             dataset = cls(str(root), train=train, download=True)
         except Exception as download_error:  # noqa: BLE001 - re-raised with the path and the cause
+            remove_empty_folders(created)  # the folder the download made for itself, if nothing came
             raise FileNotFoundError(
                 f"no {name} data under {str(root)!r} and downloading it failed: {download_error}"
             ) from download_error

@@ -27,6 +27,8 @@ __all__ = [
     "write_text_atomic",
     "open_regular",
     "read_regular_bytes",
+    "missing_folders",
+    "remove_empty_folders",
 ]
 
 
@@ -146,3 +148,19 @@ def read_regular_bytes(path: str | os.PathLike, max_bytes: int | None = None) ->
     if max_bytes is not None and len(data) > max_bytes:
         raise FileError(errno.EFBIG, f"{path} grew past the limit of {max_bytes} bytes while being read")
     return data
+
+
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, innermost first: what creating it would make."""
+    path = Path(path)
+    return [p for p in (path, *path.parents) if not os.path.lexists(p)]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove `folders` (innermost first, as `missing_folders` lists them) while they are empty: what a step
+    that failed before writing anything created is not left behind. The first one not empty stops it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written, or another process uses it), or gone: kept as it is
+            return

@@ -173,7 +173,8 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     check_choices(config)  # dataset, optimizer, schedule, aug_device, normalisation, mix, log
     check_device_name(device)
     check_log(config.run.log)  # --log tensorboard without the package fails here, before any work
-    _need(config, model in MODEL_NAMES or model.startswith("timm:"), "model", f"one of {MODEL_NAMES} or 'timm:<name>'")
+    timm_hint = f" (a timm model as 'timm:{model}')" if isinstance(model, str) and model.isidentifier() else ""
+    _need(config, model in MODEL_NAMES or model.startswith("timm:"), "model", f"one of {MODEL_NAMES}{timm_hint}")
     if model.startswith("timm:"):  # before any data is read
         require("timm", "timm", f"{option('model')} {model!r}")
     if data.dataset == "hf":

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cropmix.data.safe_files import FileError
+from cropmix.data.safe_files import FileError, missing_folders, remove_empty_folders
 
 from .checkpoint import CHECKPOINT
 from .run_files import CONFIG, CURVES, FINAL, METRICS_CSV, METRICS_JSONL, RUN_FILES
@@ -107,7 +107,7 @@ def run_folder(out: str | os.PathLike, resume: bool, main: bool = True) -> Itera
     if not main:
         yield out
         return
-    created = [p for p in (out, *out.parents) if not os.path.lexists(p)]
+    created = missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -140,11 +140,7 @@ def _remove_if_unused(out: Path, created: list[Path]) -> None:
             os.unlink(out / LOCK)
     except OSError:  # the folder went away or cannot be read: the run's own error is the one to show
         return
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (something was written, or another process uses it): kept
-            return
+    remove_empty_folders(created)
 
 
 def _check_writable(out: Path) -> None:
