@@ -28,6 +28,8 @@ from cropmix.ssl.moco import MoCo
 from cropmix.train.config import TrainConfig
 from cropmix.transforms.functional import mix_step
 
+SORTED_RUN_CLASSES = 10  # the classes c0..c9 of the `sorted_run` fixture (conftest.py)
+
 
 def make_images(n: int, size: int = 16, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Learnable toy images: each class has its own colour, plus noise. (N, H, W, 3) uint8 and targets."""

@@ -11,38 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import SORTED_RUN_CLASSES
 from PIL import Image
 
 import cropmix.evaluate.classifier as classifier
 from cropmix.evaluate import CorruptionOptions
-from cropmix.train import EvalOptions, TrainConfig, evaluate_run, train
-
-CLASSES = 10
-
-
-@pytest.fixture(scope="module")
-def sorted_run(tmp_path_factory) -> Path:
-    """A finished one-epoch run on an .npz whose test split is sorted by class, as ImageFolder lists it."""
-    root = tmp_path_factory.mktemp("eval_run")
-    rng = np.random.default_rng(0)
-    palette = rng.integers(30, 225, size=(CLASSES, 3))
-
-    def split(per_class: int) -> tuple[np.ndarray, np.ndarray]:
-        targets = np.repeat(np.arange(CLASSES), per_class)  # 0,0,...,1,1,...: class-sorted
-        noise = rng.integers(-30, 30, size=(len(targets), 8, 8, 3))
-        return np.clip(palette[targets][:, None, None] + noise, 0, 255).astype(np.uint8), targets.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = split(4), split(20)
-    data = root / "sorted.npz"
-    names = np.array([f"c{i}" for i in range(CLASSES)])
-    np.savez(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=names)
-    config = TrainConfig.from_dict(dict(
-        dataset="npz", data=str(data), out=str(root / "run"), model="fastnet", aug="baseline",
-        model_kwargs={"widths": [4, 4, 8, 8]}, epochs=1, batch_size=20, workers=0, threads=1, device="cpu",
-        progress=False,
-    ))  # fmt: skip
-    train(config)
-    return root / "run"
+from cropmix.train import EvalOptions, evaluate_run
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -66,7 +40,7 @@ def test_corruption_subset_covers_all_classes_of_a_sorted_split(sorted_run, monk
     options = EvalOptions(corruptions=True, max_corruption_images=30, device="cpu", progress=False)
     results = evaluate_run(sorted_run, options)
     assert len(seen) == 30
-    assert len(set(seen)) >= 8, f"30 of 200 class-sorted images should span most of {CLASSES} classes: {seen}"
+    assert len(set(seen)) >= 8, f"30 of 200 class-sorted images should span most of {SORTED_RUN_CLASSES} classes"
     assert set(results["corruption"]["per_corruption"]) == {"contrast"}
     # fixed: the same subset every time
     first = list(seen)

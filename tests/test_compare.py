@@ -145,3 +145,17 @@ def test_a_missing_metric_is_marked_not_drawn_as_zero(tmp_path, monkeypatch) -> 
     assert len(top1_ax.patches) == 2 and not top1_ax.texts
     assert [bar.get_height() for bar in ece_ax.patches] == [5.0], "no zero-height bar for the missing run"
     assert [text.get_text() for text in ece_ax.texts] == ["n/a"]
+
+
+def test_imagenet_c_mean_and_mce_are_columns_when_scored(tmp_path) -> None:
+    plain = train_run(tmp_path / "a")
+    scored = train_run(tmp_path / "b", aug="baseline")
+    final = json.loads((scored / "final.json").read_text())
+    final.update(imagenet_c_mean=41.5, imagenet_c_mce=72.25)
+    (scored / "final.json").write_text(json.dumps(final))
+    compare_runs([plain, scored], tmp_path / "cmp")
+    header, _, first, second = (tmp_path / "cmp" / "comparison.md").read_text().splitlines()
+    assert "| imagenet_c_mean | imagenet_c_mce |" in header
+    assert first.endswith("| - | - |") and second.endswith("| 41.50 | 72.25 |")
+    compare_runs([plain], tmp_path / "cmp1")
+    assert "imagenet_c" not in (tmp_path / "cmp1" / "comparison.md").read_text()

@@ -2,7 +2,8 @@
 blocks and the examples in each subcommand's --help (JSON "e.g. '...'" values, `cropmix ...` templates).
 
 Each one is run in this process against small data made here (a CIFAR-10 folder in torchvision's format,
-an npz, image folders, CIFAR-10-C files), with only its paths (data/..., runs/...) pointed at them.
+an npz, image folders, CIFAR-10-C files, ImageNet-C folders), with only its paths (data/..., runs/...)
+pointed at them.
 Every documented line must have an entry in HANDLING, so a new example that nobody ran fails here:
   RUN     runs as written (a "..." in the docs is filled with the arguments given);
   CONFIG  a full-length recipe or long training run, or the cropmix part of a torchrun line: run with
@@ -79,6 +80,7 @@ HANDLING = {
     "cropmix compare runs/baseline runs/cm --out runs/cmp": Run(),
     # docs/evaluation.md
     "cropmix eval runs/c10 --cifar-c data/CIFAR-10-C": Run(),
+    "cropmix eval runs/in --imagenet-c data/ImageNet-C": Run(),
     "cropmix eval runs/in --data data/imagenet-r --dataset imagefolder --class-subset imagenet-r": Run(),
     "cropmix eval runs/in --data data/imagenet-a --dataset imagefolder --class-subset imagenet-a": Run(),
     "cropmix eval runs/in --data data/imagenet-sketch --dataset imagefolder": Run(),
@@ -256,6 +258,8 @@ def workspace(tmp_path_factory):
         _class_folder(ws / "data" / "imagenet-a", wnids("imagenet-a")[:2])
         _class_folder(ws / "data" / "imagenet-sketch", wnids("imagenet")[:2])
         _cifar_c(ws / "data" / "CIFAR-10-C")
+        for corruption in ("gaussian_noise", "fog"):  # two of the 15, at one severity
+            _class_folder(ws / "data" / "ImageNet-C" / corruption / "3", wnids("imagenet")[:2])
         for split in ("train", "val"):
             _class_folder(ws / "imagenet" / split, ["n01440764", "n01443537"], per_class=3)
         from cropmix.data.shards import write_shards

@@ -1,5 +1,5 @@
-"""`cropmix eval RUN`: the paper's metrics for a trained run (top-1/5, ECE, RMS, FGSM, corruptions, CIFAR-C files),
-or with --data, top-1 on another labelled folder (ImageNet-R, -A, -Sketch)."""
+"""`cropmix eval RUN`: the paper's metrics for a trained run (top-1/5, ECE, RMS, FGSM, corruptions, CIFAR-C files,
+ImageNet-C folders with mCE), or with --data, top-1 on another labelled folder (ImageNet-R, -A, -Sketch)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_ood(args: argparse.Namespace) -> dict:
     from cropmix.train.report import evaluate_ood
 
-    for flag, given in (("--fgsm", args.fgsm), ("--corruptions", args.corruptions), ("--cifar-c", args.cifar_c)):
+    refused = ("--fgsm", args.fgsm), ("--corruptions", args.corruptions), ("--cifar-c", args.cifar_c)
+    for flag, given in (*refused, ("--imagenet-c", args.imagenet_c)):
         if given:
-            raise ValueError(f"{flag} scores the run's test split; it does not go with --data")
+            raise ValueError(f"{flag} does not go with --data (which scores that folder alone); drop one of them")
     dataset = args.dataset or "imagefolder"
     return evaluate_ood(args.run_dir, args.data, _options(args), dataset=dataset, class_subset=args.class_subset)
 
@@ -89,12 +90,21 @@ def summary(results: dict, scored: str) -> str:
     lines.append(f"{head}; {calibration}")
     if "fgsm_top1" in results:
         lines.append(f"  FGSM top-1 {percent(results['fgsm_top1'])}")
-    for key, name in (("corruption", "corruptions"), ("cifar_c", "CIFAR-C files")):
+    for key, name in (("corruption", "corruptions"), ("cifar_c", "CIFAR-C files"), ("imagenet_c", "ImageNet-C")):
         if key in results:
             per = results[key].get("per_corruption", {})
             worst = min(per, key=per.get) if per else None
             line = f"  {name}: mean {percent(results[key]['mean'])} over {len(per)}"
-            lines.append(line + (f"; worst {worst} {percent(per[worst])}" if worst else ""))
+            line += f"; worst {worst} {percent(per[worst])}" if worst else ""
+            lines.append(line + (_imagenet_c_note(results[key]) if key == "imagenet_c" else ""))
     if results.get("skipped_files"):
         lines.append(f"  {results['skipped_files']} unreadable files skipped")
     return "\n".join(lines)
+
+
+def _imagenet_c_note(block: dict) -> str:
+    """The end of the ImageNet-C line: its mCE, or why there is none; the files skipped, if any."""
+    note = f"; mCE {block['mce']:.2f}%" if block["mce"] is not None else f"; no mCE ({block['mce_reason']})"
+    if block.get("skipped_files"):
+        note += f"; {block['skipped_files']} unreadable files skipped"
+    return note

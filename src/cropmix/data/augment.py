@@ -123,12 +123,14 @@ class AugmentSpec:
 EVAL_CROP_FRACTION = 0.875  # test images from files: resized to size / 0.875, then the centre size x size
 
 
-def eval_transform(size: int, in_memory: bool) -> Callable:
-    """Test-time transform: nothing for in-memory images; resize (size / EVAL_CROP_FRACTION) and centre
-    crop from files."""
+def eval_transform(size: int, in_memory: bool, crop_fraction: float = EVAL_CROP_FRACTION) -> Callable:
+    """Test-time transform: nothing for in-memory images; from files, the short side resized to
+    size / crop_fraction and the centre size x size taken (crop_fraction 1: resized to size, no margin)."""
     if in_memory:
         return v2.Identity()
-    resize = round(size / EVAL_CROP_FRACTION)
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    resize = round(size / crop_fraction)
     return v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
 
 

@@ -34,6 +34,15 @@ def wnids(name: str) -> list[str]:
     return text.split()
 
 
+def output_classes(classes: Sequence[str]) -> list[str]:
+    """The names of a model's outputs: the classes of the data it was trained on, or for a 1000-class
+    model whose classes are not ImageNet's wnids, those wnids in ImageNet's index order."""
+    classes = list(classes)
+    if len(classes) == 1000 and not set(wnids("imagenet")) <= set(classes):
+        return wnids("imagenet")
+    return classes
+
+
 def class_mapping(
     folder_classes: Sequence[str], model_classes: Sequence[str], class_subset: str | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -76,16 +85,18 @@ def ood_accuracy(
     targets: Tensor,
     *,
     progress: bool = True,
+    desc: str = "ood",
 ) -> dict[str, float | int]:
     """Top-1 (percent), ECE and RMS calibration error of `model` on a folder's loader, predicting among
-    `logit_indices` only, the folder's target k counting as class targets[k] (see `class_mapping`)."""
+    `logit_indices` only, the folder's target k counting as class targets[k] (see `class_mapping`).
+    desc: the progress bar's label."""
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()
     chosen, mapped = logit_indices.to(device), targets.to(device)
     all_probs, all_targets = [], []
     try:
-        for images, folder_targets in batches(loader, device, desc="ood", progress=progress):
+        for images, folder_targets in batches(loader, device, desc=desc, progress=progress):
             logits = model(images).float()[:, chosen]
             all_probs.append(logits.softmax(dim=1).cpu())
             all_targets.append(mapped[folder_targets].cpu())

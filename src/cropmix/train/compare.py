@@ -19,7 +19,10 @@ from .config import TrainConfig
 log = logging.getLogger("cropmix.train")
 
 # Columns of the comparison table, in order (those present in some run), for each kind of run.
-TABLE_METRICS = ("top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "cifar_c_mean", "seconds_per_epoch")
+TABLE_METRICS = (
+    "top1", "top5", "ece", "rms", "fgsm_top1", "corruption_mean", "cifar_c_mean", "imagenet_c_mean", "imagenet_c_mce",
+    "seconds_per_epoch",
+)  # fmt: skip
 PRETRAIN_METRICS = ("knn_acc", "probe_acc", "final_loss")
 # The metrics drawn in bars.png, for each kind of run.
 BAR_METRICS = ("top1", "ece", "rms", "fgsm_top1", "corruption_mean")

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from cropmix.evaluate import ClassifierEval, CorruptionOptions
+from cropmix.evaluate.imagenet_c import LAYOUT as IMAGENET_C_LAYOUT
 from cropmix.evaluate.options import check_count, check_flag
 
 from .distributed import check_device_name
@@ -23,10 +24,12 @@ class EvalOptions:
     fgsm: FGSM top-1 at budget fgsm_eps (in [0, 1] pixel units). corruptions: accuracy under the 15
     standard corruptions generated on the fly, stored as the published sets store them (uint8, plus
     JPEG q85 above 64 px) unless corruption_storage is False (then float). cifar_c: a folder of
-    published CIFAR-10-C / CIFAR-100-C files to score too. max_images and max_corruption_images pick
-    fixed random subsets (the same for every run, spread over all classes even when the split is sorted
-    by class): the first for every metric, the second, taken from the first, for the corruption pass
-    only; with cifar_c, max_corruption_images picks a fixed random subset of the files' test images.
+    published CIFAR-10-C / CIFAR-100-C files to score too; imagenet_c: the published ImageNet-C folders
+    (an existing folder, checked when made). max_images and max_corruption_images pick fixed random
+    subsets (the same for every run, spread over all classes even when the split is sorted by class):
+    the first for every metric, the second, taken from the first, for the corruption pass only; with
+    cifar_c, max_corruption_images picks a fixed random subset of the files' test images, with
+    imagenet_c of each severity folder's images (and then no mCE: it compares full folders).
     skip_bad: unreadable files are skipped and counted ("skipped_files") instead of an error.
     run_data: where the run's dataset is now, if it moved since training.
     """
@@ -48,12 +51,17 @@ class EvalOptions:
         None, "score the published CIFAR-10-C / CIFAR-100-C files in PATH (<corruption>.npy, labels.npy)",
         cli={"metavar": "PATH"},
     )  # fmt: skip
+    imagenet_c: str | os.PathLike | None = setting(
+        None, "score the published ImageNet-C folders in PATH (<corruption>/<severity>/<class>/<images>)",
+        cli={"metavar": "PATH"},
+    )  # fmt: skip
     max_images: int | None = setting(
         None, "evaluate on a fixed random subset of the test split", cli={"type": "positive_int"}
     )
     max_corruption_images: int | None = setting(
-        None, "corrupt a fixed random subset of this many test images, all classes", meaning="all",
-        cli={"type": "positive_int"}, only_with=OnlyWith("corruptions", WITH_CORRUPTIONS.applies, "on", "cifar_c"),
+        None, "corrupt a fixed random subset of this many test images, all classes (with --imagenet-c: of "
+        "each severity folder's images)", meaning="all", cli={"type": "positive_int"},
+        only_with=OnlyWith("corruptions", WITH_CORRUPTIONS.applies, "on", ("cifar_c", "imagenet_c")),
     )  # fmt: skip
     batch_size: int = setting(512, "", cli={"type": "positive_int"})
     device: str = setting("auto", "", choices=("auto", "cpu", "cuda"))
@@ -73,11 +81,24 @@ class EvalOptions:
         self.classifier_eval()  # fgsm, fgsm_eps, corruption_storage and progress, checked where they are used
         check_device_name(self.device)
         check_only_with(self)  # --fgsm-eps without --fgsm, --max-corruption-images without corruptions, ...
+        if self.imagenet_c is not None:
+            _check_imagenet_c(self.imagenet_c)
 
     def classifier_eval(self) -> ClassifierEval:
         """What `evaluate_classifier` scores on the run's test split."""
         corruptions = CorruptionOptions(storage=self.corruption_storage) if self.corruptions else None
         return ClassifierEval(fgsm=self.fgsm, fgsm_eps=self.fgsm_eps, corruptions=corruptions, progress=self.progress)
+
+
+def _check_imagenet_c(path: object) -> None:
+    """An error naming imagenet_c (--imagenet-c) unless `path` is a path to an existing folder (its
+    layout is read before the model is loaded, by `evaluate_run`)."""
+    label = "imagenet_c (--imagenet-c)"
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{label} must be a path (str or os.PathLike), got {path!r}")
+    if not os.path.isdir(path):
+        what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+        raise FileNotFoundError(f"{label}: {os.fspath(path)!r} {what}; give the folder of {IMAGENET_C_LAYOUT}")
 
 
 def options_or_default(options: EvalOptions | None) -> EvalOptions:

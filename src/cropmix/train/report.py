@@ -108,15 +108,20 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
     `options` asks (default: nothing more, on the whole split): FGSM top-1, accuracy under the 15
     standard corruptions generated on the fly ("corruption_mean", "corruption"), and accuracy on
     published CIFAR-10-C / CIFAR-100-C files in the folder `options.cifar_c` ("cifar_c_mean",
-    "cifar_c"). Written to run_dir/eval.json and merged into final.json (not when `options.max_images`
-    scores a subset). The options are checked before any work starts (when `EvalOptions` is made).
+    "cifar_c"), and on the published ImageNet-C folders in `options.imagenet_c` ("imagenet_c_mean",
+    "imagenet_c_mce", "imagenet_c": see `imagenet_c_accuracy`). Written to run_dir/eval.json and merged
+    into final.json (not when `options.max_images` scores a subset). The options are checked before any
+    work starts (when `EvalOptions` is made), the CIFAR-C files and ImageNet-C layout before the model
+    is loaded.
     """
-    from cropmix.evaluate import cifar_c_files, evaluate_classifier
+    from cropmix.evaluate import cifar_c_files, evaluate_classifier, imagenet_c_folders
 
     from .distributed import resolve_device
 
     options = options_or_default(options)
     cifar_c_labels = None if options.cifar_c is None else cifar_c_files(options.cifar_c)[1]
+    if options.imagenet_c is not None:
+        imagenet_c_folders(options.imagenet_c)
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
     run = _load_run(run_dir, dev, options.skip_bad, options.run_data)
@@ -133,6 +138,8 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
     )
     if options.cifar_c is not None:
         results.update(_cifar_c_pass(model, cifar_c_labels, size, source.num_classes, options, dev))
+    if options.imagenet_c is not None:
+        results.update(_imagenet_c_pass(model, source.classes, size, options, dev))
     rf.write_json(run_dir / "eval.json", results)
     if options.max_images is None:  # metrics on a subset stay in eval.json only
         merge_final(run_dir / rf.FINAL, results)
@@ -162,6 +169,24 @@ def _cifar_c_pass(
     return {"cifar_c_mean": summary["mean"], "cifar_c": summary}
 
 
+def _imagenet_c_pass(
+    model: torch.nn.Module, classes: list[str], size: int, options: EvalOptions, device: torch.device
+) -> dict[str, Any]:
+    """evaluate_run's ImageNet-C part: every severity folder (or a fixed subset of each), and mCE."""
+    from cropmix.evaluate import imagenet_c_accuracy, output_classes
+
+    summary = imagenet_c_accuracy(
+        model, options.imagenet_c, device, output_classes(classes), image_size=size,
+        batching=_folder_batching(options), max_images=options.max_corruption_images, progress=options.progress,
+    )  # fmt: skip
+    return {"imagenet_c_mean": summary["mean"], "imagenet_c_mce": summary["mce"], "imagenet_c": summary}
+
+
+def _folder_batching(options: EvalOptions) -> Batching:
+    """How an image folder other than the run's own is read: in options.batch_size, two workers."""
+    return Batching(options.batch_size, workers=2, skip_bad=options.skip_bad)
+
+
 def evaluate_ood(
     run_dir: str | os.PathLike,
     data: str | os.PathLike,
@@ -176,15 +201,15 @@ def evaluate_ood(
     (ImageNet wnids for a 1000-class model). Written to run_dir/ood_<folder name>.json (see
     `ood_result_path`; its name is returned as "file"). `options`: max_images, batch_size, device, progress,
     skip_bad (unreadable files are skipped and counted, "skipped_files") and run_data (where the run's own
-    dataset is now, if it moved: its classes name the model's outputs); fgsm, corruptions and cifar_c
-    score the run's own test split (`evaluate_run`) and are refused here.
+    dataset is now, if it moved: its classes name the model's outputs); fgsm, corruptions, cifar_c and
+    imagenet_c belong to `evaluate_run` and are refused here.
     """
-    from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, wnids
+    from cropmix.evaluate import CLASS_SUBSETS, class_mapping, ood_accuracy, output_classes
 
     from .distributed import resolve_device
 
     options = options_or_default(options)
-    for name in ("fgsm", "corruptions", "cifar_c"):
+    for name in ("fgsm", "corruptions", "cifar_c", "imagenet_c"):
         if getattr(options, name) not in (False, None):
             raise ValueError(f"options.{name} must be False or None for evaluate_ood, got {getattr(options, name)!r}; "
                              "it scores the run's test split (evaluate_run)")  # fmt: skip
@@ -197,15 +222,8 @@ def evaluate_ood(
     dev = resolve_device(options.device)
     run = _load_run(run_dir, dev, False, options.run_data)
     model, source, size = run.model, run.source, run.size
-    model_classes = list(source.classes)
-    if len(model_classes) == 1000 and not set(wnids("imagenet")) <= set(model_classes):
-        model_classes = wnids("imagenet")  # a 1000-class model without wnid names: ImageNet's index order
-    logit_indices, targets = class_mapping(index.classes, model_classes, class_subset)
-    loader = make_loader(
-        subset(index, options.max_images),
-        eval_transform(size, False),
-        Batching(options.batch_size, workers=2, skip_bad=options.skip_bad),
-    )
+    logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
+    loader = make_loader(subset(index, options.max_images), eval_transform(size, False), _folder_batching(options))
     results = {"data": os.path.realpath(data), "class_subset": class_subset}
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))
     if options.skip_bad:

@@ -59,6 +59,7 @@ RUN_FILES = (CHECKPOINT, CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES, RELI
 FINAL_KEYS = (
     "top1", "top5", "ece", "rms", "rms_equal_width", "epochs", "seconds_per_epoch", "images_per_second",
     "train_top1", "fgsm_top1", "corruption_mean", "corruption", "cifar_c_mean", "cifar_c",
+    "imagenet_c_mean", "imagenet_c_mce", "imagenet_c",
 )  # fmt: skip
 MAX_JSON_BYTES = 16 << 20  # a config.json or final.json is kilobytes; anything this large is not one
 # metrics.jsonl: a row per epoch (train) or per log_every steps (pretrain), each well under a kilobyte.

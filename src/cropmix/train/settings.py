@@ -20,13 +20,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class OnlyWith:
-    """A setting that only applies when the setting `key` passes `applies` (said as `which`), or, with
-    `or_given`, when that other setting is given (not None)."""
+    """A setting that only applies when the setting `key` passes `applies` (said as `which`), or when
+    one of the settings `or_given` is given (not None)."""
 
     key: str
     applies: Callable[[Any], bool]
     which: str
-    or_given: str | None = None
+    or_given: tuple[str, ...] = ()
 
 
 def setting(
@@ -214,9 +214,10 @@ def check_only_with(config: Any) -> None:
         if rule is None or value is None or value == _default(entry.field):
             continue
         other = value_of(config, table[rule.key])
-        if rule.applies(other) or (rule.or_given and value_of(config, table[rule.or_given]) is not None):
+        if rule.applies(other) or any(value_of(config, table[key]) is not None for key in rule.or_given):
             continue
-        alternative = f" or with {table[rule.or_given].label}" if rule.or_given else ""
+        alternatives = " or ".join(table[key].label for key in rule.or_given)
+        alternative = f" or with {alternatives}" if alternatives else ""
         raise ValueError(
             f"{entry.label} only applies with {table[rule.key].label} {rule.which}{alternative}, got "
             f"{rule.key}={other!r}: drop the one or change the other"
