@@ -234,6 +234,23 @@ def test_skipped_files_are_counted_across_workers(tmp_path):
     assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
 
 
+def test_a_batch_of_only_bad_files_is_left_out_of_evaluation_and_named_in_training(tmp_path):
+    from cropmix.data import skipped_files
+
+    root = make_folder(tmp_path / "data", per_class=2)  # class0: 0.png 2.png (sorted paths), class1: 1.png 3.png
+    for name in ("x1.png", "x2.png"):  # the last two paths of class1: the last batch of 2, in evaluation order
+        (root / "train" / "class1" / name).write_bytes(b"not an image")
+    index = index_folder(split_dir(root, "train"))
+    transform = AugmentSpec("none", 12).per_image(in_memory=False)
+    evaluation = make_loader(index, transform, Batching(batch_size=2, train=False, workers=0, skip_bad=True))
+    assert [t.tolist() for _, t in evaluation] == [[0, 0], [1, 1]] and skipped_files(evaluation) == 2
+    for name in ("0.png", "1.png", "2.png", "3.png"):
+        (root / "train" / f"class{int(name[0]) % 2}" / name).write_bytes(b"not an image")
+    training = make_loader(index, transform, Batching(batch_size=2, train=True, workers=0, skip_bad=True))
+    with pytest.raises(ValueError, match="every image of a training batch of 2 was unreadable"):
+        next(iter(training))
+
+
 def test_data_path_must_fit_the_dataset(tmp_path):
     from cropmix.data import check_data_path
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,15 +181,30 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 def collate_skip(
-    batch: list, images_of: Callable[[list], torch.Tensor] = torch.stack
-) -> tuple[torch.Tensor, torch.Tensor]:
+    batch: list, images_of: Callable[[list], torch.Tensor] = torch.stack, train: bool = True
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(images, targets) of (image, target) pairs, dropping the None entries of unreadable files.
 
     images_of makes the batch from the list of images: stacking, or a batched transform such as
-    BatchCropMix (which takes images of different sizes).
+    BatchCropMix (which takes images of different sizes). A batch of unreadable files only is None in
+    evaluation (`SkippingLoader` leaves it out) and an error in training, where every process must take
+    the same number of steps.
     """
     kept = [item for item in batch if item is not None]
     if not kept:
-        raise ValueError("every image of a batch was unreadable")
+        if not train:
+            return None
+        raise ValueError(
+            f"every image of a training batch of {len(batch)} was unreadable (see the warnings above): "
+            "so many bad files that a whole batch is made of them; remove them from the folder"
+        )
     images = images_of([item[0] for item in kept])
     return images, torch.tensor([item[1] for item in kept], dtype=torch.int64)
+
+
+class SkippingLoader(torch.utils.data.DataLoader):
+    """A DataLoader that leaves out the batches `collate_skip` found only unreadable files in (None); its
+    length still counts them."""
+
+    def __iter__(self) -> Iterator:
+        return (batch for batch in super().__iter__() if batch is not None)

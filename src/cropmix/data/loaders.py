@@ -20,7 +20,7 @@ from ..transforms import retain_freed_memory
 from .arrays import ArraySplit
 from .batching import Batching
 from .device_loader import DeviceBatches, DeviceStage
-from .folder import FolderDataset, FolderIndex, collate_skip
+from .folder import FolderDataset, FolderIndex, SkippingLoader, collate_skip
 from .sources import DataSource, SourceOptions, source_named
 
 
@@ -109,13 +109,14 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, drop_last=train)
         loader = DataLoader(ArrayBatches(split, transform), sampler=batches, batch_size=None, **common)
     else:
-        collate = functools.partial(collate_skip, images_of=transform) if batched_transform else collate_skip
+        images_of = transform if batched_transform else torch.stack
+        collate = functools.partial(collate_skip, images_of=images_of, train=train)
         per_image = v2.PILToTensor() if batched_transform else transform
         if isinstance(split, FolderIndex):
             dataset = FolderDataset(split, per_image, skip_bad=skip_bad, slots=workers + 1)
         else:  # a split that serves its own (image, target) items: cropmix.integrations.hf.HFSplit
             dataset = split.torch_dataset(per_image)
-        loader = DataLoader(
+        loader = (DataLoader if train else SkippingLoader)(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=train, collate_fn=collate, **common
         )
     loader.epoch_sampler = sampler  # type: ignore[attr-defined]
