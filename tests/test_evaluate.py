@@ -41,6 +41,7 @@ def test_topk_on_a_hand_example() -> None:
     targets = torch.tensor([1, 2, 5, 1])
     assert topk_accuracy(logits, targets) == {"top1": 25.0, "top5": 75.0}
     assert topk_accuracy(logits[:, :3], torch.tensor([1, 2, 0, 1]), ks=(1, 5)) == {"top1": 50.0}
+    assert topk_accuracy(logits[:3], targets[:3], ks=(1,))["top1"] == pytest.approx(100 / 3, rel=1e-12)  # not float32
     with pytest.raises(ValueError, match="logits"):
         topk_accuracy(logits, targets[:2])
 

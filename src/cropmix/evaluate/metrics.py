@@ -33,7 +33,8 @@ def topk_accuracy(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -
         return {}
     top = logits.topk(max(ks), dim=1).indices
     hits = top == targets.view(-1, 1).to(top.device)
-    return {f"top{k}": 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in ks}
+    # In float64: float32 would report 1 of 3 as 33.33333432674408.
+    return {f"top{k}": 100.0 * hits[:, :k].any(dim=1).double().mean().item() for k in ks}
 
 
 @dataclass(frozen=True)

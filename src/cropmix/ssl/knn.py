@@ -68,4 +68,4 @@ def knn_accuracy(
 ) -> float:
     """Top-1 accuracy (in [0, 1]) of `knn_predict`."""
     pred = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
-    return float((pred == test_labels.long()).float().mean())
+    return float((pred == test_labels.long()).double().mean())

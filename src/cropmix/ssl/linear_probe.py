@@ -69,6 +69,6 @@ def linear_probe(
             opt.step()
             sched.step()
     with torch.no_grad():
-        train_acc = float((head(xtr).argmax(1) == ytr).float().mean())
-        test_acc = float((head(xte).argmax(1) == yte).float().mean())
+        train_acc = float((head(xtr).argmax(1) == ytr).double().mean())
+        test_acc = float((head(xte).argmax(1) == yte).double().mean())
     return {"train_acc": train_acc, "test_acc": test_acc}
