@@ -159,3 +159,17 @@ def test_imagenet_c_mean_and_mce_are_columns_when_scored(tmp_path) -> None:
     assert first.endswith("| - | - |") and second.endswith("| 41.50 | 72.25 |")
     compare_runs([plain], tmp_path / "cmp1")
     assert "imagenet_c" not in (tmp_path / "cmp1" / "comparison.md").read_text()
+
+
+def test_what_is_not_a_finished_run_is_said_to_be_what_it_is(tmp_path, capsys) -> None:
+    done, stopped = train_run(tmp_path / "done"), train_run(tmp_path / "stopped")
+    (stopped / "final.json").unlink()
+    for given, said in (
+        (tmp_path, "is not a run folder (no config.json)"),
+        (stopped, "has not finished (no final.json): resume it"),
+        (tmp_path / "nowhere", "does not exist"),
+    ):
+        assert main(["compare", str(done), str(given), "--out", str(tmp_path / "cmp")]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and said in error, error
+    assert not (tmp_path / "cmp").exists(), "nothing is written"

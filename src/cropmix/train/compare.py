@@ -117,7 +117,10 @@ def _number(value: Any, path: Path, metric: str) -> float | None:
 def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
     """One row per arm (runs that differ only in seed are grouped): label, n, <metric>_mean, <metric>_std
     (std None below two values). Training runs give TABLE_METRICS, pre-training runs PRETRAIN_METRICS."""
-    runs = [(path, rf.read_json(path / rf.CONFIG), rf.read_json(path / rf.FINAL)) for path in unique_runs(run_dirs)]
+    paths = unique_runs(run_dirs)
+    for path in paths:
+        rf.check_run_folder(path, finished=True)
+    runs = [(path, rf.read_json(path / rf.CONFIG), rf.read_json(path / rf.FINAL)) for path in paths]
     pretrain = _check_one_kind([(path, config) for path, config, _ in runs])
     _warn_different_data(runs)
     groups: dict[str, dict[str, Any]] = {}

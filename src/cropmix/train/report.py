@@ -20,18 +20,6 @@ from .data_setup import eval_loader, image_size_of, source_of
 from .eval_options import EvalOptions, options_or_default
 
 
-def _check_run_folder(run_dir: Path) -> None:
-    """A path that is not a run folder is said to be what it is: missing, a file, or a folder without config.json."""
-    what = "a folder written by `cropmix train` (config.json, checkpoint.pt)"
-    if run_dir.is_dir():
-        if not (run_dir / rf.CONFIG).exists():
-            raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no {rf.CONFIG}); give {what}")
-    elif run_dir.exists():
-        raise ValueError(f"{str(run_dir)!r} is a file, not a run folder; give {what}")
-    else:
-        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
-
-
 def load_run_model(
     run_dir: str | os.PathLike,
     device: torch.device | str = "cpu",
@@ -61,7 +49,7 @@ def _load_run(run_dir: Path, device: torch.device | str, skip_bad: bool, data: s
     """`load_run_model`, keeping the source and the image side."""
     from .loop import build_model_for
 
-    _check_run_folder(run_dir)
+    rf.check_run_folder(run_dir)
     saved = rf.read_json(run_dir / rf.CONFIG)
     if saved.get("method") in ("moco", "mae"):
         raise ValueError(

@@ -228,3 +228,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object")
     return values
+
+
+def check_run_folder(run_dir: Path, finished: bool = False) -> None:
+    """A path that is not a run folder is said to be what it is: missing, a file, or a folder without
+    config.json; `finished`: also one without final.json (a run that stopped before its end)."""
+    what = "a folder written by `cropmix train` or `cropmix pretrain` (config.json, checkpoint.pt)"
+    if run_dir.is_dir():
+        if not (run_dir / CONFIG).exists():
+            raise FileNotFoundError(f"{str(run_dir)!r} is not a run folder (no {CONFIG}); give {what}")
+        if finished and not (run_dir / FINAL).exists():
+            raise FileNotFoundError(
+                f"run {str(run_dir)!r} has not finished (no {FINAL}): resume it (the same command with --resume)"
+            )
+    elif run_dir.exists():
+        raise ValueError(f"{str(run_dir)!r} is a file, not a run folder; give {what}")
+    else:
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
