@@ -164,20 +164,20 @@ class OptimSettings(_Checked):
 
     epochs: int = setting(30, "passes over the training split")
     batch_size: int = setting(128, "per process")
-    optimizer: str = setting("sgd", "", choices=OPTIMIZERS)
+    optimizer: str = setting("sgd", "sgd (momentum, weight decay) or adamw", choices=OPTIMIZERS)
     lr: float | None = setting(
         None, "learning rate", meaning=_default_lr, cli={"meaning_doc": "by optimizer: sgd 0.1, adamw 0.001"}
     )
     momentum: float | None = setting(None, "SGD momentum", meaning=0.9, only_with=WITH_SGD)
     nesterov: bool | None = setting(None, "Nesterov momentum", meaning=True, only_with=WITH_SGD)
-    weight_decay: float = setting(5e-4, "")
-    schedule: str = setting("cosine", "", choices=SCHEDULES)
+    weight_decay: float = setting(5e-4, "L2 weight decay")
+    schedule: str = setting("cosine", "learning-rate schedule over the epochs", choices=SCHEDULES)
     warmup_epochs: float = setting(0.0, "epochs of linear learning-rate warm-up from 0")
     milestones: tuple[int, ...] | None = setting(
         None, "step schedule epochs", meaning="50% and 75% of the epochs", only_with=WITH_STEP
     )
     gamma: float | None = setting(None, "step schedule factor", meaning=0.1, only_with=WITH_STEP)
-    label_smoothing: float = setting(0.0, "")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
 
 
 @dataclass
@@ -185,7 +185,7 @@ class RunSettings(_Checked):
     """Where a run writes, on which device, with how many workers and threads, what it shows."""
 
     out: str = setting("runs/run", "run folder")
-    seed: int = setting(0, "")
+    seed: int = setting(0, "seed of the model's initialisation, the data order and the augmentation")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N (under torchrun, CUDA means GPU LOCAL_RANK)")
     workers: int = setting(2, "DataLoader workers per process")
     threads: int | None = setting(None, "torch CPU threads per process", meaning="torch's")
@@ -198,6 +198,6 @@ class TrainRun(RunSettings):
     """Training's run settings: precision, evaluation cadence and batch, the run's label."""
 
     amp: bool | None = setting(None, "mixed precision", meaning="on CUDA")
-    eval_batch_size: int = setting(512, "")
+    eval_batch_size: int = setting(512, "images per evaluation batch")
     eval_every: int = setting(1, "evaluate every this many epochs (and after the last)")
     name: str | None = setting(None, "label in comparisons", meaning="the augmentation")

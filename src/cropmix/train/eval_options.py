@@ -63,8 +63,8 @@ class EvalOptions:
         "each severity folder's images)", meaning="all", cli={"type": "positive_int"},
         only_with=OnlyWith("corruptions", WITH_CORRUPTIONS.applies, "on", ("cifar_c", "imagenet_c")),
     )  # fmt: skip
-    batch_size: int = setting(512, "", cli={"type": "positive_int"})
-    device: str = setting("auto", "", choices=("auto", "cpu", "cuda"))
+    batch_size: int = setting(512, "images per evaluation batch", cli={"type": "positive_int"})
+    device: str = setting("auto", "where the model runs (auto: CUDA if present)", choices=("auto", "cpu", "cuda"))
     progress: bool = setting(True, "no progress bars", flag="--no-progress", cli={"action": "store_false"})
     skip_bad: bool = setting(False, "count, log and skip unreadable image files")
     run_data: str | os.PathLike | None = setting(
