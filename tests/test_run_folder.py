@@ -386,3 +386,21 @@ def test_a_failed_run_keeps_a_folder_it_did_not_make_or_wrote_into(tmp_path):
         (out / "notes.txt").write_text("kept")
         raise RuntimeError("failed later")
     assert (written / "notes.txt").read_text() == "kept"
+
+
+def test_a_lock_whose_folder_its_holder_removed_is_not_used(tmp_path, monkeypatch):
+    # The holder failed before writing and removed its new folder while this process waited for the lock.
+    from cropmix.train import run_folder as rf_module
+
+    out = tmp_path / "run"
+
+    def holder_removes_the_folder(fd, wait_s):
+        os.unlink(out / ".lock")
+        out.rmdir()
+        return True
+
+    monkeypatch.setattr(rf_module, "_try_lock", holder_removes_the_folder)
+    with pytest.raises(FileError, match="was removed by the run that held it while this one waited: run again"):
+        with run_folder(out, resume=False):
+            pass
+    assert not out.exists()

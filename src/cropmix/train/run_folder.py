@@ -6,7 +6,8 @@ checks that it can be written, and takes an exclusive lock (a POSIX record lock 
 records the holder's pid), so a second process on the same folder is refused instead of mixing two
 runs. The lock belongs to the process that took it (not to the data-loader workers it forks) and
 ends with it, however it ends. Under torchrun only rank 0 writes, so only rank 0 locks. A run that
-fails before writing anything (a bad model option, say) removes the folders it created.
+fails before writing anything (a bad model option, say) removes the folders it created, lock file
+included; a process that waited for that lock sees it gone and stops instead of writing nowhere.
 
 Resuming compares the request with the configuration stored in the checkpoint (`changed_fields`):
 paths compare resolved, so a relative path, an absolute one and a trailing slash agree, and the
@@ -116,8 +117,8 @@ def run_folder(out: str | os.PathLike, resume: bool, main: bool = True) -> Itera
     try:
         _check_writable(out)
         fd = _lock(out)
-    except BaseException:
-        _remove_if_unused(out, created)
+    except BaseException:  # without the lock: another process's lock file (and folder) is left alone
+        remove_empty_folders(created)
         raise
     try:
         check_reuse(out, resume)  # again under the lock: another process may have written meanwhile
@@ -174,12 +175,25 @@ def _lock(out: Path) -> int:
                 f"run folder {out} is in use by another process (pid {holder}): wait for it to end, "
                 "or choose another --out",
             )
+        if not _still_there(path, fd):
+            raise FileError(
+                errno.ENOENT, f"run folder {out} was removed by the run that held it while this one waited: run again"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _still_there(path: Path, fd: int) -> bool:
+    """Whether `path` is still the lock file `fd` holds: a run that failed before writing anything removes
+    its new folder, lock file included, and a process that waited for that lock must not use it."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _try_lock(fd: int, wait_s: float) -> bool:
