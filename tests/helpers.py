@@ -351,3 +351,29 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def seeded(seed: int) -> torch.Generator:
     """A CPU generator in the state of `seed`."""
     return torch.Generator().manual_seed(seed)
+
+
+def last_line(capsys) -> str:
+    """The last line the command wrote to stderr (training logs its epochs before it)."""
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def labelled_folder(root, classes=("c0", "c1"), per_class=2):
+    """root/<class>/<i>.png with the class names of `make_npz`'s data."""
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            PIL.Image.new("RGB", (16, 16), (40 * i, 90, 160)).save(root / c / f"{i}.png")
+    return root
+
+
+def trained(tmp_path, name="run", epochs=1, *extra):
+    """(data, run folder) of a finished tiny training run in tmp_path/name, on tmp_path/d.npz (made once)."""
+    from cropmix.cli import main
+
+    data = tmp_path / "d.npz"
+    if not data.exists():
+        make_npz(data)
+    out = tmp_path / name
+    assert main(base_args(data, out, "--epochs", str(epochs), *extra)) == 0
+    return data, out
