@@ -239,3 +239,18 @@ def test_evaluation_opens_the_runs_data_once(sorted_run, tmp_path, monkeypatch) 
     other = _image_folder(tmp_path / "other", {"c3": (20, 40, 200)}, per_class=1)
     report.evaluate_ood(sorted_run, other, EvalOptions(device="cpu", progress=False))
     assert len(opened) == 2
+
+
+def test_workers_reading_other_folders_and_the_test_split_are_an_option(sorted_run, tmp_path, monkeypatch) -> None:
+    from cropmix.train import report
+
+    seen = []
+    real_make, real_eval = report.make_loader, report.eval_loader
+    monkeypatch.setattr(report, "make_loader", lambda *a, **k: seen.append(a[2].workers) or real_make(*a, **k))
+    monkeypatch.setattr(report, "eval_loader", lambda *a, **k: seen.append(a[5]) or real_eval(*a, **k))
+    other = _image_folder(tmp_path / "other", {"c3": (20, 40, 200)}, per_class=1)
+    report.evaluate_ood(sorted_run, other, EvalOptions(device="cpu", progress=False, workers=0))
+    evaluate_run(sorted_run, EvalOptions(device="cpu", progress=False, max_images=10, workers=3))
+    assert seen == [0, 3]
+    with pytest.raises(ValueError, match=r"workers \(--workers\) must be an int >= 0, got -1"):
+        EvalOptions(workers=-1)

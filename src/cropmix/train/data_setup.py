@@ -154,18 +154,23 @@ def shard_loaders(
     return train_loader, test_loader, full_test
 
 
-def eval_loader(data: TrainData, source: DataSource, split: Any, batch_size: int, device: torch.device) -> Any:
+def eval_loader(
+    data: TrainData, source: DataSource, split: Any, batch_size: int, device: torch.device, workers: int = 2
+) -> Any:
     """Batches of `split` (all of it, in order) for evaluating a run on `data`, the way its test loader
-    reads them: uint8 in-memory batches, files resized and centre-cropped in workers, or shards on `device`."""
+    reads them: uint8 in-memory batches, files resized and centre-cropped in `workers` workers, or shards
+    read by `workers` workers and decoded on `device`."""
     size = image_size_of(data, source)
+    on_cuda = device.type == "cuda"
     if isinstance(split, ShardSplit):
         from cropmix.data.device_loader import webdataset_loader
 
-        batching = Batching(batch_size, pin_memory=device.type == "cuda", skip_bad=data.skip_bad)
+        batching = Batching(batch_size, workers=workers, pin_memory=on_cuda, skip_bad=data.skip_bad)
         return webdataset_loader(
             split, AugmentSpec("none", size), batching, device=device, num_classes=source.num_classes
         )
     transform = None if source.in_memory else eval_transform(size, False)
+    in_workers = 0 if source.in_memory else workers
     return make_loader(
-        split, transform, Batching(batch_size, workers=0 if source.in_memory else 2, skip_bad=data.skip_bad)
+        split, transform, Batching(batch_size, workers=in_workers, pin_memory=on_cuda, skip_bad=data.skip_bad)
     )

@@ -64,6 +64,7 @@ class EvalOptions:
         only_with=OnlyWith("corruptions", WITH_CORRUPTIONS.applies, "on", ("cifar_c", "imagenet_c")),
     )  # fmt: skip
     batch_size: int = setting(512, "images per evaluation batch", cli={"type": "positive_int"})
+    workers: int = setting(2, "DataLoader workers reading image files or shards")
     device: str = setting("auto", "where the model runs (auto: CUDA if present)", choices=("auto", "cpu", "cuda"))
     progress: bool = setting(True, "no progress bars", flag="--no-progress", cli={"action": "store_false"})
     skip_bad: bool = setting(False, "count, log and skip unreadable image files")
@@ -76,6 +77,8 @@ class EvalOptions:
         check_count(self.max_corruption_images, "max_corruption_images")
         check_count(self.max_images, "max_images")
         check_count(self.batch_size, "batch_size", optional=False)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers (--workers) must be an int >= 0, got {self.workers!r}")
         for name in ("corruptions", "corruption_storage", "skip_bad"):
             check_flag(getattr(self, name), name)
         self.classifier_eval()  # fgsm, fgsm_eps, corruption_storage and progress, checked where they are used

@@ -117,7 +117,7 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
     test = subset(source.test, options.max_images or config.data.max_test_images)
 
     def loader_of(split: Any) -> Any:
-        return eval_loader(config.data, source, split, options.batch_size, dev)
+        return eval_loader(config.data, source, split, options.batch_size, dev, options.workers)
 
     corruption_loader = loader_of(subset(test, options.max_corruption_images)) if options.corruptions else None
     png = run_dir / rf.RELIABILITY
@@ -165,14 +165,17 @@ def _imagenet_c_pass(
 
     summary = imagenet_c_accuracy(
         model, options.imagenet_c, device, output_classes(classes), image_size=size,
-        batching=_folder_batching(options), max_images=options.max_corruption_images, progress=options.progress,
+        batching=_folder_batching(options, device), max_images=options.max_corruption_images, progress=options.progress,
     )  # fmt: skip
     return {"imagenet_c_mean": summary["mean"], "imagenet_c_mce": summary["mce"], "imagenet_c": summary}
 
 
-def _folder_batching(options: EvalOptions) -> Batching:
-    """How an image folder other than the run's own is read: in options.batch_size, two workers."""
-    return Batching(options.batch_size, workers=2, skip_bad=options.skip_bad)
+def _folder_batching(options: EvalOptions, device: torch.device) -> Batching:
+    """How an image folder other than the run's own is read: options.batch_size, options.workers, pinned
+    memory for a GPU."""
+    return Batching(
+        options.batch_size, workers=options.workers, pin_memory=device.type == "cuda", skip_bad=options.skip_bad
+    )
 
 
 def evaluate_ood(
@@ -211,7 +214,7 @@ def evaluate_ood(
     run = _load_run(run_dir, dev, False, options.run_data)
     model, source, size = run.model, run.source, run.size
     logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
-    loader = make_loader(subset(index, options.max_images), eval_transform(size, False), _folder_batching(options))
+    loader = make_loader(subset(index, options.max_images), eval_transform(size, False), _folder_batching(options, dev))
     results = {"data": os.path.realpath(data), "class_subset": class_subset}
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))
     if options.skip_bad:
