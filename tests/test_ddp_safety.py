@@ -71,3 +71,36 @@ def test_a_worker_ends_when_its_launcher_is_killed(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl")
+def test_a_dataloader_worker_whose_parent_died_before_it_started_ends_at_once():
+    # torch's watchdog in DataLoader workers compares the parent pid with the one seen at start, so a worker
+    # re-parented before it ran would wait for work forever; EndWithParent knows the pid it must have.
+    code = (
+        "from cropmix.data.processes import EndWithParent\n"
+        "init = EndWithParent()\n"
+        "init.parent = -1  # as if the process that made it had died before this worker started\n"
+        "init(0)\n"
+        "print('still running', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL and "still running" not in done.stdout, done.stderr
+
+
+def test_every_loader_with_workers_ends_them_with_its_process(tmp_path):
+    from helpers import make_folder
+
+    from cropmix.data import AugmentSpec, Batching, index_folder, make_loader
+    from cropmix.data.processes import EndWithParent
+    from cropmix.data.shard_reader import ShardLoader
+    from cropmix.data.shards import read_index, write_shards
+
+    index = index_folder(make_folder(tmp_path / "data") / "train")
+    for batched in (False, True):
+        transform = AugmentSpec("none", 12).per_image(in_memory=False)
+        loader = make_loader(index, transform, Batching(4, workers=1), batched_transform=batched)
+        assert isinstance(loader.worker_init_fn, EndWithParent)
+        assert (loader.worker_init_fn.then is not None) == batched  # batched transforms keep freed memory
+    split = read_index(write_shards(make_folder(tmp_path / "src"), tmp_path / "shards", progress=False)).split("val")
+    assert isinstance(ShardLoader(split, Batching(4, workers=1)).loader.worker_init_fn, EndWithParent)

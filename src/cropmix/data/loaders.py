@@ -21,6 +21,7 @@ from .arrays import ArraySplit
 from .batching import Batching
 from .device_loader import DeviceBatches, DeviceStage
 from .folder import FolderDataset, FolderIndex, SkippingLoader, collate_skip
+from .processes import EndWithParent
 from .sources import DataSource, SourceOptions, source_named
 
 
@@ -99,8 +100,8 @@ def make_loader(
     common = dict(num_workers=workers, pin_memory=batching.pin_memory, persistent_workers=persistent)
     if workers > 0:
         common["prefetch_factor"] = 4
-        if batched_transform:  # forked workers inherit it; spawned or forkserver ones do not
-            common["worker_init_fn"] = _retain_freed_memory
+        # Forked workers inherit retain_freed_memory; spawned or forkserver ones do not.
+        common["worker_init_fn"] = EndWithParent(_retain_freed_memory if batched_transform else None)
     if isinstance(split, ArraySplit):
         if transform is not None and not batched_transform:
             from .augment import PerImage

@@ -4,18 +4,15 @@ init_distributed(uses_cuda(name))`, then `device = resolve_device(name, info)`."
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import os
 import re
-import signal
-import sys
-import threading
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from cropmix.data.processes import end_with_parent
 
 
 @dataclass
@@ -36,7 +33,6 @@ class DistInfo:
 # How long a collective waits for a stopped or lost rank before the job ends with an error.
 DDP_TIMEOUT_S = 600
 TIMEOUT_ENV = "CROPMIX_DDP_TIMEOUT_S"
-_PR_SET_PDEATHSIG = 1
 
 
 def ddp_timeout() -> datetime.timedelta:
@@ -51,26 +47,6 @@ def ddp_timeout() -> datetime.timedelta:
     if not (seconds > 0 and seconds < float("inf")):
         raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
     return datetime.timedelta(seconds=seconds)
-
-
-def end_with_parent(poll_s: float = 1.0) -> None:
-    """Have this process end (SIGTERM) when its parent (torchrun's agent) dies, so a killed launcher leaves
-    no workers writing on: prctl(PR_SET_PDEATHSIG) on Linux, a thread watching os.getppid() elsewhere."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:  # the parent died before the request was made
-            os.kill(os.getpid(), signal.SIGTERM)
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="cropmix-parent-watch", daemon=True).start()
 
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")

@@ -1,0 +1,57 @@
+"""Processes that end with the process that started them, so a killed run leaves no process behind.
+
+A DDP worker ends when torchrun's agent dies (`end_with_parent`, from cropmix.train.distributed), and a
+DataLoader worker when its training process dies (`EndWithParent`, the loaders' worker_init_fn).
+torch's own check in DataLoader workers compares the parent's pid with the one it saw when the worker
+started: a training process killed while its workers were starting (at an epoch boundary, where
+checkpoints are written) re-parents them before that, and they then wait for work forever.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["EndWithParent", "end_with_parent"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int | None = None, sig: int = signal.SIGTERM, poll_s: float = 1.0) -> None:
+    """Have this process get `sig` when its parent dies: prctl(PR_SET_PDEATHSIG) on Linux, a thread
+    watching os.getppid() elsewhere. `parent`: the pid its parent has (taken by the parent before
+    starting it; default: the parent now); a process re-parented before it asked gets `sig` at once."""
+    parent = os.getppid() if parent is None else parent
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the request was made
+            os.kill(os.getpid(), sig)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, name="cropmix-parent-watch", daemon=True).start()
+
+
+class EndWithParent:
+    """A DataLoader worker_init_fn: the worker is killed (SIGKILL: it holds nothing to save) when the
+    process that made this object dies, then `then(worker_id)` runs, if given. Made in the process that
+    starts the workers."""
+
+    def __init__(self, then: Callable[[int], None] | None = None) -> None:
+        self.parent, self.then = os.getpid(), then
+
+    def __call__(self, worker_id: int) -> None:
+        end_with_parent(self.parent, signal.SIGKILL)
+        if self.then is not None:
+            self.then(worker_id)
