@@ -155,7 +155,7 @@ def shard_loaders(
 
 
 def eval_loader(
-    data: TrainData, source: DataSource, split: Any, batch_size: int, device: torch.device, workers: int = 2
+    data: TrainData, source: DataSource, split: Any, batch_size: int, device: torch.device, workers: int
 ) -> Any:
     """Batches of `split` (all of it, in order) for evaluating a run on `data`, the way its test loader
     reads them: uint8 in-memory batches, files resized and centre-cropped in `workers` workers, or shards
