@@ -95,12 +95,12 @@ def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:
         read_index(root)
 
 
-def small_shard(path: Path, n: int) -> None:
-    """A shard of `n` real 8x8 PNG images (the reader checks each member's header), labelled 0."""
+def small_shard(path: Path, n: int, key: str = "k") -> None:
+    """A shard of `n` real 8x8 PNG images (the reader checks each member's header), labelled 0, keys key000..."""
     with tarfile.open(path, "w") as tar:
         for i in range(n):
             for field, body in (("png", encoded("RGB", "PNG", size=(8, 8), seed=i)), ("cls", b"0")):
-                info = tarfile.TarInfo(f"k{i:03d}.{field}")
+                info = tarfile.TarInfo(f"{key}{i:03d}.{field}")
                 info.size = len(body)
                 tar.addfile(info, io.BytesIO(body))
 
@@ -166,9 +166,10 @@ def test_reading_a_shard_does_not_keep_every_header(tmp_path) -> None:
     assert samples == 4_000 and peak < 1_500_000, peak  # 4,000 headers held take about 3.6 MB
 
 
-def sized_split(root: Path, n: int) -> tuple:
+def sized_split(root: Path, n: int, key: str = "k") -> tuple:
     """A split of one shard of `n` small PNGs (small_shard's), and the images' encoded bytes in order."""
-    small_shard(root / "a.tar", n)
+    root.mkdir(parents=True, exist_ok=True)
+    small_shard(root / "a.tar", n, key)
     index(root, shards=["a.tar"], counts=[n])
     return read_index(root).split("val"), [encoded("RGB", "PNG", size=(8, 8), seed=i) for i in range(n)]
 
@@ -185,6 +186,15 @@ def test_a_batch_over_its_byte_bound_is_an_error_naming_the_shard(tmp_path, monk
     assert "batch size 4" in message and f"limit of {bound} bytes" in message and "a.tar'" in message
     assert f"a.tar#k003': its 4 images hold {bound + 1} bytes" in message, "checked as the 4th image came"
     assert "smaller batch size (--batch-size" in message
+
+
+def test_the_byte_bound_error_names_the_shard_of_keys_holding_a_hash(tmp_path, monkeypatch) -> None:
+    split, files = sized_split(tmp_path / "set#1", 6, key="photo#")  # '#' in the shard's path and in its keys
+    monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", sum(map(len, files[:4])) - 1)
+    with pytest.raises(ValueError) as error:
+        list(ShardStream(split, Batching(4, train=False, workers=0)))
+    shards = str(error.value).split("from shard(s) ", 1)[1].split(" went over", 1)[0]
+    assert shards == repr(split.urls[0]), shards
 
 
 def test_a_batch_within_its_byte_bound_is_read_unchanged(tmp_path, monkeypatch) -> None:

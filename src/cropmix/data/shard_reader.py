@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -224,7 +224,7 @@ class ShardStream(IterableDataset):
         for item in _shuffled(self._samples(plan, skipped), self.shuffle_buffer, generator):
             held += len(item[0])
             if held > MAX_BATCH_BYTES:  # checked as samples come, so a batch never holds much more
-                raise _too_large([it[2] for it in items] + [item[2]], held, self.batch_size)
+                raise _too_large([it[2] for it in items] + [item[2]], self.split.urls, held, self.batch_size)
             items.append(item)
             if len(items) == self.batch_size:
                 batch = _collate(items, skipped)
@@ -234,9 +234,12 @@ class ShardStream(IterableDataset):
             yield _collate(items, skipped)
 
 
-def _too_large(names: list[str], held: int, batch_size: int) -> ValueError:
-    """The error for a batch whose samples (`names`, "shard#key", the last one going over) hold `held` bytes."""
-    shards = list(dict.fromkeys(name.rpartition("#")[0] for name in names))
+def _too_large(names: list[str], urls: Sequence[str], held: int, batch_size: int) -> ValueError:
+    """The error for a batch whose samples (`names`, "shard#key", the last one going over) hold `held` bytes.
+
+    Each name's shard is the longest of `urls` it starts with: a URL and a key may both hold '#'.
+    """
+    shards = list(dict.fromkeys(max((u for u in urls if name.startswith(f"{u}#")), key=len) for name in names))
     shown = ", ".join(repr(url) for url in shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")
     return ValueError(
         f"a batch of batch size {batch_size} from shard(s) {shown} went over the limit of {MAX_BATCH_BYTES} bytes "
@@ -326,7 +329,8 @@ class ShardLoader:
         """`pieces` as one batch within MAX_BATCH_BYTES, copied only when there are several."""
         held = sum(len(piece.data) for piece in pieces)
         if held > MAX_BATCH_BYTES:
-            raise _too_large([key for piece in pieces for key in piece.keys], held, self.batch_size)
+            keys = [key for piece in pieces for key in piece.keys]
+            raise _too_large(keys, self.stream.split.urls, held, self.batch_size)
         return pieces[0] if len(pieces) == 1 else ByteBatch.cat(pieces, pin_memory=self.pin_memory)
 
     def __iter__(self) -> Iterator[ByteBatch]:
