@@ -55,6 +55,58 @@ def test_npz_round_trip_and_jpeg_bytes(tmp_path):
         load_npz(tmp_path / "nope.npz", "train")
 
 
+def test_a_class_folder_lists_its_files_in_path_order_without_following_folder_links(tmp_path):
+    """Which file is index i must not depend on how the folder is listed: resumed runs and subsets rely on it."""
+    class_dir = tmp_path / "train" / "cat"
+    for name in ("sub/b.png", "sub/a.JPG", "sub.d/a.png", "sub-x/a.png", "a.png", "z.webp", "notes.txt"):
+        (class_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (class_dir / name).write_bytes(b"")
+    (class_dir / "folder.png").mkdir()  # a folder, whatever its name says
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "far.png").write_bytes(b"")
+    (class_dir / "linked").symlink_to(outside, target_is_directory=True)  # not followed
+    (class_dir / "to_file.png").symlink_to(outside / "far.png")  # a file, listed
+    index = index_folder(tmp_path / "train", progress=False)
+    names = [str(p.relative_to(class_dir)) for p in index.paths]
+    assert names == ["a.png", "sub/a.JPG", "sub/b.png", "sub-x/a.png", "sub.d/a.png", "to_file.png", "z.webp"]
+    assert names == [str(p.relative_to(class_dir)) for p in sorted(map(Path, index.paths))]
+
+
+def test_a_class_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path, monkeypatch):
+    import os
+
+    from cropmix.data.safe_files import FileError
+
+    root = make_folder(tmp_path / "data")
+    locked = root / "train" / "class1" / "more"
+    locked.mkdir()
+    (locked / "x.png").write_bytes(b"")
+    scandir = os.scandir
+
+    def refusing(path=".", *args):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", refusing)  # a root user could list a chmod 000 folder
+    with pytest.raises(FileError, match=f"cannot list image folder {locked}: Permission denied"):
+        index_folder(root / "train", progress=False)
+
+
+def test_indexing_shows_progress_over_the_classes(tmp_path, monkeypatch, capsys):
+    from cropmix.data import folder
+
+    bar = folder.tqdm
+    monkeypatch.setattr(folder, "tqdm", lambda *args, **kwargs: bar(*args, **{**kwargs, "delay": 0}))
+    root = make_folder(tmp_path / "data")
+    index_folder(root / "train")
+    shown = capsys.readouterr().err
+    assert f"indexing {root / 'train'}" in shown and "0/2 [" in shown, shown
+    index_folder(root / "train", progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_imagefolder_accepts_test_as_val_and_names_problems(tmp_path):
     root = make_folder(tmp_path / "data", val_name="test")
     source = load_source("imagefolder", root)

@@ -177,7 +177,7 @@ def imagenet_c_accuracy(
     bar = tqdm(total=len(jobs), desc="imagenet-c", unit="folder", file=sys.stderr, disable=not progress, leave=False)
     try:
         for name, severity, path in jobs:
-            index = index_folder(path)
+            index = index_folder(path, progress=False)  # one bar for all the folders, above
             try:
                 logit_indices, targets = class_mapping(index.classes, model_classes)
             except ValueError as error:
