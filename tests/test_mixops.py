@@ -9,7 +9,7 @@ import torch
 from cropmix.transforms import make_config, sample_batch, sample_one
 from cropmix.transforms.functional import render
 from cropmix.transforms.functional.mixing import BATCHED_RENDERERS
-from cropmix.transforms.mixops import MIX_OPS, STEP_DRAWS, MixOp, mix_op, register
+from cropmix.transforms.mixops import MIX_OPS, STEP_DRAWS, MixOp, mix_op, op_at, op_index, register
 from cropmix.transforms.mixops.cutmix import cutmix_step
 from cropmix.transforms.sampling import draw_layout
 
@@ -23,7 +23,10 @@ def test_every_registered_op_declares_draws_a_step_and_a_batched_renderer():
         assert op.draws and set(op.draws) <= set(STEP_DRAWS)
         assert callable(op.step) and op.batched in BATCHED_RENDERERS
         assert (op.box is not None) == ("cut_y" in op.draws)
-    assert len({op.cut for op in MIX_OPS.values()}) == len(MIX_OPS)
+    # BatchParams.op spells an op by its registration index: mixup 0 and cutmix 1, as the recorded params
+    assert [op_index(name) for name in MIX_OPS] == [0, 1] and [op_at(i).name for i in range(2)] == list(MIX_OPS)
+    assert MIX_OPS["mixup"].weighted and not MIX_OPS["mixup"].pastes_box
+    assert MIX_OPS["cutmix"].pastes_box and not MIX_OPS["cutmix"].weighted
 
 
 @pytest.mark.parametrize("mix", ["blend", ("mixup", "blend"), 3])
@@ -37,11 +40,10 @@ def test_unknown_ops_are_refused_naming_mix_and_the_accepted_values(mix):
 
 def test_an_op_must_declare_its_draws_consistently_and_once():
     with pytest.raises(ValueError, match="exactly one of 'lam' and 'beta'"):
-        MixOp("both", cut=True, draws=("lam", "beta"), permuted_new=lambda lam, p: p, step=cutmix_step, batched="x")
+        MixOp("both", draws=("lam", "beta"), permuted_new=lambda lam, p: p, step=cutmix_step, batched="x")
     with pytest.raises(ValueError, match="box and boxes"):
         MixOp(
             "boxless",
-            cut=True,
             draws=("lam", "cut_y", "cut_x"),
             permuted_new=lambda lam, p: p,
             step=cutmix_step,
@@ -61,7 +63,6 @@ def _left_halves(out_h, out_w, lam, u_y, u_x):
 
 HALF = MixOp(
     name="half",
-    cut=True,
     draws=("lam", "cut_y", "cut_x", "paste"),
     permuted_new=lambda lam, pasted_new: pasted_new,
     step=cutmix_step,
@@ -78,9 +79,9 @@ def test_an_op_is_its_registry_entry_alone(monkeypatch):
     config = make_config((12, 16), num_crops=3, mix="half")
     g = torch.Generator().manual_seed(0)
     one = sample_one(config, 30, 40, 3, 3, g)
-    assert one.steps and all(s.cutmix and s.box == (0, 0, 12, 8) and s.pasted_new is not None for s in one.steps)
+    assert one.steps and all(s.op == "half" and s.box == (0, 0, 12, 8) and s.pasted_new is not None for s in one.steps)
     params = sample_batch(config, [30] * 4, [40] * 4, 3, 3, torch.Generator().manual_seed(1))
-    assert (params.box[params.cutmix] == [0, 0, 12, 8]).all()
+    assert (params.box[params.op == op_index("half")] == [0, 0, 12, 8]).all()
     images = torch.rand(4, 3, 30, 40, generator=torch.Generator().manual_seed(2))
     batch = render(images, params, size=(12, 16))
     for i in range(4):
