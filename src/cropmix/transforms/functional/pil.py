@@ -110,7 +110,7 @@ def render_pil_small(
     if not params.steps:
         return views[0]
     ops = [step_op(step) for step in params.steps]
-    if ops[0].weighted and len(views) > 2:
+    if all(op.weighted for op in ops) and len(views) > 2:
         mixed = mixup_uint8_arrays([np.asarray(v) for v in views], params)
         return PIL.Image.fromarray(mixed)  # (h, w) -> "L", (h, w, 3) -> "RGB"
     mixed = views[0]

@@ -3,9 +3,9 @@
 `make_plan` turns `BatchParams` (drawn on the host) into what the kernel needs: crop boxes, Mixup
 slot weights and source channels (`mixing.mixup_slots`), each image's batched renderer and the host
 arrays those renderers read (the CutMix chains in closed form, `mixing.cutmix_tables`) and each list
-chunk's canvas index maps. Every array is packed into one
-int64 buffer (float64 weights by their bits) and shipped in one copy, pinned and non-blocking on
-CUDA, so that nothing waits for the device and nothing is read back.
+chunk's canvas index maps. Every array is packed into one int64 buffer (float64 weights by their
+bits) and shipped in one copy, pinned and non-blocking on CUDA, so that nothing waits for the device
+and nothing is read back.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def make_plan(
         arrays["routing"] = (weight[:, None, :, None] * matches).reshape(len(weight), channels, -1)
     tables = {}
     for renderer in renderers.values():
-        tables |= renderer.tables(params, channels, size) if renderer.tables is not None else {}
+        if renderer.tables is not None:
+            tables |= renderer.tables(params, channels, size)
     arrays |= tables
     if len(renderers) > 1:
         arrays["renderer"] = host_renderer

@@ -22,13 +22,12 @@ class MixOp:
     """One mixing operation of docs/method.md: its name, its draws and its kernels.
 
     name: how `mix` and `MixStep.op` spell it. draws: the STEP_DRAWS it reads, exactly one of "lam"
-    and "beta". box / boxes:
-    the cut box (top, left, height, width) from (out_h, out_w, lam, u_y, u_x), for one step in
-    plain Python and elementwise in numpy (None: no box). permuted_new(lam, pasted_new): whether
-    the new view gets the channel permutation, for numbers and for arrays alike. step(running,
-    new, step): one step on (C, h, w) tensors. batched: the name of its renderer in the batched
-    kernels (`functional.mixing.BATCHED_RENDERERS`), which also says its maths (`weighted`,
-    `pastes_box`) to the per-image fast paths.
+    and "beta". box / boxes: the cut box (top, left, height, width) from (out_h, out_w, lam, u_y,
+    u_x), for one step in plain Python and elementwise in numpy (None: no box). permuted_new(lam,
+    pasted_new): whether the new view gets the channel permutation, for numbers and for arrays
+    alike. step(running, new, step): one step on (C, h, w) tensors. batched: the name of its
+    renderer in the batched kernels (`functional.mixing.BATCHED_RENDERERS`), which also says its
+    maths (`weighted`, `pastes_box`) to the per-image fast paths.
     """
 
     name: str
