@@ -8,6 +8,7 @@ Test modules import these from here, never from one another.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 from collections.abc import Iterator
@@ -119,6 +120,15 @@ def mix_views(views: list[torch.Tensor], params) -> torch.Tensor:
     for step, new in zip(params.steps, views[1:], strict=True):
         mixed = mix_step(mixed, new, step)
     return mixed
+
+
+def assert_same_params(a, b) -> None:
+    """Two CropMixParams are the same draw: equal but for lam's last bits (numpy's and libm's Beta draws)."""
+    assert a.crops == b.crops and a.order == b.order and a.image_size == b.image_size
+    assert len(a.steps) == len(b.steps)
+    for x, y in zip(a.steps, b.steps, strict=False):
+        assert x.lam == pytest.approx(y.lam, rel=1e-12, abs=1e-15)
+        assert dataclasses.replace(x, lam=0.0) == dataclasses.replace(y, lam=0.0)
 
 
 TINY = {"widths": [8, 8, 16, 16]}

@@ -30,12 +30,12 @@ def test_mix_step_is_the_spec_formula():
     a = torch.tensor([1.0, 2.0, 3.0])[:, None, None].expand(3, 2, 4)
     b = torch.tensor([10.0, 20.0, 30.0])[:, None, None].expand(3, 2, 4)
     # Mixup: the permuted view is b (lam > 0.5): lam * a + (1 - lam) * b[perm]
-    step = MixStep(cutmix=False, lam=0.75, box=None, pasted_new=None, permuted_new=True, channel_perm=(2, 0, 1))
+    step = MixStep(op="mixup", lam=0.75, box=None, pasted_new=None, permuted_new=True, channel_perm=(2, 0, 1))
     assert torch.allclose(mix_step(a, b, step)[:, 0, 0], torch.tensor([0.75 + 7.5, 1.5 + 2.5, 2.25 + 5.0]))
-    step = MixStep(cutmix=False, lam=0.25, box=None, pasted_new=None, permuted_new=False, channel_perm=(1, 2, 0))
+    step = MixStep(op="mixup", lam=0.25, box=None, pasted_new=None, permuted_new=False, channel_perm=(1, 2, 0))
     assert torch.allclose(mix_step(a, b, step)[:, 0, 0], torch.tensor([0.5 + 7.5, 0.75 + 15.0, 0.25 + 22.5]))
     # CutMix: a's box (rows 0-1, columns 1-2) pasted onto b, channel-permuted.
-    step = MixStep(cutmix=True, lam=0.5, box=(0, 1, 2, 2), pasted_new=False, permuted_new=False, channel_perm=(1, 0, 2))
+    step = MixStep(op="cutmix", lam=0.5, box=(0, 1, 2, 2), pasted_new=False, permuted_new=False, channel_perm=(1, 0, 2))
     out = mix_step(a, b, step)
     assert torch.equal(out[:, :, 1:3], torch.tensor([2.0, 1.0, 3.0])[:, None, None].expand(3, 2, 2))
     assert torch.equal(out[:, :, 0], b[:, :, 0]) and torch.equal(out[:, :, 3], b[:, :, 3])

@@ -7,7 +7,6 @@ give the documented formula on PIL-resized crops.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -15,7 +14,7 @@ import PIL.Image
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
-from helpers import mix_views, textured_image
+from helpers import assert_same_params, mix_views, textured_image
 
 from cropmix import CropMix
 from cropmix.transforms import make_config, sample_batch, sample_one
@@ -34,14 +33,6 @@ CONFIGS = {
     "cutmix": make_config(8, num_crops=3, mix="cutmix", channel_permute=False),
 }
 IMAGES = [(32, 32, 3, 3), (1, 500, 4, 3), (120, 160, 1, 1), (7, 3, 5, 5)]  # height, width, channels, colour
-
-
-def assert_same_params(a, b) -> None:
-    assert a.crops == b.crops and a.order == b.order and a.image_size == b.image_size
-    assert len(a.steps) == len(b.steps)
-    for x, y in zip(a.steps, b.steps, strict=False):
-        assert x.lam == pytest.approx(y.lam, rel=1e-12, abs=1e-15)
-        assert dataclasses.replace(x, lam=0.0) == dataclasses.replace(y, lam=0.0)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

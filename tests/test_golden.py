@@ -31,6 +31,7 @@ from helpers import textured_image
 from torchvision.transforms.v2 import InterpolationMode
 
 from cropmix.transforms import BatchCropMix, CropMix
+from cropmix.transforms.mixops import op_index
 
 DATA = Path(__file__).parent / "data"
 RECORD = os.environ.get("CROPMIX_RECORD_GOLDEN") == "1"
@@ -68,22 +69,22 @@ def params_tuple(params) -> tuple[tuple, np.ndarray]:
     for s in params.steps:
         pasted = None if s.pasted_new is None else ("new" if s.pasted_new else "mix")
         permuted = None if s.permuted_new is None else ("new" if s.permuted_new else "mix")
-        op = "cutmix" if s.cutmix else "mixup"
-        steps.append((op, s.box, pasted, permuted, s.channel_perm))
+        steps.append((s.op, s.box, pasted, permuted, s.channel_perm))
     crops = [(c.top, c.left, c.height, c.width) for c in params.crops]
     lam = np.array([float(s.lam) for s in params.steps], dtype=np.float64)
     return (params.image_size, params.output_size, crops, params.order, steps), lam
 
 
 BATCH_FIELDS = ("n", "crops", "order", "cutmix", "box", "pasted_new", "permuted_new", "channel_perm")
+# Recorded arrays that BatchParams now spells otherwise, from its fields: "cutmix" was (B, S) bool.
+DERIVED = {"cutmix": lambda params: params.op == op_index("cutmix")}
 
 
 def batch_params_arrays(params) -> tuple[list[np.ndarray | None], np.ndarray]:
     """The exact arrays of a BatchParams in a fixed order, independent of the field names, and its lam."""
-    names = {"pasted_new": "paste_new", "permuted_new": "permute_new", "channel_perm": "perm"}
     out = []
     for field in BATCH_FIELDS:
-        value = getattr(params, field) if hasattr(params, field) else getattr(params, names[field])
+        value = DERIVED[field](params) if field in DERIVED else getattr(params, field)
         out.append(None if value is None else np.asarray(value))
     return out, np.asarray(params.lam, dtype=np.float64)
 

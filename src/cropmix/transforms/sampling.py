@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import CropMixConfig
-from .mixops import MIX_OPS
+from .mixops import MIX_OPS, op_index
 from .params import BatchParams, Crop, CropMixParams, MixStep
 
 RRC_TRIES = 10
@@ -150,7 +150,7 @@ def _steps_one(
             keys = u[perm0 + k * C : perm0 + k * C + colour]
             perm = tuple(sorted(range(colour), key=keys.__getitem__)) + tuple(range(colour, C))
         permuted_new = None if perm is None else op.permuted_new(lam, pasted_new)
-        steps.append(MixStep(op.cut, lam, box, pasted_new, permuted_new, perm))
+        steps.append(MixStep(op.name, lam, box, pasted_new, permuted_new, perm))
     return tuple(steps)
 
 
@@ -276,7 +276,7 @@ def _steps_batch(
     u_lam, u_y, u_x, u_paste = _block(u, blocks, "step").transpose(1, 0, 2)
     S = u_lam.shape[1]
     chosen = np.repeat((_block(u, blocks, "mix") * len(ops)).astype(np.int64), S, axis=1)  # (B, S) index into ops
-    cutmix = np.asarray([op.cut for op in ops])[chosen]
+    op_ids = np.asarray([op_index(op.name) for op in ops], dtype=np.int8)[chosen]
     beta = np.asarray([op.beta for op in ops])[chosen]
     lam = u_lam.copy()
     if beta.any():
@@ -295,7 +295,7 @@ def _steps_batch(
         keys = _block(u, blocks, "perm").copy()
         keys[..., colour:] = 2.0  # alpha sorts last and stays in place
         perm = np.argsort(keys, axis=-1, kind="stable")
-    return dict(cutmix=cutmix, lam=lam, box=box, pasted_new=pasted_new, permuted_new=permuted_new, channel_perm=perm)
+    return dict(op=op_ids, lam=lam, box=box, pasted_new=pasted_new, permuted_new=permuted_new, channel_perm=perm)
 
 
 def sample_batch(

@@ -5,11 +5,11 @@ from the input and the parameters, here and nowhere else:
 
 - `BatchParams` with a (B, C, H, W) tensor or a list of (C, H, W) tensors: `render_batch`, whose
   kernel (`BATCH_KERNELS`) `select_batch_kernel` picks by device and size unless one is named.
-- a small "L"/"RGB" PIL image (up to 128x128 in, 64x64 out, one mixing op, bilinear or
-  bicubic, antialiased): PIL's own kernels (`render_pil_small`);
+- a small "L"/"RGB" PIL image (up to 128x128 in, 64x64 out, only weighted or only pasting
+  steps, bilinear or bicubic, antialiased): PIL's own kernels (`render_pil_small`);
 - any other PIL image: its pixels as a tensor (`pil_to_tensor`, PIL mode rules in pil.py),
   the tensor kernels below, and back to PIL;
-- a uint8 CPU tensor with a small output (up to 64x64) and a pure Mixup chain: torch crops,
+- a uint8 CPU tensor with a small output (up to 64x64) and a chain of weighted (Mixup) steps: torch crops,
   numpy mixing (`render_small_uint8`); torch's per-call cost exceeds the work there;
 - any other (C, H, W) tensor, on any device: `render_tensor`.
 
@@ -26,6 +26,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
+from ..mixops import step_op
 from ..params import BatchParams, CropMixParams
 from .batch import (
     BATCH_KERNELS,
@@ -106,10 +107,17 @@ def _tensor_kernel(image: torch.Tensor, params: CropMixParams) -> Callable:
         and image.device.type == "cpu"
         and height * width <= SMALL_OUTPUT_PIXELS
         and params.steps
-        and not any(step.cutmix for step in params.steps)
+        and all(step_op(step).weighted for step in params.steps)
     ):
         return render_small_uint8
     return render_tensor
+
+
+def _one_kind_of_step(params: CropMixParams) -> bool:
+    """Whether every step is weighted or every step pastes a box: the chains `render_pil_small` takes
+    (it blends or pastes in uint8, step by step)."""
+    ops = [step_op(step) for step in params.steps]
+    return all(op.weighted for op in ops) or all(op.pastes_box for op in ops)
 
 
 def select_kernel(inpt: Any, params: CropMixParams, interpolation: InterpolationMode, antialias: bool) -> Callable:
@@ -122,7 +130,7 @@ def select_kernel(inpt: Any, params: CropMixParams, interpolation: Interpolation
             and interpolation in PIL_RESAMPLE
             and inpt.width * inpt.height <= MAX_SOURCE_PIXELS
             and height * width <= SMALL_OUTPUT_PIXELS
-            and len({step.cutmix for step in params.steps}) <= 1
+            and _one_kind_of_step(params)
         )
         return render_pil_small if small else _render_pil_via_tensor
     return _tensor_kernel(inpt, params)

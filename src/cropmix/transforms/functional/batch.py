@@ -42,7 +42,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from ..params import BatchParams, Crop
 from . import resample
-from .mixing import batched_renderer
+from .mixing import image_renderers, renderers_of
 from .plan import BatchPlan, make_plan
 from .resample import Resize, Taps, crop_taps, resample_crops, resample_mixup, swapped
 from .tensor import cast_like, resized_crop, working_dtype
@@ -283,7 +283,7 @@ def _render(
     heights, widths = sizes[0][ranked], sizes[1][ranked]
     kernel = kernel or select_batch_kernel(device_type, size, heights, widths)
     padded = kind == "list" and kernel != "per_crop"
-    renderers = [batched_renderer(flag) for flag in np.unique(params.cutmix[:, 0])]
+    renderers = renderers_of(image_renderers(params)).values()
     cut = not all(r.folds for r in renderers)  # some images need their views
     chunks = _chunks(kernel, device_type, (heights, widths), (C, M), resize, cut, padded)
     views_mixup = any(r.folds for r in renderers) and (kernel == "per_crop" or cut)  # folding images, from views
@@ -318,7 +318,7 @@ def _separable(
     """One chunk on the separable passes: Mixup folded into the column pass, or views mixed."""
     whole = rows == slice(0, len(plan.counts))
     chunk_taps = taps if whole else taps.rows(rows)
-    if not all(batched_renderer(flag).folds for flag in np.unique(plan.host_cut[rows])):
+    if not all(r.folds for r in renderers_of(plan.host_renderer[rows]).values()):
         views, transposed = resample_crops(canvas, None, resize, taps=chunk_taps)
         return _mix(views, plan, rows, transposed), transposed
     source = plan.source if whole else plan.source[rows]
@@ -367,11 +367,9 @@ def _mix(views: torch.Tensor, plan: BatchPlan, rows: slice, transposed: bool) ->
     With `transposed` the views are (b, M, C, w, h) and so is the result.
     """
     b, M, C, h, w = views.shape
-    cut = plan.host_cut[rows]
     flat = views.view(b, M * C, h * w)
     out = None
-    for flag in (False, True):  # the images of each op, by their cutmix flag; the second placed by is_cut
-        if (cut == flag).any():
-            part = batched_renderer(flag).mix(flat, plan, rows, transposed).view(b, C, h, w)
-            out = part if out is None else torch.where(plan.is_cut[rows, None, None, None], part, out)
+    for index, renderer in renderers_of(plan.host_renderer[rows]).items():  # the first in full, the rest placed
+        part = renderer.mix(flat, plan, rows, transposed).view(b, C, h, w)
+        out = part if out is None else torch.where(plan.placed[index][rows, None, None, None], part, out)
     return out

@@ -13,7 +13,8 @@ of numbers) and `mixup_slots` for a batch (numpy) compute that closed form side 
 same products in the same order (tests/test_fast_paths.py checks they agree). A CutMix chain
 has a closed form too, per output pixel: `cutmix_tables` (host numbers for a batch) and
 `cutmix_sources` (a few device ops, whatever the number of steps). The batched kernels reach
-both through BATCHED_RENDERERS, by the renderer each op names (`mixops.MixOp.batched`).
+both through BATCHED_RENDERERS, by the renderer each op names (`mixops.MixOp.batched`) and each
+image's op (`image_renderers`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..mixops import op_by_cut, step_op
+from ..mixops import MIX_OPS, step_op
 from ..params import BatchParams, CropMixParams, MixStep
 
 
@@ -174,12 +175,14 @@ class BatchedRenderer:
 
     folds: whether a chunk of only its images is rendered without views, the mixing folded into the
     resampling passes (`resample.resample_mixup`). mix(flat, plan, rows, transposed): the views
-    (b, M * C, h * w) of the positions `rows` of a `BatchPlan`, mixed into (b, C, h * w).
+    (b, M * C, h * w) of the positions `rows` of a `BatchPlan`, mixed into (b, C, h * w). tables(params,
+    num_channels, size): the named host arrays (B, ...) it reads from `BatchPlan.tables`, or None.
     """
 
     name: str
     folds: bool
     mix: Callable[[torch.Tensor, Any, slice, bool], torch.Tensor]
+    tables: Callable[[BatchParams, int, tuple[int, int]], dict[str, np.ndarray]] | None = None
 
 
 def _weighted(flat: torch.Tensor, plan: Any, rows: slice, transposed: bool) -> torch.Tensor:
@@ -188,17 +191,34 @@ def _weighted(flat: torch.Tensor, plan: Any, rows: slice, transposed: bool) -> t
     return torch.bmm(plan.routing[rows].to(flat.dtype), flat)
 
 
+CUT_TABLES = ("cut_table", "row_bits", "col_bits", "keep")
+
+
+def _cut_tables(params: BatchParams, num_channels: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    return dict(zip(CUT_TABLES, cutmix_tables(params, num_channels, size), strict=True))
+
+
 def _selected(flat: torch.Tensor, plan: Any, rows: slice, transposed: bool) -> torch.Tensor:
     """Each output pixel one view's channel, by the closed form of the CutMix chains (`cutmix_sources`)."""
-    return torch.gather(flat, 1, cutmix_sources(*plan.cut(rows), transposed))
+    tables = [plan.tables[name][rows] for name in CUT_TABLES]
+    return torch.gather(flat, 1, cutmix_sources(*tables, transposed))
 
 
 BATCHED_RENDERERS = {
     "weighted": BatchedRenderer("weighted", folds=True, mix=_weighted),
-    "selected": BatchedRenderer("selected", folds=False, mix=_selected),
+    "selected": BatchedRenderer("selected", folds=False, mix=_selected, tables=_cut_tables),
 }
 
 
-def batched_renderer(cut: bool) -> BatchedRenderer:
-    """The batched renderer of the op whose steps carry this `cutmix` flag."""
-    return BATCHED_RENDERERS[op_by_cut(bool(cut)).batched]
+def image_renderers(params: BatchParams) -> np.ndarray:
+    """Each image's batched renderer (B,), as its index in BATCHED_RENDERERS, by the op of its steps
+    (an image's steps share one op; a one-crop image's unused step is read as any other)."""
+    names = list(BATCHED_RENDERERS)
+    by_op = np.asarray([names.index(op.batched) for op in MIX_OPS.values()], dtype=np.int64)
+    return by_op[params.op[:, 0]]
+
+
+def renderers_of(indices: np.ndarray) -> dict[int, BatchedRenderer]:
+    """The renderers at these BATCHED_RENDERERS indices (`image_renderers`), once each, by index."""
+    renderers = list(BATCHED_RENDERERS.values())
+    return {int(i): renderers[i] for i in np.unique(indices)}

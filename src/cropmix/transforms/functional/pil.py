@@ -7,9 +7,9 @@ is never permuted. Other modes are mixed as tensors of their own values.
 Small kernels (the CIFAR DataLoader path): for a 32x32 image, converting to a tensor and
 calling torch a dozen times costs several times the work itself. So small "L"/"RGB" images
 are cut and resized by PIL (exactly what torchvision's RandomResizedCrop does to a PIL image),
-a two-view Mixup is one `Image.blend` (which truncates: within 1 of the formula), a channel
-permutation is a `convert` matrix and CutMix a `paste`. Longer Mixup chains are mixed in
-closed form by `mixup_uint8_arrays`.
+a two-view Mixup (any weighted op, `MixOp.weighted`) is one `Image.blend` (which truncates:
+within 1 of the formula), a channel permutation is a `convert` matrix and CutMix (`MixOp.pastes_box`)
+a `paste`. Longer Mixup chains are mixed in closed form by `mixup_uint8_arrays`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import PIL.Image
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 
+from ..mixops import step_op
 from ..params import CropMixParams
 from .mixing import mixup_uint8_arrays
 from .tensor import colour_channels
@@ -108,19 +109,20 @@ def render_pil_small(
         views.append(view)
     if not params.steps:
         return views[0]
-    if not params.steps[0].cutmix and len(views) > 2:
+    ops = [step_op(step) for step in params.steps]
+    if all(op.weighted for op in ops) and len(views) > 2:
         mixed = mixup_uint8_arrays([np.asarray(v) for v in views], params)
         return PIL.Image.fromarray(mixed)  # (h, w) -> "L", (h, w, 3) -> "RGB"
     mixed = views[0]
-    for step, new in zip(params.steps, views[1:], strict=True):
-        if not step.cutmix:
+    for step, op, new in zip(params.steps, ops, views[1:], strict=True):
+        if op.weighted:
             if step.permuted_new:
                 new = _permuted(new, step.channel_perm)
             else:
                 mixed = _permuted(mixed, step.channel_perm)
             mixed = PIL.Image.blend(new, mixed, step.lam)  # new + lam * (mixed - new)
         else:
-            assert step.box is not None
+            assert op.pastes_box and step.box is not None
             top, left, box_h, box_w = step.box
             base, pasted = (mixed, new) if step.pasted_new else (new, mixed)
             patch = _permuted(pasted.crop((left, top, left + box_w, top + box_h)), step.channel_perm)

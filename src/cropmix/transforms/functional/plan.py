@@ -1,10 +1,11 @@
 """`BatchPlan`: the per-batch numbers the batched kernel reads, named, in rendering order, copied to the device once.
 
 `make_plan` turns `BatchParams` (drawn on the host) into what the kernel needs: crop boxes, Mixup
-slot weights and source channels (`mixing.mixup_slots`), the CutMix chains in closed form
-(`mixing.cutmix_tables`) and each list chunk's canvas index maps. Every array is packed into one
-int64 buffer (float64 weights by their bits) and shipped in one copy, pinned and non-blocking on
-CUDA, so that nothing waits for the device and nothing is read back.
+slot weights and source channels (`mixing.mixup_slots`), each image's batched renderer and the host
+arrays those renderers read (the CutMix chains in closed form, `mixing.cutmix_tables`) and each list
+chunk's canvas index maps. Every array is packed into one int64 buffer (float64 weights by their
+bits) and shipped in one copy, pinned and non-blocking on CUDA, so that nothing waits for the device
+and nothing is read back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ..params import BatchParams
-from .mixing import cutmix_tables, mixup_slots
+from .mixing import image_renderers, mixup_slots, renderers_of
 
 
 @dataclass(frozen=True)
@@ -24,36 +25,28 @@ class BatchPlan:
 
     Per image (B rows): crop starts and lengths (B, M, 2) as (y, x) (unused slots a 1-pixel crop);
     Mixup weight (B, M) and source (B, M, C), and both as routing matrices (B, C, M * C) where views
-    are mixed; CutMix cut_table (B, C, S + 1), row_bits (B, G, h), col_bits (B, G, w) and keep
-    (B, G) (None without any), is_cut (B,) (None unless the batch mixes both ops); rank (B,) the
-    output row of each position (lists). canvas_maps: per chunk, the (row, col) index maps of its
-    padded canvas (lists on the separable passes).
+    are mixed; host_renderer (B,) each image's renderer (`mixing.image_renderers`); tables, the named
+    arrays of the renderers in use (`BatchedRenderer.tables`: CutMix's cut_table (B, C, S + 1),
+    row_bits (B, G, h), col_bits (B, G, w) and keep (B, G)); placed, for every renderer in use but the
+    first (by index), a (B,) mask of its images; rank (B,) the output row of each position (lists).
+    canvas_maps: per chunk, the (row, col) index maps of its padded canvas (lists on the separable passes).
     """
 
     ranked: np.ndarray
     chunks: list[slice]
     host_boxes: np.ndarray
     counts: np.ndarray
-    host_cut: np.ndarray
+    host_renderer: np.ndarray
     extent: tuple[int, int]
     starts: torch.Tensor
     lengths: torch.Tensor
     weight: torch.Tensor
     routing: torch.Tensor | None
     source: torch.Tensor
-    cut_table: torch.Tensor | None
-    row_bits: torch.Tensor | None
-    col_bits: torch.Tensor | None
-    keep: torch.Tensor | None
-    is_cut: torch.Tensor | None
+    tables: dict[str, torch.Tensor]
+    placed: dict[int, torch.Tensor]
     rank: torch.Tensor | None
     canvas_maps: list[tuple[torch.Tensor, torch.Tensor]]
-
-    def cut(self, rows: slice) -> tuple[torch.Tensor, ...]:
-        """The CutMix arrays of the positions `rows`, as `mixing.cutmix_sources` takes them."""
-        assert self.cut_table is not None and self.row_bits is not None and self.col_bits is not None
-        assert self.keep is not None
-        return self.cut_table[rows], self.row_bits[rows], self.col_bits[rows], self.keep[rows]
 
 
 def _as_int64(array: np.ndarray) -> np.ndarray:
@@ -114,16 +107,19 @@ def make_plan(
     used = np.arange(M)[None, :] < params.n[:, None]
     boxes = np.where(used[..., None], params.crops, np.array([0, 0, 1, 1]))  # unused slots: a 1-pixel crop
     weight, source = mixup_slots(params, channels)
-    host_cut = params.cutmix[:, 0].copy()
+    host_renderer = image_renderers(params)
+    renderers = renderers_of(host_renderer)
     arrays = {"starts": boxes[..., :2], "lengths": boxes[..., 2:], "weight": weight, "source": source}
     if views_mixup:  # routing[b, d, m * C + c] = weight[b, m] if slot m feeds output channel d from its channel c
         matches = source.transpose(0, 2, 1)[..., None] == np.arange(channels)
         arrays["routing"] = (weight[:, None, :, None] * matches).reshape(len(weight), channels, -1)
-    if host_cut.any():
-        names = ("cut_table", "row_bits", "col_bits", "keep")
-        arrays |= dict(zip(names, cutmix_tables(params, channels, size), strict=True))
-        if not host_cut.all():
-            arrays["is_cut"] = host_cut
+    tables = {}
+    for renderer in renderers.values():
+        if renderer.tables is not None:
+            tables |= renderer.tables(params, channels, size)
+    arrays |= tables
+    if len(renderers) > 1:
+        arrays["renderer"] = host_renderer
     if not (ranked == np.arange(len(ranked))).all():
         arrays["rank"] = ranked
     for k, rows in enumerate(chunks if sizes is not None else []):
@@ -135,18 +131,15 @@ def make_plan(
         chunks=chunks,
         host_boxes=boxes,
         counts=params.n,
-        host_cut=host_cut,
+        host_renderer=host_renderer,
         extent=(int(boxes[..., 2].max()), int(boxes[..., 3].max())),
         starts=d["starts"],
         lengths=d["lengths"],
         weight=weight_d,
         routing=d["routing"].view(torch.float64) if "routing" in d else None,
         source=d["source"],
-        cut_table=d.get("cut_table"),
-        row_bits=d.get("row_bits"),
-        col_bits=d.get("col_bits"),
-        keep=d.get("keep"),
-        is_cut=d["is_cut"].bool() if "is_cut" in d else None,
+        tables={name: d[name] for name in tables},
+        placed={i: d["renderer"] == i for i in list(renderers)[1:]},
         rank=d.get("rank"),
         canvas_maps=[(d[f"row{k}"], d[f"col{k}"]) for k in range(len(chunks)) if f"row{k}" in d],
     )

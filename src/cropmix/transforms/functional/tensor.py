@@ -12,6 +12,7 @@ import torchvision.transforms.v2.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..config import INTERPOLATION_MODES
+from ..mixops import step_op
 from ..params import Crop, CropMixParams
 from .mixing import mix_step, mixup_uint8_arrays, mixup_weights
 
@@ -138,9 +139,10 @@ def render_tensor(
     views = _views(image, params, interpolation, antialias)
     if not params.steps:
         return cast_like(views[0], image.dtype)
-    if not any(step.cutmix for step in params.steps):
+    ops = [step_op(step) for step in params.steps]
+    if all(op.weighted for op in ops):
         return _mixup(views, params, image.dtype)
-    if not all(step.cutmix for step in params.steps):
+    if not all(op.pastes_box for op in ops):  # only pasting keeps the input's dtype
         views = [v.to(working_dtype(image.dtype)) for v in views]
     mixed = views[0]
     for step, view in zip(params.steps, views[1:], strict=True):
@@ -154,7 +156,7 @@ def render_small_uint8(
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     antialias: bool = True,
 ) -> torch.Tensor:
-    """`render_tensor` for a uint8 CPU tensor and a pure Mixup chain, mixed with numpy.
+    """`render_tensor` for a uint8 CPU tensor and a chain of weighted (Mixup) steps, mixed with numpy.
 
     For small outputs torch's per-call cost is several times numpy's; the output is (C, h, w)
     over an (h, w, C) buffer.

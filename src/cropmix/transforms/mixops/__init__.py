@@ -3,11 +3,13 @@
 An op declares its name, the per-step uniforms of `sampling.draw_layout` it reads (the layout itself
 is fixed: every image draws every field), its cut box, which view its channel permutation goes to,
 its per-image step and its renderer in the batched kernels. `make_config` accepts the registered
-names for `mix`; the samplers and `functional.mixing.mix_step` read the entry, never the name.
+names for `mix`; the samplers and kernels read the entry (and the properties its renderer implies,
+`MixOp.weighted` and `MixOp.pastes_box`), never the name.
 
-An op is one module defining a MixOp plus one `register(...)` line below, and, if neither batched
-renderer fits, a renderer in functional/mixing.py (BATCHED_RENDERERS). The parameters tell ops apart
-by one flag (`cutmix`), so the registry holds at most two: a third needs an op index there first.
+The parameters name each step's op: `MixStep.op` by its name, `BatchParams.op` by its index in the
+registration order (`op_index`, `op_at`: mixup 0, cutmix 1). An op is one module defining a MixOp
+plus one `register(...)` line below, and, if neither batched renderer fits, a renderer in
+functional/mixing.py (BATCHED_RENDERERS).
 """
 
 from __future__ import annotations
@@ -24,20 +26,20 @@ __all__ = [
     "cutmix_box",
     "cutmix_boxes",
     "mix_op",
-    "op_by_cut",
+    "op_at",
+    "op_index",
     "register",
     "step_op",
 ]
 
+# The registered ops in registration order: an op's index in BatchParams.op is its position here.
 MIX_OPS: dict[str, MixOp] = {}
 
 
 def register(op: MixOp) -> MixOp:
-    """Add `op` to MIX_OPS under its name (a new name, and a new `cut` flag while the parameters spell ops by it)."""
+    """Add `op` to MIX_OPS under its (new) name, after the ops registered before it."""
     if op.name in MIX_OPS:
         raise ValueError(f"a mixing op named {op.name!r} is already registered")
-    if any(other.cut == op.cut for other in MIX_OPS.values()):
-        raise ValueError(f"a mixing op with cut={op.cut} is already registered; the parameters tell ops apart by it")
     MIX_OPS[op.name] = op
     return op
 
@@ -49,14 +51,26 @@ def mix_op(name: object) -> MixOp:
     return MIX_OPS[name]
 
 
-def op_by_cut(cut: bool) -> MixOp:
-    """The op whose steps carry this `cutmix` flag in the parameters."""
-    return next(op for op in MIX_OPS.values() if op.cut == cut)
+def op_index(name: str) -> int:
+    """The index of the registered op `name` in `BatchParams.op`."""
+    mix_op(name)
+    return list(MIX_OPS).index(name)
+
+
+def op_at(index: int) -> MixOp:
+    """The op whose steps carry `index` in `BatchParams.op`."""
+    ops = tuple(MIX_OPS.values())
+    if not 0 <= index < len(ops):
+        raise ValueError(f"op index must be in [0, {len(ops)}) (the registered ops {tuple(MIX_OPS)}), got {index}")
+    return ops[index]
 
 
 def step_op(step: MixStep) -> MixOp:
-    """The op of a drawn step."""
-    return op_by_cut(step.cutmix)
+    """The op of a drawn step; ValueError naming the step's op and the registered ones if it is not registered."""
+    op = MIX_OPS.get(step.op)
+    if op is None:
+        raise ValueError(f"a MixStep's op must be one of {tuple(MIX_OPS)}, got {step.op!r}")
+    return op
 
 
 register(MIXUP)

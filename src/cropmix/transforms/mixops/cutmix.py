@@ -53,7 +53,6 @@ def _permuted_new(lam: Any, pasted_new: Any) -> Any:
 
 CUTMIX = MixOp(
     name="cutmix",
-    cut=True,
     draws=("lam", "cut_y", "cut_x", "paste"),
     permuted_new=_permuted_new,
     step=cutmix_step,

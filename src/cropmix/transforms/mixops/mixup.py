@@ -25,4 +25,4 @@ def _permuted_new(lam: Any, pasted_new: Any) -> Any:
     return lam > 0.5  # the view weighing <= 0.5 is permuted
 
 
-MIXUP = MixOp(name="mixup", cut=False, draws=("beta",), permuted_new=_permuted_new, step=mixup_step, batched="weighted")
+MIXUP = MixOp(name="mixup", draws=("beta",), permuted_new=_permuted_new, step=mixup_step, batched="weighted")

@@ -21,17 +21,16 @@ STEP_DRAWS = ("lam", "beta", "cut_y", "cut_x", "paste")
 class MixOp:
     """One mixing operation of docs/method.md: its name, its draws and its kernels.
 
-    cut: the value of the parameters' `cutmix` flag for its steps (BatchParams and MixStep spell
-    the op by it). draws: the STEP_DRAWS it reads, exactly one of "lam" and "beta". box / boxes:
-    the cut box (top, left, height, width) from (out_h, out_w, lam, u_y, u_x), for one step in
-    plain Python and elementwise in numpy (None: no box). permuted_new(lam, pasted_new): whether
-    the new view gets the channel permutation, for numbers and for arrays alike. step(running,
-    new, step): one step on (C, h, w) tensors. batched: the name of its renderer in the batched
-    kernels (`functional.mixing.BATCHED_RENDERERS`).
+    name: how `mix` and `MixStep.op` spell it. draws: the STEP_DRAWS it reads, exactly one of "lam"
+    and "beta". box / boxes: the cut box (top, left, height, width) from (out_h, out_w, lam, u_y,
+    u_x), for one step in plain Python and elementwise in numpy (None: no box). permuted_new(lam,
+    pasted_new): whether the new view gets the channel permutation, for numbers and for arrays
+    alike. step(running, new, step): one step on (C, h, w) tensors. batched: the name of its
+    renderer in the batched kernels (`functional.mixing.BATCHED_RENDERERS`), which also says its
+    maths (`weighted`, `pastes_box`) to the per-image fast paths.
     """
 
     name: str
-    cut: bool
     draws: tuple[str, ...]
     permuted_new: Callable[[Any, Any], Any]
     step: Callable[[torch.Tensor, torch.Tensor, MixStep], torch.Tensor]
@@ -58,3 +57,15 @@ class MixOp:
     def pastes(self) -> bool:
         """Whether the op draws which view is pasted (`pasted_new`; None in a MixStep otherwise)."""
         return "paste" in self.draws
+
+    @property
+    def weighted(self) -> bool:
+        """Whether a step is Mixup's lam * a + (1 - lam) * b of the channel-routed views (renderer "weighted"):
+        a chain of such steps is one weighted sum of views (`functional.mixing.mixup_weights`)."""
+        return self.batched == "weighted"
+
+    @property
+    def pastes_box(self) -> bool:
+        """Whether a step pastes the pasted view's box, permuted, onto the other view (renderer "selected"):
+        it copies pixels, so it works in any dtype and a PIL `paste` does it."""
+        return self.batched == "selected"
