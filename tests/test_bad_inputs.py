@@ -202,3 +202,43 @@ def test_a_planted_huge_label_is_refused_before_naming_its_classes(tmp_path):
     np.savez(path, x_train=np.zeros((2, 12, 12, 3), np.uint8), y_train=np.array([0, 10**13 - 1]))
     with pytest.raises(ValueError, match=r"labels\.npz.*y_train names 10000000000000 classes"):
         load_npz(path, "train")
+
+
+def test_npz_encoded_images_are_held_to_the_decoded_array_limit(tmp_path, monkeypatch):
+    from cropmix.data import arrays
+
+    pngs = []
+    for seed in range(4):
+        out = io.BytesIO()
+        PIL.Image.new("RGB", (40, 40), (seed, 0, 0)).save(out, format="PNG")  # 4800 bytes decoded, ~100 encoded
+        pngs.append(np.frombuffer(out.getvalue(), np.uint8))
+    offsets = np.cumsum([0] + [len(p) for p in pngs]).astype(np.int64)
+    path = tmp_path / "enc.npz"
+    np.savez(path, jpeg_train=np.concatenate(pngs), jpeg_train_offsets=offsets, y_train=np.zeros(4, np.int64))
+    split = load_npz(path, "train")
+    assert split.images.shape == (4, 3, 40, 40)
+    monkeypatch.setattr(arrays, "MAX_ARRAY_BYTES", 3 * 4800 - 1)
+    with pytest.raises(ValueError, match=r"enc\.npz jpeg_train: images 0\.\.2 decode to 14400 bytes, over the limit"):
+        load_npz(path, "train")
+
+
+@pytest.mark.parametrize("planted", ["y_train", "classes"])
+def test_npz_label_and_class_counts_are_checked_before_they_are_converted(tmp_path, planted):
+    """Refused before the int64 copy of the labels or the list of names is made, whose size the peak shows."""
+    import tracemalloc
+
+    arrays = {"x_train": np.zeros((2, 12, 12, 3), np.uint8), "y_train": np.zeros(2, np.int64)}
+    if planted == "y_train":
+        arrays["y_train"] = np.zeros(20_000_000, np.uint8)  # 20 MB, 160 MB as int64 targets
+    else:
+        arrays["classes"] = np.full(2_000_000, "ab", "<U2")  # 16 MB as an array, ~120 MB as Python strings
+    path = tmp_path / "planted.npz"
+    np.savez_compressed(path, **arrays)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"planted\.npz.*(20000000 labels for 2 images|2000000 classes)"):
+            load_npz(path, "train")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 60 * 2**20, f"{peak} bytes held"

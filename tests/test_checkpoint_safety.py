@@ -244,3 +244,24 @@ def test_an_npz_given_as_a_checkpoint_is_said_not_to_be_one(tmp_path, capsys):
     assert main(["pretrain", "--eval-only", str(data)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a torch checkpoint" in err, err
+
+
+def test_planted_checkpoint_metrics_are_bounded_before_anything_is_written(tmp_path, monkeypatch):
+    from cropmix.train import run_files
+    from cropmix.train.resume import resumed_rows
+
+    row = {f"m{i}": "x" * 1000 for i in range(100)}  # ~100 KB as JSON, pickled once however often it is listed
+    save_atomic({"epoch": 1, "metrics": [row] * 20_000}, tmp_path / "checkpoint.pt")
+    assert (tmp_path / "checkpoint.pt").stat().st_size < 200_000  # 2 GB once written as metrics.jsonl
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: its metrics row 1 is over 65536 characters"):
+        resumed_rows(load_checkpoint(tmp_path / "checkpoint.pt"), tmp_path, 1)
+    small = {"loss": 0.5, "name": "x" * 100}
+    monkeypatch.setattr(run_files, "MAX_METRICS_BYTES", 100_000)
+    with pytest.raises(
+        ValueError, match=r"checkpoint\.pt: its metrics rows 1\.\.\d+ are over 100000 characters in all"
+    ):
+        run_files.plain_rows([small] * 10_000, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: its metrics rows name more than 256 distinct metrics"):
+        run_files.plain_rows([{f"m{i}": 0} for i in range(300)], tmp_path / "checkpoint.pt")
+    assert run_files.plain_rows([small] * 10, "checkpoint.pt") == [small] * 10
+    assert not list(tmp_path.glob("metrics.*"))

@@ -104,6 +104,13 @@ def test_planted_metrics_and_json_are_bounded_and_named(tmp_path, monkeypatch):
         run_files.read_json(tmp_path / "config.json")
 
 
+def test_planted_metrics_naming_a_column_per_row_are_refused(tmp_path):
+    """metrics.csv has a column per metric named in any row, and every row a cell in each."""
+    (tmp_path / "metrics.jsonl").write_text("".join(f'{{"m{i}": 0}}\n' for i in range(300)))
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: its metrics rows name more than 256 distinct metrics"):
+        read_metrics(tmp_path)
+
+
 def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monkeypatch):
     _, out = trained(tmp_path, "run", 1)
     moved = tmp_path / "elsewhere" / "run"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from encoded_files import encoded
 
-from cropmix.data import Batching, shard_reader
+from cropmix.data import Batching, shard_reader, shard_urls, shards
 from cropmix.data.shard_reader import ShardStream
 from cropmix.data.shard_tar import MAX_HEADER_BYTES, iter_samples
 from cropmix.data.shard_urls import MAX_SHARD_NAMES, expand_braces
@@ -81,6 +81,44 @@ def test_brace_groups_that_multiply_past_the_limit_are_refused_before_expanding(
     ]
     assert expand_braces("{a}{3..1}") == ["{a}3", "{a}2", "{a}1"] and expand_braces("plain") == ["plain"]
     assert len(expand_braces("{0..99}" * 3)) == 10**6
+
+
+def test_an_index_repeating_patterns_past_the_limit_is_refused_before_expanding(tmp_path, monkeypatch) -> None:
+    for module in (shard_urls, shards):
+        monkeypatch.setattr(module, "MAX_SHARD_NAMES", 1000)
+    root = index(tmp_path / "a", shards=["a{000..599}.tar"] * 2, shard_size=1, num_samples=1200)
+    with pytest.raises(ValueError, match=r"index\.json.*name more than the limit of 1000 shards in all"):
+        read_index(root)
+    meta = json.loads((root / "index.json").read_text())
+    meta["splits"] = {"train": {"shards": ["a{000..599}.tar"], "counts": [1] * 600}, "val": meta["splits"]["val"]}
+    meta["splits"]["val"]["shards"] = ["b{000..599}.tar"]
+    (root / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="limit of 1000 shards in all"):  # the splits count together
+        read_index(root)
+    root = index(tmp_path / "b", shards=["a{000..499}.tar", "b{000..499}.tar"], shard_size=1, num_samples=1000)
+    assert len(read_index(root).split("val").urls) == 1000
+
+
+def test_a_pattern_of_a_million_groups_is_refused_at_once() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=f"limit of {MAX_SHARD_NAMES}"):
+        expand_braces("{a,b}" * 1_000_000)
+    assert time.perf_counter() - start < 2
+
+
+def test_a_huge_label_member_is_shown_cut_short(tmp_path) -> None:
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        for field, body in (("png", encoded("RGB", "PNG", size=(8, 8))), ("cls", b"\x00" * 2**20)):
+            info = tarfile.TarInfo(f"k0.{field}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    index(tmp_path, shards=["a.tar"], counts=[1])
+    stream = ShardStream(read_index(tmp_path).split("val"), Batching(8, train=False, workers=0))
+    with pytest.raises(
+        ValueError, match=r"a\.tar#k0: label \(\.cls\) is not an integer: b'\\x00.* \(1048576 bytes\)"
+    ) as caught:
+        list(stream)
+    assert len(str(caught.value)) < 1000
 
 
 def test_counts_beyond_any_shard_are_refused(tmp_path) -> None:

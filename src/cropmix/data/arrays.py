@@ -27,12 +27,10 @@ MAX_CLASSES = 1 << 20  # labels 0..K-1 name K classes; ImageNet-21k has 21,841, 
 
 
 def check_class_count(count: int, where: str) -> None:
-    """Refuse labels that would name more than MAX_CLASSES classes (a list of that many names, a head that
-    wide), before anything that size is made; `where` names the file and the labels."""
+    """Refuse labels (or class names) that would name more than MAX_CLASSES classes (a list of that many
+    names, a head that wide), before anything that size is made; `where` names the file and the array."""
     if count > MAX_CLASSES:
-        raise ValueError(
-            f"{where} names {count} classes (labels up to {count - 1}), more than MAX_CLASSES = {MAX_CLASSES}"
-        )
+        raise ValueError(f"{where} names {count} classes, more than MAX_CLASSES = {MAX_CLASSES}")
 
 
 @dataclass
@@ -92,13 +90,20 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
 def decode_jpegs(blob: np.ndarray, offsets: np.ndarray, name: str = "jpeg") -> np.ndarray:
     """Decode images stored end to end in `blob` at `offsets` into a uint8 (N, H, W, 3) array, each opened
     only as one of IMAGE_FORMATS (`open_pil`) and checked against the pixel limits from its header first;
-    errors name `name` and the image."""
-    out = []
+    errors name `name` and the image. The decoded images together are held to MAX_ARRAY_BYTES, as an x_ array
+    is: a PNG of one colour shrinks a thousandfold, so the encoded sizes bound nothing."""
+    out, held = [], 0
     for i in range(len(offsets) - 1):
         data = blob[offsets[i] : offsets[i + 1]].tobytes()
         try:
             with open_pil(io.BytesIO(data), f"{name}[{i}]") as image:
                 check_image_size(image.width, image.height, f"{name}[{i}]")
+                held += image.width * image.height * 3
+                if held > MAX_ARRAY_BYTES:
+                    raise ValueError(
+                        f"{name}: images 0..{i} decode to {held} bytes, over the limit of {MAX_ARRAY_BYTES} "
+                        "(MAX_ARRAY_BYTES) that decoded arrays have"
+                    )
                 out.append(np.asarray(to_rgb(image)))
         except (OSError, SyntaxError) as error:
             raise BadImageError(f"{name}[{i}]: cannot read image: {error}") from error
@@ -146,15 +151,25 @@ def _images(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images.contiguous()
 
 
-def _targets(labels: np.ndarray, path: Path, key: str, num_classes: int | None) -> torch.Tensor:
+def _targets(labels: np.ndarray, path: Path, key: str, count: int, num_classes: int | None) -> torch.Tensor:
+    """`labels` as int64 targets, checked first to be `count` (one per image) integers in [0, num_classes)."""
     where = f"npz file {str(path)!r}: {key}"
     if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
         raise ValueError(f"{where} must be 1-d integer labels, got {labels.dtype} {labels.shape}")
+    if len(labels) != count:  # before the int64 copy, 8 times a planted uint8 array's size
+        raise ValueError(f"{where} holds {len(labels)} labels for {count} images; one label per image is accepted")
     top = num_classes if num_classes is not None else int(labels.max(initial=0)) + 1
     check_class_count(top, where)
     if labels.size and (labels.min() < 0 or labels.max() >= top):
         raise ValueError(f"{where} holds labels in [{labels.min()}, {labels.max()}]; accepted: [0, {top})")
     return torch.from_numpy(labels.astype(np.int64))
+
+
+def _class_names(names: np.ndarray, path: Path) -> list[str]:
+    """The `classes` array as names, its count checked first: a Python string per entry is some 50 bytes, so
+    a planted array of a billion one-character names would take 50 GB."""
+    check_class_count(names.size, f"npz file {str(path)!r}: classes")
+    return [str(c) for c in names]
 
 
 def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
@@ -181,8 +196,9 @@ def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
             )
         if f"y_{split}" not in data:
             raise ValueError(f"npz file {str(path)!r} lacks y_{split}")
-        classes = [str(c) for c in data["classes"]] if "classes" in data else None
-        targets = _targets(data[f"y_{split}"], path, f"y_{split}", None if classes is None else len(classes))
+        classes = _class_names(data["classes"], path) if "classes" in data else None
+        count = len(classes) if classes is not None else None
+        targets = _targets(data[f"y_{split}"], path, f"y_{split}", len(array), count)
     classes = classes if classes is not None else [str(i) for i in range(int(targets.max()) + 1 if len(targets) else 0)]
     return ArraySplit(_images(array, path, f"x_{split}"), targets, classes)
 

@@ -154,10 +154,12 @@ class ShardStream(IterableDataset):
         if field_name is None or not sample[field_name]:
             fields = sorted(k for k in sample if not k.startswith("__"))
             return self._bad(skipped, name, f"no (or an empty) image member; it has {fields}", where)
+        cls = bytes(sample.get("cls", b""))
         try:
-            label = int(bytes(sample.get("cls", b"")).decode("ascii"))
-        except ValueError:
-            return self._bad(skipped, name, f"label (.cls) is not an integer: {sample.get('cls')!r}", where)
+            label = int(cls.decode("ascii"))
+        except ValueError:  # shown cut short: a .cls member may hold up to max_member_bytes
+            shown = repr(cls[:40]) + (f" ... ({len(cls)} bytes)" if len(cls) > 40 else "")
+            return self._bad(skipped, name, f"label (.cls) is not an integer: {shown}", where)
         if label < 0 or (self.num_classes is not None and label >= self.num_classes):
             return self._bad(skipped, name, f"label {label} is outside [0, {self.num_classes})", where)
         try:

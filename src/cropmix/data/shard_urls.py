@@ -16,7 +16,6 @@ without the braceexpand package.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import re
 import subprocess
@@ -33,6 +32,7 @@ __all__ = [
     "allow_pipe_url",
     "expand_braces",
     "index_location",
+    "name_count",
     "open_shard",
     "read_location",
     "resolve_entry",
@@ -164,14 +164,26 @@ def _choices(body: str) -> list[str]:
     return [str(i).zfill(width) for i in range(lo, hi + step, step)]
 
 
+def name_count(pattern: str) -> int:
+    """How many strings the brace pattern names (groups multiply: "{0..99}{0..99}" is 10^4), without listing
+    them; counting stops once past MAX_SHARD_NAMES, so the result is then only known to be over it (a
+    pattern of millions of groups costs no more than one of a few)."""
+    total = 1
+    for match in _BRACE.finditer(pattern):
+        total *= _count(match.group(1))
+        if total > MAX_SHARD_NAMES:
+            break
+    return total
+
+
 def expand_braces(pattern: str) -> list[str]:
     """Every string a brace pattern names, in order: "{a,b}" lists, "{000..012}" zero-padded integer ranges.
 
-    At most MAX_SHARD_NAMES in all, counted before any is made (groups multiply: "{0..99}{0..99}" is 10^4).
+    At most MAX_SHARD_NAMES in all, counted before any is made (`name_count`).
     """
-    groups = list(_BRACE.finditer(pattern))
-    if math.prod(_count(match.group(1)) for match in groups) > MAX_SHARD_NAMES:
+    if name_count(pattern) > MAX_SHARD_NAMES:
         raise ValueError(f"brace pattern {pattern[:200]!r} names more than the limit of {MAX_SHARD_NAMES} shards")
+    groups = list(_BRACE.finditer(pattern))
     parts, start = [], 0
     for match in groups:
         parts += [[pattern[start : match.start()]], _choices(match.group(1))]

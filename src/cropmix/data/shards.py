@@ -35,7 +35,7 @@ from .folder import FolderIndex, index_folder, split_dir
 from .image_files import BadFileError, image_size
 from .safe_files import atomic_writer, read_regular_bytes, write_text_atomic
 from .shard_tar import MAX_MEMBER_BYTES
-from .shard_urls import expand_braces, index_location, read_location, resolve_entry
+from .shard_urls import MAX_SHARD_NAMES, expand_braces, index_location, name_count, read_location, resolve_entry
 
 log = logging.getLogger("cropmix.data")
 
@@ -131,6 +131,21 @@ def _split_from_json(name: str, entry: dict, base: str | None, where: str) -> Sh
     return ShardSplit(urls, counts)
 
 
+def _check_shard_names(splits: dict, where: str) -> None:
+    """Refuse an index whose shard patterns name more than MAX_SHARD_NAMES shards in all its splits together,
+    counted before any name is made: each pattern alone is bounded, but a small index can repeat one."""
+    total = 0
+    for entry in splits.values():
+        patterns = entry.get("shards") if isinstance(entry, dict) else None
+        for pattern in patterns if isinstance(patterns, list) else ():
+            total += name_count(pattern) if isinstance(pattern, str) else 0
+            if total > MAX_SHARD_NAMES:
+                raise ValueError(
+                    f"shard index {where!r}: its shard entries name more than the limit of {MAX_SHARD_NAMES} "
+                    "shards in all"
+                )
+
+
 def read_index(path: str | os.PathLike) -> ShardIndex:
     """Read a shard index: a folder holding index.json, the JSON file itself, an http(s) URL, or a `pipe:`
     command this process allowed (cropmix.data.shard_urls). Its shard entries are local paths or http(s) URLs."""
@@ -158,6 +173,7 @@ def read_index(path: str | os.PathLike) -> ShardIndex:
     splits = data.get("splits", {})
     if not isinstance(splits, dict):
         raise ValueError(f"shard index {path!r}: splits must be an object of split names")
+    _check_shard_names(splits, path)
     parsed = {name: _split_from_json(name, entry, base, path) for name, entry in splits.items()}
     bad = {name: entry.get("bad_files", []) for name, entry in splits.items()}
     if not all(isinstance(files, list) and all(isinstance(f, str) for f in files) for files in bad.values()):

@@ -66,6 +66,9 @@ MAX_JSON_BYTES = 16 << 20  # a config.json or final.json is kilobytes; anything 
 # A million rows of up to 64 KiB, 256 MiB in all, is far above any run, and bounds what a planted
 # file can make `compare` and `--resume` hold.
 MAX_METRICS_BYTES, MAX_METRICS_ROWS, MAX_ROW_CHARS = 256 << 20, 1 << 20, 64 << 10
+# Distinct names over all rows: metrics.csv has a column per name and every row a cell in each, so rows
+# of names all their own would write rows x names cells. A run logs a few dozen.
+MAX_METRICS_COLUMNS = 256
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -93,7 +96,20 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
             log.warning("%s: dropped its torn last line %d (%d characters)", path, number, len(line))
         else:
             raise ValueError(f"{path} line {number} is not a JSON object: {line[:80]!r}; delete that line or the file")
+    _check_columns(rows, path)
     return rows
+
+
+def _check_columns(rows: list[dict[str, Any]], source: str | os.PathLike) -> None:
+    """Refuse rows naming more than MAX_METRICS_COLUMNS metrics in all (`source` names where they came from)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+        if len(names) > MAX_METRICS_COLUMNS:
+            raise ValueError(
+                f"{source}: its metrics rows name more than {MAX_METRICS_COLUMNS} distinct metrics "
+                "(MAX_METRICS_COLUMNS); no run logs as many"
+            )
 
 
 def _metrics_row(line: str) -> Any:
@@ -105,16 +121,47 @@ def _metrics_row(line: str) -> Any:
 
 
 def plain_rows(rows: Any, source: str | os.PathLike) -> list[dict[str, Any]]:
-    """`rows` (read from `source`, e.g. a checkpoint) checked to be metrics rows: a list of dicts of
-    names to numbers, strings, booleans or None. ValueError naming `source` otherwise."""
-    plain = (int, float, str, bool, type(None))
-    ok = isinstance(rows, list) and all(
-        isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, plain) for k, v in row.items())
-        for row in rows
-    )
-    if not ok:
+    """`rows` (read from `source`, e.g. a checkpoint) checked to be metrics rows: a list of dicts of names to
+    numbers, strings, booleans or None, within what read_metrics reads from metrics.jsonl (rows, characters
+    per row and in all, metrics named). Sizes are measured without writing anything: rows that share one
+    object cost nothing to unpickle but their whole size to write. ValueError naming `source` otherwise."""
+    if not isinstance(rows, list):
         raise ValueError(f"{source}: its metrics rows are not a list of dicts of numbers and strings")
+    if len(rows) > MAX_METRICS_ROWS:
+        raise ValueError(
+            f"{source}: it holds {len(rows)} metrics rows, more than {MAX_METRICS_ROWS} (MAX_METRICS_ROWS)"
+        )
+    total = 0
+    for number, row in enumerate(rows, 1):
+        chars = _plain_row_chars(row)
+        if chars is None:
+            raise ValueError(f"{source}: its metrics rows are not a list of dicts of numbers and strings")
+        total += chars
+        if chars > MAX_ROW_CHARS:
+            raise ValueError(f"{source}: its metrics row {number} is over {MAX_ROW_CHARS} characters (MAX_ROW_CHARS)")
+        if total > MAX_METRICS_BYTES:
+            raise ValueError(
+                f"{source}: its metrics rows 1..{number} are over {MAX_METRICS_BYTES} characters in all "
+                "(MAX_METRICS_BYTES); no run logs as much"
+            )
+    _check_columns(rows, source)
     return rows
+
+
+def _plain_row_chars(row: Any) -> int | None:
+    """The characters of `row` as a JSON line, counted only until they pass MAX_ROW_CHARS; None if it is not a
+    dict of names to numbers, strings, booleans or None."""
+    if not isinstance(row, dict):
+        return None
+    chars = 1
+    for key, value in row.items():
+        if not isinstance(key, str) or not isinstance(value, (int, float, str, bool, type(None))):
+            return None
+        for item in (key, value):
+            chars += 2 + (len(item) if isinstance(item, str) and len(item) > MAX_ROW_CHARS else len(json.dumps(item)))
+        if chars > MAX_ROW_CHARS:
+            break
+    return chars
 
 
 def write_metrics(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
@@ -127,10 +174,10 @@ def write_metrics(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Non
 
 def _fields(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The columns of `rows`: every key, in the order first seen."""
-    fields: list[str] = []
+    fields: dict[str, None] = {}
     for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    return fields
+        fields.update(dict.fromkeys(row))
+    return list(fields)
 
 
 def _csv_text(rows: list[dict[str, Any]], fields: list[str], header: bool) -> str:
