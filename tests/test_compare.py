@@ -173,3 +173,24 @@ def test_what_is_not_a_finished_run_is_said_to_be_what_it_is(tmp_path, capsys) -
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and said in error, error
     assert not (tmp_path / "cmp").exists(), "nothing is written"
+
+
+def test_run_names_from_config_files_are_drawn_as_plain_text(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    maths = "$" + "{" * 50 + "x" + "}" * 50 + "$"  # matplotlib's maths parser recurses past Python's limit
+    runs = [
+        train_run(tmp_path / "a", name=maths),
+        train_run(tmp_path / "b", aug="baseline", name=["not", "a", "string"]),
+        train_run(tmp_path / "c", aug="rrc", name="x" * 5000),
+    ]
+    assert main(["compare", *map(str, runs), "--out", str(tmp_path / "cmp")]) == 0, capsys.readouterr().err
+    table = capsys.readouterr().out
+    assert "['not', 'a', 'string']" in table
+    assert {"curves.png", "bars.png"} <= {p.name for p in (tmp_path / "cmp").iterdir()}
+
+
+def test_a_label_is_escaped_and_cut_for_matplotlib() -> None:
+    from cropmix.viz.curves import MAX_LABEL_CHARS, plain_label
+
+    assert plain_label("a $x$ b") == r"a \$x\$ b"
+    assert plain_label("y" * 500) == "y" * (MAX_LABEL_CHARS - 1) + "…"

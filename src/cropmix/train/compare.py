@@ -127,7 +127,7 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
     for path, config, final in runs:
         default_aug = "standard" if pretrain else TrainConfig().aug.name
         aug = config.get("aug") or default_aug  # an older or partial config.json
-        label = config.get("name") or (f"{config['method']} {aug}" if pretrain else aug)
+        label = str(config.get("name") or (f"{config['method']} {aug}" if pretrain else aug))  # a JSON list too
         group = groups.setdefault(_arm_key(config), {"label": label, "finals": [], "runs": [], "rows": []})
         group["finals"].append((path, final))
         group["runs"].append(str(path))

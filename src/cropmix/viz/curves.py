@@ -14,6 +14,18 @@ CURVE_PANELS = (("train_loss", "train loss"), ("test_top1", "test top-1 (%)"), (
 PRETRAIN_PANELS = (("loss", "pre-training loss"), ("lr", "learning rate"))
 
 
+# Run names are read from config.json files (someone else's): drawn as plain text, at most this long.
+MAX_LABEL_CHARS = 60
+
+
+def plain_label(text: str) -> str:
+    """`text` as matplotlib draws it literally: every '$' escaped (between two, matplotlib parses maths,
+    and a crafted name makes its parser recurse past Python's limit), cut to MAX_LABEL_CHARS."""
+    if len(text) > MAX_LABEL_CHARS:
+        text = text[: MAX_LABEL_CHARS - 1] + "…"
+    return text.replace("$", r"\$")
+
+
 def _pyplot():
     import matplotlib
 
@@ -42,7 +54,7 @@ def save_comparison_curves(
         for label, rows in runs.items():
             points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, label=label)
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, label=plain_label(label))
             if key == "test_top1" and len(runs) == 1:
                 train = [(r["epoch"], r["train_top1"]) for r in rows if "train_top1" in r]
                 if train:
@@ -83,7 +95,7 @@ def save_comparison_bars(table: list[dict[str, Any]], metrics: list[str], path: 
 
 def _metric_bars(ax: Any, table: list[dict[str, Any]], metric: str) -> None:
     """One panel of `save_comparison_bars`: the groups that have `metric`, and "n/a" where one has not."""
-    labels = [row["label"] for row in table]
+    labels = [plain_label(row["label"]) for row in table]
     present = [i for i, row in enumerate(table) if row.get(f"{metric}_mean") is not None]
     means = {i: float(table[i][f"{metric}_mean"]) for i in present}
     seeded = [i for i in present if table[i].get("n", 1) > 1 and table[i].get(f"{metric}_std") is not None]
