@@ -201,3 +201,10 @@ def test_the_api_names_what_it_takes_when_given_the_wrong_kind(tmp_path):
     with pytest.raises(TypeError, match="run_dirs must be a list"):
         compare_runs(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_loading_a_config_nested_too_deep_is_an_error_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=f"{path} is not a config or results file: its JSON is nested too deep"):
+        TrainConfig.load(path)

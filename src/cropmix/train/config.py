@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cropmix.data.safe_files import read_regular_bytes, write_text_atomic
+from cropmix.data.safe_files import write_text_atomic
 
 from .config_parts import (
     AugSettings,
@@ -26,6 +26,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
+from .run_files import read_json
 from .settings import by_key, check_choices, check_only_with, check_values, declared, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
@@ -97,14 +98,8 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
-        """The config in a JSON file (a regular file of at most 1 MiB), errors naming it."""
-        try:
-            values = json.loads(read_regular_bytes(path, 1 << 20))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object of config fields")
-        return cls.from_dict(values)
+        """The config in a JSON file (`run_files.read_json`: a bounded regular file), errors naming it."""
+        return cls.from_dict(read_json(path))
 
     def augment_spec(self, size: int) -> Any:
         """This run's training augmentation at image side `size`, stated once (a cropmix.data.AugmentSpec)."""
