@@ -192,6 +192,21 @@ def test_pretrain_follows_the_same_folder_rules(tmp_path, npz_path):
         pretrain(fresh, model=tiny_mae())
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_folder_of_the_other_command_is_named_as_such(tmp_path, npz_path, capsys, resume):
+    flag = ["--resume"] if resume else []
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, eval_train=16, eval_test=8)
+    pretrain(config, model=tiny_mae())
+    assert main(base_args(npz_path, config.run.out, "--epochs", "1", *flag)) == 2
+    error = last_line(capsys)
+    assert "holds a `cropmix pretrain` run, not a `cropmix train` one" in error
+    assert "`cropmix pretrain --resume` continues that run" in error
+    _, trained_out = trained(tmp_path, "trained")
+    other = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, out=str(trained_out), resume=resume)
+    with pytest.raises(ValueError, match="holds a `cropmix train` run, not a `cropmix pretrain` one"):
+        pretrain(other, model=tiny_mae())
+
+
 def test_a_huge_mae_decoder_is_refused_before_allocating():
     with pytest.raises(ValueError, match="MAE decoder .* more than the limit"):
         MAE(image_size=32, patch_size=4, dim=32, depth=1, heads=2, decoder_dim=100_000, decoder_depth=100)

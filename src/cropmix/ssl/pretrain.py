@@ -121,7 +121,7 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
 
     check_data_path(config.data.dataset, config.data.path, in_memory=True)  # before the run folder is made
     rank, world = launch_env()
-    with run_folder(config.run.out, config.resume, main=rank == 0) as out:
+    with run_folder(config.run.out, config.resume, main=rank == 0, command="pretrain") as out:
         state = _checked_resume(config, out, world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import run_files as rf
 from .config import TrainConfig
+from .run_files import is_pretrain_run
 
 log = logging.getLogger("cropmix.train")
 
@@ -33,12 +34,6 @@ NOT_ARM_FIELDS = {
     "out", "seed", "progress", "workers", "threads", "device", "eval_batch_size", "resume", "log", "log_every",
     "checkpoint_every",
 }  # fmt: skip
-PRETRAIN_METHODS = ("moco", "mae")
-
-
-def is_pretrain_run(config: dict[str, Any]) -> bool:
-    """Whether a run folder's config.json is that of a `cropmix pretrain` run (it names a method)."""
-    return config.get("method") in PRETRAIN_METHODS
 
 
 def _data_key(config: dict[str, Any]) -> Any:
