@@ -115,7 +115,9 @@ def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monke
     with pytest.raises(ValueError, match="written by a run of 1"):
         resume.check_resume(config, moved, resume=True, world=2)
     config.optim.lr = 0.5
-    with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
+    with pytest.raises(
+        ValueError, match=r"fields \['lr'\] differ .*\(lr \(--lr\): asked 0.5, the checkpoint has 0.2\)"
+    ):
         resume.check_resume(config, moved, resume=True)
 
 
@@ -185,7 +187,9 @@ def test_pretrain_follows_the_same_folder_rules(tmp_path, npz_path):
     with open(final) as handle:
         assert handle.read() == kept
     other = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, eval_test=8, resume=True)
-    with pytest.raises(ValueError, match=r"fields \['steps'\] differ"):
+    with pytest.raises(
+        ValueError, match=r"fields \['steps'\] differ .*steps \(--steps\): asked 3, the checkpoint has 2"
+    ):
         pretrain(other, model=tiny_mae())
     fresh = pretrain_config(tmp_path / "new", npz_path, "mae", "mae-mixup", steps=2, resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

@@ -45,6 +45,7 @@ _TEMPORARY_OF = (CHECKPOINT, CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES)
 __all__ = [
     "DivergedError",
     "RunInterrupted",
+    "changed_config_error",
     "changed_fields",
     "check_reuse",
     "check_world_size",
@@ -258,6 +259,27 @@ def changed_fields(
         if not same:
             changed.append(key)
     return sorted(changed)
+
+
+def changed_config_error(
+    changed: list[str], requested: dict[str, Any], saved: dict[str, Any], checkpoint: Path, labels: dict, hint: str = ""
+) -> ValueError:
+    """The error for a resume that asks for other values of the fields `changed` than the checkpoint's
+    config holds: each named with its option (`labels`: the configuration's `by_key`), the value asked
+    and the one stored, so the fix needs no look into the checkpoint."""
+    shown = "; ".join(
+        f"{labels[key].label if key in labels else key}: asked {_short(requested.get(key))}, "
+        f"the checkpoint has {_short(saved.get(key))}"
+        for key in changed
+    )
+    return ValueError(
+        f"--resume with a different configuration: fields {changed} differ from {str(checkpoint)!r} ({shown}){hint}"
+    )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_world_size(saved: Any, world: int, checkpoint: Path) -> None:
