@@ -239,7 +239,8 @@ def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
     )
     if len(loader) == 0:
         raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training split ({len(train)} images per process)"
+            f"--batch-size {config.batch_size} is more than the {len(train)} training images per process: lower "
+            "--batch-size (or raise --subset)"
         )
     return loader
 
