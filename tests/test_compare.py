@@ -173,3 +173,13 @@ def test_what_is_not_a_finished_run_is_said_to_be_what_it_is(tmp_path, capsys) -
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and said in error, error
     assert not (tmp_path / "cmp").exists(), "nothing is written"
+
+
+def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
+    run = train_run(tmp_path / "cls")
+    (tmp_path / "file").write_text("x")
+    assert main(["compare", str(run), "--out", str(tmp_path / "file")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "is a file, not a folder: choose another --out" in error, error
+    assert main(["compare", str(run), "--out", str(tmp_path / "file" / "cmp")]) == 2
+    assert "choose another --out" in capsys.readouterr().err
