@@ -267,3 +267,20 @@ def test_a_file_given_for_a_folder_is_said_to_be_a_file(tmp_path, capsys, option
     (tmp_path / "file").write_text("x")
     assert main(["eval", str(run), option, str(tmp_path / "file")]) == 2
     assert f"{what} '{tmp_path / 'file'}' is a file, not a folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_eval_ends_in_one_line_with_the_shells_status(tmp_path, capsys, monkeypatch) -> None:
+    from helpers import trained
+
+    import cropmix.train.report as report
+    from cropmix.cli import main
+
+    _, run = trained(tmp_path)
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_load_run", interrupted)
+    assert main(["eval", str(run)]) == 130
+    assert capsys.readouterr().err.strip() == "cropmix eval: interrupted"
