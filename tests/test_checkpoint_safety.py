@@ -8,6 +8,7 @@ import zipfile
 import pytest
 import torch
 
+from cropmix.data.safe_files import FileError
 from cropmix.models import weights
 from cropmix.models.weights import CheckpointError, load_checkpoint
 from cropmix.train.checkpoint import restore_states, rng_states, save_atomic
@@ -265,3 +266,22 @@ def test_planted_checkpoint_metrics_are_bounded_before_anything_is_written(tmp_p
         run_files.plain_rows([{f"m{i}": 0} for i in range(300)], tmp_path / "checkpoint.pt")
     assert run_files.plain_rows([small] * 10, "checkpoint.pt") == [small] * 10
     assert not list(tmp_path.glob("metrics.*"))
+
+
+def test_a_run_folder_given_for_its_checkpoint_names_the_file_to_pass(tmp_path, capsys):
+    from helpers import base_args, make_npz
+
+    from cropmix.cli import main
+
+    data, run = make_npz(tmp_path / "d.npz"), tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}}, run / "checkpoint.pt")
+    assert main(base_args(data, tmp_path / "ft", "--epochs", "1", "--init", str(run))) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        "\n" not in err and "--init" in err and f"is a folder, not a checkpoint file: pass '{run}/checkpoint.pt'" in err
+    )
+    assert main(["pretrain", "--eval-only", str(run)]) == 2
+    assert f"is a folder, not a checkpoint file: pass '{run}/checkpoint.pt'" in capsys.readouterr().err
+    with pytest.raises(FileError, match="cropmix writes checkpoint.pt in a run folder"):
+        load_checkpoint(tmp_path)

@@ -254,3 +254,33 @@ def test_workers_reading_other_folders_and_the_test_split_are_an_option(sorted_r
     assert seen == [0, 3]
     with pytest.raises(ValueError, match=r"workers \(--workers\) must be an int >= 0, got -1"):
         EvalOptions(workers=-1)
+
+
+@pytest.mark.parametrize("option,what", [("--cifar-c", "CIFAR-C folder"), ("--data", "image folder")])
+def test_a_file_given_for_a_folder_is_said_to_be_a_file(tmp_path, capsys, option, what) -> None:
+    from helpers import trained
+
+    from cropmix.cli import main
+
+    _, run = trained(tmp_path)
+    capsys.readouterr()
+    (tmp_path / "file").write_text("x")
+    assert main(["eval", str(run), option, str(tmp_path / "file")]) == 2
+    assert f"{what} '{tmp_path / 'file'}' is a file, not a folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_eval_ends_in_one_line_with_the_shells_status(tmp_path, capsys, monkeypatch) -> None:
+    from helpers import trained
+
+    import cropmix.train.report as report
+    from cropmix.cli import main
+
+    _, run = trained(tmp_path)
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_load_run", interrupted)
+    assert main(["eval", str(run)]) == 130
+    assert capsys.readouterr().err.strip() == "cropmix eval: interrupted"

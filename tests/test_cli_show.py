@@ -134,3 +134,10 @@ def test_show_of_a_folder_says_it_is_a_folder(tmp_path, capsys) -> None:
     assert main(["show", str(tmp_path / "emptydir"), "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "is a folder, not a file" in err and "FIFO" not in err, err
+
+
+@pytest.mark.parametrize("option", ["-n", "--size"])
+def test_a_count_below_one_is_refused_naming_its_option(tmp_path, option) -> None:
+    result = cli("show", *noise_images(tmp_path), option, "0", "--out", str(tmp_path / "grid.png"))
+    assert result.returncode == 2 and f"argument {option}: must be >= 1, got 0" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "grid.png").exists()

@@ -194,3 +194,13 @@ def test_a_label_is_escaped_and_cut_for_matplotlib() -> None:
 
     assert plain_label("a $x$ b") == r"a \$x\$ b"
     assert plain_label("y" * 500) == "y" * (MAX_LABEL_CHARS - 1) + "…"
+
+
+def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
+    run = train_run(tmp_path / "cls")
+    (tmp_path / "file").write_text("x")
+    assert main(["compare", str(run), "--out", str(tmp_path / "file")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "is a file, not a folder: choose another --out" in error, error
+    assert main(["compare", str(run), "--out", str(tmp_path / "file" / "cmp")]) == 2
+    assert "choose another --out" in capsys.readouterr().err

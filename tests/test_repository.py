@@ -22,3 +22,15 @@ def test_no_tracker_numbers_or_machine_paths():
             if FORBIDDEN.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
     assert not found, "\n".join(found)
+
+
+def _figures_and_code(path: Path) -> tuple[list[str], list[str]]:
+    text = path.read_text()
+    return re.findall(r"\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?x\b", text), re.findall(r"```.*?```", text, re.DOTALL)
+
+
+def test_the_site_front_page_states_what_the_readme_states():
+    """docs/index.md is the README on the site (with the site's links): the same figures and code blocks."""
+    readme, site = _figures_and_code(ROOT / "README.md"), _figures_and_code(ROOT / "docs" / "index.md")
+    assert site[0] == readme[0], "figures differ between README.md and docs/index.md"
+    assert site[1] == readme[1], "code blocks differ between README.md and docs/index.md"

@@ -122,7 +122,9 @@ def test_resume_compares_paths_resolved_and_lets_the_folder_move(tmp_path, monke
     with pytest.raises(ValueError, match="written by a run of 1"):
         resume.check_resume(config, moved, resume=True, world=2)
     config.optim.lr = 0.5
-    with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
+    with pytest.raises(
+        ValueError, match=r"fields \['lr'\] differ .*\(lr \(--lr\): asked 0.5, the checkpoint has 0.2\)"
+    ):
         resume.check_resume(config, moved, resume=True)
 
 
@@ -192,11 +194,28 @@ def test_pretrain_follows_the_same_folder_rules(tmp_path, npz_path):
     with open(final) as handle:
         assert handle.read() == kept
     other = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, eval_test=8, resume=True)
-    with pytest.raises(ValueError, match=r"fields \['steps'\] differ"):
+    with pytest.raises(
+        ValueError, match=r"fields \['steps'\] differ .*steps \(--steps\): asked 3, the checkpoint has 2"
+    ):
         pretrain(other, model=tiny_mae())
     fresh = pretrain_config(tmp_path / "new", npz_path, "mae", "mae-mixup", steps=2, resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         pretrain(fresh, model=tiny_mae())
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_folder_of_the_other_command_is_named_as_such(tmp_path, npz_path, capsys, resume):
+    flag = ["--resume"] if resume else []
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, eval_train=16, eval_test=8)
+    pretrain(config, model=tiny_mae())
+    assert main(base_args(npz_path, config.run.out, "--epochs", "1", *flag)) == 2
+    error = last_line(capsys)
+    assert "holds a `cropmix pretrain` run, not a `cropmix train` one" in error
+    assert "`cropmix pretrain --resume` continues that run" in error
+    _, trained_out = trained(tmp_path, "trained")
+    other = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, out=str(trained_out), resume=resume)
+    with pytest.raises(ValueError, match="holds a `cropmix train` run, not a `cropmix pretrain` one"):
+        pretrain(other, model=tiny_mae())
 
 
 def test_a_huge_mae_decoder_is_refused_before_allocating():

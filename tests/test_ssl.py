@@ -364,3 +364,9 @@ def test_pretrain_settings_of_the_other_method_are_refused(tmp_path, npz_path):
         with pytest.raises(ValueError, match=f"{next(iter(moco_only))}.*only applies with method"):
             pretrain_config(tmp_path, npz_path, "mae", "standard", **moco_only)
     pretrain_config(tmp_path, npz_path, "mae", "standard", moco_dim=128)  # the default is not a choice made
+
+
+def test_a_batch_larger_than_the_data_names_the_option_to_lower(tmp_path, npz_path):
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, batch_size=128)
+    with pytest.raises(ValueError, match=r"--batch-size 128 is more than the 64 training images .*lower --batch-size"):
+        pretrain(config, model=tiny_mae())

@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # here, so that a reader gone away is seen below and not at exit
         return code
+    except KeyboardInterrupt:  # Ctrl-C in eval, compare, shards or show (train and pretrain say what they keep)
+        from .run_guard import INTERRUPTED
+
+        print(f"cropmix {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"cropmix {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -72,7 +72,8 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None, pr
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+        what = "is a file, not a folder of <class>/<images>" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"image folder {str(folder)!r} {what}")
     found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if not found:
         raise FileNotFoundError(f"image folder {str(folder)!r} has no class sub-folders")

@@ -42,7 +42,8 @@ def cifar_c_files(folder: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     of it is read, and only regular files are opened."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} {what}")
     if not (folder / "labels.npy").is_file():
         raise FileNotFoundError(f"CIFAR-C folder {str(folder)!r} has no labels.npy")
     found = sorted(p.stem for p in folder.glob("*.npy") if p.stem != "labels")

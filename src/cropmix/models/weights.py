@@ -7,6 +7,7 @@ plain data (dicts, lists, tuples, numbers, strings) but no other objects, so ope
 
 from __future__ import annotations
 
+import errno
 import os
 import zipfile
 from pathlib import Path
@@ -60,12 +61,23 @@ def check_archive(path: str | os.PathLike, handle: Any) -> None:
     handle.seek(0)
 
 
+def check_checkpoint_path(path: str | os.PathLike, what: str = "checkpoint") -> None:
+    """Refuse a `path` that is not there, or a folder (a run folder given for its checkpoint.pt), naming it
+    as `what` ("--init checkpoint", say) and, for a folder holding one, the file to pass."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "checkpoint.pt"
+        hint = f": pass {str(inside)!r}" if inside.is_file() else " (cropmix writes checkpoint.pt in a run folder)"
+        raise FileError(errno.EISDIR, f"{what} {str(path)!r} is a folder, not a checkpoint file{hint}")
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint at `path` (a regular file of tensors and plain data only, its zip entries bounded by
     `check_archive`), with errors naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    check_checkpoint_path(path)
     try:
         with open_regular(path) as handle:
             check_archive(path, handle)

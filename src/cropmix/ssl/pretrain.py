@@ -37,6 +37,7 @@ from cropmix.train.distributed import (
 from cropmix.train.run_files import MetricsLog, plain_rows, read_json, write_json
 from cropmix.train.run_folder import (
     RunInterrupted,
+    changed_config_error,
     changed_fields,
     check_world_size,
     diverged,
@@ -45,6 +46,7 @@ from cropmix.train.run_folder import (
     run_folder,
 )
 from cropmix.train.schedule import decay_groups, warmup_cosine
+from cropmix.train.settings import by_key
 
 from .config import EVALUATION_FIELDS, RESUMABLE_CHANGES, PretrainConfig
 from .mae import MAE
@@ -121,7 +123,7 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
 
     check_data_path(config.data.dataset, config.data.path, in_memory=True)  # before the run folder is made
     rank, world = launch_env()
-    with run_folder(config.run.out, config.resume, main=rank == 0) as out:
+    with run_folder(config.run.out, config.resume, main=rank == 0, command="pretrain") as out:
         state = _checked_resume(config, out, world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
@@ -168,9 +170,10 @@ def _checked_resume(config: PretrainConfig, out: Path, world: int) -> dict[str, 
     if not isinstance(state.get("config"), dict) or not isinstance(state.get("step"), int):
         raise ValueError(f"checkpoint {str(path)!r} holds no pre-training 'config' and 'step'")
     saved = {**PretrainConfig().to_dict(), **state["config"]}
-    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES, paths={"data"})
+    requested = config.to_dict()
+    changed = changed_fields(requested, saved, RESUMABLE_CHANGES, paths={"data"})
     if changed:
-        raise ValueError(f"--resume with a different configuration: fields {changed} differ from {str(path)!r}")
+        raise changed_config_error(changed, requested, saved, path, by_key(PretrainConfig))
     check_world_size(state.get("world_size"), world, path)
     return state
 
@@ -236,7 +239,8 @@ def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
     )
     if len(loader) == 0:
         raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training split ({len(train)} images per process)"
+            f"--batch-size {config.batch_size} is more than the {len(train)} training images per process: lower "
+            "--batch-size (or raise --subset)"
         )
     return loader
 
@@ -385,7 +389,6 @@ def _refuse_train_checkpoint(values: dict[str, Any], path: str | os.PathLike) ->
     """A `cropmix train` checkpoint (a classifier, its config TrainConfig's fields) is said to be one, with
     the command that evaluates it, instead of a list of fields PretrainConfig does not know."""
     from cropmix.train.config import TrainConfig
-    from cropmix.train.settings import by_key
 
     unknown = set(values) - set(by_key(PretrainConfig))
     if unknown and unknown <= set(by_key(TrainConfig)):

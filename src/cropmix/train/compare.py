@@ -6,6 +6,7 @@ pretrain`) on theirs (kNN and linear-probe accuracy, final loss); the two kinds 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -13,8 +14,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from cropmix.data.safe_files import FileError
+
 from . import run_files as rf
 from .config import TrainConfig
+from .run_files import is_pretrain_run
 
 log = logging.getLogger("cropmix.train")
 
@@ -33,12 +37,6 @@ NOT_ARM_FIELDS = {
     "out", "seed", "progress", "workers", "threads", "device", "eval_batch_size", "resume", "log", "log_every",
     "checkpoint_every",
 }  # fmt: skip
-PRETRAIN_METHODS = ("moco", "mae")
-
-
-def is_pretrain_run(config: dict[str, Any]) -> bool:
-    """Whether a run folder's config.json is that of a `cropmix pretrain` run (it names a method)."""
-    return config.get("method") in PRETRAIN_METHODS
 
 
 def _data_key(config: dict[str, Any]) -> Any:
@@ -181,10 +179,15 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
 
     if not run_dirs:
         raise ValueError("compare_runs needs at least one run folder, got none")
+    out = Path(out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise FileError(errno.ENOTDIR, f"--out {out} is a file, not a folder: choose another --out")
     table = summarise_runs(run_dirs)  # every folder is read before anything is written
     pretrain = table[0]["kind"] == "pretrain"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FileError(error.errno, f"cannot create --out {out} ({error.strerror}): choose another --out") from error
     rf.write_text_atomic(out / "comparison.md", format_table(table))
     rf.write_json(out / "comparison.json", {"arms": [{k: v for k, v in r.items() if k != "rows"} for r in table]})
     curves = {}

@@ -13,7 +13,6 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cropmix.data.safe_files import write_text_atomic
@@ -300,10 +299,9 @@ def _check_switches(data: TrainData, source: Any) -> None:
 
 def _check_paths(config: TrainConfig) -> None:
     from cropmix.data import check_data_path
+    from cropmix.models.weights import check_checkpoint_path
 
     data, init = config.data, config.model.init
     check_data_path(data.dataset, data.path, download=data.download, in_memory=data.in_memory)
-    if init is not None and not Path(init).is_file():
-        raise FileNotFoundError(
-            f"{option('init')} checkpoint {init!r} does not exist (init takes a cropmix pretrain checkpoint.pt)"
-        )
+    if init is not None:
+        check_checkpoint_path(init, f"{option('init')} checkpoint")

@@ -51,7 +51,7 @@ def _load_run(run_dir: Path, device: torch.device | str, skip_bad: bool, data: s
 
     rf.check_run_folder(run_dir)
     saved = rf.read_json(run_dir / rf.CONFIG)
-    if saved.get("method") in ("moco", "mae"):
+    if rf.is_pretrain_run(saved):
         raise ValueError(
             f"{str(run_dir)!r} is a `cropmix pretrain` run ({saved['method']}): evaluate it with "
             f"`cropmix pretrain --eval-only {run_dir / CHECKPOINT}`"

@@ -15,7 +15,8 @@ from cropmix.models import weights
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
 from .config import TrainConfig
-from .run_folder import changed_fields, check_world_size
+from .run_folder import changed_config_error, changed_fields, check_world_size
+from .settings import by_key
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"progress", "workers", "threads", "device", "eval_batch_size", "log"}
@@ -31,7 +32,8 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
     checkpoint = weights.load_checkpoint(ckpt_path)
     saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
     automatic = {"image_size"} if config.data.image_size is None else set()  # resolved from the data, then recorded
-    changed = changed_fields(config.to_dict(), saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
+    requested = config.to_dict()
+    changed = changed_fields(requested, saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})
     if changed:
         hint = ""
         if "epochs" in changed:  # the most common wish: train a finished run for longer
@@ -39,9 +41,7 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
                 "; --epochs cannot change on --resume, as the learning-rate schedule spans all epochs: to train "
                 f"further, start a new run with --init {ckpt_path}"
             )
-        raise ValueError(
-            f"--resume with a different configuration: fields {changed} differ from {str(ckpt_path)!r}{hint}"
-        )
+        raise changed_config_error(changed, requested, saved, ckpt_path, by_key(TrainConfig), hint)
     check_world_size(checkpoint.get("world_size"), world, ckpt_path)
     return checkpoint
 

@@ -34,6 +34,7 @@ __all__ = [
     "RUN_FILES",
     "MetricsLog",
     "append_text",
+    "is_pretrain_run",
     "plain_rows",
     "read_json",
     "read_metrics",
@@ -275,6 +276,14 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object")
     return values
+
+
+PRETRAIN_METHODS = ("moco", "mae")
+
+
+def is_pretrain_run(config: dict[str, Any]) -> bool:
+    """Whether a run folder's config.json is that of a `cropmix pretrain` run (it names a method)."""
+    return config.get("method") in PRETRAIN_METHODS
 
 
 def check_run_folder(run_dir: Path, finished: bool = False) -> None:

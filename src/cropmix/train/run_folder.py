@@ -30,7 +30,7 @@ from typing import Any
 from cropmix.data.safe_files import FileError, missing_folders, remove_empty_folders
 
 from .checkpoint import CHECKPOINT
-from .run_files import CONFIG, CURVES, FINAL, METRICS_CSV, METRICS_JSONL, RUN_FILES
+from .run_files import CONFIG, CURVES, FINAL, METRICS_CSV, METRICS_JSONL, RUN_FILES, is_pretrain_run, read_json
 
 try:
     import fcntl
@@ -45,6 +45,7 @@ _TEMPORARY_OF = (CHECKPOINT, CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES)
 __all__ = [
     "DivergedError",
     "RunInterrupted",
+    "changed_config_error",
     "changed_fields",
     "check_reuse",
     "check_world_size",
@@ -75,13 +76,16 @@ def used_files(out: Path) -> list[str]:
     return [name for name in RUN_FILES if os.path.lexists(out / name)]
 
 
-def check_reuse(out: Path, resume: bool) -> None:
+def check_reuse(out: Path, resume: bool, command: str = "train") -> None:
     """Refuse `out` unless it fits the request: a new run needs a folder no run has used, `resume` one
-    with a checkpoint. The message names what was found and what to do."""
+    with a checkpoint of the same command ("train" or "pretrain"). The message names what was found
+    and what to do."""
     if os.path.lexists(out) and not out.is_dir():
         raise FileError(errno.ENOTDIR, f"--out {out} is a file, not a folder: choose another --out")
     found = used_files(out) if out.is_dir() else []
     listed = ", ".join(found)
+    if CHECKPOINT in found and CONFIG in found:
+        _check_same_command(out, command)
     if resume and CHECKPOINT not in found:
         message = f"--resume: no checkpoint {str(out / CHECKPOINT)!r} to resume from"
         if found:
@@ -99,12 +103,27 @@ def check_reuse(out: Path, resume: bool) -> None:
         )
 
 
+def _check_same_command(out: Path, command: str) -> None:
+    """Refuse a run folder of the other command (a `cropmix pretrain` run given to `cropmix train`, or the
+    reverse), naming the command that continues it, instead of the fields one config lacks."""
+    try:
+        saved = read_json(out / CONFIG)
+    except (OSError, ValueError):  # unreadable: the checkpoint's own checks name what is wrong
+        return
+    kind = "pretrain" if is_pretrain_run(saved) else "train"
+    if kind != command:
+        raise ValueError(
+            f"run folder {str(out)!r} holds a `cropmix {kind}` run, not a `cropmix {command}` one: choose another "
+            f"--out (`cropmix {kind} --resume` continues that run)"
+        )
+
+
 @contextlib.contextmanager
-def run_folder(out: str | os.PathLike, resume: bool, main: bool = True) -> Iterator[Path]:
-    """Hold `out` for a run (see the module's docstring); `main` False (a torchrun rank other than 0):
-    only the read-only checks. Yields the folder's path."""
+def run_folder(out: str | os.PathLike, resume: bool, main: bool = True, command: str = "train") -> Iterator[Path]:
+    """Hold `out` for a run (see the module's docstring) of `command` ("train" or "pretrain"); `main` False
+    (a torchrun rank other than 0): only the read-only checks. Yields the folder's path."""
     out = Path(out)
-    check_reuse(out, resume)  # before anything is created: a refused request writes nothing
+    check_reuse(out, resume, command)  # before anything is created: a refused request writes nothing
     if not main:
         yield out
         return
@@ -121,7 +140,7 @@ def run_folder(out: str | os.PathLike, resume: bool, main: bool = True) -> Itera
         remove_empty_folders(created)
         raise
     try:
-        check_reuse(out, resume)  # again under the lock: another process may have written meanwhile
+        check_reuse(out, resume, command)  # again under the lock: another process may have written meanwhile
         _remove_stale_temporaries(out)
         yield out
     except BaseException:
@@ -240,6 +259,27 @@ def changed_fields(
         if not same:
             changed.append(key)
     return sorted(changed)
+
+
+def changed_config_error(
+    changed: list[str], requested: dict[str, Any], saved: dict[str, Any], checkpoint: Path, labels: dict, hint: str = ""
+) -> ValueError:
+    """The error for a resume that asks for other values of the fields `changed` than the checkpoint's
+    config holds: each named with its option (`labels`: the configuration's `by_key`), the value asked
+    and the one stored, so the fix needs no look into the checkpoint."""
+    shown = "; ".join(
+        f"{labels[key].label if key in labels else key}: asked {_short(requested.get(key))}, "
+        f"the checkpoint has {_short(saved.get(key))}"
+        for key in changed
+    )
+    return ValueError(
+        f"--resume with a different configuration: fields {changed} differ from {str(checkpoint)!r} ({shown}){hint}"
+    )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_world_size(saved: Any, world: int, checkpoint: Path) -> None:
