@@ -284,3 +284,16 @@ def test_ctrl_c_during_eval_ends_in_one_line_with_the_shells_status(tmp_path, ca
     monkeypatch.setattr(report, "_load_run", interrupted)
     assert main(["eval", str(run)]) == 130
     assert capsys.readouterr().err.strip() == "cropmix eval: interrupted"
+
+
+def test_eval_takes_the_device_names_train_takes(sorted_run, capsys) -> None:
+    from cropmix.cli import main
+
+    code = main(["eval", str(sorted_run), "--device", "cuda:1", "--no-progress"])
+    error = capsys.readouterr().err
+    if torch.cuda.device_count() < 2:  # refused by the device check, not by the option parser
+        assert code == 2 and "device 'cuda:1'" in error and "invalid choice" not in error, error
+    else:
+        assert code == 0, error
+    assert main(["eval", str(sorted_run), "--device", "tpu"]) == 2
+    assert "device must be one of ('auto', 'cpu', 'cuda', 'cuda:N'), got 'tpu'" in capsys.readouterr().err

@@ -65,7 +65,7 @@ class EvalOptions:
     )  # fmt: skip
     batch_size: int = setting(512, "images per evaluation batch", cli={"type": "positive_int"})
     workers: int = setting(2, "DataLoader workers reading image files or shards")
-    device: str = setting("auto", "where the model runs (auto: CUDA if present)", choices=("auto", "cpu", "cuda"))
+    device: str = setting("auto", "where the model runs: auto | cpu | cuda | cuda:N (auto: CUDA if present)")
     progress: bool = setting(True, "no progress bars", flag="--no-progress", cli={"action": "store_false"})
     skip_bad: bool = setting(False, "count, log and skip unreadable image files")
     run_data: str | os.PathLike | None = setting(
