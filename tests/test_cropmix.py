@@ -292,6 +292,16 @@ def test_preset_overrides_replace_the_presets_values(overrides):
     assert preset("imagenet", 64, alpha=2.0).config.alpha == 2.0
 
 
+def test_a_keyword_the_transform_lacks_names_the_accepted_ones():
+    from cropmix import BatchCropMix
+
+    with pytest.raises(TypeError, match=r"preset 'cifar': CropMix takes no keyword foo; accepted: size, scale, "):
+        preset("cifar", foo=1)
+    with pytest.raises(TypeError, match=r"BatchCropMix takes no keyword kernal; accepted: .*generator, kernel$"):
+        BatchCropMix.from_preset("imagenet", 64, kernal="gather")
+    assert BatchCropMix.from_preset("imagenet", 64, kernel="gather").kernel == "gather"
+
+
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_many_crops_work(mix):
     # alpha / N = 0.008: log Gamma draws differ by more than exp can take; the Beta ratio must not overflow.

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 
-from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
+from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_for
 from .functional import batch_mode, check_images, check_kernel, colour_channels, render_batch, tensor_has_alpha
 from .params import BatchParams
 from .sampling import sample_batch, warn_if_generator_in_worker
@@ -92,7 +92,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
     @classmethod
     def from_preset(cls, name: str, size: int | tuple[int, int] | None = None, **overrides: Any) -> BatchCropMix:
         """A `BatchCropMix` with the settings of `preset(name)`; keyword arguments override them."""
-        return cls(**preset_kwargs(name, size, **overrides))
+        return preset_for(cls, name, size, **overrides)
 
     def extra_repr(self) -> str:
         settings = [f"{name}={getattr(self.config, name)!r}" for name in CONFIG_FIELDS]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,3 +236,16 @@ def preset_kwargs(name: str, size: int | tuple[int, int] | None = None, **overri
         kwargs["size"] = size
     kwargs.update(overrides)
     return kwargs
+
+
+def preset_for(target: Callable[..., Any], name: str, size: Any = None, **overrides: Any) -> Any:
+    """`target(**preset_kwargs(name, size, **overrides))`; a keyword `target` does not take is a TypeError
+    naming it and the accepted ones (Python's own names neither the preset nor the alternatives)."""
+    accepted = [p for p in inspect.signature(target).parameters if p != "self"]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"preset {name!r}: {getattr(target, '__name__', target)} takes no keyword {', '.join(unknown)}; "
+            f"accepted: {', '.join(accepted)}"
+        )
+    return target(**preset_kwargs(name, size, **overrides))

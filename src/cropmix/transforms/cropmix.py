@@ -10,7 +10,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Transform
 
-from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_kwargs
+from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_for
 from .functional import image_info, render
 from .params import CropMixParams
 from .sampling import sample_one, warn_if_generator_in_worker
@@ -127,4 +127,4 @@ def preset(name: str, size: int | tuple[int, int] | None = None, **overrides: An
 
     `size` and the keyword arguments (alpha, num_crops, p, generator, ...) replace the preset's values.
     """
-    return CropMix(**preset_kwargs(name, size, **overrides))
+    return preset_for(CropMix, name, size, **overrides)
