@@ -242,3 +242,22 @@ def test_npz_label_and_class_counts_are_checked_before_they_are_converted(tmp_pa
     finally:
         tracemalloc.stop()
     assert peak < 60 * 2**20, f"{peak} bytes held"
+
+
+def test_a_channels_last_image_tensor_is_warned_about_once_per_transform() -> None:
+    import warnings
+
+    from cropmix import BatchCropMix, CropMix
+
+    hwc = torch.zeros(40, 40, 3, dtype=torch.uint8)  # torch.from_numpy(np.asarray(pil_image))
+    with pytest.warns(UserWarning, match=r"CropMix reads image tensors as \(C, H, W\) but got one shaped like \(H, W"):
+        CropMix(16)(hwc)
+    with pytest.warns(UserWarning, match=r"BatchCropMix reads image tensors as \(B, C, H, W\)"):
+        BatchCropMix(16)(hwc[None].expand(2, -1, -1, -1))
+    with pytest.warns(UserWarning, match="BatchCropMix reads"):
+        BatchCropMix(16)([hwc])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for chw in (torch.zeros(3, 40, 40), torch.zeros(1, 40, 4), torch.zeros(4, 40, 40, dtype=torch.uint8)):
+            CropMix(16)(chw)
+            BatchCropMix(16)(chw[None])

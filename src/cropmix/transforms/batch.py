@@ -35,7 +35,15 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 
 from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_for
-from .functional import batch_mode, check_images, check_kernel, colour_channels, render_batch, tensor_has_alpha
+from .functional import (
+    batch_mode,
+    check_images,
+    check_kernel,
+    colour_channels,
+    render_batch,
+    tensor_has_alpha,
+    warn_if_channels_last,
+)
 from .params import BatchParams
 from .sampling import sample_batch, warn_if_generator_in_worker
 
@@ -102,6 +110,7 @@ class BatchCropMix(ReadOnlyConfig, torch.nn.Module):
         """Draw the parameters of every image of the batch (one `sample_batch` call)."""
         _, heights, widths, _ = check_images(images)
         C = images.shape[1] if isinstance(images, torch.Tensor) else images[0].shape[0]
+        warn_if_channels_last(images if isinstance(images, torch.Tensor) else images[0], "BatchCropMix", "(B, C, H, W)")
         warn_if_generator_in_worker(self, self.generator)
         return sample_batch(self.config, heights, widths, colour_channels(C, tensor_has_alpha(C)), C, self.generator)
 

@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Transform
 
 from .config import CONFIG_FIELDS, CropMixConfig, ReadOnlyConfig, make_config, preset_for
-from .functional import image_info, render
+from .functional import image_info, render, warn_if_channels_last
 from .params import CropMixParams
 from .sampling import sample_one, warn_if_generator_in_worker
 
@@ -110,6 +110,7 @@ class CropMix(ReadOnlyConfig, Transform):
     def make_params(self, flat_inputs: list[Any]) -> CropMixParams:  # type: ignore[override]
         """Draw the parameters for the first image among `flat_inputs`."""
         channels, height, width, colour = image_info(flat_inputs[0])
+        warn_if_channels_last(flat_inputs[0], "CropMix", "(C, H, W)")
         warn_if_generator_in_worker(self, self.generator)
         return sample_one(self.config, height, width, colour, channels, self.generator)
 

@@ -48,6 +48,7 @@ from .tensor import (
     resized_crop,
     tensor_has_alpha,
     tensor_info,
+    warn_if_channels_last,
     working_dtype,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "select_batch_kernel",
     "select_kernel",
     "tensor_has_alpha",
+    "warn_if_channels_last",
     "working_dtype",
 ]
 

@@ -7,6 +7,9 @@ is within 1 of the step-by-step formula; CutMix steps copy boxes and never leave
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import torch
 import torchvision.transforms.v2.functional as F
 from torchvision.transforms.v2 import InterpolationMode
@@ -36,6 +39,19 @@ def tensor_info(image: torch.Tensor) -> tuple[int, int, int, int]:
         raise TypeError(f"CropMix expects a real-valued image tensor, got dtype {image.dtype}")
     channels, height, width = image.shape
     return channels, height, width, colour_channels(channels, tensor_has_alpha(channels))
+
+
+def warn_if_channels_last(image: Any, who: str, layout: str) -> None:
+    """Warn when an image tensor reads as channels last, (..., H, W, C) with C in 1, 3, 4 and more than 4
+    "channels", as `torch.from_numpy` of a decoded image gives: it would be cropped along its width and
+    channels without an error. The message is one text, so Python shows it once, not per image size."""
+    if isinstance(image, torch.Tensor) and image.ndim >= 3 and image.shape[-1] in (1, 3, 4) and image.shape[-3] > 4:
+        warnings.warn(
+            f"{who} reads image tensors as {layout} but got one shaped like (H, W, C) with C = 1, 3 or 4; "
+            "permute it (image.permute(2, 0, 1), or v2.ToImage() on arrays) unless it has that many channels",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:
