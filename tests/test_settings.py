@@ -208,3 +208,17 @@ def test_loading_a_config_nested_too_deep_is_an_error_naming_the_file(tmp_path) 
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match=f"{path} is not a config or results file: its JSON is nested too deep"):
         TrainConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--threads", "0", "threads (--threads) must be an int >= 1, or unset (torch's), got 0"),
+     ("--lr", "-1", "lr (--lr) must be > 0, or unset (by optimizer: sgd 0.1, adamw 0.001), got -1.0"),
+     ("--max-test-images", "0", "max_test_images (--max-test-images) must be an int > 0, or unset, got 0")],
+)  # fmt: skip
+def test_a_setting_that_may_be_unset_says_so_in_the_command_lines_words(tmp_path, capsys, option, value, message):
+    from cropmix.cli import main
+
+    assert main(["train", "--dataset", "npz", "--data", "d.npz", "--out", str(tmp_path / "o"), option, value]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "None" not in error, error

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,16 @@ def _need(config: TrainConfig, cond: bool, key: str, accepted: str) -> None:
         raise ValueError(f"{option(key)} must be {accepted}, got {config.to_dict()[key]!r}")
 
 
+def _need_if_set(config: TrainConfig, key: str, test: Callable[[Any], bool], accepted: str) -> None:
+    """`_need` for a setting that may be left unset (None: its default), said so in the command line's words."""
+    value = config.to_dict()[key]
+    if value is not None and not test(value):
+        entry = by_key(TrainConfig)[key]
+        default = entry.meta("cli").get("meaning_doc") or entry.meta("meaning")
+        unset = "or unset" + (f" ({default})" if isinstance(default, (str, int, float)) else "")
+        raise ValueError(f"{entry.label} must be {accepted}, {unset}, got {value!r}")
+
+
 def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
     from cropmix.integrations import require
     from cropmix.integrations.tensorboard import check_log
@@ -185,23 +196,23 @@ def _check_numbers(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         _need(config, v[key] > 0, key, "an int > 0")
     _need(config, v["workers"] >= 0, "workers", "an int >= 0")
-    _need(config, v["lr"] is None or v["lr"] > 0, "lr", "None or > 0")
+    _need_if_set(config, "lr", lambda lr: lr > 0, "> 0")
     _need(config, v["weight_decay"] >= 0, "weight_decay", ">= 0")
-    _need(config, v["momentum"] is None or 0 <= v["momentum"] < 1, "momentum", "None or in [0, 1)")
-    _need(config, v["mix_alpha"] is None or v["mix_alpha"] > 0, "mix_alpha", "None or > 0")
+    _need_if_set(config, "momentum", lambda momentum: 0 <= momentum < 1, "in [0, 1)")
+    _need_if_set(config, "mix_alpha", lambda alpha: alpha > 0, "> 0")
     _need(config, 0 <= v["label_smoothing"] < 1, "label_smoothing", "in [0, 1)")
     epochs = v["epochs"]
     _need(config, 0 <= v["warmup_epochs"] < epochs, "warmup_epochs", f"in [0, epochs={epochs})")
-    _need(config, v["gamma"] is None or 0 < v["gamma"] <= 1, "gamma", "None or in (0, 1]")
+    _need_if_set(config, "gamma", lambda gamma: 0 < gamma <= 1, "in (0, 1]")
     if v["milestones"] is not None:
         increasing = list(v["milestones"]) == sorted(set(v["milestones"]))
         ok = increasing and all(0 < m < epochs for m in v["milestones"])
         _need(config, ok, "milestones", f"increasing epochs in (0, epochs={epochs})")
-    _need(config, v["image_size"] is None or v["image_size"] >= 8, "image_size", "None or an int >= 8")
-    _need(config, v["threads"] is None or v["threads"] >= 1, "threads", "None or an int >= 1")
-    _need(config, v["shuffle_buffer"] is None or v["shuffle_buffer"] >= 0, "shuffle_buffer", "None or an int >= 0")
+    _need_if_set(config, "image_size", lambda size: size >= 8, "an int >= 8")
+    _need_if_set(config, "threads", lambda threads: threads >= 1, "an int >= 1")
+    _need_if_set(config, "shuffle_buffer", lambda buffer: buffer >= 0, "an int >= 0")
     for key in ("max_train_images", "max_test_images"):
-        _need(config, v[key] is None or v[key] > 0, key, "None or an int > 0")
+        _need_if_set(config, key, lambda count: count > 0, "an int > 0")
 
 
 def _check_augmentation(config: TrainConfig) -> None:
