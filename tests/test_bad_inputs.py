@@ -204,6 +204,15 @@ def test_a_planted_huge_label_is_refused_before_naming_its_classes(tmp_path):
         load_npz(path, "train")
 
 
+@pytest.mark.parametrize("images", [np.uint8(3), np.zeros(5, np.uint8)], ids=["0-d", "1-d"])
+def test_an_npz_image_array_of_the_wrong_shape_is_named_before_its_labels_are_counted(tmp_path, images):
+    """The image array's shape is the error, not len() of an array without one or a label count to match."""
+    path = tmp_path / "shape.npz"
+    np.savez(path, x_train=images, y_train=np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match=r"shape\.npz': x_train must be uint8 \(N, H, W, C\) or \(N, H, W\)"):
+        load_npz(path, "train")
+
+
 def test_npz_encoded_images_are_held_to_the_decoded_array_limit(tmp_path, monkeypatch):
     from cropmix.data import arrays
 

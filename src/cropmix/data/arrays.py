@@ -196,11 +196,12 @@ def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
             )
         if f"y_{split}" not in data:
             raise ValueError(f"npz file {str(path)!r} lacks y_{split}")
+        images = _images(array, path, f"x_{split}")  # its shape checked before len() counts the images
         classes = _class_names(data["classes"], path) if "classes" in data else None
         count = len(classes) if classes is not None else None
-        targets = _targets(data[f"y_{split}"], path, f"y_{split}", len(array), count)
+        targets = _targets(data[f"y_{split}"], path, f"y_{split}", len(images), count)
     classes = classes if classes is not None else [str(i) for i in range(int(targets.max()) + 1 if len(targets) else 0)]
-    return ArraySplit(_images(array, path, f"x_{split}"), targets, classes)
+    return ArraySplit(images, targets, classes)
 
 
 def save_npz(path: str | os.PathLike, splits: dict[str, ArraySplit], compress: bool = False) -> Path:
