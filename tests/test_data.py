@@ -107,6 +107,15 @@ def test_indexing_shows_progress_over_the_classes(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().err == ""
 
 
+def test_indexing_works_on_a_torch_without_distributed_support(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
+    monkeypatch.delattr(torch.distributed, "is_initialized")  # as such builds lack it
+    root = make_folder(tmp_path / "data")
+    assert len(index_folder(root / "train").paths) == len(index_folder(root / "train", progress=False).paths) > 0
+
+
 def test_imagefolder_accepts_test_as_val_and_names_problems(tmp_path):
     root = make_folder(tmp_path / "data", val_name="test")
     source = load_source("imagefolder", root)

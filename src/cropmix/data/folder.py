@@ -84,7 +84,8 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None, pr
         raise ValueError(f"image folder {str(folder)!r} has classes {unknown} that the training split lacks")
     paths: list[Path] = []
     targets: list[int] = []
-    shown = progress and not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0)
+    dist = torch.distributed  # is_initialized is missing from torch builds without distributed support
+    shown = progress and not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
     bar = tqdm(classes, desc=f"indexing {folder}", unit="class", delay=2.0, leave=False, disable=not shown)
     for target, name in enumerate(bar):
         class_dir = folder / name
