@@ -107,6 +107,32 @@ def test_indexing_shows_progress_over_the_classes(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().err == ""
 
 
+def test_no_progress_reaches_the_indexing_bar_from_each_command(tmp_path, monkeypatch, capsys):
+    """--no-progress (cropmix train, eval, pretrain, shards) leaves the folder indexing bar off too."""
+    from cropmix.data import folder
+    from cropmix.data.shards import write_shards
+    from cropmix.ssl.config import PretrainConfig
+    from cropmix.train.eval_options import EvalOptions
+    from cropmix.train.report import evaluate_ood
+
+    bar = folder.tqdm
+    monkeypatch.setattr(folder, "tqdm", lambda *args, **kwargs: bar(*args, **{**kwargs, "delay": 0}))
+    root = make_folder(tmp_path / "data")
+    opened = [
+        lambda: load_source("imagefolder", root, progress=False),
+        lambda: write_shards(root, tmp_path / "shards", progress=False),
+        lambda: PretrainConfig.from_dict({"dataset": "imagefolder", "data": str(root), "progress": False}).source(),
+    ]
+    for open_it in opened:
+        open_it()
+        assert "indexing" not in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):  # the folder is indexed before the run is looked at
+        evaluate_ood(tmp_path / "no_run", root / "val", EvalOptions(progress=False))
+    assert "indexing" not in capsys.readouterr().err
+    load_source("imagefolder", root)
+    assert "indexing" in capsys.readouterr().err
+
+
 def test_indexing_works_on_a_torch_without_distributed_support(tmp_path, monkeypatch):
     import torch
 

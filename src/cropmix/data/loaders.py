@@ -39,10 +39,13 @@ def load_source(
     skip_bad: bool = False,
     in_memory: bool = False,
     hf_keys: tuple[str, str] = ("image", "label"),
+    progress: bool = True,
 ) -> DataSource:
     """Open `dataset` at `data`; errors name the missing path, the empty class folder or the bad file.
-    hf_keys: the image and label columns of an "hf" dataset."""
-    options = SourceOptions(download=download, skip_bad=skip_bad, in_memory=in_memory, hf_keys=hf_keys)
+    hf_keys: the image and label columns of an "hf" dataset; progress: bars while opening (a folder's index)."""
+    options = SourceOptions(
+        download=download, skip_bad=skip_bad, in_memory=in_memory, hf_keys=hf_keys, progress=progress
+    )
     return source_named(dataset).open(data, options)
 
 

@@ -305,8 +305,8 @@ def write_shards(
         raise TypeError(f"shuffle_seed must be an int, got {shuffle_seed!r}")
     from tqdm.auto import tqdm
 
-    train = index_folder(split_dir(src, "train"))
-    val = index_folder(split_dir(src, "val"), classes=train.classes)
+    train = index_folder(split_dir(src, "train"), progress=progress)
+    val = index_folder(split_dir(src, "val"), classes=train.classes, progress=progress)
     folder = _prepare_out(out, overwrite)
     splits, written = {}, []
     total = len(train.paths) + len(val.paths)

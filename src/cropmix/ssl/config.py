@@ -176,8 +176,11 @@ class PretrainConfig:
 
     def source(self, download: bool = True) -> DataSource:
         """The dataset of this configuration, in memory (a `cropmix.data.DataSource`); CIFAR is downloaded
-        when missing only if `download`."""
+        when missing only if `download`. Opening it shows progress bars as `run.progress` says."""
         from cropmix.data import load_source
 
         data = self.data
-        return load_source(data.dataset, data.path, download=download, in_memory=True, hf_keys=data.hf_keys())
+        return load_source(
+            data.dataset, data.path, download=download, in_memory=True, hf_keys=data.hf_keys(),
+            progress=self.run.progress,
+        )  # fmt: skip

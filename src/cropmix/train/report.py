@@ -45,8 +45,10 @@ class _LoadedRun:
     size: int
 
 
-def _load_run(run_dir: Path, device: torch.device | str, skip_bad: bool, data: str | os.PathLike | None) -> _LoadedRun:
-    """`load_run_model`, keeping the source and the image side."""
+def _load_run(
+    run_dir: Path, device: torch.device | str, skip_bad: bool, data: str | os.PathLike | None, progress: bool = True
+) -> _LoadedRun:
+    """`load_run_model`, keeping the source and the image side (`progress`: bars while opening the data)."""
     from .loop import build_model_for
 
     rf.check_run_folder(run_dir)
@@ -68,7 +70,7 @@ def _load_run(run_dir: Path, device: torch.device | str, skip_bad: bool, data: s
     epochs = checkpoint_entry(state, "epoch", int, path)
     if epochs < config.optim.epochs:
         raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.optim.epochs} epochs; resume it first")
-    source = source_of(config.data, skip_bad=skip_bad)
+    source = source_of(config.data, skip_bad=skip_bad, progress=progress)
     size = image_size_of(config.data, source)
     check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
@@ -112,7 +114,7 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
         imagenet_c_folders(options.imagenet_c)
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
-    run = _load_run(run_dir, dev, options.skip_bad, options.run_data)
+    run = _load_run(run_dir, dev, options.skip_bad, options.run_data, options.progress)
     model, config, source, size = run.model, run.config, run.source, run.size
     test = subset(source.test, options.max_images or config.data.max_test_images)
 
@@ -208,10 +210,10 @@ def evaluate_ood(
         raise ValueError(f"dataset must be 'imagefolder' (a folder of <class>/<images>), got {dataset!r}")
     if class_subset is not None and class_subset not in CLASS_SUBSETS:
         raise ValueError(f"class_subset must be None or one of {CLASS_SUBSETS}, got {class_subset!r}")
-    index = index_folder(data)
+    index = index_folder(data, progress=options.progress)
     run_dir = Path(run_dir)
     dev = resolve_device(options.device)
-    run = _load_run(run_dir, dev, False, options.run_data)
+    run = _load_run(run_dir, dev, False, options.run_data, options.progress)
     model, source, size = run.model, run.source, run.size
     logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
     loader = make_loader(subset(index, options.max_images), eval_transform(size, False), _folder_batching(options, dev))

@@ -40,12 +40,13 @@ class DataSource:
 @dataclass(frozen=True)
 class SourceOptions:
     """How to open a source: download when missing (CIFAR), skip unreadable files, decode into memory,
-    the image and label columns (Hugging Face)."""
+    the image and label columns (Hugging Face), progress bars (indexing a folder)."""
 
     download: bool = True
     skip_bad: bool = False
     in_memory: bool = False
     hf_keys: tuple[str, str] = ("image", "label")
+    progress: bool = True
 
 
 class Source:

@@ -20,8 +20,8 @@ class ImageFolder(Source):
         check_kind(self.name, Path(data), wants_file=False, what="a folder with train/ and val/ (or test/) sub-folders")
 
     def open(self, data: str | os.PathLike, options: SourceOptions) -> DataSource:
-        train = index_folder(split_dir(data, "train"))
-        test = index_folder(split_dir(data, "val"), classes=train.classes)
+        train = index_folder(split_dir(data, "train"), progress=options.progress)
+        test = index_folder(split_dir(data, "val"), classes=train.classes, progress=options.progress)
         if not options.in_memory:
             return DataSource(train, test, train.classes)
         splits = [
