@@ -265,6 +265,12 @@ def test_a_channels_last_image_tensor_is_warned_about_once_per_transform() -> No
         BatchCropMix(16)(hwc[None].expand(2, -1, -1, -1))
     with pytest.warns(UserWarning, match="BatchCropMix reads"):
         BatchCropMix(16)([hwc])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: a message once per place it is raised from
+        transform = CropMix(16)
+        for side in (40, 50, 60):
+            transform(torch.zeros(side, side + 1, 3, dtype=torch.uint8))
+    assert sum("reads image tensors" in str(w.message) for w in caught) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for chw in (torch.zeros(3, 40, 40), torch.zeros(1, 40, 4), torch.zeros(4, 40, 40, dtype=torch.uint8)):
