@@ -196,6 +196,24 @@ def test_a_label_is_escaped_and_cut_for_matplotlib() -> None:
     assert plain_label("y" * 500) == "y" * (MAX_LABEL_CHARS - 1) + "…"
 
 
+def test_a_run_named_with_a_leading_underscore_is_in_the_legend(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from cropmix.viz.curves import save_comparison_curves
+
+    shown = []
+    legend = plt.Axes.legend
+
+    def recorded(ax, *args, **kwargs):
+        shown.extend(text.get_text() for text in legend(ax, *args, **kwargs).get_texts())
+
+    rows = [{"epoch": 1, "train_loss": 1.0, "test_top1": 50.0}, {"epoch": 2, "train_loss": 0.5, "test_top1": 60.0}]
+    monkeypatch.setattr(plt.Axes, "legend", recorded)
+    save_comparison_curves({"_ablation": rows, "baseline": rows}, tmp_path / "curves.png")
+    assert [text.strip() for text in shown] == ["_ablation", "baseline"]
+
+
 def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
     run = train_run(tmp_path / "cls")
     (tmp_path / "file").write_text("x")

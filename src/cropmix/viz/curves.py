@@ -20,10 +20,11 @@ MAX_LABEL_CHARS = 60
 
 def plain_label(text: str) -> str:
     """`text` as matplotlib draws it literally: every '$' escaped (between two, matplotlib parses maths,
-    and a crafted name makes its parser recurse past Python's limit), cut to MAX_LABEL_CHARS."""
+    and a crafted name makes its parser recurse past Python's limit), cut to MAX_LABEL_CHARS, and a
+    leading '_' (a label the legend leaves out) kept by a space before it."""
     if len(text) > MAX_LABEL_CHARS:
         text = text[: MAX_LABEL_CHARS - 1] + "…"
-    return text.replace("$", r"\$")
+    return (" " if text.startswith("_") else "") + text.replace("$", r"\$")
 
 
 def _pyplot():
