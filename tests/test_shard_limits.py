@@ -239,6 +239,22 @@ def test_the_byte_bound_error_names_the_shard_of_keys_holding_a_hash(tmp_path, m
     assert shards == repr(split.urls[0]), shards
 
 
+def test_the_byte_bound_error_reads_the_split_urls_once_not_once_per_sample() -> None:
+    """A split may have 10^5 shards and a batch 10^3 samples: scanning the URLs per sample took seconds."""
+
+    class Counted(list):
+        reads = 0
+
+        def __iter__(self):
+            Counted.reads += 1
+            return super().__iter__()
+
+    urls = Counted(["a", "a#b", *(f"s{i}.tar" for i in range(1000))])
+    error = shard_reader._too_large(["a#b#k1", "a#k#2", "s7.tar#k", "a#b#k3"], urls, 10, 4)
+    assert Counted.reads == 1
+    assert "from shard(s) 'a#b', 'a', 's7.tar' went over" in str(error)
+
+
 def test_a_batch_within_its_byte_bound_is_read_unchanged(tmp_path, monkeypatch) -> None:
     split, files = sized_split(tmp_path, 6)
     monkeypatch.setattr(shard_reader, "MAX_BATCH_BYTES", sum(map(len, files[:4])))  # the first batch exactly

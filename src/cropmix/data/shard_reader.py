@@ -236,12 +236,23 @@ class ShardStream(IterableDataset):
             yield _collate(items, skipped)
 
 
+def _shard_of(name: str, known: set[str]) -> str:
+    """The longest of `known` that the sample name `name` ("shard#key") starts with before a '#'."""
+    cut = len(name)
+    while (cut := name.rfind("#", 0, cut)) >= 0:
+        if name[:cut] in known:
+            return name[:cut]
+    return name  # from no shard of `known`: shown whole
+
+
 def _too_large(names: list[str], urls: Sequence[str], held: int, batch_size: int) -> ValueError:
     """The error for a batch whose samples (`names`, "shard#key", the last one going over) hold `held` bytes.
 
-    Each name's shard is the longest of `urls` it starts with: a URL and a key may both hold '#'.
+    Each name's shard is the longest of `urls` it starts with: a URL and a key may both hold '#'. The URLs
+    are looked up as a set, not scanned once per name (a split may have 10^5 shards, a batch 10^3 names).
     """
-    shards = list(dict.fromkeys(max((u for u in urls if name.startswith(f"{u}#")), key=len) for name in names))
+    known = set(urls)
+    shards = list(dict.fromkeys(_shard_of(name, known) for name in names))
     shown = ", ".join(repr(url) for url in shards[:3]) + (f" and {len(shards) - 3} more" if len(shards) > 3 else "")
     return ValueError(
         f"a batch of batch size {batch_size} from shard(s) {shown} went over the limit of {MAX_BATCH_BYTES} bytes "
