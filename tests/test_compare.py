@@ -222,3 +222,14 @@ def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
     assert len(error.splitlines()) == 1 and "is a file, not a folder: choose another --out" in error, error
     assert main(["compare", str(run), "--out", str(tmp_path / "file" / "cmp")]) == 2
     assert "choose another --out" in capsys.readouterr().err
+
+
+def test_arms_of_one_label_in_folders_of_one_name_keep_a_curve_each(tmp_path, monkeypatch) -> None:
+    import cropmix.viz.curves as curves
+
+    drawn: dict = {}
+    monkeypatch.setattr(curves, "save_comparison_curves", lambda runs, path, panels: drawn.update(runs))
+    runs = [train_run(tmp_path / "a" / "run", lr=0.1), train_run(tmp_path / "b" / "run", lr=0.05, top1=40.0)]
+    compare_runs(runs, tmp_path / "cmp")
+    assert len(drawn) == 2 and [rows[-1]["test_top1"] for rows in drawn.values()] == [50.0, 40.0], list(drawn)
+    assert [row["label"] for row in summarise_runs(runs)] == [f"cropmix ({run})" for run in runs]

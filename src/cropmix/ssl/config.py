@@ -11,6 +11,7 @@ from cropmix.integrations.tensorboard import check_log
 from cropmix.train.config import check_finite
 from cropmix.train.config_parts import DataSettings, RunSettings
 from cropmix.train.distributed import check_device_name
+from cropmix.train.run_files import PRETRAIN_METHODS
 from cropmix.train.settings import OnlyWith, by_key, check_only_with, flatten, normalise_part, setting, unflatten
 
 from .views import MAE_VIEWS, QUERY_VIEWS
@@ -18,7 +19,7 @@ from .views import MAE_VIEWS, QUERY_VIEWS
 if TYPE_CHECKING:
     from cropmix.data import DataSource
 
-METHODS = ("moco", "mae")
+METHODS = PRETRAIN_METHODS  # stated once, where run folders are told apart by it
 # Fields that may change between a run and its resumption: how it runs, when it saves, how it is evaluated.
 RESUMABLE_CHANGES = {
     "resume", "progress", "workers", "threads", "device", "log", "checkpoint_every", "max_seconds",

@@ -131,11 +131,12 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> list[dict[str, Any]]:
         group["runs"].append(str(path))
         group["rows"].append(rf.read_metrics(path))
     labels = [g["label"] for g in groups.values()]
+    names = [Path(g["runs"][0]).name for g in groups.values()]
     table = []
-    for group in groups.values():
+    for group, name in zip(groups.values(), names, strict=True):
         label = group["label"]
-        if labels.count(label) > 1:  # same aug, different settings: say which run
-            label = f"{label} ({Path(group['runs'][0]).name})"
+        if labels.count(label) > 1:  # same aug, different settings: say which run (by its path if names repeat)
+            label = f"{label} ({name if names.count(name) == 1 else group['runs'][0]})"
         row: dict[str, Any] = {"label": label, "n": len(group["finals"]), "runs": group["runs"], "rows": group["rows"]}
         row["kind"] = "pretrain" if pretrain else "train"
         for metric in PRETRAIN_METRICS if pretrain else TABLE_METRICS:

@@ -278,6 +278,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
+# The `cropmix pretrain` methods (ssl.config.METHODS): a config.json naming one is a pre-training run's.
 PRETRAIN_METHODS = ("moco", "mae")
 
 
