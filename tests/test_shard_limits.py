@@ -299,3 +299,12 @@ def test_merged_batches_stay_pinned_for_asynchronous_copies(tmp_path) -> None:
     assert [len(b) for b in batches] == [4, 2]
     assert all(b.data.is_pinned() and b.labels.is_pinned() for b in batches)
     assert [bytes(image.numpy()) for b in batches for image in b.images] == files
+
+
+def test_a_brace_range_of_huge_numbers_is_an_error_naming_the_index(tmp_path) -> None:
+    index(tmp_path, shards=["s{0.." + "9" * 5000 + "}.tar"], counts=[1])  # int() refuses over 4300 digits
+    with pytest.raises(ValueError, match=r"index\.json': brace range \{0\.\.9+\.\.\.\} has bounds of over 18 digits"):
+        read_index(tmp_path)
+    with pytest.raises(ValueError, match="over 18 digits"):
+        expand_braces("s{" + "0" * 19 + "..1}.tar")
+    assert expand_braces("s{" + "0" * 17 + "..1}.tar") == ["s" + "0" * 17 + ".tar", "s" + "0" * 16 + "1.tar"]

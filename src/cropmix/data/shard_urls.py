@@ -42,6 +42,7 @@ PIPE_FLAG = "--allow-pipe-urls"
 URL_TIMEOUT_S = 60.0
 PIPE_TIMEOUT_S = 600.0
 MAX_SHARD_NAMES = 10_000_000  # what one brace pattern may name, all its groups together
+MAX_RANGE_DIGITS = 18  # the digits of a brace range's bounds (zero padding included)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _DRIVE = re.compile(r"^[a-zA-Z]:[\\/]")  # a Windows path, not a URL
 _BRACE = re.compile(r"\{([^{}]*)\}")
@@ -144,11 +145,21 @@ def open_shard(url: str) -> IO[bytes]:
     raise ValueError(f"shard {url!r} is not read (scheme {scheme!r}); shards are local paths or http(s) URLs")
 
 
+def _range_bounds(body: str, a: str, b: str) -> tuple[int, int]:
+    """The integer bounds of the range group `body`; ValueError for bounds of more than MAX_RANGE_DIGITS digits
+    (Python refuses to read integers of over 4300 digits, in a message naming neither the group nor the file)."""
+    if max(len(a), len(b)) > MAX_RANGE_DIGITS:
+        shown = body if len(body) <= 60 else body[:60] + "..."
+        raise ValueError(f"brace range {{{shown}}} has bounds of over {MAX_RANGE_DIGITS} digits: not shard numbers")
+    return int(a), int(b)
+
+
 def _count(body: str) -> int:
     """How many strings one brace group stands for, without listing them (a range may be huge)."""
     numbers = _RANGE.match(body)
     if numbers:
-        return abs(int(numbers.group(2)) - int(numbers.group(1))) + 1
+        lo, hi = _range_bounds(body, *numbers.groups())
+        return abs(hi - lo) + 1
     return len(body.split(","))  # a group without a comma is itself: one
 
 
@@ -158,7 +169,7 @@ def _choices(body: str) -> list[str]:
     if not numbers:
         return body.split(",") if "," in body else ["{" + body + "}"]
     a, b = numbers.groups()
-    lo, hi = int(a), int(b)
+    lo, hi = _range_bounds(body, a, b)
     width = max(len(a), len(b)) if any(len(x) > 1 and x.startswith("0") for x in (a, b)) else 0
     step = 1 if hi >= lo else -1
     return [str(i).zfill(width) for i in range(lo, hi + step, step)]

@@ -138,7 +138,10 @@ def _check_shard_names(splits: dict, where: str) -> None:
     for entry in splits.values():
         patterns = entry.get("shards") if isinstance(entry, dict) else None
         for pattern in patterns if isinstance(patterns, list) else ():
-            total += name_count(pattern) if isinstance(pattern, str) else 0
+            try:
+                total += name_count(pattern) if isinstance(pattern, str) else 0
+            except ValueError as error:
+                raise ValueError(f"shard index {where!r}: {error}") from error
             if total > MAX_SHARD_NAMES:
                 raise ValueError(
                     f"shard index {where!r}: its shard entries name more than the limit of {MAX_SHARD_NAMES} "
