@@ -264,7 +264,10 @@ def test_planted_checkpoint_metrics_are_bounded_before_anything_is_written(tmp_p
         run_files.plain_rows([small] * 10_000, tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"checkpoint\.pt: its metrics rows name more than 256 distinct metrics"):
         run_files.plain_rows([{f"m{i}": 0} for i in range(300)], tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: its metrics rows are not a list of dicts of numbers"):
+        run_files.plain_rows([{"epoch": 10**5000}], tmp_path / "checkpoint.pt")  # json.dumps refuses it
     assert run_files.plain_rows([small] * 10, "checkpoint.pt") == [small] * 10
+    assert run_files.plain_rows([{"step": 2**63}], "checkpoint.pt") == [{"step": 2**63}]
     assert not list(tmp_path.glob("metrics.*"))
 
 

@@ -208,6 +208,17 @@ def test_loading_a_config_nested_too_deep_is_an_error_naming_the_file(tmp_path) 
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match=f"{path} is not a config or results file: its JSON is nested too deep"):
         TrainConfig.load(path)
+    path.write_text('{"epochs": ' + "9" * 5000 + "}")  # json refuses integers of over 4300 digits
+    with pytest.raises(ValueError, match=f"{path} is not valid JSON: Exceeds the limit"):
+        TrainConfig.load(path)
+
+
+def test_a_metrics_line_holding_a_huge_integer_is_named_by_file_and_line(tmp_path) -> None:
+    from cropmix.train.run_files import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": ' + "9" * 5000 + "}\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl line 2 is not a JSON object"):
+        read_metrics(tmp_path)
 
 
 @pytest.mark.parametrize(

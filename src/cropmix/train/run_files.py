@@ -117,7 +117,7 @@ def _metrics_row(line: str) -> Any:
     """The JSON value of one metrics line, or None if it is not valid JSON (or nested too deep to parse)."""
     try:
         return json.loads(line)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: not JSON, or an integer of over 4300 digits
         return None
 
 
@@ -157,6 +157,8 @@ def _plain_row_chars(row: Any) -> int | None:
     chars = 1
     for key, value in row.items():
         if not isinstance(key, str) or not isinstance(value, (int, float, str, bool, type(None))):
+            return None
+        if isinstance(value, int) and value.bit_length() > 64:  # no metric; over 4300 digits json cannot write it
             return None
         for item in (key, value):
             chars += 2 + (len(item) if isinstance(item, str) and len(item) > MAX_ROW_CHARS else len(json.dumps(item)))
@@ -269,7 +271,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{str(path)!r} does not exist")
     try:
         values = json.loads(read_regular_bytes(path, MAX_JSON_BYTES))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of over 4300 digits
         raise ValueError(f"{path} is not valid JSON: {error}") from error
     except RecursionError as error:
         raise ValueError(f"{path} is not a config or results file: its JSON is nested too deep to read") from error
