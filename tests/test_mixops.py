@@ -54,6 +54,10 @@ def test_an_op_must_declare_its_draws_consistently_and_once():
             step=cutmix_step,
             batched="x",
         )
+    with pytest.raises(ValueError, match="'unpasted' pastes a box .*it must draw cut_y, cut_x, paste"):
+        cut = MIX_OPS["cutmix"]  # the batched renderer would read the drawn paste the per-image step never sees
+        MixOp("unpasted", draws=("lam", "cut_y", "cut_x"), permuted_new=cut.permuted_new, step=cut.step,
+              batched=cut.batched, box=cut.box, boxes=cut.boxes)  # fmt: skip
     with pytest.raises(ValueError, match="already registered"):
         register(MIX_OPS["mixup"])
 

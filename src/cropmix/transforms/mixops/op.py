@@ -47,6 +47,8 @@ class MixOp:
             )
         if (self.box is None) != (self.boxes is None) or (self.box is not None) != ("cut_y" in self.draws):
             raise ValueError(f"{self.name!r} must give box and boxes exactly when it draws cut_y and cut_x")
+        if self.pastes_box and not (self.pastes and self.box is not None):  # the renderer reads both
+            raise ValueError(f"{self.name!r} pastes a box (batched {self.batched!r}): it must draw cut_y, cut_x, paste")
 
     @property
     def beta(self) -> bool:
