@@ -222,6 +222,9 @@ def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
     assert len(error.splitlines()) == 1 and "is a file, not a folder: choose another --out" in error, error
     assert main(["compare", str(run), "--out", str(tmp_path / "file" / "cmp")]) == 2
     assert "choose another --out" in capsys.readouterr().err
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main(["compare", str(run), "--out", str(tmp_path / "dangling")]) == 2
+    assert "is a link to nothing, not a folder: choose another --out" in capsys.readouterr().err
 
 
 def test_arms_of_one_label_in_folders_of_one_name_keep_a_curve_each(tmp_path, monkeypatch) -> None:

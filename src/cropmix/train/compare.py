@@ -182,7 +182,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
         raise ValueError("compare_runs needs at least one run folder, got none")
     out = Path(out)
     if os.path.lexists(out) and not out.is_dir():
-        raise FileError(errno.ENOTDIR, f"--out {out} is a file, not a folder: choose another --out")
+        what = "a link to nothing" if out.is_symlink() and not out.exists() else "a file"
+        raise FileError(errno.ENOTDIR, f"--out {out} is {what}, not a folder: choose another --out")
     table = summarise_runs(run_dirs)  # every folder is read before anything is written
     pretrain = table[0]["kind"] == "pretrain"
     try:
