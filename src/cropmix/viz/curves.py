@@ -15,7 +15,7 @@ PRETRAIN_PANELS = (("loss", "pre-training loss"), ("lr", "learning rate"))
 
 
 # Run names are read from config.json files (someone else's): drawn as plain text, at most this long.
-MAX_LABEL_CHARS = 60
+MAX_LABEL_CHARS = 40
 
 
 def plain_label(text: str) -> str:
