@@ -309,3 +309,11 @@ def test_a_lock_whose_folder_its_holder_removed_is_not_used(tmp_path, monkeypatc
         with run_folder(out, resume=False):
             pass
     assert not out.exists()
+
+
+def test_a_dangling_link_as_the_run_folder_is_named_as_such(tmp_path) -> None:
+    from cropmix.train.run_folder import check_reuse
+
+    (tmp_path / "run").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError, match="--out .*run is a link to nothing, not a folder: choose another --out"):
+        check_reuse(tmp_path / "run", resume=False)

@@ -24,6 +24,9 @@ MAX_ENTRY_BYTES = 4 * 1024**3  # one entry (one tensor storage), uncompressed
 MAX_COMPRESSION_RATIO = 20  # uncompressed / compressed size of a deflated entry (torch stores entries uncompressed)
 
 
+CHECKPOINT = "checkpoint.pt"  # the name of a run folder's checkpoint
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or restored, with a one-line message naming the file and the key."""
 
@@ -66,8 +69,8 @@ def check_checkpoint_path(path: str | os.PathLike, what: str = "checkpoint") -> 
     as `what` ("--init checkpoint", say) and, for a folder holding one, the file to pass."""
     path = Path(path)
     if path.is_dir():
-        inside = path / "checkpoint.pt"
-        hint = f": pass {str(inside)!r}" if inside.is_file() else " (cropmix writes checkpoint.pt in a run folder)"
+        inside = path / CHECKPOINT
+        hint = f": pass {str(inside)!r}" if inside.is_file() else f" (cropmix writes {CHECKPOINT} in a run folder)"
         raise FileError(errno.EISDIR, f"{what} {str(path)!r} is a folder, not a checkpoint file{hint}")
     if not path.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")

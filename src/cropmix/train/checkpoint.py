@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from cropmix.data.safe_files import atomic_writer
+from cropmix.models.weights import CHECKPOINT as CHECKPOINT  # the train layer reads the name from here
 from cropmix.models.weights import CheckpointError
-
-CHECKPOINT = "checkpoint.pt"
 
 
 def rng_states() -> dict[str, Any]:

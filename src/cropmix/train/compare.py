@@ -6,7 +6,6 @@ pretrain`) on theirs (kNN and linear-probe accuracy, final loss); the two kinds 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -181,9 +180,7 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     if not run_dirs:
         raise ValueError("compare_runs needs at least one run folder, got none")
     out = Path(out)
-    if os.path.lexists(out) and not out.is_dir():
-        what = "a link to nothing" if out.is_symlink() and not out.exists() else "a file"
-        raise FileError(errno.ENOTDIR, f"--out {out} is {what}, not a folder: choose another --out")
+    rf.check_out_folder(out)
     table = summarise_runs(run_dirs)  # every folder is read before anything is written
     pretrain = table[0]["kind"] == "pretrain"
     try:

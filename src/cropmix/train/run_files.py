@@ -34,6 +34,7 @@ __all__ = [
     "RUN_FILES",
     "MetricsLog",
     "append_text",
+    "check_out_folder",
     "is_pretrain_run",
     "plain_rows",
     "read_json",
@@ -287,6 +288,13 @@ PRETRAIN_METHODS = ("moco", "mae")
 def is_pretrain_run(config: dict[str, Any]) -> bool:
     """Whether a run folder's config.json is that of a `cropmix pretrain` run (it names a method)."""
     return config.get("method") in PRETRAIN_METHODS
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that exists and is not a folder (a file, or a link to nothing), naming what it is."""
+    if os.path.lexists(out) and not out.is_dir():
+        what = "a link to nothing" if out.is_symlink() and not out.exists() else "a file"
+        raise FileError(errno.ENOTDIR, f"--out {out} is {what}, not a folder: choose another --out")
 
 
 def check_run_folder(run_dir: Path, finished: bool = False) -> None:

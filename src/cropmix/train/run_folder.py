@@ -30,7 +30,17 @@ from typing import Any
 from cropmix.data.safe_files import FileError, missing_folders, remove_empty_folders
 
 from .checkpoint import CHECKPOINT
-from .run_files import CONFIG, CURVES, FINAL, METRICS_CSV, METRICS_JSONL, RUN_FILES, is_pretrain_run, read_json
+from .run_files import (
+    CONFIG,
+    CURVES,
+    FINAL,
+    METRICS_CSV,
+    METRICS_JSONL,
+    RUN_FILES,
+    check_out_folder,
+    is_pretrain_run,
+    read_json,
+)
 
 try:
     import fcntl
@@ -80,8 +90,7 @@ def check_reuse(out: Path, resume: bool, command: str = "train") -> None:
     """Refuse `out` unless it fits the request: a new run needs a folder no run has used, `resume` one
     with a checkpoint of the same command ("train" or "pretrain"). The message names what was found
     and what to do."""
-    if os.path.lexists(out) and not out.is_dir():
-        raise FileError(errno.ENOTDIR, f"--out {out} is a file, not a folder: choose another --out")
+    check_out_folder(out)
     found = used_files(out) if out.is_dir() else []
     listed = ", ".join(found)
     if CHECKPOINT in found and CONFIG in found:
