@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -71,6 +72,30 @@ def test_a_class_folder_lists_its_files_in_path_order_without_following_folder_l
     names = [str(p.relative_to(class_dir)) for p in index.paths]
     assert names == ["a.png", "sub/a.JPG", "sub/b.png", "sub-x/a.png", "sub.d/a.png", "to_file.png", "z.webp"]
     assert names == [str(p.relative_to(class_dir)) for p in sorted(map(Path, index.paths))]
+
+
+@pytest.mark.parametrize("where", ["class", "split"])
+@pytest.mark.parametrize("to", ["the root", "above the root", "the filesystem root"])
+def test_a_folder_link_to_the_data_itself_or_above_it_is_refused(tmp_path, where, to):
+    """A class or split folder linked to / (or to the data) would make indexing list the whole disk."""
+    root = make_folder(tmp_path / "data")
+    target = {"the root": root, "above the root": tmp_path, "the filesystem root": Path("/")}[to]
+    link = root / "train" / "loop" if where == "class" else root / "val"
+    if where == "split":
+        shutil.rmtree(link)
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(ValueError, match=f"{where} folder '{link}' links to '{target.resolve()}', which holds"):
+        index_folder(split_dir(root, "train" if where == "class" else "val"), progress=False)
+
+
+def test_a_class_folder_linked_in_from_elsewhere_is_listed(tmp_path):
+    """Subsets of a large dataset are made by linking its class folders: those links are followed."""
+    full = make_folder(tmp_path / "full")
+    subset = tmp_path / "subset" / "train"
+    subset.mkdir(parents=True)
+    (subset / "class1").symlink_to(full / "train" / "class1", target_is_directory=True)
+    index = index_folder(subset, progress=False)
+    assert index.classes == ["class1"] and len(index) == len(list((full / "train" / "class1").iterdir()))
 
 
 def test_a_class_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path, monkeypatch):

@@ -56,6 +56,7 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
         raise ValueError(f"split must be one of {sorted(SPLIT_DIRS)}, got {split!r}")
     for name in SPLIT_DIRS[split]:
         if (root / name).is_dir():
+            _check_not_enclosing(root / name, root, "split folder")
             return root / name
     raise FileNotFoundError(
         f"data folder {str(root)!r} has no {split} split: expected one of the sub-folders {list(SPLIT_DIRS[split])}"
@@ -89,12 +90,29 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None, pr
     bar = tqdm(classes, desc=f"indexing {folder}", unit="class", delay=2.0, leave=False, disable=not shown)
     for target, name in enumerate(bar):
         class_dir = folder / name
+        _check_not_enclosing(class_dir, folder, "class folder")
         files = class_files(class_dir)
         if not files and not (from_training and not class_dir.is_dir()):
             raise ValueError(f"class folder {str(class_dir)!r} is empty (no files ending in {IMAGE_EXTENSIONS})")
         paths.extend(files)
         targets.extend([target] * len(files))
     return FolderIndex(folder, paths, targets, list(classes))
+
+
+def _check_not_enclosing(linked: Path, folder: Path, what: str) -> None:
+    """Refuse a sub-folder of `folder` that is a link to `folder` itself or to a folder above it.
+
+    Listing it would list the data again and everything beside it (a link to / lists the whole disk).
+    Links elsewhere stay allowed: class folders linked in from a full dataset are how subsets are made.
+    """
+    if not linked.is_symlink():
+        return
+    target, inside = linked.resolve(), folder.resolve()
+    if target == inside or target in inside.parents:
+        raise ValueError(
+            f"{what} {str(linked)!r} links to {str(target)!r}, which holds {str(folder)!r} itself: "
+            "listing it would list the data again and everything beside it"
+        )
 
 
 def class_files(class_dir: Path) -> list[Path]:
