@@ -43,6 +43,24 @@ def test_both_transforms_take_the_same_arguments_in_the_same_order():
     assert repr(BatchCropMix(16, interpolation=3)).count("interpolation=<InterpolationMode.BICUBIC") == 1
 
 
+def test_the_defaults_stand_alike_in_every_signature_and_are_the_imagenet_preset():
+    """The defaults are written out in three signatures for readable docs; this keeps them one fact."""
+    import inspect
+
+    from cropmix import BatchCropMix
+    from cropmix.transforms.config import PRESETS, make_config
+
+    def defaults(function):
+        parameters = inspect.signature(function).parameters.values()
+        return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+    shared = defaults(make_config)
+    assert {k: v for k, v in defaults(CropMix.__init__).items() if k != "generator"} == shared
+    assert {k: v for k, v in defaults(BatchCropMix.__init__).items() if k not in ("generator", "kernel")} == shared
+    imagenet = {k: v for k, v in PRESETS["imagenet"].items() if k != "size"}
+    assert {k: shared[k] for k in imagenet} == imagenet
+
+
 def test_pil_images_in_a_batch_are_told_to_convert_first():
     import PIL.Image
 
