@@ -214,6 +214,27 @@ def test_a_run_named_with_a_leading_underscore_is_in_the_legend(tmp_path, monkey
     assert [text.strip() for text in shown] == ["_ablation", "baseline"]
 
 
+def test_metrics_that_are_not_numbers_are_not_drawn(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from cropmix.viz.curves import save_training_curves
+
+    drawn = []
+    plot = plt.Axes.plot
+
+    def recorded(ax, *args, **kwargs):
+        drawn.append([list(values) for values in args])
+        return plot(ax, *args, **kwargs)
+
+    # A planted metrics.jsonl: strings would be drawn as categories, a tick label each (minutes for thousands).
+    rows = [{"epoch": f"e{i}", "train_loss": 1.0, "test_top1": f"v{i}", "train_top1": True} for i in range(300)]
+    rows += [{"epoch": 1, "train_loss": 0.5, "test_top1": 60.0, "train_top1": 70.0}, {"train_loss": 0.4}]
+    monkeypatch.setattr(plt.Axes, "plot", recorded)
+    save_training_curves(rows, tmp_path / "curves.png")
+    assert drawn == [[[1], [0.5]], [[1], [60.0]], [[1], [70.0]]]
+
+
 def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
     run = train_run(tmp_path / "cls")
     (tmp_path / "file").write_text("x")

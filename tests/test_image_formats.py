@@ -120,6 +120,25 @@ def test_an_eps_hugging_face_image_is_never_decoded_by_pil(tmp_path, ghostscript
     assert not ghostscript.exists()
 
 
+def test_hugging_face_columns_datasets_would_decode_itself_are_refused_unread(tmp_path, ghostscript) -> None:
+    datasets = pytest.importorskip("datasets")
+    from cropmix.data import load_source
+
+    eps = {"bytes": EPS, "path": None}
+    png = {"bytes": encoded(fmt="PNG"), "path": None}
+    cases = {  # an EPS label, and EPS images in a list: `datasets` decodes both with PIL, in any format
+        "label": ({"image": datasets.Image(), "label": datasets.Image()}, {"image": [png], "label": [eps]}),
+        "image": ({"image": datasets.List(datasets.Image()), "label": datasets.Value("int64")},
+                  {"image": [[eps]], "label": [0]}),
+    }  # fmt: skip
+    for column, (features, rows) in cases.items():
+        split = datasets.Dataset.from_dict(rows, features=datasets.Features(features))
+        datasets.DatasetDict({"train": split, "test": split}).save_to_disk(str(tmp_path / column))
+        with pytest.raises(ValueError, match=rf"split 'train' of .*: column '{column}' \(--hf-{column}-key\) is "):
+            load_source("hf", tmp_path / column)
+    assert not ghostscript.exists()
+
+
 def test_an_animated_gif_decodes_as_its_first_frame_only() -> None:
     data = animated_gif(200)
     assert check_member_image(data, "s.tar#k") is data

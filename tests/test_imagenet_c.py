@@ -121,6 +121,21 @@ def test_a_layout_that_is_not_imagenet_c_is_named_in_one_line(tmp_path, make, me
     assert "\n" not in str(raised.value) and str(root) in str(raised.value)
 
 
+@pytest.mark.parametrize("to", ["the corruption folder", "above the root", "the filesystem root"])
+def test_a_severity_folder_link_to_its_corruption_folder_or_above_is_refused(tmp_path, to) -> None:
+    """Indexing a severity folder linked to / (or above the data) would list the whole disk, as a split folder."""
+    root = tmp_path / "in-c"
+    (root / "fog" / "2" / "c0").mkdir(parents=True)
+    target = {"the corruption folder": root / "fog", "above the root": tmp_path, "the filesystem root": Path("/")}[to]
+    link = root / "fog" / "1"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(ValueError, match=f"severity folder '{link}' links to '{target.resolve()}', which holds"):
+        imagenet_c_folders(root)
+    link.unlink()
+    link.symlink_to(root / "fog" / "2", target_is_directory=True)  # a link elsewhere is followed
+    assert imagenet_c_folders(root) == {"fog": {1: link, 2: root / "fog" / "2"}}
+
+
 def test_a_missing_folder_is_named_with_its_option_before_the_run_is_read(tmp_path, capsys) -> None:
     from cropmix.cli import main
 

@@ -153,3 +153,17 @@ def test_the_tensorboard_grid_does_not_change_what_training_draws(tmp_path):
     assert losses["tensorboard"] == losses[None]
     (image,) = _events(tmp_path / "run_tensorboard").Images("train_inputs")
     assert image.step == 0
+
+
+def test_a_link_planted_as_the_tensorboard_folder_is_refused_not_written_through(tmp_path):
+    pytest.importorskip("tensorboard")
+    from cropmix.data.safe_files import FileError
+    from cropmix.integrations.tensorboard import TensorBoardLog
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "tensorboard").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(FileError, match=r"run/tensorboard is a link, not the run's own folder"):
+        TensorBoardLog(tmp_path / "run", purge_step=3)
+    assert list(outside.iterdir()) == []

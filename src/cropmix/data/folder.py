@@ -56,7 +56,7 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
         raise ValueError(f"split must be one of {sorted(SPLIT_DIRS)}, got {split!r}")
     for name in SPLIT_DIRS[split]:
         if (root / name).is_dir():
-            _check_not_enclosing(root / name, root, "split folder")
+            check_not_enclosing(root / name, root, "split folder")
             return root / name
     raise FileNotFoundError(
         f"data folder {str(root)!r} has no {split} split: expected one of the sub-folders {list(SPLIT_DIRS[split])}"
@@ -90,7 +90,7 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None, pr
     bar = tqdm(classes, desc=f"indexing {folder}", unit="class", delay=2.0, leave=False, disable=not shown)
     for target, name in enumerate(bar):
         class_dir = folder / name
-        _check_not_enclosing(class_dir, folder, "class folder")
+        check_not_enclosing(class_dir, folder, "class folder")
         files = class_files(class_dir)
         if not files and not (from_training and not class_dir.is_dir()):
             raise ValueError(f"class folder {str(class_dir)!r} is empty (no files ending in {IMAGE_EXTENSIONS})")
@@ -99,7 +99,7 @@ def index_folder(folder: str | os.PathLike, classes: list[str] | None = None, pr
     return FolderIndex(folder, paths, targets, list(classes))
 
 
-def _check_not_enclosing(linked: Path, folder: Path, what: str) -> None:
+def check_not_enclosing(linked: Path, folder: Path, what: str) -> None:
     """Refuse a sub-folder of `folder` that is a link to `folder` itself or to a folder above it.
 
     Listing it would list the data again and everything beside it (a link to / lists the whole disk).

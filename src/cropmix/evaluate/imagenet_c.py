@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 from tqdm import tqdm
 
-from cropmix.data import Batching, eval_transform, index_folder, make_loader, skipped_files, subset
+from cropmix.data import Batching, check_not_enclosing, eval_transform, index_folder, make_loader, skipped_files, subset
 
 from .corruptions import CORRUPTIONS
 from .ood import class_mapping, ood_accuracy
@@ -82,13 +82,16 @@ def imagenet_c_folders(root: str | os.PathLike) -> dict[str, dict[int, Path]]:
 
 
 def _severity_folders(folder: Path) -> dict[int, Path]:
-    """{severity: folder} of one corruption folder; ValueError naming it when it has none or others."""
+    """{severity: folder} of one corruption folder; ValueError naming it when it has none or others, or when one
+    links to the corruption folder or above it (its listing would list the whole disk)."""
     names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     known = [str(s) for s in SEVERITIES]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         said = f"has folders {unknown} that are not severities" if unknown else "has no severity folders"
         raise ValueError(f"ImageNet-C corruption folder {str(folder)!r} {said}: expected {known} (some or all)")
+    for name in names:
+        check_not_enclosing(folder / name, folder, "severity folder")
     return {int(n): folder / n for n in names}
 
 

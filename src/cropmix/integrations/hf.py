@@ -112,6 +112,18 @@ def undecoded(dataset: Any, image_key: str) -> Any:
     return dataset
 
 
+def _check_not_decoded(feature: Any, where: str) -> None:
+    """Refuse a column `datasets` would still decode when it is read (images in a list or a dict, an Image
+    label, audio, video): it opens images with PIL in any format Pillow knows, as `undecoded` explains."""
+    from datasets.features.features import require_decoding
+
+    if require_decoding(feature):
+        raise ValueError(
+            f"{where} is {feature}, which only `datasets` itself would decode; accepted: images as one Image "
+            "column (or PIL images, uint8 arrays), labels as ClassLabel, int or str values"
+        )
+
+
 def check_hf_data(data: str | os.PathLike) -> None:
     """Before any work: the `datasets` package is there (else pip install cropmix[hf]) and `data` is a
     folder or a dataset name, not a file."""
@@ -199,6 +211,7 @@ def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = 
     names = list(splits.keys())
     if "train" not in names:
         raise ValueError(f"Hugging Face dataset {str(data)!r} has no 'train' split; its splits: {names}")
+    splits = {name: undecoded(splits[name], image_key) for name in names}
     for name in names:
         columns = splits[name].column_names
         for option, key in (("--hf-image-key", image_key), ("--hf-label-key", label_key)):
@@ -206,7 +219,9 @@ def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = 
                 raise ValueError(
                     f"split {name!r} of {str(data)!r} has no column {key!r} ({option}); columns: {columns}"
                 )
-    splits = {name: undecoded(splits[name], image_key) for name in names}
+            _check_not_decoded(
+                splits[name].features[key], f"split {name!r} of {str(data)!r}: column {key!r} ({option})"
+            )
     train_labels = list(splits["train"][label_key])
     classes, to_int = _label_coding(splits["train"].features[label_key], train_labels)
     train = HFSplit(splits["train"], image_key, [to_int(v) for v in train_labels], classes)

@@ -7,6 +7,7 @@ learning rate of step k (1-based) at k. The caller writes from rank 0 only.
 
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from cropmix.data.safe_files import FileError
 
 from . import require
 
@@ -46,13 +49,18 @@ def open_run_log(
 
 class TensorBoardLog:
     """A SummaryWriter on `run_dir`/tensorboard. `purge_step`: the first step a resumed run writes again
-    (events at or after it from the stopped run are dropped when read)."""
+    (events at or after it from the stopped run are dropped when read). A link at `run_dir`/tensorboard
+    (a resumed run folder may come from someone else) is refused, never written through."""
 
     def __init__(self, run_dir: str | os.PathLike, purge_step: int | None = None) -> None:
         check_log("tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = Path(run_dir) / FOLDER
+        if self.folder.is_symlink():
+            raise FileError(
+                errno.ELOOP, f"{self.folder} is a link, not the run's own folder: remove it to log to TensorBoard"
+            )
         self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step)
 
     def scalars(self, row: Mapping[str, Any], step: int, skip: Sequence[str] = ("epoch", "step")) -> None:

@@ -27,6 +27,17 @@ def plain_label(text: str) -> str:
     return (" " if text.startswith("_") else "") + text.replace("$", r"\$")
 
 
+def _points(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(epoch, value) of the rows where both are numbers. Rows come from metrics.jsonl files (someone else's):
+    matplotlib would draw strings as categories, a tick label each, which for a few thousand rows takes
+    minutes."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return [(r["epoch"], r[key]) for r in rows if number(r.get("epoch")) and number(r.get(key))]
+
+
 def _pyplot():
     import matplotlib
 
@@ -53,11 +64,11 @@ def save_comparison_curves(
     axes = axes[0]
     for ax, (key, title) in zip(axes, panels, strict=True):
         for label, rows in runs.items():
-            points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            points = _points(rows, key)
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", markersize=2.5, label=plain_label(label))
             if key == "test_top1" and len(runs) == 1:
-                train = [(r["epoch"], r["train_top1"]) for r in rows if "train_top1" in r]
+                train = _points(rows, "train_top1")
                 if train:
                     ax.plot(*zip(*train, strict=True), linestyle="--", label="train top-1")
         ax.set_title(title)
