@@ -112,3 +112,13 @@ def test_eval_of_what_is_not_a_run_folder_says_what_it_is(tmp_path, capsys):
         assert main(["eval", str(tmp_path / given)]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and said in err and "does not exist" not in err, err
+
+
+def test_eval_refuses_a_received_config_whose_image_size_would_exhaust_memory(tmp_path, capsys):
+    """Every test image is resized to config.json's image_size: 12,000 px is ~220 GB for one batch of 512."""
+    _, out = trained(tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    config.update(image_size=12_000)
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(out)]) == 2
+    assert "image_size (--image-size) must be an int from 8 to 1024, got 12000" in last_line(capsys)

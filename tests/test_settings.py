@@ -105,7 +105,7 @@ def test_pretrain_shares_the_data_and_run_parts():
     config = PretrainConfig.from_dict({"method": "moco", "dataset": "cifar10", "data": "c", "out": "o", "seed": 2})
     assert type(config.data).__name__ == "DataSettings" and config.data.path == "c"
     assert config.run.seed == 2 and config.run.workers == 0  # pretrain's own default
-    with pytest.raises(ValueError, match=r"image_size \(--image-size\) must be an int >= 8"):
+    with pytest.raises(ValueError, match=r"image_size \(--image-size\) must be an int from 8 to 1024"):
         PretrainConfig.from_dict({"image_size": None})
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cropmix.integrations.tensorboard import check_log
 from cropmix.train.config import check_finite
-from cropmix.train.config_parts import DataSettings, RunSettings
+from cropmix.train.config_parts import IMAGE_SIZES, DataSettings, RunSettings
 from cropmix.train.distributed import check_device_name
 from cropmix.train.run_files import PRETRAIN_METHODS
 from cropmix.train.settings import OnlyWith, by_key, check_only_with, flatten, normalise_part, setting, unflatten
@@ -153,8 +153,9 @@ class PretrainConfig:
             raise ValueError(f"aug (--aug) for {self.method} must be one of {allowed}, got {self.aug!r}")
         if not (0.0 < self.subset <= 1.0):
             raise ValueError(f"subset (--subset) must be a fraction in (0, 1], got {self.subset!r}")
-        if self.data.image_size is None or self.data.image_size < 8:
-            raise ValueError(f"image_size (--image-size) must be an int >= 8, got {self.data.image_size!r}")
+        if self.data.image_size is None:  # its range is the data part's own check
+            low, high = IMAGE_SIZES
+            raise ValueError(f"image_size (--image-size) must be an int from {low} to {high}, got None")
         _check_ranges(self)
         check_only_with(self)
         check_finite(self)

@@ -208,7 +208,6 @@ def _check_numbers(config: TrainConfig) -> None:
         increasing = list(v["milestones"]) == sorted(set(v["milestones"]))
         ok = increasing and all(0 < m < epochs for m in v["milestones"])
         _need(config, ok, "milestones", f"increasing epochs in (0, epochs={epochs})")
-    _need_if_set(config, "image_size", lambda size: size >= 8, "an int >= 8")
     _need_if_set(config, "threads", lambda threads: threads >= 1, "an int >= 1")
     _need_if_set(config, "shuffle_buffer", lambda buffer: buffer >= 0, "an int >= 0")
     for key in ("max_train_images", "max_test_images"):

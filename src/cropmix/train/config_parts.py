@@ -48,6 +48,11 @@ class _Checked(Part):
         normalise_part(self)
 
 
+# The image sides a run may ask for. A received config.json is read by `cropmix eval`, which resizes
+# every test image to its side: unbounded, 12,000 px would need ~220 GB for one batch of 512.
+IMAGE_SIZES = (8, 1024)
+
+
 @dataclass
 class DataSettings(_Checked):
     """Which dataset, where, and at what image side."""
@@ -62,7 +67,15 @@ class DataSettings(_Checked):
     )
     hf_image_key: str | None = setting(None, "hf: the image column", meaning="image", only_with=WITH_HF)
     hf_label_key: str | None = setting(None, "hf: the label column", meaning="label", only_with=WITH_HF)
-    image_size: int | None = setting(None, "image side", meaning="the data's; 224 for files and shards")
+    image_size: int | None = setting(
+        None, "image side, {} to {}".format(*IMAGE_SIZES), meaning="the data's; 224 for files and shards"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = IMAGE_SIZES
+        if self.image_size is not None and not low <= self.image_size <= high:
+            raise ValueError(f"image_size (--image-size) must be an int from {low} to {high}, got {self.image_size!r}")
 
     def hf_keys(self) -> tuple[str, str]:
         """The image and label columns of a Hugging Face dataset (dataset "hf")."""
