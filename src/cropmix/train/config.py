@@ -26,7 +26,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
-from .run_files import read_json
+from .run_files import check_out_path, read_json
 from .settings import by_key, check_choices, check_only_with, check_values, declared, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
@@ -314,5 +314,6 @@ def _check_paths(config: TrainConfig) -> None:
 
     data, init = config.data, config.model.init
     check_data_path(data.dataset, data.path, download=data.download, in_memory=data.in_memory)
+    check_out_path(config.run.out, data.path)
     if init is not None:
         check_checkpoint_path(init, f"{option('init')} checkpoint")
