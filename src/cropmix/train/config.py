@@ -19,6 +19,8 @@ from typing import Any
 from cropmix.data.safe_files import write_text_atomic
 
 from .config_parts import (
+    SEED_LIMIT,
+    SEEDS,
     AugSettings,
     ModelSettings,
     OptimSettings,
@@ -196,6 +198,7 @@ def _check_numbers(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         _need(config, v[key] > 0, key, "an int > 0")
     _need(config, v["workers"] >= 0, "workers", "an int >= 0")
+    _need(config, abs(v["seed"]) < SEED_LIMIT, "seed", SEEDS)
     _need_if_set(config, "lr", lambda lr: lr > 0, "> 0")
     _need(config, v["weight_decay"] >= 0, "weight_decay", ">= 0")
     _need_if_set(config, "momentum", lambda momentum: 0 <= momentum < 1, "in [0, 1)")
