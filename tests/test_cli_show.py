@@ -141,3 +141,14 @@ def test_a_count_below_one_is_refused_naming_its_option(tmp_path, option) -> Non
     result = cli("show", *noise_images(tmp_path), option, "0", "--out", str(tmp_path / "grid.png"))
     assert result.returncode == 2 and f"argument {option}: must be >= 1, got 0" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "grid.png").exists()
+
+
+def test_an_out_below_a_file_is_named_in_one_line(tmp_path, capsys) -> None:
+    from cropmix.cli import main
+
+    (tmp_path / "file").write_text("x")
+    (image,) = noise_images(tmp_path)[:1]
+    for out in (tmp_path / "file" / "show.png", tmp_path / "file" / "deeper" / "show.png"):
+        assert main(["show", image, "-n", "1", "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "a file stands where one of its folders should be" in error, error

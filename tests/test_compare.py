@@ -248,6 +248,14 @@ def test_a_file_as_out_is_refused_in_one_line(tmp_path, capsys) -> None:
     assert "is a link to nothing, not a folder: choose another --out" in capsys.readouterr().err
 
 
+def test_a_run_folder_as_out_is_refused_and_keeps_its_curves(tmp_path, capsys) -> None:
+    a, b = train_run(tmp_path / "a"), train_run(tmp_path / "b", seed=1)
+    (a / "curves.png").write_bytes(b"the run's own")
+    assert main(["compare", str(a), str(b), "--out", str(a)]) == 2
+    assert f"--out {a} is a run folder (it holds config.json)" in capsys.readouterr().err
+    assert (a / "curves.png").read_bytes() == b"the run's own" and not (a / "comparison.md").exists()
+
+
 def test_arms_of_one_label_in_folders_of_one_name_keep_a_curve_each(tmp_path, monkeypatch) -> None:
     import cropmix.viz.curves as curves
 

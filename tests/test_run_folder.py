@@ -12,7 +12,16 @@ import subprocess
 import sys
 
 import pytest
-from helpers import base_args, ctrl_c_at_epoch, last_line, make_npz, pretrain_config, tiny_mae, trained
+from helpers import (
+    base_args,
+    ctrl_c_at_epoch,
+    last_line,
+    make_folder,
+    make_npz,
+    pretrain_config,
+    tiny_mae,
+    trained,
+)
 
 from cropmix.cli import main
 from cropmix.data.safe_files import FileError
@@ -40,6 +49,34 @@ def test_a_file_as_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(loop, "build_run", lambda *a: pytest.fail("data loaded before --out was checked"))
     assert main(base_args(data, tmp_path / "file", "--epochs", "1")) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inside", ["train/class0/run", "run", "."])
+def test_an_out_inside_the_data_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch, inside):
+    data = make_folder(tmp_path / "data")
+    monkeypatch.setattr(loop, "build_run", lambda *a: pytest.fail("data loaded before --out was checked"))
+    args = base_args(data, data / inside, "--epochs", "1")
+    args[args.index("npz")] = "imagefolder"
+    assert main(args) == 2  # its plots, in a class folder, would be the next run's training images
+    assert "is inside --data" in capsys.readouterr().err
+    assert sorted(p.name for p in (data / "train" / "class0").iterdir()) == ["0.png", "2.png", "4.png"]
+
+
+def test_pretrain_refuses_an_out_inside_its_data_folder(tmp_path, npz_path):
+    data = make_folder(tmp_path / "data")
+    config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1)
+    config = config.replace(dataset="imagefolder", data=str(data), out=str(data / "train" / "run"))
+    with pytest.raises(ValueError, match=r"--out .*train/run' is inside --data"):
+        pretrain(config, model=tiny_mae())
+    assert not (data / "train" / "run").exists()
+
+
+def test_an_empty_out_is_refused_not_taken_as_the_working_folder(tmp_path, capsys, monkeypatch):
+    data = make_npz(tmp_path / "d.npz")
+    monkeypatch.chdir(tmp_path)
+    assert main(base_args(data, "", "--epochs", "1")) == 2
+    assert "--out '' is empty" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["d.npz"]
 
 
 def test_resuming_a_finished_run_keeps_what_eval_added(tmp_path):

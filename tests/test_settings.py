@@ -113,7 +113,8 @@ def test_pretrain_shares_the_data_and_run_parts():
     ("key", "value", "message"),
     [("knn_temperature", 0.0, r"knn_temperature \(--knn-temperature\) must be > 0"),
      ("knn_k", 0, r"knn_k \(--knn-k\) must be >= 1"), ("moco_momentum", 1.0, r"must be in \[0, 1\)"),
-     ("workers", -1, r"workers \(--workers\) must be >= 0"), ("steps", 0, r"steps \(--steps\) must be >= 1")],
+     ("workers", -1, r"workers \(--workers\) must be >= 0"), ("steps", 0, r"steps \(--steps\) must be >= 1"),
+     ("seed", 2**32, r"seed \(--seed\) must be an int in \(-2\*\*32, 2\*\*32\), got 4294967296")],
 )  # fmt: skip
 def test_pretrain_numbers_are_checked_before_any_work(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -233,3 +234,23 @@ def test_a_setting_that_may_be_unset_says_so_in_the_command_lines_words(tmp_path
     assert main(["train", "--dataset", "npz", "--data", "d.npz", "--out", str(tmp_path / "o"), option, value]) == 2
     error = capsys.readouterr().err
     assert message in error and "None" not in error, error
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [(["train", "--dataset", "npz", "--data", "d.npz", "--out", "o", "--seed", str(10**14)], "seed (--seed)"),
+     (["show", "a.jpg", "--seed", str(-(2**32))], "argument --seed"),
+     (["shards", "src", "out", "--shuffle-seed", str(2**64)], "argument --shuffle-seed")],
+)  # fmt: skip
+def test_a_seed_beyond_torchs_generators_is_named_before_any_work(tmp_path, monkeypatch, capsys, argv, option):
+    """A seed of 10**14 passed torch.manual_seed, then the epoch's seed (seed x 1_000_003 + epoch) overflowed."""
+    from cropmix.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as done:  # argparse's own error
+        code = done.code
+    error = capsys.readouterr().err
+    assert code == 2 and option in error and "must be an int in (-2**32, 2**32)" in error, error
+    assert not any(tmp_path.iterdir())

@@ -19,6 +19,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """argparse type: a seed, an int in the range training takes (cropmix.train.config_parts.SEED_LIMIT)."""
+    from cropmix.train.config_parts import SEED_LIMIT, SEEDS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {SEEDS}, got {text!r}") from None
+    if abs(value) >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be {SEEDS}, got {value}")
+    return value
+
+
 def unit_float(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import SUBCOMMANDS
-from .arg_types import positive_int
+from .arg_types import positive_int, seed
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="ImageFolder root with train/ and val/ (or test/) class folders")
     p.add_argument("out", help="local folder for the shards and index.json (empty or new, unless --overwrite)")
     p.add_argument("--shard-size", type=positive_int, default=1000, help="images per shard (default: 1000)")
-    p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the image order across shards (default: 0)")
+    p.add_argument("--shuffle-seed", type=seed, default=0, help="seed of the image order across shards (default: 0)")
     p.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty OUT, removing its old index and shards first"
     )

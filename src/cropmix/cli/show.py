@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import SUBCOMMANDS
-from .arg_types import positive_int
+from .arg_types import positive_int, seed
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-n", type=positive_int, default=8, help="outputs (rows) per image for each method (default: 8)"
     )
     parser.add_argument("--size", type=positive_int, default=None, help="output size (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the draws (default: 0)")
     parser.add_argument("--out", default="cropmix_show.png", help="PNG to write (default: cropmix_show.png)")
     parser.set_defaults(run=run)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cropmix.integrations.tensorboard import check_log
 from cropmix.train.config import check_finite
-from cropmix.train.config_parts import IMAGE_SIZES, DataSettings, RunSettings
+from cropmix.train.config_parts import IMAGE_SIZES, SEED_LIMIT, SEEDS, DataSettings, RunSettings
 from cropmix.train.distributed import check_device_name
 from cropmix.train.run_files import PRETRAIN_METHODS
 from cropmix.train.settings import OnlyWith, by_key, check_only_with, flatten, normalise_part, setting, unflatten
@@ -44,7 +44,8 @@ MAX_QUEUE_VALUES = 1 << 28  # MoCo's queue of keys, float32: 1 GiB (MoCo v2 on I
 def _check_ranges(config: PretrainConfig) -> None:
     table, values = by_key(PretrainConfig), config.to_dict()
     rules = [(AT_LEAST_ONE, lambda v: v >= 1, ">= 1"), (AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
-             (ABOVE_ZERO, lambda v: v > 0, "> 0"), (("moco_momentum",), lambda v: 0 <= v < 1, "in [0, 1)")]  # fmt: skip
+             (ABOVE_ZERO, lambda v: v > 0, "> 0"), (("moco_momentum",), lambda v: 0 <= v < 1, "in [0, 1)"),
+             (("seed",), lambda v: abs(v) < SEED_LIMIT, SEEDS)]  # fmt: skip
     for keys, ok, accepted in rules:
         for key in keys:
             if values[key] is not None and not ok(values[key]):

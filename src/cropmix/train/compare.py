@@ -181,6 +181,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
         raise ValueError("compare_runs needs at least one run folder, got none")
     out = Path(out)
     rf.check_out_folder(out)
+    if (out / rf.CONFIG).exists():  # its curves.png would be replaced by the comparison's
+        raise ValueError(f"--out {out} is a run folder (it holds {rf.CONFIG}): choose another --out for the comparison")
     table = summarise_runs(run_dirs)  # every folder is read before anything is written
     pretrain = table[0]["kind"] == "pretrain"
     try:

@@ -19,6 +19,8 @@ from typing import Any
 from cropmix.data.safe_files import write_text_atomic
 
 from .config_parts import (
+    SEED_LIMIT,
+    SEEDS,
     AugSettings,
     ModelSettings,
     OptimSettings,
@@ -26,7 +28,7 @@ from .config_parts import (
     TrainRun,
 )
 from .distributed import check_device_name
-from .run_files import read_json
+from .run_files import check_out_path, read_json
 from .settings import by_key, check_choices, check_only_with, check_values, declared, flatten, unflatten
 
 # Fields earlier versions wrote that no longer exist, with the value they always held: an old config.json
@@ -196,6 +198,7 @@ def _check_numbers(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         _need(config, v[key] > 0, key, "an int > 0")
     _need(config, v["workers"] >= 0, "workers", "an int >= 0")
+    _need(config, abs(v["seed"]) < SEED_LIMIT, "seed", SEEDS)
     _need_if_set(config, "lr", lambda lr: lr > 0, "> 0")
     _need(config, v["weight_decay"] >= 0, "weight_decay", ">= 0")
     _need_if_set(config, "momentum", lambda momentum: 0 <= momentum < 1, "in [0, 1)")
@@ -313,5 +316,6 @@ def _check_paths(config: TrainConfig) -> None:
 
     data, init = config.data, config.model.init
     check_data_path(data.dataset, data.path, download=data.download, in_memory=data.in_memory)
+    check_out_path(config.run.out, data.path)
     if init is not None:
         check_checkpoint_path(init, f"{option('init')} checkpoint")

@@ -35,6 +35,7 @@ __all__ = [
     "MetricsLog",
     "append_text",
     "check_out_folder",
+    "check_out_path",
     "is_pretrain_run",
     "plain_rows",
     "read_json",
@@ -295,6 +296,19 @@ def check_out_folder(out: Path) -> None:
     if os.path.lexists(out) and not out.is_dir():
         what = "a link to nothing" if out.is_symlink() and not out.exists() else "a file"
         raise FileError(errno.ENOTDIR, f"--out {out} is {what}, not a folder: choose another --out")
+
+
+def check_out_path(out: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Refuse an empty --out (it would be the working folder) and one that is the folder --data names or
+    lies inside it: the run's files, its PNG plots among them, would be read as images of the data."""
+    if os.fspath(out) == "":
+        raise ValueError("--out '' is empty: give the run folder's path")
+    data_path = Path(data)
+    if data_path.is_dir() and Path(out).resolve().is_relative_to(data_path.resolve()):
+        raise ValueError(
+            f"--out {str(out)!r} is inside --data {str(data)!r}: the run's files (curves.png, reliability.png) "
+            "would be read as images of the data; choose an --out outside it"
+        )
 
 
 def check_run_folder(run_dir: Path, finished: bool = False) -> None:

@@ -4,6 +4,7 @@ RandomResizedCrop output over the same scale range beside it."""
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from torchvision.transforms import v2
 
 from cropmix.data.image_files import open_image
-from cropmix.data.safe_files import atomic_writer
+from cropmix.data.safe_files import FileError, atomic_writer
 from cropmix.transforms import CropMix, preset
 
 # Band colours from the smallest scale band (blue) to the largest (red).
@@ -205,6 +206,11 @@ def save_show_grid(
     if picture_format is None:
         raise ValueError(f"out must end in an image extension such as .png or .jpg, got {str(out)!r}")
     images = [open_rgb(p) for p in paths]  # every file is checked before any drawing
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:  # a file where a folder of `out` should be
+        message = f"--out {out}: a file stands where one of its folders should be: choose another --out"
+        raise FileError(errno.ENOTDIR, message) from error
     torch.manual_seed(seed)
     cropmix = preset(preset_name, size)
     rrc = v2.RandomResizedCrop(cropmix.size, scale=cropmix.scale, antialias=True)
@@ -220,7 +226,6 @@ def save_show_grid(
     for i, block in enumerate(blocks):
         row, column = divmod(i, columns)
         grid.paste(block, (MARGIN + column * (block_w + BLOCK_GAP), first_y + row * (block_h + BLOCK_GAP)))
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out, "wb") as handle:  # a link planted at `out` is replaced, never written through
         grid.save(handle, format=picture_format)
     return out
