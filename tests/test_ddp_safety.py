@@ -104,3 +104,30 @@ def test_every_loader_with_workers_ends_them_with_its_process(tmp_path):
         assert (loader.worker_init_fn.then is not None) == batched  # batched transforms keep freed memory
     split = read_index(write_shards(make_folder(tmp_path / "src"), tmp_path / "shards", progress=False)).split("val")
     assert isinstance(ShardLoader(split, Batching(4, workers=1)).loader.worker_init_fn, EndWithParent)
+
+
+def test_workers_of_a_ddp_process_start_from_a_fork_server(tmp_path):
+    """Forked from a process whose gloo threads enter Python, a worker can deadlock before it runs."""
+    import torch.distributed as dist
+
+    from cropmix.data.processes import EndWithParent, worker_options
+
+    assert "multiprocessing_context" not in worker_options() and not worker_options()["worker_init_fn"].via_server
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        options = worker_options(then=print)
+        assert options["multiprocessing_context"].get_start_method() == "forkserver"
+        init = options["worker_init_fn"]
+        assert isinstance(init, EndWithParent) and init.via_server and init.then is print
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_processes_start_workers_each_step_without_deadlock(tmp_path):
+    """300 rounds of DDP steps then a new worker, in 2 processes: forked, a worker hung within seconds."""
+    script = Path(__file__).parent / "data" / "ddp_worker_starts.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", LOOPS="300")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stdout.count("done") == 2, done.stderr[-3000:]

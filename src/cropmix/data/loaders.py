@@ -21,7 +21,7 @@ from .arrays import ArraySplit
 from .batching import Batching
 from .device_loader import DeviceBatches, DeviceStage
 from .folder import FolderDataset, FolderIndex, SkippingLoader, collate_skip
-from .processes import EndWithParent
+from .processes import worker_options
 from .sources import DataSource, SourceOptions, source_named
 
 
@@ -104,7 +104,7 @@ def make_loader(
     if workers > 0:
         common["prefetch_factor"] = 4
         # Forked workers inherit retain_freed_memory; spawned or forkserver ones do not.
-        common["worker_init_fn"] = EndWithParent(_retain_freed_memory if batched_transform else None)
+        common.update(worker_options(_retain_freed_memory if batched_transform else None))
     if isinstance(split, ArraySplit):
         if transform is not None and not batched_transform:
             from .augment import PerImage

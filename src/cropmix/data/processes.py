@@ -5,11 +5,15 @@ DataLoader worker when its training process dies (`EndWithParent`, the loaders' 
 torch's own check in DataLoader workers compares the parent's pid with the one it saw when the worker
 started: a training process killed while its workers were starting (at an epoch boundary, where
 checkpoints are written) re-parents them before that, and they then wait for work forever.
+
+`worker_options` is how every loader starts its workers: forked in a single process, from a fork
+server in a process of a DDP group (see there why).
 """
 
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -17,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["EndWithParent", "end_with_parent"]
+__all__ = ["EndWithParent", "end_with_parent", "worker_options"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -46,12 +50,32 @@ def end_with_parent(parent: int | None = None, sig: int = signal.SIGTERM, poll_s
 class EndWithParent:
     """A DataLoader worker_init_fn: the worker is killed (SIGKILL: it holds nothing to save) when the
     process that made this object dies, then `then(worker_id)` runs, if given. Made in the process that
-    starts the workers."""
+    starts the workers. `via_server`: the workers start from a fork server, which is then their parent
+    (it ends when that process ends, and they with it)."""
 
-    def __init__(self, then: Callable[[int], None] | None = None) -> None:
-        self.parent, self.then = os.getpid(), then
+    def __init__(self, then: Callable[[int], None] | None = None, via_server: bool = False) -> None:
+        self.parent, self.then, self.via_server = os.getpid(), then, via_server
 
     def __call__(self, worker_id: int) -> None:
-        end_with_parent(self.parent, signal.SIGKILL)
+        end_with_parent(None if self.via_server else self.parent, signal.SIGKILL)
         if self.then is not None:
             self.then(worker_id)
+
+
+def worker_options(then: Callable[[int], None] | None = None) -> dict:
+    """DataLoader keywords for workers: worker_init_fn (`EndWithParent(then)`) and how they start.
+
+    In a process of a DDP group they start from a fork server (torch and cropmix.data imported once
+    there), never forked from the process itself: its communication threads (gloo's) enter Python, and
+    a fork while one of them holds the interpreter's thread lock leaves the new worker deadlocked before
+    it runs; its rank then waits for it forever, and every other rank for that one (seen within seconds
+    on 2 CPU processes that start workers each epoch). Elsewhere: the platform's default (fork on Linux).
+    """
+    import torch.distributed as dist
+
+    grouped = dist.is_available() and dist.is_initialized()
+    if not grouped or "forkserver" not in multiprocessing.get_all_start_methods():
+        return {"worker_init_fn": EndWithParent(then)}
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "cropmix.data"])  # no effect once the server runs
+    return {"worker_init_fn": EndWithParent(then, via_server=True), "multiprocessing_context": context}

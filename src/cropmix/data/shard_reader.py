@@ -42,7 +42,7 @@ from .device_pipeline import batch_decodable, member_label
 from .folder import IMAGE_EXTENSIONS
 from .image_files import SKIP_HINT
 from .image_limits import BadImageError
-from .processes import EndWithParent
+from .processes import worker_options
 from .shard_tar import MAX_MEMBER_BYTES, check_member_image, iter_samples
 from .shards import ShardSplit
 
@@ -297,7 +297,7 @@ class ShardLoader:
         self.batch_size, self.drop_last, self.pin_memory = batching.batch_size, batching.train, batching.pin_memory
         self._skipped: dict[str, None] = {}  # each bad member once, over all epochs, in the order first met
         workers = batching.workers
-        extra = {"prefetch_factor": prefetch_factor, "worker_init_fn": EndWithParent()} if workers > 0 else {}
+        extra = {"prefetch_factor": prefetch_factor, **worker_options()} if workers > 0 else {}
         # Not persistent: workers restart each epoch and so read the epoch set by set_epoch.
         self.loader = DataLoader(
             self.stream, batch_size=None, num_workers=workers, pin_memory=batching.pin_memory, **extra
