@@ -152,3 +152,25 @@ def test_an_out_below_a_file_is_named_in_one_line(tmp_path, capsys) -> None:
         assert main(["show", image, "-n", "1", "--out", str(out)]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and "a file stands where one of its folders should be" in error, error
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--preset", "foo"], "--preset must be one of ['cifar', 'imagenet', 'mae-cutmix', 'mae-mixup'], got 'foo'"),
+        (["--out", "grid"], "--out must end in an image extension such as .png or .jpg, got"),
+        (["--size", "5000"], "--size must be an int from 8 to 1024, got 5000"),
+        (["-n", "100000"], "-n (100000) outputs for each of 1 images make a picture of over"),
+    ],
+)
+def test_bad_show_options_are_named_as_options_before_any_drawing(tmp_path, capsys, monkeypatch, args, said) -> None:
+    """-n 100000 (or --size 5000) would allocate tens of GB; each is refused before an image is drawn."""
+    from cropmix.cli import main
+    from cropmix.viz import grid
+
+    monkeypatch.setattr(grid, "image_block", lambda *a, **k: pytest.fail("drew before checking"))
+    (image,) = noise_images(tmp_path)[:1]
+    out = ["--out", str(tmp_path / "grid.png")] if "--out" not in args else []
+    assert main(["show", image, *args, *out]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and said in error, error

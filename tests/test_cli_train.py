@@ -133,7 +133,8 @@ def test_conflicting_or_misplaced_options_fail_before_any_work(tmp_path, capsys)
         (["--aug", "rrc", "--mix", "cutmix"], ["--mix", "--aug"]),
         (["--optimizer", "adamw", "--nesterov"], ["--nesterov", "--optimizer"]),
         (["--dataset", "imagefolder"], ["--data", "is a file", "--dataset", "imagefolder"]),
-        (["--device", "cuda:x"], ["device", "cuda:N"]),
+        (["--device", "cuda:x"], ["device (--device) must be one of", "cuda:N"]),
+        (["--aug", "foo"], ["aug (--aug) must be one of", "got 'foo'"]),
     ]
     for i, (extra, words) in enumerate(cases):
         out = tmp_path / f"bad{i}"
@@ -162,3 +163,14 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     child.stdout.close()  # before the command prints: `cropmix ... | head -0`
     _, err = child.communicate(timeout=120)
     assert child.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_switches_say_their_default_as_on_or_off(capsys):
+    """--channels-last defaults to a meaning (None: on), which help said as "True"."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "channels-last memory format (default: on)" in text
+    assert "(default: True)" not in text and "(default: False)" not in text

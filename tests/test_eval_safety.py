@@ -122,3 +122,16 @@ def test_eval_refuses_a_received_config_whose_image_size_would_exhaust_memory(tm
     (out / "config.json").write_text(json.dumps(config))
     assert main(["eval", str(out)]) == 2
     assert "image_size (--image-size) must be an int from 8 to 1024, got 12000" in last_line(capsys)
+
+
+def test_eval_names_a_dataset_root_given_where_a_class_folder_is_wanted(tmp_path, capsys):
+    """--data given the dataset's root (train/ and val/ inside) rather than the folder of classes."""
+    _, out = trained(tmp_path)
+    root = tmp_path / "other"
+    for split in ("train", "val"):
+        labelled_folder(root / split)
+    assert main(["eval", str(out), "--data", str(root)]) == 2
+    said = last_line(capsys)
+    assert f"--data '{root}' (it holds the splits ['train', 'val']: give one of them, e.g. '{root / 'val'}')" in said
+    assert main(["eval", str(out), "--run-data", str(root)]) == 2
+    assert f"npz file '{root}' is a folder, not an .npz file" in last_line(capsys)

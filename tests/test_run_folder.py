@@ -62,6 +62,16 @@ def test_an_out_inside_the_data_folder_is_refused_before_any_work(tmp_path, caps
     assert sorted(p.name for p in (data / "train" / "class0").iterdir()) == ["0.png", "2.png", "4.png"]
 
 
+def test_formats_that_read_only_their_own_files_may_hold_the_run_inside_the_data_folder(tmp_path):
+    from cropmix.train.run_files import check_out_path
+
+    data = make_folder(tmp_path / "data")
+    for dataset in ("cifar10", "webdataset", "hf"):
+        check_out_path(data / "runs" / "r", data, dataset)  # no error
+    with pytest.raises(ValueError, match="is inside --data"):
+        check_out_path(data / "runs" / "r", data, "imagefolder")
+
+
 def test_pretrain_refuses_an_out_inside_its_data_folder(tmp_path, npz_path):
     data = make_folder(tmp_path / "data")
     config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1)

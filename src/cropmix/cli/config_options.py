@@ -86,6 +86,8 @@ def _help(entry: Any, default: Any, meaning_doc: str | None, kwargs: dict[str, A
         text += f" (default: {'on' if default else 'off'})"  # Python 3.13's BooleanOptionalAction no longer says it
     elif not (default is None or isinstance(default, (bool, dict))):
         text += " (default: %(default)s)"
+    elif isinstance(meaning, bool):
+        text += f" (default: {'on' if meaning else 'off'})"
     elif default is None and meaning is not None and not callable(meaning):
         text += f" (default: {meaning})"
     return text.replace("%", "%%").replace("%%(default)s", "%(default)s").strip()

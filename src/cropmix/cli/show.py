@@ -21,9 +21,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+# save_show_grid's arguments and the options that give them, for its errors.
+OPTIONS = {"preset": "--preset", "n": "-n", "size": "--size", "out": "--out"}
+
+
 def run(args: argparse.Namespace) -> int:
+    from cropmix.data.safe_files import FileError
     from cropmix.viz.grid import save_show_grid
 
-    path = save_show_grid(args.images, args.out, preset_name=args.preset, n=args.n, size=args.size, seed=args.seed)
+    try:
+        path = save_show_grid(args.images, args.out, preset_name=args.preset, n=args.n, size=args.size, seed=args.seed)
+    except (ValueError, FileError) as error:
+        raise type(error)(*_said_as_options(error)) from error
     print(f"wrote {path}")
     return 0
+
+
+def _said_as_options(error: Exception) -> tuple:
+    """The error's arguments with its message starting with the option instead of the argument's name."""
+    text = str(error.args[-1]) if error.args else ""
+    name = text.split(" ", 1)[0]
+    if name not in OPTIONS:
+        return error.args
+    said = OPTIONS[name] + text[len(name) :].replace(f" another {name}", f" another {OPTIONS[name]}")
+    return (*error.args[:-1], said)

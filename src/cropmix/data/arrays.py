@@ -177,7 +177,8 @@ def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
     declared sizes, channels (1 or 3), image sides and labels checked before use."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"npz file {str(path)!r} does not exist")
+        what = "is a folder, not an .npz file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"npz file {str(path)!r} {what}")
     split = {"val": "test"}.get(split, split)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")

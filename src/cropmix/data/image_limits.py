@@ -20,6 +20,7 @@ __all__ = [
     "BadImageError",
     "IMAGE_FORMATS",
     "MAX_IMAGE_PIXELS",
+    "MAX_OUTPUT_SIDE",
     "MIN_IMAGE_SIDE",
     "SIXTEEN_BIT_MODES",
     "check_image_size",
@@ -32,6 +33,9 @@ MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own DecompressionBombError threshold 
 # PIL modes of one 16-bit (or 32-bit integer) channel: scaled by `scale_16bit_to_8bit`, never clamped.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 MIN_IMAGE_SIDE = 8  # smaller images cannot be cropped into distinct bands nor pass a model's stem
+# The largest side images are resized to (a run's image_size, `cropmix show --size`): a received config.json
+# is read by `cropmix eval`, which resizes every test image to its side (12,000 px: ~220 GB a batch of 512).
+MAX_OUTPUT_SIDE = 1024
 # The formats PIL may read a user's image as: decoded in-process by Pillow's own code and bundled libraries.
 # PPM covers PBM/PGM/PPM; GIF, TIFF and WebP are read as their first frame only (see open_pil).
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")

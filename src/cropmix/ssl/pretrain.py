@@ -122,7 +122,7 @@ def pretrain(config: PretrainConfig, model: nn.Module | None = None) -> dict[str
     from cropmix.data import check_data_path
 
     check_data_path(config.data.dataset, config.data.path, in_memory=True)  # before the run folder is made
-    check_out_path(config.run.out, config.data.path)
+    check_out_path(config.run.out, config.data.path, config.data.dataset)
     rank, world = launch_env()
     with run_folder(config.run.out, config.resume, main=rank == 0, command="pretrain") as out:
         state = _checked_resume(config, out, world)

@@ -161,6 +161,17 @@ def _need(config: TrainConfig, cond: bool, key: str, accepted: str) -> None:
         raise ValueError(f"{option(key)} must be {accepted}, got {config.to_dict()[key]!r}")
 
 
+def _said_with_option(key: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """`check(value)`; a ValueError it raises about `key` ("aug must be ...") is said with the option."""
+    try:
+        return check(value)
+    except ValueError as error:
+        text = str(error)
+        if not text.startswith(f"{key} "):
+            raise
+        raise ValueError(option(key) + text[len(key) :]) from None
+
+
 def _need_if_set(config: TrainConfig, key: str, test: Callable[[Any], bool], accepted: str) -> None:
     """`_need` for a setting that may be left unset (None: its default), said so in the command line's words."""
     value = config.to_dict()[key]
@@ -178,7 +189,7 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
 
     data, model, device = config.data, config.model.name, config.run.device
     check_choices(config)  # dataset, optimizer, schedule, aug_device, normalisation, mix, log
-    check_device_name(device)
+    _said_with_option("device", check_device_name, device)
     check_log(config.run.log)  # --log tensorboard without the package fails here, before any work
     timm_hint = f" (a timm model as 'timm:{model}')" if isinstance(model, str) and model.isidentifier() else ""
     _need(config, model in MODEL_NAMES or model.startswith("timm:"), "model", f"one of {MODEL_NAMES}{timm_hint}")
@@ -222,7 +233,7 @@ def _check_augmentation(config: TrainConfig) -> None:
     from cropmix.transforms import PRESETS, make_config
 
     aug = config.aug
-    base, _ = parse_aug(aug.name)
+    base, _ = _said_with_option("aug", parse_aug, aug.name)
     _need(config, aug.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}")
     if aug.rrc_scale is not None:
         try:
@@ -316,6 +327,6 @@ def _check_paths(config: TrainConfig) -> None:
 
     data, init = config.data, config.model.init
     check_data_path(data.dataset, data.path, download=data.download, in_memory=data.in_memory)
-    check_out_path(config.run.out, data.path)
+    check_out_path(config.run.out, data.path, data.dataset)
     if init is not None:
         check_checkpoint_path(init, f"{option('init')} checkpoint")

@@ -12,6 +12,7 @@ from typing import Any
 
 from cropmix.data.augment import parse_aug
 from cropmix.data.batching import SHUFFLE_BUFFER
+from cropmix.data.image_limits import MAX_OUTPUT_SIDE, MIN_IMAGE_SIDE
 from cropmix.integrations.tensorboard import LOG_CHOICES
 
 from .settings import OnlyWith, Part, normalise_part, setting
@@ -52,9 +53,7 @@ class _Checked(Part):
         normalise_part(self)
 
 
-# The image sides a run may ask for. A received config.json is read by `cropmix eval`, which resizes
-# every test image to its side: unbounded, 12,000 px would need ~220 GB for one batch of 512.
-IMAGE_SIZES = (8, 1024)
+IMAGE_SIZES = (MIN_IMAGE_SIDE, MAX_OUTPUT_SIDE)  # the image sides a run may ask for
 
 
 @dataclass

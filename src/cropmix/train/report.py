@@ -215,7 +215,13 @@ def evaluate_ood(
     dev = resolve_device(options.device)
     run = _load_run(run_dir, dev, False, options.run_data, options.progress)
     model, source, size = run.model, run.source, run.size
-    logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
+    try:
+        logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
+    except ValueError as error:
+        splits = sorted({"train", "val", "test"} & set(index.classes))
+        example = os.path.join(data, splits[-1]) if splits else ""
+        hint = f" (it holds the splits {splits}: give one of them, e.g. {example!r})" if splits else ""
+        raise ValueError(f"--data {str(data)!r}{hint}: {error}") from error
     loader = make_loader(subset(index, options.max_images), eval_transform(size, False), _folder_batching(options, dev))
     results = {"data": os.path.realpath(data), "class_subset": class_subset}
     results.update(ood_accuracy(model, loader, dev, logit_indices, targets, progress=options.progress))

@@ -298,13 +298,15 @@ def check_out_folder(out: Path) -> None:
         raise FileError(errno.ENOTDIR, f"--out {out} is {what}, not a folder: choose another --out")
 
 
-def check_out_path(out: str | os.PathLike, data: str | os.PathLike) -> None:
-    """Refuse an empty --out (it would be the working folder) and one that is the folder --data names or
-    lies inside it: the run's files, its PNG plots among them, would be read as images of the data."""
+def check_out_path(out: str | os.PathLike, data: str | os.PathLike, dataset: str) -> None:
+    """Refuse an empty --out (it would be the working folder) and, for an image folder (which is every
+    image below it), one that is the folder --data names or lies inside it: the run's files, its PNG
+    plots among them, would be read as images of the data. Other formats read only their own files."""
     if os.fspath(out) == "":
         raise ValueError("--out '' is empty: give the run folder's path")
     data_path = Path(data)
-    if data_path.is_dir() and Path(out).resolve().is_relative_to(data_path.resolve()):
+    inside = data_path.is_dir() and Path(out).resolve().is_relative_to(data_path.resolve())
+    if dataset == "imagefolder" and inside:
         raise ValueError(
             f"--out {str(out)!r} is inside --data {str(data)!r}: the run's files (curves.png, reliability.png) "
             "would be read as images of the data; choose an --out outside it"

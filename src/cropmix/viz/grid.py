@@ -16,6 +16,7 @@ import torch
 from torchvision.transforms import v2
 
 from cropmix.data.image_files import open_image
+from cropmix.data.image_limits import MAX_IMAGE_PIXELS, MAX_OUTPUT_SIDE, MIN_IMAGE_SIDE
 from cropmix.data.safe_files import FileError, atomic_writer
 from cropmix.transforms import CropMix, preset
 
@@ -201,6 +202,14 @@ def save_show_grid(
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if isinstance(cell, bool) or not isinstance(cell, int) or cell < 32:
         raise ValueError(f"cell must be an int >= 32 (pixels), got {cell!r}")
+    if size is not None and not MIN_IMAGE_SIDE <= size <= MAX_OUTPUT_SIDE:
+        raise ValueError(f"size must be an int from {MIN_IMAGE_SIDE} to {MAX_OUTPUT_SIDE}, got {size!r}")
+    cells = len(paths) * n * 3  # each output beside its boxes and an RRC output
+    if cells * cell * cell > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"n ({n}) outputs for each of {len(paths)} images make a picture of over {cells * cell * cell} pixels, "
+            f"more than the limit of {MAX_IMAGE_PIXELS}: ask for fewer outputs or images"
+        )
     out = Path(out)
     picture_format = PIL.Image.registered_extensions().get(out.suffix.lower())
     if picture_format is None:
@@ -209,7 +218,7 @@ def save_show_grid(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as error:  # a file where a folder of `out` should be
-        message = f"--out {out}: a file stands where one of its folders should be: choose another --out"
+        message = f"out {out}: a file stands where one of its folders should be: choose another out"
         raise FileError(errno.ENOTDIR, message) from error
     torch.manual_seed(seed)
     cropmix = preset(preset_name, size)
