@@ -333,7 +333,10 @@ def test_the_augment_spec_decides_where_augmentation_runs(tmp_path):
     assert is_batched and out.shape == (5, 3, 16, 16) and out.dtype == torch.uint8
 
 
-def test_skipped_files_are_counted_across_workers(tmp_path):
+@pytest.mark.parametrize("in_group", [False, True], ids=["forked", "from a fork server (DDP)"])
+def test_skipped_files_are_counted_across_workers(tmp_path, in_group):
+    import torch.distributed as dist
+
     from cropmix.data import skipped_files
 
     root = make_folder(tmp_path / "data", per_class=4)
@@ -341,9 +344,17 @@ def test_skipped_files_are_counted_across_workers(tmp_path):
         (root / "train" / "class0" / name).write_bytes(b"not an image")
     index = index_folder(split_dir(root, "train"))
     transform = AugmentSpec("none", 12).per_image(in_memory=False)
-    loader = make_loader(index, transform, Batching(batch_size=3, train=False, workers=2, skip_bad=True))
-    assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 2  # read by the worker processes
-    assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
+    if in_group:  # a group of one: its workers start from a fork server, with the dataset pickled to them
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        loader = make_loader(index, transform, Batching(batch_size=3, train=False, workers=2, skip_bad=True))
+        context = loader.multiprocessing_context
+        assert (context is not None and context.get_start_method() == "forkserver") == in_group
+        assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 2  # read by the worker processes
+        assert sum(len(t) for _, t in loader) == 8 and skipped_files(loader) == 4  # a running total
+    finally:
+        if in_group:
+            dist.destroy_process_group()
 
 
 def test_a_batch_of_only_bad_files_is_left_out_of_evaluation_and_named_in_training(tmp_path):
