@@ -142,6 +142,8 @@ def test_unknown_recipe_and_wrong_command_are_errors_naming_the_choices():
     assert run.returncode == 2 and "cropmix train" in run.stderr and "cropmix pretrain" in run.stderr
     run = subprocess.run([*CROPMIX, "pretrain", "--print-config"], capture_output=True, text=True)
     assert run.returncode == 2 and "--method" in run.stderr
+    run = subprocess.run([*CROPMIX, "recipes", ""], capture_output=True, text=True)  # not "list them all"
+    assert run.returncode == 2 and "unknown recipe ''" in run.stderr
 
 
 def test_recipes_command_lists_every_recipe_and_shows_one():

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cropmix.recipes import list_recipes, load_recipe
 
-    if args.name:
+    if args.name is not None:
         print(json.dumps(dataclasses.asdict(load_recipe(args.name)), indent=2))
         return 0
     recipes = list_recipes()
