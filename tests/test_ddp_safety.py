@@ -131,3 +131,25 @@ def test_ddp_processes_start_workers_each_step_without_deadlock(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", LOOPS="300")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0 and done.stdout.count("done") == 2, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["files", "in memory"])
+@pytest.mark.parametrize(("base", "preset"), [("baseline", "cifar"), ("rrc", "imagenet"), ("cropmix", "imagenet")])
+def test_what_a_loader_sends_its_workers_pickles(tmp_path, base, preset, in_memory):
+    """Workers from a fork server (DDP) get the dataset, transform and collate pickled, not inherited."""
+    import pickle
+
+    import torch
+    from helpers import make_folder
+
+    from cropmix.data import AugmentSpec, Batching, index_folder, make_loader
+    from cropmix.data.arrays import ArraySplit
+
+    transform, batched = AugmentSpec(base, 16, preset).for_workers(in_memory=in_memory)
+    if in_memory:
+        split = ArraySplit(torch.zeros(8, 3, 16, 16, dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
+    else:
+        split = index_folder(make_folder(tmp_path / "data") / "train")
+    loader = make_loader(split, transform, Batching(4, workers=1), batched_transform=batched)
+    dataset, init, collate = pickle.loads(pickle.dumps((loader.dataset, loader.worker_init_fn, loader.collate_fn)))
+    assert len(dataset) == len(loader.dataset) and init.parent == loader.worker_init_fn.parent
