@@ -132,12 +132,13 @@ def test_shards_into_a_used_folder_need_overwrite_which_clears_stale_shards(tmp_
     assert write_shards(src, tmp_path / "exp:1", progress=False).is_file()
 
 
-def test_a_failed_write_leaves_no_index_and_no_temporary_file(tmp_path, monkeypatch) -> None:
+def test_a_failed_overwrite_keeps_the_old_shards_and_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
     from cropmix.data import shards
 
     src = make_folder(tmp_path / "src")
     out = tmp_path / "out"
     write_shards(src, out, shard_size=1, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     calls = []
 
     def failing(path, limit):
@@ -149,7 +150,38 @@ def test_a_failed_write_leaves_no_index_and_no_temporary_file(tmp_path, monkeypa
     monkeypatch.setattr(shards, "read_regular_bytes", failing)
     with pytest.raises(OSError, match="no space left on device writing .*train-000001.tar"):
         write_shards(src, out, shard_size=2, progress=False, overwrite=True)
-    assert list(out.iterdir()) == [], "old index and shards removed first, the new ones on failure"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "the old index and shards stay whole"
+    assert read_index(out).split("train").counts == [1, 1, 1, 1]
+
+
+def test_overwrite_clears_the_shards_a_killed_run_was_writing(tmp_path) -> None:
+    src = make_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    (out / ".shards.partial").mkdir(parents=True)
+    (out / ".shards.partial" / "train-000000.tar").write_bytes(b"half a shard")
+    write_shards(src, out, shard_size=2, progress=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "train-000000.tar", "train-000001.tar"] + [
+        "val-000000.tar",
+        "val-000001.tar",
+    ]
+    assert read_index(out).split("train").counts == [2, 2]
+
+
+def test_a_folder_shards_cannot_be_written_in_is_one_line_naming_it(tmp_path, monkeypatch, capsys) -> None:
+    from cropmix.cli import main
+
+    src, out = make_folder(tmp_path / "src"), tmp_path / "out"
+    out.mkdir()
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == out:
+            raise OSError(30, "Read-only file system")
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["shards", str(src), str(out), "--no-progress"]) == 2
+    assert f"cannot write shards in {out} (Read-only file system)" in capsys.readouterr().err
 
 
 def test_a_member_declaring_a_huge_size_is_refused_before_reading(tmp_path) -> None:

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=positive_int, default=1000, help="images per shard (default: 1000)")
     p.add_argument("--shuffle-seed", type=seed, default=0, help="seed of the image order across shards (default: 0)")
     p.add_argument(
-        "--overwrite", action="store_true", help="write into a non-empty OUT, removing its old index and shards first"
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty OUT, replacing its old index and shards once the new ones are written",
     )
     p.add_argument(
         "--skip-bad",

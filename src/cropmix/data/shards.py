@@ -33,7 +33,7 @@ import torch
 
 from .folder import FolderIndex, index_folder, split_dir
 from .image_files import BadFileError, image_size
-from .safe_files import atomic_writer, read_regular_bytes, write_text_atomic
+from .safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
 from .shard_tar import MAX_MEMBER_BYTES
 from .shard_urls import MAX_SHARD_NAMES, expand_braces, index_location, name_count, read_location, resolve_entry
 
@@ -48,6 +48,7 @@ MAX_INDEX_BYTES = 64 * 2**20
 MAX_SAMPLES_PER_SHARD = 10_000_000
 MAX_SPLIT_SAMPLES = 10**10
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+STAGING = ".shards.partial"  # the folder in `out` where new shards are written until all are
 # What write_shards leaves in a folder: the shards and the temporary files of a run that was killed.
 _OWN_FILE = re.compile(
     r"^\.?(train|val)-\d{6}\.tar(\.partial|\..+\.tmp)?$|^\.index\.json\..+\.tmp$|^index\.json\.partial$"
@@ -210,7 +211,7 @@ def _header_problem(path: Path, data: bytes) -> str | None:
 
 
 def _write_split(
-    index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, skip_bad: bool, bar, written
+    index: FolderIndex, name: str, out: Path, shard_size: int, shuffle_seed: int, skip_bad: bool, bar
 ) -> dict:
     shards, counts, bad = [], [], []
     class_counts = [0] * len(index.classes)
@@ -235,7 +236,6 @@ def _write_split(
                     tar.addfile(*_member(f"{key}.{field}", value))
                 class_counts[target] += 1
                 count += 1
-        written.append(out / shard)
         shards.append(shard)
         counts.append(count)
     return {
@@ -250,9 +250,8 @@ def _write_split(
 
 
 def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    """The local folder `out`, made if missing; a non-empty one only with `overwrite`, its old index and shards
-    removed (the index first: a run killed from then on leaves shards without an index, never an old index
-    over a mix of old and new shards)."""
+    """The local folder `out`, made if missing; a non-empty one only with `overwrite`. Its old index and shards
+    stay until the new ones are all written (`_replace_shards`); what a killed run left in STAGING is removed."""
     text = os.fspath(out)
     if text.startswith("pipe:") or _URL.match(text):
         raise ValueError(f"out {text!r} is a URL or a command; shards are written to a local folder only")
@@ -261,19 +260,39 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
         raise ValueError(f"out {text!r} is a file; shards are written to a folder")
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in folder.iterdir())
-    if not names:
-        return folder
-    if not overwrite:
+    if names and not overwrite:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise ValueError(
             f"out {text!r} is not empty (it holds {shown}): pass overwrite=True (--overwrite) to replace its shards"
         )
+    _remove_staging(folder / STAGING)
+    return folder
+
+
+def _remove_staging(staging: Path) -> None:
+    """The folder of shards being written, with the shards in it (a link or file there is only unlinked)."""
+    if staging.is_symlink() or staging.is_file():
+        staging.unlink()
+    elif staging.is_dir():
+        for path in staging.iterdir():
+            if _OWN_FILE.match(path.name):
+                path.unlink()
+        staging.rmdir()
+
+
+def _replace_shards(folder: Path, staging: Path, payload: dict) -> None:
+    """Move the shards written in `staging` into `folder` over its old ones, then write the index. The old
+    index goes first: a run killed from then on leaves shards without an index, never an old index over a
+    mix of old and new shards."""
     (folder / INDEX_NAME).unlink(missing_ok=True)
     _sync_folder(folder)
-    for name in names:
-        if _OWN_FILE.match(name):
-            (folder / name).unlink()
-    return folder
+    for path in folder.iterdir():
+        if path.is_file() and _OWN_FILE.match(path.name):
+            path.unlink()
+    for path in sorted(staging.iterdir()):
+        os.replace(path, folder / path.name)
+    staging.rmdir()
+    write_text_atomic(folder / INDEX_NAME, json.dumps(payload, indent=1) + "\n")
 
 
 def _sync_folder(folder: Path) -> None:
@@ -298,9 +317,10 @@ def write_shards(
 
     The files' bytes are stored as they are (no re-encoding); each shard gets `shard_size` images
     (the last fewer) in a seeded random order. `out` is a local folder: a non-empty one needs `overwrite`,
-    which removes its old index and shards first. A file whose header is bad (see the module doc) is
-    logged and written, or left out with `skip_bad`. The index is written last; on any failure the shards
-    written so far are removed again and no temporary file is left.
+    which replaces its old index and shards. A file whose header is bad (see the module doc) is logged and
+    written, or left out with `skip_bad`. The shards are written in out/STAGING, then moved in over the old
+    ones and the index written last: a failure or a kill while they are written leaves the old ones as they
+    were (the disk needs room for both), and a failure there leaves no new shard or temporary file.
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
@@ -311,16 +331,20 @@ def write_shards(
     train = index_folder(split_dir(src, "train"), progress=progress)
     val = index_folder(split_dir(src, "val"), classes=train.classes, progress=progress)
     folder = _prepare_out(out, overwrite)
-    splits, written = {}, []
-    total = len(train.paths) + len(val.paths)
+    staging = folder / STAGING
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise FileError(
+            error.errno, f"cannot write shards in {folder} ({error.strerror}): choose another out"
+        ) from error
+    splits, total = {}, len(train.paths) + len(val.paths)
     try:
         with tqdm(total=total, unit="img", desc="shards", disable=not progress) as bar:
             for name, index in (("train", train), ("val", val)):
-                splits[name] = _write_split(index, name, folder, shard_size, shuffle_seed, skip_bad, bar, written)
-        payload = {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits}
-        write_text_atomic(folder / INDEX_NAME, json.dumps(payload, indent=1) + "\n")
+                splits[name] = _write_split(index, name, staging, shard_size, shuffle_seed, skip_bad, bar)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        _remove_staging(staging)
         raise
+    _replace_shards(folder, staging, {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits})
     return folder / INDEX_NAME
