@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -197,10 +198,36 @@ def test_resume_continues_the_same_run(tmp_path, npz_path, method):
     a = load_checkpoint(tmp_path / "a" / f"{method}-{aug}" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / f"{method}-{aug}" / "checkpoint.pt")
     assert a["step"] == b["step"] == 7
+    assert b["recent_losses"] == pytest.approx(a["recent_losses"]), "final_loss averages the same steps"
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], msg=key)
     rows = (tmp_path / "b" / f"{method}-{aug}" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == list(range(1, 8))
+
+
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_same_results(tmp_path, npz_path, monkeypatch):
+    pretrain_module = importlib.import_module("cropmix.ssl.pretrain")
+
+    def run(folder, **kw):
+        torch.manual_seed(0)
+        config = pretrain_config(tmp_path / folder, npz_path, "mae", "mae-mixup", steps=3, eval_train=16, **kw)
+        return pretrain(config, model=tiny_mae())
+
+    straight = run("a")
+    evaluate_split = pretrain_module.evaluate_split
+
+    def killed(*args):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(pretrain_module, "evaluate_split", killed)
+    with pytest.raises(RuntimeError, match="simulated"):  # stopped between the last checkpoint and final.json
+        run("b")
+    monkeypatch.setattr(pretrain_module, "evaluate_split", evaluate_split)
+    resumed = run("b", resume=True)
+    timings = ("train_seconds", "augment_seconds", "eval_seconds")
+    assert {k: v for k, v in resumed.items() if k not in timings} == {
+        k: v for k, v in straight.items() if k not in timings
+    }
 
 
 @pytest.mark.parametrize("method", ["moco", "mae"])

@@ -54,6 +54,8 @@ from .moco import MoCo
 from .representation import SUBSET_SEED, evaluate_split
 from .views import MAEView, TwoViews
 
+FINAL_LOSS_STEPS = 20  # final_loss: the mean loss of the last steps
+
 
 def build_ssl_model(config: PretrainConfig, num_classes: int = 10) -> nn.Module:
     """MoCo around `build_model(config.backbone)`, or an MAE of `config.mae_kwargs`."""
@@ -158,6 +160,7 @@ class _Run:
     train_images: int = 0
     saved_step: int = 0  # the step of the checkpoint in the run folder
     pending: list[dict[str, Any]] = field(default_factory=list)  # metrics rows the next checkpoint covers
+    losses: list[float] = field(default_factory=list)  # the last FINAL_LOSS_STEPS (final_loss), checkpointed
     tensorboard: TensorBoardLog | None = None
 
 
@@ -205,6 +208,7 @@ def _pretrain(
     log = MetricsLog(out, after_step=step if state is not None else None, tail=tail) if info.main else None
     net = wrap_ddp(model, info, device)
     run = _Run(config, model, net, optimizer, base_lrs, view, loader, device, info, out, total, log, len(train), step)
+    run.losses = _saved_losses(state, out / CHECKPOINT) if state is not None else []
     if info.main and state is not None:  # config.json, should a crash have left the checkpoint without it
         _write_config(run)
     run.tensorboard = open_run_log(config.run.log, out, step, info.main)
@@ -220,6 +224,17 @@ def _pretrain(
         write_json(out / "final.json", {**result, "config": config.to_dict()})
     barrier(info)
     return result
+
+
+def _saved_losses(state: dict[str, Any], path: Path) -> list[float]:
+    """The last losses a checkpoint holds, so a resumed run's final_loss is an uninterrupted one's (none in a
+    checkpoint from before they were kept); CheckpointError naming the file if they are not floats."""
+    losses = state.get("recent_losses", [])
+    if not isinstance(losses, list) or len(losses) > FINAL_LOSS_STEPS or not all(type(v) is float for v in losses):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: 'recent_losses' is not a list of at most {FINAL_LOSS_STEPS} floats"
+        )
+    return losses
 
 
 def _loader(config: PretrainConfig, train: Any, info: DistInfo) -> Any:
@@ -259,7 +274,7 @@ def _train_steps(run: _Run, step: int) -> dict[str, Any]:
     config, per_epoch = run.config, len(run.loader)
     progress = _progress(config, run.info, run.total, step)
     run.model.train()
-    start, aug_time, losses, stopped = time.time(), 0.0, [], False
+    start, aug_time, stopped = time.time(), 0.0, False
     while step < run.total and not stopped:
         epoch, skip = divmod(step, per_epoch)
         set_epoch(run.loader, epoch)
@@ -272,7 +287,7 @@ def _train_steps(run: _Run, step: int) -> dict[str, Any]:
                 group["lr"] = base * warmup_cosine(step, run.total, config.warmup_steps)
             loss, info, seconds = _one_step(run, images, step)
             step, aug_time = step + 1, aug_time + seconds
-            losses.append(loss)
+            run.losses = [*run.losses, loss][-FINAL_LOSS_STEPS:]
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.3f}")
@@ -282,7 +297,7 @@ def _train_steps(run: _Run, step: int) -> dict[str, Any]:
         progress.close()
     result: dict[str, Any] = {"steps": step, "train_seconds": time.time() - start, "augment_seconds": aug_time}
     result["stopped_early"] = stopped
-    result["final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None
+    result["final_loss"] = sum(run.losses) / len(run.losses) if run.losses else None
     return result
 
 
@@ -328,7 +343,7 @@ def _record(run: _Run, step: int, loss: float, info: dict[str, float], elapsed: 
 def _save_checkpoint(run: _Run, step: int) -> None:
     """The checkpoint at `step` (holding the rows logged since the last one), then those rows appended."""
     state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step}
-    extra = {"world_size": run.info.world, "metrics_tail": run.pending}
+    extra = {"world_size": run.info.world, "metrics_tail": run.pending, "recent_losses": run.losses}
     save_atomic({**state, **extra, "config": run.config.to_dict()}, run.out / CHECKPOINT)
     if not run.saved_step:
         _write_config(run)

@@ -76,6 +76,7 @@ def evaluate_split(model: nn.Module, source: Any, config: Any, device: torch.dev
     idx = fixed_subset(len(train), config.eval_train, SUBSET_SEED) if config.eval_train else torch.arange(len(train))
     tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
     t0 = time.time()
+    torch.manual_seed(SUBSET_SEED)  # the probe draws alike however the model got here (a resumed run, --eval-only)
     result = evaluate_representation(
         model,
         train.images[idx],
