@@ -91,7 +91,7 @@ def test_eval_never_downloads_where_a_received_config_says(tmp_path, monkeypatch
 def test_pretrain_eval_only_never_downloads_for_a_received_checkpoint(tmp_path, npz_path, monkeypatch):
     import torchvision.datasets
 
-    from cropmix.ssl.pretrain import evaluate_checkpoint
+    from cropmix.ssl import evaluate_checkpoint
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", lambda self: pytest.fail("eval downloaded"))
     config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1, eval_train=16, eval_test=8)

@@ -41,7 +41,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cropmix.ssl.pretrain import evaluate_checkpoint, pretrain
+    from cropmix.ssl import evaluate_checkpoint, pretrain
 
     from .run_guard import run_guarded
 

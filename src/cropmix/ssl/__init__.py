@@ -2,12 +2,13 @@
 
 from cropmix.models.weights import backbone_state_dict, load_pretrained  # re-exported: loading lives in models
 
+from .checkpoint_eval import evaluate_checkpoint
 from .config import PretrainConfig
 from .knn import extract_features, knn_accuracy, knn_predict
 from .linear_probe import ProbeOptions, linear_probe
 from .mae import MAE, random_masking
 from .moco import MoCo
-from .pretrain import build_ssl_model, evaluate_checkpoint, pretrain
+from .pretrain import build_ssl_model, pretrain
 from .representation import RepresentationOptions, evaluate_representation
 from .views import MAEView, TwoViews, cropmix_query_view, moco_view
 

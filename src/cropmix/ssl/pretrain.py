@@ -14,7 +14,6 @@ Datasets come from `cropmix.data.load_source` (held in memory as uint8), backbon
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch.nn as nn
 
 from cropmix.integrations.tensorboard import TensorBoardLog, open_run_log
 from cropmix.models.weights import CheckpointError, load_checkpoint
-from cropmix.train.checkpoint import CHECKPOINT, checkpoint_entry, restore_states, save_atomic
+from cropmix.train.checkpoint import CHECKPOINT, restore_states, save_atomic
 from cropmix.train.distributed import (
     DistInfo,
     barrier,
@@ -48,7 +47,7 @@ from cropmix.train.run_folder import (
 from cropmix.train.schedule import decay_groups, warmup_cosine
 from cropmix.train.settings import by_key
 
-from .config import EVALUATION_FIELDS, RESUMABLE_CHANGES, PretrainConfig
+from .config import RESUMABLE_CHANGES, PretrainConfig
 from .mae import MAE
 from .moco import MoCo
 from .representation import SUBSET_SEED, evaluate_split
@@ -359,57 +358,3 @@ def _progress(config: PretrainConfig, info: DistInfo, total: int, step: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=step, desc=f"{config.method}/{config.aug}", mininterval=5.0)
-
-
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
-    config: PretrainConfig | None = None,
-    model: nn.Module | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """kNN and linear-probe accuracies of a pre-training checkpoint.
-
-    The model is rebuilt from the checkpoint's own config (or `model` is loaded); the data and the
-    evaluation settings come from `config` when given, else from the checkpoint's config with the
-    `overrides` of its EVALUATION_FIELDS (what `cropmix pretrain --eval-only` takes from its options).
-    """
-    state = load_checkpoint(checkpoint)
-    saved = saved_config(state, checkpoint)
-    unknown = sorted(set(overrides or {}) - set(EVALUATION_FIELDS))
-    if unknown:
-        raise ValueError(f"overrides may set {EVALUATION_FIELDS} only, got {unknown}")
-    config = config or saved.replace(**(overrides or {}))
-    # Evaluation never downloads: a received checkpoint's config must not make cropmix fetch data anywhere.
-    if model is None:
-        model = build_ssl_model(saved, saved.source(download=False).num_classes)
-    restore_states(state, {"model": model}, checkpoint)
-    source = config.source(download=False)
-    device = resolve_device(config.run.device)
-    step = checkpoint_entry(state, "step", int, checkpoint)
-    return {"step": step, **evaluate_split(model.to(device), source, config, device)}
-
-
-def saved_config(state: dict[str, Any], path: str | os.PathLike) -> PretrainConfig:
-    """The PretrainConfig a checkpoint records, checked (fields, types, values); one-line errors naming
-    the file."""
-    values = checkpoint_entry(state, "config", dict, path)
-    _refuse_train_checkpoint(values, path)
-    try:
-        config = PretrainConfig.from_dict(values)  # validated as it is made; unknown keys are an error
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid ({error})") from error
-    return config
-
-
-def _refuse_train_checkpoint(values: dict[str, Any], path: str | os.PathLike) -> None:
-    """A `cropmix train` checkpoint (a classifier, its config TrainConfig's fields) is said to be one, with
-    the command that evaluates it, instead of a list of fields PretrainConfig does not know."""
-    from cropmix.train.config import TrainConfig
-
-    unknown = set(values) - set(by_key(PretrainConfig))
-    if unknown and unknown <= set(by_key(TrainConfig)):
-        folder = Path(path).parent
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is a `cropmix train` checkpoint, not a `cropmix pretrain` one: evaluate it "
-            f"with `cropmix eval {folder}` (its run folder)"
-        )

@@ -76,15 +76,17 @@ def evaluate_split(model: nn.Module, source: Any, config: Any, device: torch.dev
     idx = fixed_subset(len(train), config.eval_train, SUBSET_SEED) if config.eval_train else torch.arange(len(train))
     tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
     t0 = time.time()
-    torch.manual_seed(SUBSET_SEED)  # the probe draws alike however the model got here (a resumed run, --eval-only)
-    result = evaluate_representation(
-        model,
-        train.images[idx],
-        train.targets[idx],
-        test.images[tidx],
-        test.targets[tidx],
-        source.num_classes,
-        RepresentationOptions(config.knn_k, config.knn_temperature, ProbeOptions(epochs=config.probe_epochs)),
-        device,
-    )
+    # The probe draws alike however the model got here (a resumed run, --eval-only); the caller's RNG is kept.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(SUBSET_SEED)
+        result = evaluate_representation(
+            model,
+            train.images[idx],
+            train.targets[idx],
+            test.images[tidx],
+            test.targets[tidx],
+            source.num_classes,
+            RepresentationOptions(config.knn_k, config.knn_temperature, ProbeOptions(epochs=config.probe_epochs)),
+            device,
+        )
     return {**result, "eval_seconds": time.time() - t0, "eval_train_images": len(idx), "eval_test_images": len(tidx)}
