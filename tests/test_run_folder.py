@@ -364,3 +364,14 @@ def test_a_dangling_link_as_the_run_folder_is_named_as_such(tmp_path) -> None:
     (tmp_path / "run").symlink_to(tmp_path / "nowhere")
     with pytest.raises(OSError, match="--out .*run is a link to nothing, not a folder: choose another --out"):
         check_reuse(tmp_path / "run", resume=False)
+
+
+def test_temporaries_of_a_killed_writer_are_removed_when_the_run_folder_is_next_opened(tmp_path):
+    """eval writes eval.json and reliability.png atomically too: a kill leaves their temporaries behind."""
+    data, out = trained(tmp_path)
+    stale = [out / ".eval.json.k1.tmp", out / ".reliability.png.k2.tmp", out / ".checkpoint.pt.k3.tmp"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    (out / "notes.tmp").write_text("the user's")
+    assert main(base_args(data, out, "--epochs", "1", "--resume")) == 0
+    assert not any(path.exists() for path in stale) and (out / "notes.tmp").read_text() == "the user's"

@@ -32,10 +32,6 @@ from cropmix.data.safe_files import FileError, missing_folders, remove_empty_fol
 from .checkpoint import CHECKPOINT
 from .run_files import (
     CONFIG,
-    CURVES,
-    FINAL,
-    METRICS_CSV,
-    METRICS_JSONL,
     RUN_FILES,
     check_out_folder,
     is_pretrain_run,
@@ -50,7 +46,7 @@ except ImportError:  # no flock on this platform: runs are not locked
 LOCK = ".lock"
 LOCK_WAIT_S = 3.0
 # Temporary names of what a run writes: a process killed while writing leaves one behind.
-_TEMPORARY_OF = (CHECKPOINT, CONFIG, METRICS_JSONL, METRICS_CSV, FINAL, CURVES)
+_TEMPORARY_OF = tuple(name for name in RUN_FILES if "." in name)  # its files, eval's too (not the tensorboard folder)
 
 __all__ = [
     "DivergedError",
