@@ -121,7 +121,8 @@ def test_eval_refuses_a_received_config_whose_image_size_would_exhaust_memory(tm
     config.update(image_size=12_000)
     (out / "config.json").write_text(json.dumps(config))
     assert main(["eval", str(out)]) == 2
-    assert "image_size (--image-size) must be an int from 8 to 1024, got 12000" in last_line(capsys)
+    said = last_line(capsys)
+    assert f"{out / 'config.json'}: image_size (--image-size) must be an int from 8 to 1024, got 12000" in said
 
 
 def test_eval_names_a_dataset_root_given_where_a_class_folder_is_wanted(tmp_path, capsys):

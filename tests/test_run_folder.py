@@ -51,14 +51,17 @@ def test_a_file_as_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch)
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("inside", ["train/class0/run", "run", "."])
-def test_an_out_inside_the_data_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch, inside):
+@pytest.mark.parametrize("inside", ["train/class0/run", "train/run", "val", "linked/run"])
+def test_an_out_where_the_data_is_read_is_refused_before_any_work(tmp_path, capsys, monkeypatch, inside):
     data = make_folder(tmp_path / "data")
+    elsewhere = make_folder(tmp_path / "full") / "train" / "class0"
+    (data / "train" / "class9").symlink_to(elsewhere, target_is_directory=True)  # a class linked in
     monkeypatch.setattr(loop, "build_run", lambda *a: pytest.fail("data loaded before --out was checked"))
-    args = base_args(data, data / inside, "--epochs", "1")
+    out = elsewhere / "run" if inside == "linked/run" else data / inside
+    args = base_args(data, out, "--epochs", "1")
     args[args.index("npz")] = "imagefolder"
     assert main(args) == 2  # its plots, in a class folder, would be the next run's training images
-    assert "is inside --data" in capsys.readouterr().err
+    assert "which reading --data" in capsys.readouterr().err
     assert sorted(p.name for p in (data / "train" / "class0").iterdir()) == ["0.png", "2.png", "4.png"]
 
 
@@ -66,17 +69,17 @@ def test_formats_that_read_only_their_own_files_may_hold_the_run_inside_the_data
     from cropmix.train.run_files import check_out_path
 
     data = make_folder(tmp_path / "data")
-    for dataset in ("cifar10", "webdataset", "hf"):
+    for dataset in ("cifar10", "webdataset", "hf", "imagefolder"):  # an image folder reads only its splits
         check_out_path(data / "runs" / "r", data, dataset)  # no error
-    with pytest.raises(ValueError, match="is inside --data"):
-        check_out_path(data / "runs" / "r", data, "imagefolder")
+    with pytest.raises(ValueError, match="which reading --data"):
+        check_out_path(data / "train" / "r", data, "imagefolder")
 
 
 def test_pretrain_refuses_an_out_inside_its_data_folder(tmp_path, npz_path):
     data = make_folder(tmp_path / "data")
     config = pretrain_config(tmp_path, npz_path, "mae", "mae-mixup", steps=1)
     config = config.replace(dataset="imagefolder", data=str(data), out=str(data / "train" / "run"))
-    with pytest.raises(ValueError, match=r"--out .*train/run' is inside --data"):
+    with pytest.raises(ValueError, match=r"--out .*train/run' is inside .*which reading --data"):
         pretrain(config, model=tiny_mae())
     assert not (data / "train" / "run").exists()
 

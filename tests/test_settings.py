@@ -114,7 +114,7 @@ def test_pretrain_shares_the_data_and_run_parts():
     [("knn_temperature", 0.0, r"knn_temperature \(--knn-temperature\) must be > 0"),
      ("knn_k", 0, r"knn_k \(--knn-k\) must be >= 1"), ("moco_momentum", 1.0, r"must be in \[0, 1\)"),
      ("workers", -1, r"workers \(--workers\) must be >= 0"), ("steps", 0, r"steps \(--steps\) must be >= 1"),
-     ("seed", 2**32, r"seed \(--seed\) must be an int in \(-2\*\*32, 2\*\*32\), got 4294967296")],
+     ("seed", 2**42, r"seed \(--seed\) must be an int in \(-2\*\*42, 2\*\*42\), got 4398046511104")],
 )  # fmt: skip
 def test_pretrain_numbers_are_checked_before_any_work(key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -239,7 +239,7 @@ def test_a_setting_that_may_be_unset_says_so_in_the_command_lines_words(tmp_path
 @pytest.mark.parametrize(
     "argv, option",
     [(["train", "--dataset", "npz", "--data", "d.npz", "--out", "o", "--seed", str(10**14)], "seed (--seed)"),
-     (["show", "a.jpg", "--seed", str(-(2**32))], "argument --seed"),
+     (["show", "a.jpg", "--seed", str(-(2**42))], "argument --seed"),
      (["shards", "src", "out", "--shuffle-seed", str(2**64)], "argument --shuffle-seed")],
 )  # fmt: skip
 def test_a_seed_beyond_torchs_generators_is_named_before_any_work(tmp_path, monkeypatch, capsys, argv, option):
@@ -252,5 +252,15 @@ def test_a_seed_beyond_torchs_generators_is_named_before_any_work(tmp_path, monk
     except SystemExit as done:  # argparse's own error
         code = done.code
     error = capsys.readouterr().err
-    assert code == 2 and option in error and "must be an int in (-2**32, 2**32)" in error, error
+    assert code == 2 and option in error and "must be an int in (-2**42, 2**42)" in error, error
     assert not any(tmp_path.iterdir())
+
+
+def test_every_accepted_seed_gives_epoch_seeds_torch_takes():
+    """The bound is the scheme's: seed x 1_000_003 + epoch x 1009 + rank within torch's signed 64 bits."""
+    import torch
+
+    from cropmix.train.config_parts import SEED_LIMIT
+
+    for seed in (SEED_LIMIT - 1, 1 - SEED_LIMIT, 20240601123):
+        torch.manual_seed(seed * 1_000_003 + 100_000 * 1009 + 4095)

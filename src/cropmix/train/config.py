@@ -101,7 +101,16 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
         """The config in a JSON file (`run_files.read_json`: a bounded regular file), errors naming it."""
-        return cls.from_dict(read_json(path))
+        return cls.from_saved(read_json(path), path)
+
+    @classmethod
+    def from_saved(cls, values: Any, path: str | os.PathLike) -> TrainConfig:
+        """`from_dict` of values a file holds (config.json, a checkpoint's config): errors name the file, which
+        may be someone else's or written by another version."""
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{path}: {error}") from error
 
     def augment_spec(self, size: int) -> Any:
         """This run's training augmentation at image side `size`, stated once (a cropmix.data.AugmentSpec)."""

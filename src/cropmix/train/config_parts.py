@@ -22,10 +22,10 @@ SCHEDULES = ("cosine", "step", "onecycle", "constant")
 NORMALISATIONS = ("cifar10", "cifar100", "imagenet")
 AUG_DEVICES = ("auto", "workers", "device")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
-# Seeds are taken in (-SEED_LIMIT, SEED_LIMIT): the seeds made from one (seed x 1_000_003 + epoch, ...)
-# then stay within the 64 bits torch's generators take.
-SEED_LIMIT = 2**32
-SEEDS = "an int in (-2**32, 2**32)"
+# Seeds are taken in (-SEED_LIMIT, SEED_LIMIT): the seeds made from one (seed x 1_000_003 + epoch x 1009
+# + rank, ...) then stay within the signed 64 bits torch's generators take.
+SEED_LIMIT = 2**42
+SEEDS = "an int in (-2**42, 2**42)"
 
 WITH_HF = OnlyWith("dataset", lambda dataset: dataset == "hf", "'hf'")
 WITH_SHARDS = OnlyWith("dataset", lambda dataset: dataset == "webdataset", "'webdataset'")

@@ -60,7 +60,7 @@ def _load_run(
         )
     # Evaluation reads the data the run trained on and never downloads: a received config.json must not
     # make cropmix create folders where it says and fetch into them.
-    config = TrainConfig.from_dict(saved).replace(download=False)
+    config = TrainConfig.from_saved(saved, run_dir / rf.CONFIG).replace(download=False)
     if data is not None:  # the run's data has moved since training
         config = config.replace(data=os.fspath(data))
     if skip_bad:

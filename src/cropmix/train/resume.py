@@ -30,7 +30,7 @@ def check_resume(config: TrainConfig, out: Path, resume: bool, world: int = 1) -
         return None
     ckpt_path = out / CHECKPOINT
     checkpoint = weights.load_checkpoint(ckpt_path)
-    saved = TrainConfig.from_dict(checkpoint_entry(checkpoint, "config", dict, ckpt_path)).to_dict()
+    saved = TrainConfig.from_saved(checkpoint_entry(checkpoint, "config", dict, ckpt_path), ckpt_path).to_dict()
     automatic = {"image_size"} if config.data.image_size is None else set()  # resolved from the data, then recorded
     requested = config.to_dict()
     changed = changed_fields(requested, saved, RESUMABLE_CHANGES | automatic, paths={"data", "init"})

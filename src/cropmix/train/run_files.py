@@ -299,18 +299,31 @@ def check_out_folder(out: Path) -> None:
 
 
 def check_out_path(out: str | os.PathLike, data: str | os.PathLike, dataset: str) -> None:
-    """Refuse an empty --out (it would be the working folder) and, for an image folder (which is every
-    image below it), one that is the folder --data names or lies inside it: the run's files, its PNG
-    plots among them, would be read as images of the data. Other formats read only their own files."""
+    """Refuse an empty --out (it would be the working folder) and, for an image folder, one inside a folder
+    its reader lists (a split folder, or where one of its class folders links to): the run's files, its
+    PNG plots among them, would be read as images of the data. Other formats read only their own files."""
     if os.fspath(out) == "":
         raise ValueError("--out '' is empty: give the run folder's path")
-    data_path = Path(data)
-    inside = data_path.is_dir() and Path(out).resolve().is_relative_to(data_path.resolve())
-    if dataset == "imagefolder" and inside:
-        raise ValueError(
-            f"--out {str(out)!r} is inside --data {str(data)!r}: the run's files (curves.png, reliability.png) "
-            "would be read as images of the data; choose an --out outside it"
-        )
+    if dataset != "imagefolder":
+        return
+    target = Path(out).resolve()
+    for folder in _listed_folders(Path(data)):
+        if target.is_relative_to(folder):
+            raise ValueError(
+                f"--out {str(out)!r} is inside {str(folder)!r}, which reading --data {str(data)!r} lists: the run's "
+                "files (curves.png, reliability.png) would be read as images of the data; choose another --out"
+            )
+
+
+def _listed_folders(root: Path) -> list[Path]:
+    """The folders an image folder's reader lists, resolved: its split folders and their class folders."""
+    from cropmix.data.folder import SPLIT_DIRS
+
+    splits = sorted(root / name for names in SPLIT_DIRS.values() for name in names if (root / name).is_dir())
+    classes = [
+        entry.path for split in splits for entry in sorted(os.scandir(split), key=lambda e: e.name) if entry.is_dir()
+    ]
+    return [Path(folder).resolve() for folder in (*splits, *classes)]
 
 
 def check_run_folder(run_dir: Path, finished: bool = False) -> None:
