@@ -153,3 +153,27 @@ def test_what_a_loader_sends_its_workers_pickles(tmp_path, base, preset, in_memo
     loader = make_loader(split, transform, Batching(4, workers=1), batched_transform=batched)
     dataset, init, collate = pickle.loads(pickle.dumps((loader.dataset, loader.worker_init_fn, loader.collate_fn)))
     assert len(dataset) == len(loader.dataset) and init.parent == loader.worker_init_fn.parent
+
+
+def test_in_memory_data_too_large_for_shared_memory_is_refused_in_a_ddp_process(tmp_path, monkeypatch):
+    """Workers from a fork server get the arrays through /dev/shm: too small (Docker's 64 MB), a worker
+    would die of SIGBUS mid-epoch; the loader says so when it is made, with what to do instead."""
+    import types
+
+    import torch
+    import torch.distributed as dist
+
+    from cropmix.data import Batching, make_loader, processes
+    from cropmix.data.arrays import ArraySplit
+
+    split = ArraySplit(torch.zeros(64, 3, 32, 32, dtype=torch.uint8), torch.arange(64) % 2, ["a", "b"])
+    tiny = types.SimpleNamespace(f_bavail=4, f_frsize=4096)  # 16 KiB free
+    monkeypatch.setattr(processes.os, "statvfs", lambda path: tiny)
+    make_loader(split, None, Batching(8, workers=1))  # forked outside a group: nothing goes through /dev/shm
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError, match=r"in-memory images \(0 MiB\).*has 0 MiB free: use workers=0"):
+            make_loader(split, None, Batching(8, workers=1))
+        make_loader(split, None, Batching(8, workers=0))  # no workers, nothing to send
+    finally:
+        dist.destroy_process_group()

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = save_show_grid(args.images, args.out, preset_name=args.preset, n=args.n, size=args.size, seed=args.seed)
     except (ValueError, FileError) as error:
+        if type(error) not in (ValueError, FileError):  # a subclass may carry more than its message
+            raise
         raise type(error)(*_said_as_options(error)) from error
     print(f"wrote {path}")
     return 0

@@ -21,7 +21,7 @@ from .arrays import ArraySplit
 from .batching import Batching
 from .device_loader import DeviceBatches, DeviceStage
 from .folder import FolderDataset, FolderIndex, SkippingLoader, collate_skip
-from .processes import worker_options
+from .processes import check_shared_memory, worker_options
 from .sources import DataSource, SourceOptions, source_named
 
 
@@ -97,14 +97,17 @@ def make_loader(
         sampler = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
     else:
         sampler = ShardSampler(length, rank, world)
-    # In-memory workers restart every epoch (cheap, forked) so that they are seeded from the
-    # per-epoch RNG state: a resumed run then draws the same augmentations as an uninterrupted one.
+    # In-memory workers restart every epoch so that they are seeded from the per-epoch RNG state: a
+    # resumed run then draws the same augmentations as an uninterrupted one. Forked, that is cheap; from
+    # a fork server (DDP) the arrays move to shared memory once, at the first epoch.
     persistent = workers > 0 and not isinstance(split, ArraySplit)
     common = dict(num_workers=workers, pin_memory=batching.pin_memory, persistent_workers=persistent)
     if workers > 0:
         common["prefetch_factor"] = 4
         # Forked workers inherit retain_freed_memory; spawned or forkserver ones do not.
         common.update(worker_options(_retain_freed_memory if batched_transform else None))
+    if isinstance(split, ArraySplit) and "multiprocessing_context" in common:
+        check_shared_memory(split.images.untyped_storage(), "the in-memory images")
     if isinstance(split, ArraySplit):
         if transform is not None and not batched_transform:
             from .augment import PerImage

@@ -21,7 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["EndWithParent", "end_with_parent", "worker_options"]
+import torch
+
+__all__ = ["EndWithParent", "check_shared_memory", "end_with_parent", "worker_options"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -62,6 +64,25 @@ class EndWithParent:
             self.then(worker_id)
 
 
+SHARED_MEMORY = "/dev/shm"
+
+
+def check_shared_memory(storage: torch.UntypedStorage, what: str) -> None:
+    """Refuse to send `storage` to workers from a fork server when it would not fit in SHARED_MEMORY:
+    torch moves it there, and a worker then dies of SIGBUS mid-epoch (Docker's default is 64 MB)."""
+    if storage.is_shared() or not os.path.isdir(SHARED_MEMORY):
+        return
+    stats = os.statvfs(SHARED_MEMORY)
+    free = stats.f_bavail * stats.f_frsize
+    if storage.nbytes() > 0.9 * free:
+        raise ValueError(
+            f"{what} ({storage.nbytes() / 2**20:.0f} MiB) reach the loader workers of a DDP process through "
+            f"shared memory, but {SHARED_MEMORY} has {free / 2**20:.0f} MiB free: use workers=0 (--workers 0), "
+            "augment on the device (--aug-device device), or give the machine more shared memory "
+            "(docker run --shm-size)"
+        )
+
+
 def worker_options(then: Callable[[int], None] | None = None) -> dict:
     """DataLoader keywords for workers: worker_init_fn (`EndWithParent(then)`) and how they start.
 
@@ -71,8 +92,7 @@ def worker_options(then: Callable[[int], None] | None = None) -> dict:
     it runs; its rank then waits for it forever, and every other rank for that one (seen within seconds
     on 2 CPU processes that start workers each epoch). Elsewhere: the platform's default (fork on Linux).
     """
-    import torch.distributed as dist
-
+    dist = torch.distributed
     grouped = dist.is_available() and dist.is_initialized()
     if not grouped or "forkserver" not in multiprocessing.get_all_start_methods():
         return {"worker_init_fn": EndWithParent(then)}

@@ -77,7 +77,8 @@ def evaluate_split(model: nn.Module, source: Any, config: Any, device: torch.dev
     tidx = fixed_subset(len(test), config.eval_test, SUBSET_SEED) if config.eval_test else torch.arange(len(test))
     t0 = time.time()
     # The probe draws alike however the model got here (a resumed run, --eval-only); the caller's RNG is kept.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda_devices = range(torch.cuda.device_count()) if device.type == "cuda" else []  # manual_seed seeds them all
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(SUBSET_SEED)
         result = evaluate_representation(
             model,
