@@ -259,7 +259,8 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"out {text!r} is a file; shards are written to a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in folder.iterdir())
+    # A killed run's STAGING folder is not content: it is cleared below.
+    names = sorted(p.name for p in folder.iterdir() if not (p.name == STAGING and p.is_dir() and not p.is_symlink()))
     if names and not overwrite:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise ValueError(
