@@ -4,6 +4,7 @@ loaded from parquet files, for training and pretraining."""
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from helpers import hf_dataset_dict
@@ -67,6 +68,40 @@ def test_hf_errors_name_what_is_wrong(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(MissingExtra, match=r"pip install cropmix\[hf\]"):
         check_data_path("hf", tmp_path / "one")
+
+
+def test_hf_image_column_as_label_is_refused_in_one_line(tmp_path):
+    import io
+
+    datasets = pytest.importorskip("datasets")
+    from cropmix.integrations.hf import load_hf
+
+    def split(shades):
+        images = []
+        for shade in shades:
+            png = io.BytesIO()
+            PIL.Image.new("RGB", (8, 8), (shade, 0, 0)).save(png, format="PNG")
+            images.append({"bytes": png.getvalue(), "path": None})
+        features = datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64")})
+        return datasets.Dataset.from_dict({"image": images, "label": [0] * len(images)}, features=features)
+
+    datasets.DatasetDict({"train": split(range(9)), "test": split([99])}).save_to_disk(str(tmp_path / "hf"))
+    with pytest.raises(ValueError, match=r"--hf-image-key.*--hf-label-key.*'image'") as error:
+        load_hf(tmp_path / "hf", "image", "image")
+    assert len(str(error.value)) < 200 and "\n" not in str(error.value)  # not the images' bytes
+
+
+def test_hf_unknown_label_message_does_not_grow_with_the_labels(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from cropmix.integrations.hf import load_hf
+
+    parts = hf_dataset_dict(n_train=30, n_test=1, class_label=False)
+    train = parts["train"].remove_columns("label").add_column("label", [f"{i:02d}" * 500 for i in range(30)])
+    test = parts["test"].remove_columns("label").add_column("label", ["new" * 500])
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "hf"))
+    with pytest.raises(ValueError, match=r"label 'newnew.* is not one of the training split's 30 classes") as error:
+        load_hf(tmp_path / "hf")
+    assert len(str(error.value)) < 400
 
 
 def test_cli_train_on_a_hf_dataset(tmp_path, capsys):

@@ -167,6 +167,31 @@ def test_overwrite_clears_the_shards_a_killed_run_was_writing(tmp_path) -> None:
     assert read_index(out).split("train").counts == [2, 2]
 
 
+def test_a_rerun_after_a_killed_first_run_needs_no_overwrite(tmp_path) -> None:
+    src = make_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    (out / ".shards.partial").mkdir(parents=True)
+    (out / ".shards.partial" / "train-000000.tar").write_bytes(b"half a shard")
+    (out / ".shards.partial" / ".train-000001.tar.partial").write_bytes(b"a quarter")
+    write_shards(src, out, shard_size=2, progress=False)
+    assert ".shards.partial" not in {p.name for p in out.iterdir()}
+    assert read_index(out).split("train").counts == [2, 2]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_files_not_shards_in_the_staging_folder_are_named_and_kept(tmp_path, overwrite) -> None:
+    from cropmix.data.safe_files import FileError
+
+    src = make_folder(tmp_path / "src")
+    staging = tmp_path / "out" / ".shards.partial"
+    staging.mkdir(parents=True)
+    (staging / "train-000000.tar").write_bytes(b"half a shard")
+    (staging / "notes.txt").write_text("mine")
+    with pytest.raises(FileError, match=r"\.shards\.partial, where shards are written, .*\(notes\.txt\): remove them"):
+        write_shards(src, tmp_path / "out", shard_size=2, progress=False, overwrite=overwrite)
+    assert (staging / "notes.txt").read_text() == "mine"
+
+
 def test_a_folder_shards_cannot_be_written_in_is_one_line_naming_it(tmp_path, monkeypatch, capsys) -> None:
     from cropmix.cli import main
 

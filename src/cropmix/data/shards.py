@@ -20,6 +20,7 @@ patterns such as "train-{000000..000146}.tar"; never a command (cropmix.data.sha
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -259,7 +260,8 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"out {text!r} is a file; shards are written to a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in folder.iterdir())
+    # A killed run's STAGING folder is not content: it is cleared below (refused if it holds other files).
+    names = sorted(p.name for p in folder.iterdir() if not (p.name == STAGING and p.is_dir() and not p.is_symlink()))
     if names and not overwrite:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise ValueError(
@@ -270,10 +272,18 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def _remove_staging(staging: Path) -> None:
-    """The folder of shards being written, with the shards in it (a link or file there is only unlinked)."""
+    """The folder of shards being written, with the shards in it (a link or file there is only unlinked);
+    a FileError, and nothing removed, if it holds files write_shards does not write."""
     if staging.is_symlink() or staging.is_file():
         staging.unlink()
     elif staging.is_dir():
+        foreign = sorted(p.name for p in staging.iterdir() if not _OWN_FILE.match(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise FileError(
+                errno.ENOTEMPTY,
+                f"{staging}, where shards are written, holds files that are not shards ({shown}): remove them",
+            )
         for path in staging.iterdir():
             if _OWN_FILE.match(path.name):
                 path.unlink()

@@ -211,7 +211,11 @@ def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = 
     names = list(splits.keys())
     if "train" not in names:
         raise ValueError(f"Hugging Face dataset {str(data)!r} has no 'train' split; its splits: {names}")
-    splits = {name: undecoded(splits[name], image_key) for name in names}
+    if image_key == label_key:
+        raise ValueError(
+            f"the image column (--hf-image-key) and the label column (--hf-label-key) are both {image_key!r}; "
+            "they must be two different columns"
+        )
     for name in names:
         columns = splits[name].column_names
         for option, key in (("--hf-image-key", image_key), ("--hf-label-key", label_key)):
@@ -219,9 +223,14 @@ def load_hf(data: str | os.PathLike, image_key: str = "image", label_key: str = 
                 raise ValueError(
                     f"split {name!r} of {str(data)!r} has no column {key!r} ({option}); columns: {columns}"
                 )
-            _check_not_decoded(
-                splits[name].features[key], f"split {name!r} of {str(data)!r}: column {key!r} ({option})"
-            )
+        _check_not_decoded(  # as stored: `undecoded` below casts only the image column
+            splits[name].features[label_key], f"split {name!r} of {str(data)!r}: column {label_key!r} (--hf-label-key)"
+        )
+    splits = {name: undecoded(splits[name], image_key) for name in names}
+    for name in names:
+        _check_not_decoded(
+            splits[name].features[image_key], f"split {name!r} of {str(data)!r}: column {image_key!r} (--hf-image-key)"
+        )
     train_labels = list(splits["train"][label_key])
     classes, to_int = _label_coding(splits["train"].features[label_key], train_labels)
     train = HFSplit(splits["train"], image_key, [to_int(v) for v in train_labels], classes)
@@ -251,7 +260,8 @@ def _label_coding(feature: Any, labels: Sequence[Any]) -> tuple[list[str], Calla
             return int(value)
         if str(value) in index and not isinstance(value, (int, np.integer)):
             return index[str(value)]
-        raise ValueError(f"label {value!r} is not one of the training split's classes {classes}")
+        shown = [c[:40] for c in classes[:5]] + (["..."] if len(classes) > 5 else [])  # cut: labels can be bytes
+        raise ValueError(f"label {repr(value)[:40]} is not one of the training split's {len(classes)} classes {shown}")
 
     return classes, to_int
 
