@@ -226,7 +226,8 @@ def test_a_metrics_line_holding_a_huge_integer_is_named_by_file_and_line(tmp_pat
     "option, value, message",
     [("--threads", "0", "threads (--threads) must be an int >= 1, or unset (torch's), got 0"),
      ("--lr", "-1", "lr (--lr) must be > 0, or unset (by optimizer: sgd 0.1, adamw 0.001), got -1.0"),
-     ("--max-test-images", "0", "max_test_images (--max-test-images) must be an int > 0, or unset, got 0")],
+     ("--max-test-images", "0", "max_test_images (--max-test-images) must be an int > 0, or unset, got 0"),
+     ("--name", " ", "name (--name) must be a label that is not blank, or unset (the augmentation), got ' '")],
 )  # fmt: skip
 def test_a_setting_that_may_be_unset_says_so_in_the_command_lines_words(tmp_path, capsys, option, value, message):
     from cropmix.cli import main

@@ -198,6 +198,7 @@ def _check_choices(config: TrainConfig, cuda_available: bool) -> None:
 
     data, model, device = config.data, config.model.name, config.run.device
     check_choices(config)  # dataset, optimizer, schedule, aug_device, normalisation, mix, log
+    _need_if_set(config, "name", lambda name: name.strip() != "", "a label that is not blank")
     _said_with_option("device", check_device_name, device)
     check_log(config.run.log)  # --log tensorboard without the package fails here, before any work
     timm_hint = f" (a timm model as 'timm:{model}')" if isinstance(model, str) and model.isidentifier() else ""
