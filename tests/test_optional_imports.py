@@ -106,3 +106,17 @@ def test_training_on_a_folder_without_the_optional_packages(run_bare, tmp_path) 
     assert done.returncode == 0, done.stderr
     assert (out / "final.json").is_file() and not (out / "curves.png").exists()  # the pictures need the extra
     assert f"{out / 'curves.png'} not drawn: pictures need matplotlib (pip install cropmix[plots])" in done.stderr
+
+
+def test_a_picture_left_out_for_want_of_matplotlib_removes_an_earlier_one(tmp_path, caplog) -> None:
+    """A comparison redone without matplotlib must not leave the earlier runs' curves.png looking current."""
+    from cropmix.integrations import optional_picture
+
+    def needs_matplotlib(path):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    earlier = tmp_path / "curves.png"
+    earlier.write_bytes(b"the earlier comparison's picture")
+    assert optional_picture(needs_matplotlib, earlier) is None
+    assert not earlier.exists() and "not drawn (the earlier one there is removed)" in caplog.text
+    assert optional_picture(needs_matplotlib, earlier) is None  # nothing there: nothing to remove

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("cropmix")
@@ -37,11 +38,17 @@ def require(module: str, extra: str, what: str) -> None:
 def optional_picture(save: Callable[..., Any], path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
     """`save(*args, path, **kwargs)`, a PNG writer that needs matplotlib (extra: cropmix[plots]). Without
     matplotlib the picture is left out with a one-line warning naming the extra, and None is returned:
-    a run's results never depend on its pictures."""
+    a run's results never depend on its pictures. An earlier picture at `path` is removed then: beside
+    the new results it would look like theirs."""
     try:
         return save(*args, path, **kwargs)
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] != "matplotlib":
             raise
-        log.warning("%s not drawn: pictures need matplotlib (pip install cropmix[plots])", path)
+        stale = Path(path)
+        removed = stale.is_symlink() or stale.is_file()
+        if removed:
+            stale.unlink()
+        said = " (the earlier one there is removed)" if removed else ""
+        log.warning("%s not drawn%s: pictures need matplotlib (pip install cropmix[plots])", path, said)
         return None
