@@ -435,3 +435,16 @@ def test_batching_names_the_bad_field():
         Batching(4, train="yes")
     with pytest.raises(TypeError, match=r"Batching.batch_size must be an int, got 4.0"):
         Batching(4.0)
+
+
+def test_a_folder_dataset_sent_to_workers_carries_its_paths_as_strings(tmp_path):
+    """Workers from a fork server unpickle the dataset: 1.28M Path objects took 6.9 s each, strings 0.1 s."""
+    from cropmix.data.folder import FolderDataset
+
+    index = index_folder(split_dir(make_folder(tmp_path / "data"), "train"))
+    dataset = FolderDataset(index)
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert all(isinstance(p, str) for p in copy.index.paths) and all(isinstance(p, Path) for p in index.paths)
+    assert [str(p) for p in index.paths] == copy.index.paths and len(copy) == len(dataset)
+    for i in (0, len(dataset) - 1):
+        assert np.array_equal(np.asarray(copy[i][0]), np.asarray(dataset[i][0])) and copy[i][1] == dataset[i][1]
