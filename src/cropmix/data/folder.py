@@ -24,6 +24,7 @@ log = logging.getLogger("cropmix.data")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Split names looked for under the root, in order of preference.
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "test", "validation")}
+SPLIT_NAMES = tuple(name for names in SPLIT_DIRS.values() for name in names)
 
 
 @dataclass

@@ -106,9 +106,9 @@ def make_loader(
         common["prefetch_factor"] = 4
         # Forked workers inherit retain_freed_memory; spawned or forkserver ones do not.
         common.update(worker_options(_retain_freed_memory if batched_transform else None))
-    if isinstance(split, ArraySplit) and "multiprocessing_context" in common:
-        check_shared_memory(split.images.untyped_storage(), "the in-memory images")
     if isinstance(split, ArraySplit):
+        if "multiprocessing_context" in common:  # workers from a fork server get the arrays through /dev/shm
+            check_shared_memory(split.images.untyped_storage(), "the in-memory images")
         if transform is not None and not batched_transform:
             from .augment import PerImage
 

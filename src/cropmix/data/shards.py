@@ -285,8 +285,7 @@ def _remove_staging(staging: Path) -> None:
                 f"{staging}, where shards are written, holds files that are not shards ({shown}): remove them",
             )
         for path in staging.iterdir():
-            if _OWN_FILE.match(path.name):
-                path.unlink()
+            path.unlink()
         staging.rmdir()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from cropmix.data import Batching, eval_transform, fixed_subset, index_folder, make_loader, skipped_files, subset
+from cropmix.data.folder import SPLIT_NAMES
 from cropmix.models.weights import load_checkpoint
 
 from . import run_files as rf
@@ -218,7 +219,7 @@ def evaluate_ood(
     try:
         logit_indices, targets = class_mapping(index.classes, output_classes(source.classes), class_subset)
     except ValueError as error:
-        splits = sorted({"train", "val", "test"} & set(index.classes))
+        splits = sorted(set(SPLIT_NAMES) & set(index.classes))
         example = os.path.join(data, splits[-1]) if splits else ""
         hint = f" (it holds the splits {splits}: give one of them, e.g. {example!r})" if splits else ""
         raise ValueError(f"--data {str(data)!r}{hint}: {error}") from error

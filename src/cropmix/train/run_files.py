@@ -317,12 +317,10 @@ def check_out_path(out: str | os.PathLike, data: str | os.PathLike, dataset: str
 
 def _listed_folders(root: Path) -> list[Path]:
     """The folders an image folder's reader lists, resolved: its split folders and their class folders."""
-    from cropmix.data.folder import SPLIT_DIRS
+    from cropmix.data.folder import SPLIT_NAMES
 
-    splits = sorted(root / name for names in SPLIT_DIRS.values() for name in names if (root / name).is_dir())
-    classes = [
-        entry.path for split in splits for entry in sorted(os.scandir(split), key=lambda e: e.name) if entry.is_dir()
-    ]
+    splits = [root / name for name in SPLIT_NAMES if (root / name).is_dir()]
+    classes = [entry.path for split in splits for entry in os.scandir(split) if entry.is_dir()]
     return [Path(folder).resolve() for folder in (*splits, *classes)]
 
 
