@@ -2,9 +2,13 @@
 
 import errno
 import os
+import stat
 
 import pytest
+import torch
 
+from cropmix.data import ArraySplit, load_npz, save_npz
+from cropmix.data import safe_files
 from cropmix.data.safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
 
 
@@ -17,6 +21,32 @@ def test_write_never_follows_a_planted_link(tmp_path, link_name):
     assert victim.read_text() == "precious"
     assert not (tmp_path / "out.json").is_symlink()
     assert (tmp_path / "out.json").read_text() == "new"
+
+
+@pytest.mark.parametrize("link_name", ["data.npz", "data.npz.tmp.npz"])
+def test_save_npz_never_follows_a_planted_link(tmp_path, link_name):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / link_name).symlink_to(victim)
+    split = ArraySplit(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"])
+    save_npz(tmp_path / "data.npz", {"train": split, "test": split})
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "data.npz").is_symlink()
+    assert load_npz(tmp_path / "data.npz", "test").targets.tolist() == [0, 1]
+
+
+def test_the_rename_is_made_durable_by_syncing_the_folder(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        info = os.fstat(fd)
+        synced.append((stat.S_ISDIR(info.st_mode), (tmp_path / "out.json").exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(safe_files.os, "fsync", recording_fsync)
+    write_text_atomic(tmp_path / "out.json", "new")
+    assert synced == [(False, False), (True, True)]  # the file before its rename, then its folder after
 
 
 def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):

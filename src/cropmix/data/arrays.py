@@ -20,7 +20,7 @@ import torch
 
 from .image_files import to_rgb
 from .image_limits import BadImageError, check_image_size, open_pil
-from .safe_files import missing_folders, open_regular, remove_empty_folders
+from .safe_files import atomic_writer, missing_folders, open_regular, remove_empty_folders
 
 MAX_ARRAY_BYTES = 4 * 2**30  # per npz member, declared size, checked before anything is inflated
 MAX_CLASSES = 1 << 20  # labels 0..K-1 name K classes; ImageNet-21k has 21,841, a planted label may claim 10^12
@@ -206,7 +206,8 @@ def load_npz(path: str | os.PathLike, split: str) -> ArraySplit:
 
 
 def save_npz(path: str | os.PathLike, splits: dict[str, ArraySplit], compress: bool = False) -> Path:
-    """Write `splits` ({"train": ..., "test": ...}) as decoded uint8 arrays; written to a temporary file and renamed."""
+    """Write `splits` ({"train": ..., "test": ...}) as decoded uint8 arrays, through `atomic_writer` (a link
+    planted at `path` or beside it is never written through)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
@@ -214,7 +215,6 @@ def save_npz(path: str | os.PathLike, splits: dict[str, ArraySplit], compress: b
         arrays[f"x_{name}"] = split.images.permute(0, 2, 3, 1).numpy()
         arrays[f"y_{name}"] = split.targets.numpy()
         arrays["classes"] = np.array(split.classes)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_writer(path, "wb") as handle:
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)
     return path

@@ -1,9 +1,10 @@
 """Reading and writing files that someone else may have prepared: no link followed on write, no hang on read.
 
 Every file cropmix writes goes through `atomic_writer`: a fresh temporary file is created exclusively
-(mkstemp) in the target's folder, written, fsynced and renamed over the target. A symlink planted at
-the target name is replaced, never written through, a crash leaves the old file whole, and the
-temporary file is removed on any failure. A full disk is reported as such, naming the file.
+(mkstemp) in the target's folder, written, fsynced and renamed over the target, and the folder is
+fsynced so the rename itself survives a power cut. A symlink planted at the target name is replaced,
+never written through, a crash leaves the old file whole, and the temporary file is removed on any
+failure. A full disk is reported as such, naming the file.
 
 Every file cropmix reads from a user's folder can go through `open_regular` / `read_regular_bytes`:
 only regular files (or links to them) are opened, never FIFOs or devices, which would hang or read
@@ -25,6 +26,7 @@ __all__ = [
     "FileError",
     "atomic_writer",
     "write_text_atomic",
+    "sync_folder",
     "open_regular",
     "read_regular_bytes",
     "missing_folders",
@@ -68,6 +70,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        sync_folder(path.parent)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -99,6 +102,15 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """fsync `folder` itself, so that files created, renamed or removed in it stay so after a power cut."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

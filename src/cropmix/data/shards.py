@@ -34,7 +34,7 @@ import torch
 
 from .folder import FolderIndex, index_folder, split_dir
 from .image_files import BadFileError, image_size
-from .safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
+from .safe_files import FileError, atomic_writer, read_regular_bytes, sync_folder, write_text_atomic
 from .shard_tar import MAX_MEMBER_BYTES
 from .shard_urls import MAX_SHARD_NAMES, expand_braces, index_location, name_count, read_location, resolve_entry
 
@@ -294,7 +294,7 @@ def _replace_shards(folder: Path, staging: Path, payload: dict) -> None:
     index goes first: a run killed from then on leaves shards without an index, never an old index over a
     mix of old and new shards."""
     (folder / INDEX_NAME).unlink(missing_ok=True)
-    _sync_folder(folder)
+    sync_folder(folder)
     for path in folder.iterdir():
         if path.is_file() and _OWN_FILE.match(path.name):
             path.unlink()
@@ -302,14 +302,6 @@ def _replace_shards(folder: Path, staging: Path, payload: dict) -> None:
         os.replace(path, folder / path.name)
     staging.rmdir()
     write_text_atomic(folder / INDEX_NAME, json.dumps(payload, indent=1) + "\n")
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_shards(
