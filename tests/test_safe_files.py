@@ -7,8 +7,7 @@ import stat
 import pytest
 import torch
 
-from cropmix.data import ArraySplit, load_npz, save_npz
-from cropmix.data import safe_files
+from cropmix.data import ArraySplit, load_npz, safe_files, save_npz
 from cropmix.data.safe_files import FileError, atomic_writer, read_regular_bytes, write_text_atomic
 
 
