@@ -136,3 +136,10 @@ def test_eval_names_a_dataset_root_given_where_a_class_folder_is_wanted(tmp_path
     assert f"--data '{root}' (it holds the splits ['train', 'val']: give one of them, e.g. '{root / 'val'}')" in said
     assert main(["eval", str(out), "--run-data", str(root)]) == 2
     assert f"npz file '{root}' is a folder, not an .npz file" in last_line(capsys)
+
+
+def test_eval_refuses_skip_bad_where_it_applies_to_nothing(tmp_path, capsys):
+    _, out = trained(tmp_path)  # trained on an npz file: arrays, no files to skip
+    assert main(["eval", str(out), "--no-progress", "--skip-bad"]) == 2
+    said = last_line(capsys)
+    assert "--skip-bad" in said and "'npz'" in said and "--imagenet-c" in said, said

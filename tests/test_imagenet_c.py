@@ -266,6 +266,7 @@ def test_cli_eval_imagenet_c(sorted_run, tmp_path, capsys) -> None:
     subset = ["--imagenet-c", root, "--max-corruption-images", "4", "--no-progress", "--device", "cpu", "--json"]
     assert main(["eval", str(sorted_run), *subset]) == 0
     assert json.loads(capsys.readouterr().out)["imagenet_c"]["images"] == 3 * (4 + 4)
+    assert main(["eval", str(sorted_run), *subset, "--skip-bad"]) == 0  # it applies to the ImageNet-C files
 
 
 def test_imagenet_c_options_go_with_what_they_apply_to(sorted_run, tmp_path, capsys) -> None:

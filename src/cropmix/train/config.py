@@ -309,7 +309,7 @@ def _check_data_pipeline(config: TrainConfig) -> None:
             f"{data.dataset!r} read from files: add --in-memory, write shards with `cropmix shards`, or use "
             "aug_device 'auto' or 'workers'"
         )
-    _check_switches(data, source)
+    check_switches(data)
     if config.augments_on_device() and config.aug.timm_aug is not None:
         raise ValueError(
             f"{option('timm_aug')} (a per-image CPU transform) does not apply with augmentation on the device "
@@ -317,17 +317,18 @@ def _check_data_pipeline(config: TrainConfig) -> None:
         )
 
 
-def _check_switches(data: TrainData, source: Any) -> None:
+def check_switches(data: TrainData, remedy: str = "drop the one or change the other") -> None:
     """A switch the dataset's format has no use for (--skip-bad on arrays, --in-memory on shards) is refused
-    by name, not ignored."""
-    from cropmix.data.sources import SOURCES
+    by name, not ignored; `remedy` ends the message."""
+    from cropmix.data.sources import SOURCES, source_named
 
+    source = source_named(data.dataset)
     for key in ("skip_bad", "in_memory"):
         if getattr(data, key) and key not in source.switches:
             takers = ", ".join(repr(s.name) for s in SOURCES.values() if key in s.switches)
             raise ValueError(
                 f"{option(key)} does not apply to {option('dataset')} {data.dataset!r} (it applies to {takers}): "
-                "drop the one or change the other"
+                f"{remedy}"
             )
 
 

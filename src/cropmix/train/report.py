@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -12,11 +13,12 @@ import torch
 
 from cropmix.data import Batching, eval_transform, fixed_subset, index_folder, make_loader, skipped_files, subset
 from cropmix.data.folder import SPLIT_NAMES
+from cropmix.data.sources import source_named
 from cropmix.models.weights import load_checkpoint
 
 from . import run_files as rf
 from .checkpoint import CHECKPOINT, checkpoint_entry, restore_states
-from .config import TrainConfig
+from .config import TrainConfig, check_switches
 from .data_setup import eval_loader, image_size_of, source_of
 from .eval_options import EvalOptions, options_or_default
 
@@ -64,14 +66,14 @@ def _load_run(
     config = TrainConfig.from_saved(saved, run_dir / rf.CONFIG).replace(download=False)
     if data is not None:  # the run's data has moved since training
         config = config.replace(data=os.fspath(data))
-    if skip_bad:
+    if skip_bad and "skip_bad" in source_named(config.data.dataset).switches:
         config = config.replace(skip_bad=True)
     path = run_dir / CHECKPOINT
     state = load_checkpoint(path)
     epochs = checkpoint_entry(state, "epoch", int, path)
     if epochs < config.optim.epochs:
         raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.optim.epochs} epochs; resume it first")
-    source = source_of(config.data, skip_bad=skip_bad, progress=progress)
+    source = source_of(config.data, skip_bad=config.data.skip_bad, progress=progress)
     size = image_size_of(config.data, source)
     check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
@@ -117,6 +119,11 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None)
     dev = resolve_device(options.device)
     run = _load_run(run_dir, dev, options.skip_bad, options.run_data, options.progress)
     model, config, source, size = run.model, run.config, run.source, run.size
+    if options.skip_bad and not config.data.skip_bad and options.imagenet_c is None:
+        check_switches(
+            dataclasses.replace(config.data, skip_bad=True),
+            remedy="drop it, or give --imagenet-c folders it would apply to",
+        )
     test = subset(source.test, options.max_images or config.data.max_test_images)
 
     def loader_of(split: Any) -> Any:
