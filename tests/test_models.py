@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import installed
 
 from cropmix.models import (
     CIFAR10_MEAN,
@@ -17,7 +18,8 @@ from cropmix.models import (
 
 torch.set_num_threads(2)
 
-FAST_NAMES = ["resnet18", "preact_resnet18", "fastnet", "vit_tiny", "timm:resnet18"]
+NEEDS_TIMM = pytest.mark.skipif(not installed("timm"), reason="needs the optional package timm")
+FAST_NAMES = ["resnet18", "preact_resnet18", "fastnet", "vit_tiny", pytest.param("timm:resnet18", marks=NEEDS_TIMM)]
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -72,10 +74,15 @@ def test_model_names_listed_and_unknown_name_rejected() -> None:
     assert set(FAST_NAMES[:-1]) | {"wrn28_10"} <= set(MODEL_NAMES)
     with pytest.raises(ValueError, match="resnet18.*fastnet"):
         build_model("resnet1000", num_classes=10)
+
+
+@NEEDS_TIMM
+def test_an_unknown_timm_model_is_rejected() -> None:
     with pytest.raises(ValueError, match="timm"):
         build_model("timm:not_a_model_xyz", num_classes=10)
 
 
+@NEEDS_TIMM
 def test_timm_vit_gets_img_size_and_in_channels() -> None:
     model = build_model("timm:vit_tiny_patch16_224", num_classes=5, image_size=32, in_channels=1, mean=[0.5], std=[0.5])
     with torch.no_grad():

@@ -120,3 +120,14 @@ def test_a_picture_left_out_for_want_of_matplotlib_removes_an_earlier_one(tmp_pa
     assert optional_picture(needs_matplotlib, earlier) is None
     assert not earlier.exists() and "not drawn (the earlier one there is removed)" in caplog.text
     assert optional_picture(needs_matplotlib, earlier) is None  # nothing there: nothing to remove
+
+
+def test_an_option_that_needs_a_missing_package_says_so_by_its_name(run_bare, tmp_path) -> None:
+    """--timm-aug without timm: the option, the package and the extra, not "refused by create_transform"."""
+    data = make_folder(tmp_path / "data", per_class=2, size=16)
+    args = ["train", "--dataset", "imagefolder", "--data", str(data), "--out", str(tmp_path / "run")]
+    done = run_bare("-m", "cropmix", *args, "--aug", "cropmix", "--timm-aug", "{}", "--print-config")
+    assert done.returncode == 2
+    said = done.stderr.strip().splitlines()[-1]
+    assert "--timm-aug" in said and "needs the 'timm' package" in said and "cropmix[timm]" in said, said
+    assert "refused" not in said, said

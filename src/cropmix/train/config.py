@@ -129,6 +129,7 @@ class TrainConfig:
         _check_numbers(self)
         check_only_with(self)
         _check_data_pipeline(self)
+        _check_timm_aug(self)
         _check_model(self)
         _check_paths(self)
 
@@ -257,16 +258,20 @@ def _check_augmentation(config: TrainConfig) -> None:
             make_config(**kwargs)  # raises naming the bad CropMix argument
         except (TypeError, ValueError) as error:
             raise cropmix_error(config, error) from error
-        if aug.timm_aug is not None:  # built once here: a bad timm argument (or no timm) fails before any work
-            _check_timm_aug(config, kwargs["size"])
 
 
-def _check_timm_aug(config: TrainConfig, size: int) -> None:
-    """Build timm's transform once, so that an argument timm refuses (a keyword create_transform does not
-    take, an unknown auto_augment policy, which timm asserts) is one error naming --timm-aug."""
+def _check_timm_aug(config: TrainConfig) -> None:
+    """Build timm's transform once, so that no timm, or an argument timm refuses (a keyword create_transform
+    does not take, an unknown auto_augment policy, which timm asserts), is one error naming --timm-aug
+    before any work."""
+    from cropmix.integrations import require
     from cropmix.integrations.timm import train_transform as timm_transform
 
     aug, label = config.aug, option("timm_aug")
+    if aug.timm_aug is None:
+        return
+    require("timm", "timm", label)
+    size = config.augment_spec(config.data.image_size or 32).cropmix_kwargs()["size"]
     try:
         timm_transform(size, False, aug.preset, aug.cropmix_overrides(), **aug.timm_aug)
     except (TypeError, ValueError, AssertionError, KeyError) as error:
