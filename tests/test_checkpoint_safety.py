@@ -288,3 +288,13 @@ def test_a_run_folder_given_for_its_checkpoint_names_the_file_to_pass(tmp_path, 
     assert f"is a folder, not a checkpoint file: pass '{run}/checkpoint.pt'" in capsys.readouterr().err
     with pytest.raises(FileError, match="cropmix writes checkpoint.pt in a run folder"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("planted", ["0.5", [0.5] * 21, [1], [0.5, "x"], {"a": 0.5}])
+def test_planted_recent_losses_of_a_pretrain_checkpoint_are_refused_naming_the_file(tmp_path, planted):
+    from cropmix.ssl.pretrain import _saved_losses
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="checkpoint.pt.*'recent_losses'"):
+        _saved_losses({"recent_losses": planted}, path)
+    assert _saved_losses({}, path) == [] and _saved_losses({"recent_losses": [0.5] * 20}, path) == [0.5] * 20
