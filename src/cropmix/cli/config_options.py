@@ -13,6 +13,15 @@ from . import arg_types
 from .arg_types import json_object_like
 
 
+class OnOffSwitch(argparse.BooleanOptionalAction):
+    """--x / --no-x whose help is only what it is given: Python 3.10-3.12 append "(default: True)" to
+    it, which `_help` says as "on"."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:  # noqa: A002 (argparse's name)
+        super().__init__(*args, **kwargs)
+        self.help = help
+
+
 def add_config_options(
     parser: argparse.ArgumentParser,
     config_class: type,
@@ -44,7 +53,7 @@ def _argument(entry: Any, default: Any) -> dict[str, Any]:
         pass
     elif scalar is bool:  # a switch for what is off by default, --x / --no-x for the rest
         plain_switch = default is False and entry.meta("meaning") is None
-        kwargs["action"] = "store_true" if plain_switch else argparse.BooleanOptionalAction
+        kwargs["action"] = "store_true" if plain_switch else OnOffSwitch
     elif scalar is dict:
         kwargs["type"] = json_object_like(example)
     else:  # a parser named in the metadata ("positive_int": cropmix.cli.arg_types), else the type itself
@@ -82,8 +91,8 @@ def _help(entry: Any, default: Any, meaning_doc: str | None, kwargs: dict[str, A
     meaning = entry.meta("meaning")
     if meaning_doc:
         text += f" (default: {meaning_doc})"
-    elif kwargs.get("action") is argparse.BooleanOptionalAction and isinstance(default, bool):
-        text += f" (default: {'on' if default else 'off'})"  # Python 3.13's BooleanOptionalAction no longer says it
+    elif kwargs.get("action") is OnOffSwitch and isinstance(default, bool):
+        text += f" (default: {'on' if default else 'off'})"
     elif not (default is None or isinstance(default, (bool, dict))):
         text += " (default: %(default)s)"
     elif isinstance(meaning, bool):

@@ -15,7 +15,10 @@ from .functional import image_info, render, warn_if_channels_last
 from .params import CropMixParams
 from .sampling import sample_one, warn_if_generator_in_worker
 
-_REJECTED_TYPES = (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.Video, tv_tensors.KeyPoints)
+# Inputs a label-keeping image mix cannot transform consistently (KeyPoints: torchvision 0.23 and later).
+_REJECTED_TYPES = tuple(
+    getattr(tv_tensors, name) for name in ("BoundingBoxes", "Mask", "Video", "KeyPoints") if hasattr(tv_tensors, name)
+)
 
 
 class CropMix(ReadOnlyConfig, Transform):
