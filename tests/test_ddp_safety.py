@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -88,6 +89,53 @@ def test_a_dataloader_worker_whose_parent_died_before_it_started_ends_at_once():
     assert done.returncode == -signal.SIGKILL and "still running" not in done.stdout, done.stderr
 
 
+_FORK_SERVER_LOADER = """
+import multiprocessing, sys, time
+import torch
+from cropmix.data.processes import worker_options
+if sys.argv[1] == "ddp":  # a process of a DDP group (of one): its workers start from cropmix's fork server
+    torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=0, world_size=1)
+else:  # the platform's default from Python 3.14 on Linux
+    multiprocessing.set_start_method("forkserver")
+dataset = torch.utils.data.TensorDataset(torch.arange(100))
+loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, **worker_options())
+batches = iter(loader)
+next(batches)
+print(*[w.pid for w in batches._workers], flush=True)
+time.sleep(120)
+"""
+
+
+def _ppid(pid: int) -> int:
+    return int(
+        next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:")).split()[
+            1
+        ]
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("started", ["ddp", "forkserver"])
+def test_workers_from_a_fork_server_end_with_the_process_they_work_for(tmp_path, started):
+    """The fork server outlives the process that asked for workers while any worker lives (each holds its
+    end of the server's pipe): workers waiting only on their parent, the server, lived on for good."""
+    command = [sys.executable, "-c", _FORK_SERVER_LOADER, started, str(tmp_path / "store")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    workers = [int(pid) for pid in process.stdout.readline().split()]
+    assert len(workers) == 2, process.communicate(timeout=60)
+    server = _ppid(workers[0])
+    assert server != process.pid
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in (*workers, server)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in (*workers, server) if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after the process was killed: {left} (workers {workers}, server {server})"
+
+
 def test_every_loader_with_workers_ends_them_with_its_process(tmp_path):
     from helpers import make_folder
 
@@ -112,7 +160,9 @@ def test_workers_of_a_ddp_process_start_from_a_fork_server(tmp_path):
 
     from cropmix.data.processes import EndWithParent, worker_options
 
-    assert "multiprocessing_context" not in worker_options() and not worker_options()["worker_init_fn"].via_server
+    default = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    single = worker_options()
+    assert "multiprocessing_context" not in single and single["worker_init_fn"].via_server == (default == "forkserver")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         options = worker_options(then=print)

@@ -6,8 +6,8 @@ torch's own check in DataLoader workers compares the parent's pid with the one i
 started: a training process killed while its workers were starting (at an epoch boundary, where
 checkpoints are written) re-parents them before that, and they then wait for work forever.
 
-`worker_options` is how every loader starts its workers: forked in a single process, from a fork
-server in a process of a DDP group (see there why).
+`worker_options` is how every loader starts its workers: as the platform does in a single process
+(forked on Linux before Python 3.14), from a fork server in a process of a DDP group (see there why).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["EndWithParent", "check_shared_memory", "end_with_parent", "worker_options"]
+__all__ = ["EndWithParent", "check_shared_memory", "end_with_parent", "end_with_process", "worker_options"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,17 +50,53 @@ def end_with_parent(parent: int | None = None, sig: int = signal.SIGTERM, poll_s
     threading.Thread(target=watch, name="cropmix-parent-watch", daemon=True).start()
 
 
+def end_with_process(pid: int, sig: int = signal.SIGKILL, poll_s: float = 1.0) -> None:
+    """Have this process get `sig` when the process `pid` ends, be it this one's parent or not: a thread
+    waits on a pidfd (Linux 5.3 and later), else polls every `poll_s` seconds. A `pid` already gone
+    sends `sig` at once."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), sig)
+        return
+    except (AttributeError, OSError):  # no pidfd here (another system, an old kernel, a sandbox): poll
+        handle = None
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])  # readable once the process has ended
+        else:
+            while _exists(pid):
+                time.sleep(poll_s)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, name="cropmix-process-watch", daemon=True).start()
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, but another user's
+        return True
+    return True
+
+
 class EndWithParent:
     """A DataLoader worker_init_fn: the worker is killed (SIGKILL: it holds nothing to save) when the
     process that made this object dies, then `then(worker_id)` runs, if given. Made in the process that
-    starts the workers. `via_server`: the workers start from a fork server, which is then their parent
-    (it ends when that process ends, and they with it)."""
+    starts the workers. `via_server`: the workers start from a fork server, which is then their parent;
+    it outlives that process while any worker lives (each holds its end of the server's pipe), so each
+    worker watches that process itself."""
 
     def __init__(self, then: Callable[[int], None] | None = None, via_server: bool = False) -> None:
         self.parent, self.then, self.via_server = os.getpid(), then, via_server
 
     def __call__(self, worker_id: int) -> None:
         end_with_parent(None if self.via_server else self.parent, signal.SIGKILL)
+        if self.via_server:
+            end_with_process(self.parent, signal.SIGKILL)
         if self.then is not None:
             self.then(worker_id)
 
@@ -90,12 +127,16 @@ def worker_options(then: Callable[[int], None] | None = None) -> dict:
     there), never forked from the process itself: its communication threads (gloo's) enter Python, and
     a fork while one of them holds the interpreter's thread lock leaves the new worker deadlocked before
     it runs; its rank then waits for it forever, and every other rank for that one (seen within seconds
-    on 2 CPU processes that start workers each epoch). Elsewhere: the platform's default (fork on Linux).
+    on 2 CPU processes that start workers each epoch). Elsewhere: the start method set, else the
+    platform's default (fork on Linux before Python 3.14, forkserver from 3.14: the workers' parent is
+    then the server, which `EndWithParent` must be told).
     """
     dist = torch.distributed
     grouped = dist.is_available() and dist.is_initialized()
     if not grouped or "forkserver" not in multiprocessing.get_all_start_methods():
-        return {"worker_init_fn": EndWithParent(then)}
+        # Read without fixing it (get_start_method() would): the first method listed is the default.
+        method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        return {"worker_init_fn": EndWithParent(then, via_server=method == "forkserver")}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "cropmix.data"])  # no effect once the server runs
     return {"worker_init_fn": EndWithParent(then, via_server=True), "multiprocessing_context": context}

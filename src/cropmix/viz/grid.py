@@ -37,11 +37,8 @@ def band_colour(band: int, num_bands: int) -> tuple[int, int, int]:
 
 
 def font(size: int) -> Font:
-    """Pillow's bundled scalable font at `size` pixels (the fixed small bitmap font on Pillow < 10.1)."""
-    try:
-        return PIL.ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: no size argument
-        return PIL.ImageFont.load_default()
+    """Pillow's bundled scalable font at `size` pixels (Pillow 10.1 and later)."""
+    return PIL.ImageFont.load_default(size=size)
 
 
 def open_rgb(path: str | Path) -> PIL.Image.Image:
