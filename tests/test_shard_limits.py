@@ -308,3 +308,29 @@ def test_a_brace_range_of_huge_numbers_is_an_error_naming_the_index(tmp_path) ->
     with pytest.raises(ValueError, match="over 18 digits"):
         expand_braces("s{" + "0" * 19 + "..1}.tar")
     assert expand_braces("s{" + "0" * 17 + "..1}.tar") == ["s" + "0" * 17 + ".tar", "s" + "0" * 16 + "1.tar"]
+
+
+def test_a_pipe_index_command_is_read_up_to_the_limit_and_then_stopped(tmp_path) -> None:
+    """What a `pipe:` index command relays may print without end: only the limit (+1 byte) is read, then it
+    and what it started are killed, before it could go on (here: to the `touch` after the output)."""
+    marker = tmp_path / "went-on"
+    with pytest.raises(ValueError, match="more than the limit of 1000 bytes"):
+        shard_urls.read_location("pipe", f"head -c 50000000 /dev/zero; touch {marker}", 1000)
+    time.sleep(0.5)
+    assert not marker.exists()
+
+
+def test_a_pipe_index_command_that_outlives_its_time_limit_is_one_error(monkeypatch) -> None:
+    """A command whose pipeline outlives the limit (here `sleep`, which holds the output pipe) is killed
+    whole at the limit, not only its shell, and said in one error."""
+    monkeypatch.setattr(shard_urls, "PIPE_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"did not finish within 1 s"):
+        shard_urls.read_location("pipe", "sleep 20 | cat", 1000)
+    assert time.monotonic() - start < 10
+
+
+def test_a_pipe_index_command_that_fails_says_its_status_and_last_error_line() -> None:
+    with pytest.raises(ValueError, match="failed with status 3: no such index"):
+        shard_urls.read_location("pipe", "echo first >&2; echo no such index >&2; exit 3", 1000)
+    assert shard_urls.read_location("pipe", "echo '{}'", 1000) == b"{}\n"

@@ -8,17 +8,21 @@ is honoured only when the exact string was registered with `allow_pipe_url` in t
 `cropmix train --allow-pipe-urls` does for the `--data` its own command line names; that switch is
 never stored in or read from a config.
 
-Reads are bounded in time: HTTP requests time out after URL_TIMEOUT_S seconds, a `pipe:` command
-after PIPE_TIMEOUT_S. Brace patterns ("train-{000000..000146}.tar", "{a,b}") are expanded here,
+Reads are bounded in time and size: HTTP requests time out after URL_TIMEOUT_S seconds; a `pipe:`
+command, and all it started, is killed after PIPE_TIMEOUT_S or once it has printed more than an index
+may hold. Brace patterns ("train-{000000..000146}.tar", "{a,b}") are expanded here,
 without the braceexpand package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
+import signal
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 from typing import IO
@@ -100,14 +104,56 @@ def read_location(kind: str, location: str, max_bytes: int) -> bytes:
         with urllib.request.urlopen(location, timeout=URL_TIMEOUT_S) as response:  # noqa: S310 (http(s) only)
             data = response.read(max_bytes + 1)
     else:
-        result = subprocess.run(location, shell=True, capture_output=True, timeout=PIPE_TIMEOUT_S, check=False)  # noqa: S602
-        if result.returncode != 0:
-            stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
-            raise ValueError(f"command {location!r} failed with status {result.returncode}: {' '.join(stderr)}")
-        data = result.stdout
+        data = command_output(location, max_bytes)
     if len(data) > max_bytes:
         raise ValueError(f"{location!r} holds more than the limit of {max_bytes} bytes for a shard index")
     return data
+
+
+def command_output(command: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """What the shell command (the user's own, named with PIPE_FLAG) prints, at most `max_bytes` + 1 bytes
+    of it read: whatever it relays (a download) may print without end. It and all it started (its own
+    process group) are killed past `timeout_s` (default PIPE_TIMEOUT_S), once the limit is passed, or
+    when it has printed all and ended; ValueError with its status and last line of stderr if it fails."""
+    limit = PIPE_TIMEOUT_S if timeout_s is None else timeout_s
+    process = subprocess.Popen(  # noqa: S602 (a command the user's own command line named)
+        command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    errors = bytearray()
+    drain = threading.Thread(target=_keep_tail, args=(process.stderr, errors), daemon=True)
+    drain.start()
+    timed_out = threading.Event()
+    timer = threading.Timer(limit, lambda: (timed_out.set(), _kill_group(process)))
+    timer.start()
+    try:
+        data = process.stdout.read(max_bytes + 1)
+        if len(data) <= max_bytes:  # all of it: the shell's own status is wanted (the timer still runs)
+            process.wait()
+    finally:
+        timer.cancel()
+        _kill_group(process)  # over the limit, or what it left running in the background
+        process.wait()
+        process.stdout.close()
+        drain.join(timeout=5)
+    if timed_out.is_set():
+        raise ValueError(f"command {command!r} did not finish within {limit:.0f} s")
+    if len(data) <= max_bytes and process.returncode != 0:
+        last = bytes(errors).decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise ValueError(f"command {command!r} failed with status {process.returncode}: {' '.join(last)}")
+    return data
+
+
+def _keep_tail(stream: IO[bytes], tail: bytearray, keep: int = 4096) -> None:
+    """Read `stream` to its end, keeping only its last `keep` bytes in `tail`."""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        tail.extend(chunk)
+        del tail[:-keep]
+    stream.close()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it has already ended, with all it started
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def resolve_entry(entry: str, base: str | None, where: str) -> str:
