@@ -265,3 +265,32 @@ def test_the_package_imports_without_webdataset_and_braceexpand() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_second_writer_to_the_same_folder_is_refused_and_the_first_ones_shards_kept(tmp_path) -> None:
+    """Two `cropmix shards` into one folder: the second took the first one's staging folder for a killed
+    run's, cleared it and wrote its own beside it. It is refused while the first holds the folder."""
+    from cropmix.data.safe_files import FileError
+
+    src, out = make_folder(tmp_path / "src"), tmp_path / "out"
+    (out / ".shards.partial").mkdir(parents=True)
+    (out / ".shards.partial" / "train-000000.tar").write_bytes(b"the first writer's shard")
+    holder = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        with pytest.raises(FileError, match="another process is writing shards to .*out: let it finish"):
+            write_shards(src, out, shard_size=2, progress=False, overwrite=True)
+        assert (out / ".shards.partial" / "train-000000.tar").read_bytes() == b"the first writer's shard"
+    finally:
+        first.kill()
+        first.wait()
+    write_shards(src, out, shard_size=2, progress=False, overwrite=True)  # once it has gone (killed: the rerun case)
+    assert read_index(out).split("train").counts == [2, 2]

@@ -22,11 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 __all__ = [
     "FileError",
     "atomic_writer",
     "write_text_atomic",
     "sync_folder",
+    "exclusive_folder",
     "open_regular",
     "read_regular_bytes",
     "missing_folders",
@@ -111,6 +117,24 @@ def sync_folder(folder: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock (flock) on `folder` for the block: a FileError saying `busy` at once if another
+    process holds it. Where there is no flock (Windows) the block runs unlocked."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise FileError(errno.EBUSY, busy) from error
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -34,7 +34,7 @@ import torch
 
 from .folder import FolderIndex, index_folder, split_dir
 from .image_files import BadFileError, image_size
-from .safe_files import FileError, atomic_writer, read_regular_bytes, sync_folder, write_text_atomic
+from .safe_files import FileError, atomic_writer, exclusive_folder, read_regular_bytes, sync_folder, write_text_atomic
 from .shard_tar import MAX_MEMBER_BYTES
 from .shard_urls import MAX_SHARD_NAMES, expand_braces, index_location, name_count, read_location, resolve_entry
 
@@ -250,9 +250,8 @@ def _write_split(
     }
 
 
-def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    """The local folder `out`, made if missing; a non-empty one only with `overwrite`. Its old index and shards
-    stay until the new ones are all written (`_replace_shards`); what a killed run left in STAGING is removed."""
+def _out_folder(out: str | os.PathLike) -> Path:
+    """The local folder `out`, made if missing."""
     text = os.fspath(out)
     if text.startswith("pipe:") or _URL.match(text):
         raise ValueError(f"out {text!r} is a URL or a command; shards are written to a local folder only")
@@ -260,6 +259,13 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"out {text!r} is a file; shards are written to a folder")
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _prepare_out(folder: Path, overwrite: bool) -> None:
+    """`folder` may be written: an empty one, or a non-empty one with `overwrite`. Its old index and shards
+    stay until the new ones are all written (`_replace_shards`); what a killed run left in STAGING is removed."""
+    text = os.fspath(folder)
     # A killed run's STAGING folder is not content: it is cleared below (refused if it holds other files).
     names = sorted(p.name for p in folder.iterdir() if not (p.name == STAGING and p.is_dir() and not p.is_symlink()))
     if names and not overwrite:
@@ -268,7 +274,6 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
             f"out {text!r} is not empty (it holds {shown}): pass overwrite=True (--overwrite) to replace its shards"
         )
     _remove_staging(folder / STAGING)
-    return folder
 
 
 def _remove_staging(staging: Path) -> None:
@@ -327,11 +332,30 @@ def write_shards(
         raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
     if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int):
         raise TypeError(f"shuffle_seed must be an int, got {shuffle_seed!r}")
-    from tqdm.auto import tqdm
-
     train = index_folder(split_dir(src, "train"), progress=progress)
     val = index_folder(split_dir(src, "val"), classes=train.classes, progress=progress)
-    folder = _prepare_out(out, overwrite)
+    folder = _out_folder(out)
+    # A second writer would take this one's STAGING folder for a killed run's and clear it.
+    with exclusive_folder(
+        folder, f"another process is writing shards to {folder}: let it finish, or choose another out"
+    ):
+        _prepare_out(folder, overwrite)
+        _write_all(folder, train, val, shard_size, shuffle_seed, skip_bad, progress)
+    return folder / INDEX_NAME
+
+
+def _write_all(
+    folder: Path,
+    train: FolderIndex,
+    val: FolderIndex,
+    shard_size: int,
+    shuffle_seed: int,
+    skip_bad: bool,
+    progress: bool,
+) -> None:
+    """Both splits' shards written in folder/STAGING, then moved in over the old ones, and the index."""
+    from tqdm.auto import tqdm
+
     staging = folder / STAGING
     try:
         staging.mkdir()
@@ -348,4 +372,3 @@ def write_shards(
         _remove_staging(staging)
         raise
     _replace_shards(folder, staging, {"format": INDEX_FORMAT, "version": 1, "classes": train.classes, "splits": splits})
-    return folder / INDEX_NAME
