@@ -162,7 +162,8 @@ def test_workers_of_a_ddp_process_start_from_a_fork_server(tmp_path):
 
     default = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     single = worker_options()
-    assert "multiprocessing_context" not in single and single["worker_init_fn"].via_server == (default == "forkserver")
+    assert ("multiprocessing_context" in single) == (default != "fork")
+    assert single["worker_init_fn"].via_server == (default == "forkserver")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         options = worker_options(then=print)
@@ -227,3 +228,28 @@ def test_in_memory_data_too_large_for_shared_memory_is_refused_in_a_ddp_process(
         make_loader(split, None, Batching(8, workers=0))  # no workers, nothing to send
     finally:
         dist.destroy_process_group()
+    monkeypatch.setattr(processes.multiprocessing, "get_start_method", lambda allow_none=False: "forkserver")
+    with pytest.raises(ValueError, match=r"not forked through shared memory"):  # Python 3.14's default, no group
+        make_loader(split, None, Batching(8, workers=1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_without_pidfd_a_watched_process_that_became_a_zombie_counts_as_ended():
+    """Where there is no pidfd the watch polls, and os.kill(pid, 0) still finds a process that has ended
+    but is not yet collected by its parent: such a zombie must end the watcher as well."""
+    watched = subprocess.Popen(["sleep", "0.3"])  # ends, then stays a zombie: nothing here collects it yet
+    code = (
+        "import os, sys, time\n"
+        "del os.pidfd_open  # as on a system without pidfd\n"
+        "from cropmix.data.processes import end_with_process\n"
+        "end_with_process(int(sys.argv[1]), poll_s=0.05)\n"
+        "time.sleep(30)\n"
+        "print('outlived it', flush=True)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(watched.pid)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == -signal.SIGKILL and "outlived" not in done.stdout, done.stderr
+    finally:
+        watched.wait()

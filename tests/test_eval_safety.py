@@ -143,3 +143,21 @@ def test_eval_refuses_skip_bad_where_it_applies_to_nothing(tmp_path, capsys):
     assert main(["eval", str(out), "--no-progress", "--skip-bad"]) == 2
     said = last_line(capsys)
     assert "--skip-bad" in said and "'npz'" in said and "--imagenet-c" in said, said
+
+
+def test_a_run_trained_with_skip_bad_is_evaluated_without_skipping_unless_asked(tmp_path, capsys):
+    """The run's own skip_bad must not pass on to eval unseen: a test file gone bad is an error naming it,
+    and with --skip-bad it is skipped."""
+    from helpers import TINY_NET, make_folder
+
+    data = make_folder(tmp_path / "data", per_class=3, size=16)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "imagefolder", "--data", str(data), "--out", str(out), *TINY_NET, "--workers", "0"]
+    args += ["--batch-size", "4", "--epochs", "1", "--in-memory", "--skip-bad", "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    bad = sorted((data / "val").rglob("*.*"))[0]
+    bad.write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-progress", "--device", "cpu"]) == 2
+    assert bad.name in last_line(capsys)
+    assert main(["eval", str(out), "--no-progress", "--device", "cpu", "--skip-bad"]) == 0

@@ -98,3 +98,26 @@ def test_the_command_reports_a_file_error_in_one_line(tmp_path, monkeypatch, cap
     assert main(["shards", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"cropmix shards: error: no space left on device writing {tmp_path / 'train-000000.tar'}"
+
+
+@pytest.mark.parametrize("fails", ["open", "fsync"])
+def test_a_folder_that_cannot_be_synced_does_not_fail_the_write(tmp_path, monkeypatch, fails):
+    """Opening a folder one may write but not read (EACCES), or a file system that does not fsync folders
+    (EINVAL), must not turn a write that succeeded into an error."""
+    real_open, real_fsync = os.open, os.fsync
+
+    def folder_open(path, flags, *args):
+        if fails == "open" and os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, flags, *args)
+
+    def folder_fsync(fd):
+        if fails == "fsync" and stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(safe_files.os, "open", folder_open)
+    monkeypatch.setattr(safe_files.os, "fsync", folder_fsync)
+    write_text_atomic(tmp_path / "out.json", "new")
+    assert (tmp_path / "out.json").read_text() == "new"
+    assert safe_files.sync_folder(tmp_path) is False

@@ -14,7 +14,7 @@ from .arg_types import json_object_like
 
 
 class OnOffSwitch(argparse.BooleanOptionalAction):
-    """--x / --no-x whose help is only what it is given: Python 3.10-3.12 append "(default: True)" to
+    """--x / --no-x whose help is only what it is given: Python 3.10 appends "(default: True)" to
     it, which `_help` says as "on"."""
 
     def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:  # noqa: A002 (argparse's name)

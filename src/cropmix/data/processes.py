@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -64,23 +65,31 @@ def end_with_process(pid: int, sig: int = signal.SIGKILL, poll_s: float = 1.0) -
 
     def watch() -> None:
         if handle is not None:
-            select.select([handle], [], [])  # readable once the process has ended
+            waiting = select.poll()  # not select(): it takes no descriptor numbered 1024 or above
+            waiting.register(handle, select.POLLIN)
+            waiting.poll()  # readable once the process has ended
         else:
-            while _exists(pid):
+            while _running(pid):
                 time.sleep(poll_s)
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=watch, name="cropmix-process-watch", daemon=True).start()
 
 
-def _exists(pid: int) -> bool:
+def _running(pid: int) -> bool:
+    """Whether `pid` runs: neither gone nor a zombie (ended, not yet collected by its parent), which
+    os.kill(pid, 0) still finds; the zombie state is read where /proc says it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # there, but another user's
-        return True
-    return True
+        pass
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc on this system (then os.kill's answer stands), or the process has just gone
+        return not os.path.isdir("/proc")
+    return stat_line.rpartition(")")[2].split()[0] != "Z"  # the state follows the parenthesised name
 
 
 class EndWithParent:
@@ -105,15 +114,16 @@ SHARED_MEMORY = "/dev/shm"
 
 
 def check_shared_memory(storage: torch.UntypedStorage, what: str) -> None:
-    """Refuse to send `storage` to workers from a fork server when it would not fit in SHARED_MEMORY:
-    torch moves it there, and a worker then dies of SIGBUS mid-epoch (Docker's default is 64 MB)."""
+    """Refuse to send `storage` to workers that are not forked (from a fork server, spawned) when it would
+    not fit in SHARED_MEMORY: torch moves it there, and a worker then dies of SIGBUS mid-epoch (Docker's
+    default is 64 MB)."""
     if storage.is_shared() or not os.path.isdir(SHARED_MEMORY):
         return
     stats = os.statvfs(SHARED_MEMORY)
     free = stats.f_bavail * stats.f_frsize
     if storage.nbytes() > 0.9 * free:
         raise ValueError(
-            f"{what} ({storage.nbytes() / 2**20:.0f} MiB) reach the loader workers of a DDP process through "
+            f"{what} ({storage.nbytes() / 2**20:.0f} MiB) reach loader workers that are not forked through "
             f"shared memory, but {SHARED_MEMORY} has {free / 2**20:.0f} MiB free: use workers=0 (--workers 0), "
             "augment on the device (--aug-device device), or give the machine more shared memory "
             "(docker run --shm-size)"
@@ -136,7 +146,10 @@ def worker_options(then: Callable[[int], None] | None = None) -> dict:
     if not grouped or "forkserver" not in multiprocessing.get_all_start_methods():
         # Read without fixing it (get_start_method() would): the first method listed is the default.
         method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-        return {"worker_init_fn": EndWithParent(then, via_server=method == "forkserver")}
+        options = {"worker_init_fn": EndWithParent(then, via_server=method == "forkserver")}
+        if method != "fork":  # named, so that callers know the workers get their data pickled (and through /dev/shm)
+            options["multiprocessing_context"] = multiprocessing.get_context(method)
+        return options
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "cropmix.data"])  # no effect once the server runs
     return {"worker_init_fn": EndWithParent(then, via_server=True), "multiprocessing_context": context}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 import tempfile
@@ -26,6 +27,8 @@ try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
+
+log = logging.getLogger("cropmix.data")
 
 __all__ = [
     "FileError",
@@ -110,13 +113,25 @@ def _umask() -> int:
     return mask
 
 
-def sync_folder(folder: str | os.PathLike) -> None:
-    """fsync `folder` itself, so that files created, renamed or removed in it stay so after a power cut."""
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+def sync_folder(folder: str | os.PathLike) -> bool:
+    """fsync `folder` itself, so that files created, renamed or removed in it stay so after a power cut;
+    False where that cannot be done (Windows, a folder one may write but not read, a file system that
+    does not sync folders): the files themselves are written all the same, only less durably."""
+    if os.name == "nt":
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        log.debug("folder %s not synced: %s", folder, error)
+        return False
     try:
         os.fsync(fd)
+    except OSError as error:
+        log.debug("folder %s not synced: %s", folder, error)
+        return False
     finally:
         os.close(fd)
+    return True
 
 
 @contextlib.contextmanager

@@ -20,9 +20,10 @@ import contextlib
 import itertools
 import os
 import re
+import selectors
 import signal
 import subprocess
-import threading
+import time
 import urllib.parse
 import urllib.request
 from typing import IO
@@ -112,47 +113,62 @@ def read_location(kind: str, location: str, max_bytes: int) -> bytes:
 
 def command_output(command: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
     """What the shell command (the user's own, named with PIPE_FLAG) prints, at most `max_bytes` + 1 bytes
-    of it read: whatever it relays (a download) may print without end. It and all it started (its own
-    process group) are killed past `timeout_s` (default PIPE_TIMEOUT_S), once the limit is passed, or
-    when it has printed all and ended; ValueError with its status and last line of stderr if it fails."""
+    of it: whatever it relays (a download) may print without end. Both its outputs are read here, against
+    a deadline of `timeout_s` (default PIPE_TIMEOUT_S); then it and all it started in its process group
+    are killed, whether it finished, passed the limit or ran out of time (one that left the group keeps
+    nothing waiting). ValueError with its status and last line of stderr if it fails or times out."""
     limit = PIPE_TIMEOUT_S if timeout_s is None else timeout_s
     process = subprocess.Popen(  # noqa: S602 (a command the user's own command line named)
         command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    errors = bytearray()
-    drain = threading.Thread(target=_keep_tail, args=(process.stderr, errors), daemon=True)
-    drain.start()
-    timed_out = threading.Event()
-    timer = threading.Timer(limit, lambda: (timed_out.set(), _kill_group(process)))
-    timer.start()
+    output, errors = bytearray(), bytearray()
     try:
-        data = process.stdout.read(max_bytes + 1)
-        if len(data) <= max_bytes:  # all of it: the shell's own status is wanted (the timer still runs)
-            process.wait()
+        finished = _read_both(process, output, errors, max_bytes, time.monotonic() + limit)
     finally:
-        timer.cancel()
-        _kill_group(process)  # over the limit, or what it left running in the background
+        _kill_group(process)
         process.wait()
         process.stdout.close()
-        drain.join(timeout=5)
-    if timed_out.is_set():
+        process.stderr.close()
+    if not finished and len(output) <= max_bytes:
         raise ValueError(f"command {command!r} did not finish within {limit:.0f} s")
-    if len(data) <= max_bytes and process.returncode != 0:
+    if len(output) <= max_bytes and process.returncode != 0:
         last = bytes(errors).decode("utf-8", "replace").strip().splitlines()[-1:]
         raise ValueError(f"command {command!r} failed with status {process.returncode}: {' '.join(last)}")
-    return data
+    return bytes(output[: max_bytes + 1])
 
 
-def _keep_tail(stream: IO[bytes], tail: bytearray, keep: int = 4096) -> None:
-    """Read `stream` to its end, keeping only its last `keep` bytes in `tail`."""
-    for chunk in iter(lambda: stream.read1(65536), b""):
-        tail.extend(chunk)
-        del tail[:-keep]
-    stream.close()
+def _read_both(
+    process: subprocess.Popen, output: bytearray, errors: bytearray, max_bytes: int, deadline: float
+) -> bool:
+    """Read the process's stdout into `output` (until past `max_bytes`) and the tail of its stderr into
+    `errors` until both end and it exits; False if `deadline` (time.monotonic) came first."""
+    with selectors.DefaultSelector() as selector:
+        for stream in (process.stdout, process.stderr):
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map() and len(output) <= max_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif key.fileobj is process.stdout:
+                    output.extend(chunk)
+                else:
+                    errors.extend(chunk)
+                    del errors[:-4096]
+    if len(output) > max_bytes:
+        return True
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):  # it has already ended, with all it started
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # it has already ended, with all it started
         os.killpg(process.pid, signal.SIGKILL)
 
 

@@ -66,8 +66,8 @@ def _load_run(
     config = TrainConfig.from_saved(saved, run_dir / rf.CONFIG).replace(download=False)
     if data is not None:  # the run's data has moved since training
         config = config.replace(data=os.fspath(data))
-    if skip_bad and "skip_bad" in source_named(config.data.dataset).switches:
-        config = config.replace(skip_bad=True)
+    # Skipped only when this evaluation asks: a run trained with skip_bad does not pass it on unseen.
+    config = config.replace(skip_bad=skip_bad and "skip_bad" in source_named(config.data.dataset).switches)
     path = run_dir / CHECKPOINT
     state = load_checkpoint(path)
     epochs = checkpoint_entry(state, "epoch", int, path)
