@@ -113,6 +113,10 @@ def _umask() -> int:
     return mask
 
 
+def _open_folder(folder: str | os.PathLike) -> int:
+    return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
 def sync_folder(folder: str | os.PathLike) -> bool:
     """fsync `folder` itself, so that files created, renamed or removed in it stay so after a power cut;
     False where that cannot be done (Windows, a folder one may write but not read, a file system that
@@ -120,7 +124,7 @@ def sync_folder(folder: str | os.PathLike) -> bool:
     if os.name == "nt":
         return False
     try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = _open_folder(folder)
     except OSError as error:
         log.debug("folder %s not synced: %s", folder, error)
         return False
@@ -141,7 +145,7 @@ def exclusive_folder(folder: str | os.PathLike, busy: str) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd = _open_folder(folder)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -129,7 +129,7 @@ def command_output(command: str, max_bytes: int, timeout_s: float | None = None)
         process.wait()
         process.stdout.close()
         process.stderr.close()
-    if not finished and len(output) <= max_bytes:
+    if not finished:
         raise ValueError(f"command {command!r} did not finish within {limit:.0f} s")
     if len(output) <= max_bytes and process.returncode != 0:
         last = bytes(errors).decode("utf-8", "replace").strip().splitlines()[-1:]

@@ -34,10 +34,10 @@ from .distributed import DistInfo
 DEFAULT_FILE_SIZE = 224  # the training side of images read from files or shards, unless image_size says
 
 
-def source_of(data: TrainData, *, skip_bad: bool = False, progress: bool = True) -> DataSource:
+def source_of(data: TrainData, *, progress: bool = True) -> DataSource:
     """The dataset `data` names, opened as its run reads it (`progress`: bars while opening it)."""
     return load_source(
-        data.dataset, data.path, download=data.download, skip_bad=skip_bad, in_memory=data.in_memory,
+        data.dataset, data.path, download=data.download, skip_bad=data.skip_bad, in_memory=data.in_memory,
         hf_keys=data.hf_keys(), progress=progress,
     )  # fmt: skip
 
@@ -78,7 +78,7 @@ def prepare_data(
     host memory for the batches, for asynchronous copies to a GPU.
     """
     data = config.data
-    source = source_of(data, skip_bad=data.skip_bad, progress=config.run.progress)
+    source = source_of(data, progress=config.run.progress)
     train_split = subset(source.train, data.max_train_images)
     test_split = subset(source.test, data.max_test_images)
     size = image_size_of(data, source)

@@ -73,7 +73,7 @@ def _load_run(
     epochs = checkpoint_entry(state, "epoch", int, path)
     if epochs < config.optim.epochs:
         raise ValueError(f"run {str(run_dir)!r} stopped after {epochs}/{config.optim.epochs} epochs; resume it first")
-    source = source_of(config.data, skip_bad=config.data.skip_bad, progress=progress)
+    source = source_of(config.data, progress=progress)
     size = image_size_of(config.data, source)
     check_data_matches(state.get("data"), source.num_classes, size, config)
     model = build_model_for(config, source.num_classes, size)
